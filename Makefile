@@ -1,0 +1,33 @@
+# Every target creates and uses a local .venv: nothing to install by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-sqlite lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## synthetic bundle -> ETL -> derivations -> study report, into ./demo/
+	$(BIN)/registry demo --out demo
+
+test: $(STAMP)  ## the whole suite on SQLite and PostgreSQL
+	$(BIN)/python -m pytest -q
+
+test-sqlite: $(STAMP)
+	$(BIN)/python -m pytest -q --engines sqlite
+
+lint: $(STAMP)
+	$(BIN)/ruff check registry etl tests migrations bench
+	$(BIN)/ruff format --check registry etl tests migrations bench
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## load benchmarks against the bulk-load floor (see docs/benchmarks.md)
+	$(BIN)/python bench/bench_load.py
+
+clean:
+	rm -rf $(VENV) demo registry.db registry.db.lock .pytest_cache .mypy_cache .ruff_cache

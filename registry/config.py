@@ -1,0 +1,130 @@
+"""Configuration: command line > environment > optional TOML file > defaults.
+
+The pseudonym key is read from ``REGISTRY_PSEUDONYM_KEY`` (or the config file) and is never
+written to the database or to logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///registry.db"
+ENV_DATABASE_URL = "REGISTRY_DATABASE_URL"
+ENV_PSEUDONYM_KEY = "REGISTRY_PSEUDONYM_KEY"
+ENV_CONFIG_FILE = "REGISTRY_CONFIG"
+DEFAULT_CONFIG_FILE = "registry.toml"
+# The demo runs without a configured key; its pseudonyms are for synthetic data only.
+DEMO_PSEUDONYM_KEY = "demo-key-synthetic-data-only"
+MIN_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    database_url_source: str
+    pseudonym_key: str | None = None
+    pseudonym_key_source: str | None = None
+    config_file: str | None = None
+
+    def require_key(self, *, demo: bool = False) -> bytes:
+        if self.pseudonym_key:
+            return self.pseudonym_key.encode("utf-8")
+        if demo:
+            return DEMO_PSEUDONYM_KEY.encode("utf-8")
+        raise ConfigError(
+            "no pseudonym key is configured",
+            hint=f"set {ENV_PSEUDONYM_KEY} to the deployment's secret (at least "
+            f"{MIN_KEY_LENGTH} characters); it is never stored in the database",
+        )
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.database_url)
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL (for doctor output and logs)."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("registry", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [registry] must be a table")
+    unknown = set(section) - {"database_url", "pseudonym_key"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown keys {sorted(unknown)}")
+    return section
+
+
+def load_settings(
+    database_url: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    cfg_path: Path | None = None
+    if config_file is not None:
+        cfg_path = Path(config_file)
+        if not cfg_path.exists():
+            raise ConfigError(f"config file {cfg_path} does not exist")
+    elif env.get(ENV_CONFIG_FILE):
+        cfg_path = Path(env[ENV_CONFIG_FILE])
+        if not cfg_path.exists():
+            raise ConfigError(f"config file {cfg_path} (from {ENV_CONFIG_FILE}) does not exist")
+    elif Path(DEFAULT_CONFIG_FILE).exists():
+        cfg_path = Path(DEFAULT_CONFIG_FILE)
+    cfg = _read_config_file(cfg_path) if cfg_path else {}
+
+    if database_url:
+        url, source = database_url, "--database-url"
+    elif env.get(ENV_DATABASE_URL):
+        url, source = env[ENV_DATABASE_URL], ENV_DATABASE_URL
+    elif cfg.get("database_url"):
+        url, source = str(cfg["database_url"]), f"config file {cfg_path}"
+    else:
+        url, source = DEFAULT_DATABASE_URL, "default"
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError(
+            f"unsupported database URL from {source}: {redact_url(url)!r}",
+            hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+        )
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+
+    key: str | None
+    if env.get(ENV_PSEUDONYM_KEY):
+        key, key_source = env[ENV_PSEUDONYM_KEY], ENV_PSEUDONYM_KEY
+    elif cfg.get("pseudonym_key"):
+        key, key_source = str(cfg["pseudonym_key"]), f"config file {cfg_path}"
+    else:
+        key, key_source = None, None
+    if key is not None and len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(
+            f"the pseudonym key from {key_source} is shorter than {MIN_KEY_LENGTH} characters"
+        )
+    return Settings(
+        database_url=url,
+        database_url_source=source,
+        pseudonym_key=key,
+        pseudonym_key_source=key_source,
+        config_file=str(cfg_path) if cfg_path else None,
+    )

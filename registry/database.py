@@ -1,0 +1,180 @@
+"""Engines, migrations and the one-writer lock.
+
+Library code only: nothing here prints. The CLI calls these functions and renders results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from registry.errors import ConfigError, DatabaseUnavailable, LockHeld
+
+LOCK_NAME = "mm-registry-load"
+
+
+def is_sqlite(url_or_engine: str | Engine | Connection) -> bool:
+    if isinstance(url_or_engine, str):
+        return url_or_engine.startswith("sqlite")
+    return url_or_engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"cannot parse database URL {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            parent = Path(db).expanduser().resolve().parent
+            if not parent.exists():
+                raise ConfigError(f"folder {parent} for the SQLite database does not exist")
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def check_reachable(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"database unreachable: {first}",
+            hint="check REGISTRY_DATABASE_URL / --database-url and that the server runs",
+        ) from None
+
+
+# --------------------------------------------------------------------------- migrations
+def migrations_dir() -> Path:
+    """The top-level ``migrations/`` folder, shipped as package ``registry_migrations``."""
+    return Path(str(resources.files("registry_migrations")))
+
+
+def alembic_config(engine: Engine, connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["engine"] = engine
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    check_reachable(engine)
+    command.upgrade(alembic_config(engine), revision)
+    from registry.vocabulary import load_vocabulary
+
+    if revision == "head":
+        with engine.begin() as conn:
+            load_vocabulary(conn)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    check_reachable(engine)
+    command.downgrade(alembic_config(engine), revision)
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def migration_state(engine: Engine) -> MigrationState:
+    check_reachable(engine)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    head = script.get_current_head()
+    assert head is not None
+    return MigrationState(current=current, head=head)
+
+
+def require_current_schema(engine: Engine) -> None:
+    state = migration_state(engine)
+    if not state.up_to_date:
+        raise ConfigError(
+            f"the database schema is at {state.current or 'nothing'}, not {state.head}",
+            hint="run `registry db upgrade` first",
+        )
+
+
+# --------------------------------------------------------------------------- the load lock
+@contextlib.contextmanager
+def writer_lock(engine: Engine) -> Iterator[None]:
+    """Only one load at a time per database.
+
+    PostgreSQL: a session advisory lock on one dedicated connection (released if the holder
+    dies; unlocked in ``finally``). SQLite: ``flock`` on a sidecar ``<db>.lock`` file (released
+    by the kernel when the holder dies).
+    """
+    if is_sqlite(engine):
+        db = engine.url.database or ""
+        if not db or db == ":memory:":
+            yield
+            return
+        lock_path = Path(db).expanduser().resolve().with_name(Path(db).name + ".lock")
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(
+                    "another run holds the lock on this registry",
+                    hint="wait for it to finish; `registry etl runs` shows what is running",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return
+
+    key = zlib.crc32(LOCK_NAME.encode())
+    conn = engine.connect()
+    try:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()
+        if not got:
+            raise LockHeld(
+                "another run holds the lock on this registry",
+                hint="wait for it to finish; `registry etl runs` shows what is running",
+            )
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+    finally:
+        conn.close()

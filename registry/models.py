@@ -1,0 +1,361 @@
+"""The registry schema: SQLAlchemy 2 typed models. The models are the truth; the Alembic
+revisions in ``migrations/`` must match them (a test runs ``alembic check``).
+
+Every clinical table carries ``patient_key`` so that the registry could be distributed by
+patient on a sharded PostgreSQL. Source rows carry lineage (the ETL run and the source row
+number that last wrote them) and a current/retired flag (``mode: full`` retires records a
+site no longer sends; they stay in the table, no longer current).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A BigInteger primary key on SQLite is not the rowid: use INTEGER there.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+KEY = String(64)  # HMAC-SHA256 hex pseudonym
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# --------------------------------------------------------------------------- reference data
+class Site(Base):
+    """A delivering centre. ``last_exported_at`` guards against loading stale bundles."""
+
+    __tablename__ = "sites"
+    site_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_exported_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_data_cutoff: Mapped[dt.date | None] = mapped_column(Date)
+    last_run_id: Mapped[int | None] = mapped_column(Id)
+
+
+class Drug(Base):
+    """The drug vocabulary: one generic name, a class and an ATC code (shipped as data)."""
+
+    __tablename__ = "drugs"
+    drug_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    generic_name: Mapped[str] = mapped_column(String(80), unique=True)
+    drug_class: Mapped[str] = mapped_column(String(32))
+    atc_code: Mapped[str | None] = mapped_column(String(16))
+    vocabulary_version: Mapped[str] = mapped_column(String(16))
+
+
+class DrugSynonym(Base):
+    """Brand names and spellings, lower-cased and trimmed, each mapping to one drug."""
+
+    __tablename__ = "drug_synonyms"
+    synonym: Mapped[str] = mapped_column(String(120), primary_key=True)
+    drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"), index=True)
+
+
+# --------------------------------------------------------------------------- ETL bookkeeping
+class EtlRun(Base):
+    """The run ledger: every run, refused ones included."""
+
+    __tablename__ = "etl_runs"
+    run_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    site_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    bundle_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    exported_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    data_cutoff: Mapped[dt.date | None] = mapped_column(Date)
+    mode: Mapped[str | None] = mapped_column(String(16))
+    # running | succeeded | unchanged | refused | failed | killed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    file_counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    warnings: Mapped[list[Any] | None] = mapped_column(JSON)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class QuarantinedRow(Base):
+    """A rejected input row with every reason found; source ids replaced by pseudonyms and
+    direct-identifier columns removed."""
+
+    __tablename__ = "quarantine"
+    quarantine_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("etl_runs.run_id"), index=True)
+    file: Mapped[str] = mapped_column(String(32))
+    row_number: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    row_data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SourceRow:
+    """Lineage and currency shared by every table loaded from a bundle."""
+
+    @declared_attr
+    def run_id(cls) -> Mapped[int]:
+        return mapped_column(Id, ForeignKey("etl_runs.run_id"))
+
+    source_row: Mapped[int] = mapped_column(Integer)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    retired_run_id: Mapped[int | None] = mapped_column(Id)
+
+
+# --------------------------------------------------------------------------- loaded records
+class Patient(SourceRow, Base):
+    __tablename__ = "patients"
+    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    site_code: Mapped[str] = mapped_column(String(32), ForeignKey("sites.site_code"), index=True)
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    diagnosis_date: Mapped[dt.date] = mapped_column(Date)
+    iss_stage: Mapped[str | None] = mapped_column(String(3))
+    riss_stage: Mapped[str | None] = mapped_column(String(3))
+    ldh_elevated: Mapped[bool | None] = mapped_column(Boolean)
+    del17p: Mapped[str | None] = mapped_column(String(12))
+    t_4_14: Mapped[str | None] = mapped_column(String(12))
+    t_14_16: Mapped[str | None] = mapped_column(String(12))
+    gain_1q: Mapped[str | None] = mapped_column(String(12))
+    heavy_chain: Mapped[str | None] = mapped_column(String(4))
+    light_chain: Mapped[str | None] = mapped_column(String(6))
+    cytogenetic_risk: Mapped[str] = mapped_column(String(8))  # high | standard | unknown
+    # set by a load that changed any of the patient's rows; cleared by the derivation
+    needs_derivation: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+
+
+class Transplant(SourceRow, Base):
+    __tablename__ = "transplants"
+    transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    transplant_date: Mapped[dt.date] = mapped_column(Date)
+    transplant_type: Mapped[str] = mapped_column(String(12))  # autologous | allogeneic
+    conditioning_agent: Mapped[str | None] = mapped_column(String(80))
+    conditioning_dose_mg_m2: Mapped[float | None] = mapped_column(Float)
+    planned_tandem: Mapped[bool | None] = mapped_column(Boolean)
+    response_before: Mapped[str | None] = mapped_column(String(4))
+    response_day100: Mapped[str | None] = mapped_column(String(4))
+
+
+class Treatment(SourceRow, Base):
+    """A raw exposure row as the site recorded it, linked to the vocabulary when known."""
+
+    __tablename__ = "treatments"
+    treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    drug_raw: Mapped[str] = mapped_column(String(200))
+    drug_id: Mapped[int | None] = mapped_column(Id, ForeignKey("drugs.drug_id"), index=True)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    dose_mg: Mapped[float | None] = mapped_column(Float)
+    intent: Mapped[str | None] = mapped_column(String(16))
+    stop_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class DiseaseEvent(SourceRow, Base):
+    __tablename__ = "disease_events"
+    event_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    event_date: Mapped[dt.date] = mapped_column(Date)
+    event_type: Mapped[str] = mapped_column(String(24))
+    response: Mapped[str | None] = mapped_column(String(4))
+
+
+class FollowUp(SourceRow, Base):
+    __tablename__ = "follow_up"
+    patient_key: Mapped[str] = mapped_column(
+        KEY, ForeignKey("patients.patient_key"), primary_key=True
+    )
+    last_contact_date: Mapped[dt.date] = mapped_column(Date)
+    vital_status: Mapped[str] = mapped_column(String(8))
+    death_date: Mapped[dt.date | None] = mapped_column(Date)
+    cause_of_death: Mapped[str | None] = mapped_column(String(24))
+
+
+# --------------------------------------------------------------------------- derived history
+class DerivationRun(Base):
+    __tablename__ = "derivation_runs"
+    derivation_run_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    scope: Mapped[str] = mapped_column(String(16))  # all | changed
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    patients_derived: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Derived:
+    @declared_attr
+    def derivation_run_id(cls) -> Mapped[int]:
+        return mapped_column(Id, ForeignKey("derivation_runs.derivation_run_id"))
+
+
+class Exposure(Derived, Base):
+    """Same-drug treatment rows merged across short gaps (lines-of-therapy.md, Exposures)."""
+
+    __tablename__ = "exposures"
+    exposure_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"))
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing at the cutoff
+    stop_reason: Mapped[str | None] = mapped_column(String(16))
+    last_dose_mg: Mapped[float | None] = mapped_column(Float)
+    role: Mapped[str] = mapped_column(String(16))  # regimen | conditioning
+
+
+class ExposureSource(Base):
+    __tablename__ = "exposure_sources"
+    exposure_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True
+    )
+    treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+
+
+class LineOfTherapy(Derived, Base):
+    __tablename__ = "lines_of_therapy"
+    __table_args__ = (UniqueConstraint("patient_key", "line_number"),)
+    line_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    line_number: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+    # why this line started: first | progression | gap | new_drug
+    start_rule: Mapped[str] = mapped_column(String(16))
+    includes_index_transplant: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Regimen(Derived, Base):
+    __tablename__ = "regimens"
+    regimen_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    line_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="CASCADE"), index=True
+    )
+    regimen_number: Mapped[int] = mapped_column(Integer)  # order within the patient
+    # induction | consolidation | maintenance | salvage (lines >= 2) | pre-transplant lines
+    phase: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str] = mapped_column(String(400))  # generic names, '+'-joined, sorted
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    stop_reason: Mapped[str | None] = mapped_column(String(16))
+    contains_lenalidomide: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RegimenExposure(Base):
+    __tablename__ = "regimen_exposures"
+    regimen_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("regimens.regimen_id", ondelete="CASCADE"), primary_key=True
+    )
+    exposure_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True
+    )
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    continued: Mapped[bool] = mapped_column(Boolean, default=False)  # carried over
+
+
+class TransplantRole(Derived, Base):
+    """The derived role of each transplant: index, tandem, salvage, later, allogeneic."""
+
+    __tablename__ = "transplant_roles"
+    transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    line_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL")
+    )
+
+
+class Relapse(Derived, Base):
+    """A documented progression (event or treatment stop reason) with refractoriness."""
+
+    __tablename__ = "relapses"
+    relapse_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    relapse_date: Mapped[dt.date] = mapped_column(Date)
+    sequence: Mapped[int] = mapped_column(Integer)  # 1 = first documented progression
+    source: Mapped[str] = mapped_column(String(16))  # event | stop_reason
+    source_key: Mapped[str] = mapped_column(KEY)  # event_key or treatment_key
+    after_index_transplant: Mapped[bool] = mapped_column(Boolean)
+    is_first_after_index: Mapped[bool] = mapped_column(Boolean, default=False)
+    line_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL")
+    )
+    len_refractory: Mapped[bool] = mapped_column(Boolean, default=False)
+    len_last_dose_mg: Mapped[float | None] = mapped_column(Float)
+    len_exposure_days: Mapped[int | None] = mapped_column(Integer)
+    len_free_interval_days: Mapped[int | None] = mapped_column(Integer)
+
+
+class RelapseRefractoriness(Base):
+    __tablename__ = "relapse_refractoriness"
+    relapse_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("relapses.relapse_id", ondelete="CASCADE"), primary_key=True
+    )
+    drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"), primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    refractory: Mapped[bool] = mapped_column(Boolean)
+
+
+class PatientSummary(Derived, Base):
+    """One row per derived patient: the facts cohorts start from."""
+
+    __tablename__ = "patient_summaries"
+    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    index_transplant_key: Mapped[str | None] = mapped_column(KEY)
+    index_transplant_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    tandem_transplant_date: Mapped[dt.date | None] = mapped_column(Date)
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    lenalidomide_maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    maintenance_agents: Mapped[str | None] = mapped_column(String(200))
+    maintenance_start: Mapped[dt.date | None] = mapped_column(Date)
+    maintenance_end: Mapped[dt.date | None] = mapped_column(Date)
+    maintenance_stop_reason: Mapped[str | None] = mapped_column(String(16))
+    relapse_date: Mapped[dt.date | None] = mapped_column(Date)  # first after index
+    l2_line_id: Mapped[int | None] = mapped_column(Id)
+    l2_start: Mapped[dt.date | None] = mapped_column(Date)
+    l2_first_regimen: Mapped[str | None] = mapped_column(String(400))
+    l2_lenalidomide: Mapped[bool] = mapped_column(Boolean, default=False)
+    lines: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date)
+Index("ix_disease_events_patient_date", DiseaseEvent.patient_key, DiseaseEvent.event_date)
+Index("ix_quarantine_run_file", QuarantinedRow.run_id, QuarantinedRow.file)
+
+CLINICAL_SOURCE_TABLES = ("patients", "transplants", "treatments", "disease_events", "follow_up")
+DERIVED_TABLES = (
+    "relapse_refractoriness",
+    "relapses",
+    "transplant_roles",
+    "regimen_exposures",
+    "regimens",
+    "lines_of_therapy",
+    "exposure_sources",
+    "exposures",
+    "patient_summaries",
+)

@@ -1,0 +1,150 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL.
+
+The PostgreSQL server comes from ``--pg-url`` or ``REGISTRY_TEST_PG_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, the CI server). Each test gets its
+own database, cloned from a migrated template, and it is dropped afterwards; no other database
+on the server is touched. If no server is reachable the PostgreSQL variants are skipped with
+the reason — except under CI (``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from registry.database import make_engine, upgrade
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TEST_KEY = "test-pseudonym-key-0123456789"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pg-url",
+        default=os.environ.get("REGISTRY_TEST_PG_URL", DEFAULT_PG_URL),
+        help="PostgreSQL server for the postgresql variants (a maintenance database URL)",
+    )
+    parser.addoption(
+        "--engines",
+        default=os.environ.get("REGISTRY_TEST_ENGINES", "sqlite,postgresql"),
+        help="comma-separated engines to run database tests on",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        engines = [e.strip() for e in metafunc.config.getoption("--engines").split(",") if e]
+        metafunc.parametrize("backend", engines, scope="session")
+
+
+class PgServer:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        self.template: str | None = None
+
+    def create(self, name: str, template: str | None = None) -> str:
+        with self.admin.connect() as conn:
+            tmpl = f" TEMPLATE {template}" if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{tmpl}'))
+        return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer | None]:
+    url = request.config.getoption("--pg-url")
+    server = PgServer(url)
+    try:
+        with server.admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        server.admin.dispose()
+        reason = f"no PostgreSQL server reachable at {url}: {str(exc).splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI must test PostgreSQL)")
+        yield None
+        return
+    yield server
+    if server.template:
+        server.drop(server.template)
+    server.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(
+    backend: str, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A database migrated to head once per session, cloned for each test."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+        return str(path)
+    if pg_server is None:
+        pytest.skip("no PostgreSQL server reachable (see --pg-url / REGISTRY_TEST_PG_URL)")
+    name = f"mmreg_tmpl_{uuid.uuid4().hex[:10]}"
+    url = pg_server.create(name)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    pg_server.template = name
+    return name
+
+
+@pytest.fixture
+def db_url(
+    backend: str,
+    migrated_template: str,
+    pg_server: PgServer | None,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """URL of a fresh, migrated database for one test."""
+    if backend == "sqlite":
+        path = tmp_path / "registry.db"
+        shutil.copy(migrated_template, path)
+        yield f"sqlite:///{path}"
+        return
+    assert pg_server is not None
+    name = f"mmreg_test_{uuid.uuid4().hex[:12]}"
+    yield pg_server.create(name, template=migrated_template)
+    pg_server.drop(name)
+
+
+@pytest.fixture
+def empty_db_url(backend: str, pg_server: PgServer | None, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty (unmigrated) database for one test."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if pg_server is None:
+        pytest.skip("no PostgreSQL server reachable (see --pg-url / REGISTRY_TEST_PG_URL)")
+    name = f"mmreg_empty_{uuid.uuid4().hex[:12]}"
+    yield pg_server.create(name)
+    pg_server.drop(name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {"REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
