@@ -1,0 +1,220 @@
+"""Extract: open a bundle (folder or .zip), read and check its manifest, and stream each CSV
+in chunks of strings with normalised headers. Structural problems raise ``BundleRefused``."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from etl.contract import CONTRACTS, FORMAT, FORMAT_VERSION, looks_like_identifier
+from registry.errors import BundleRefused, NoInput, Problem
+
+SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Manifest:
+    site_id: str
+    exported_at: dt.datetime
+    data_cutoff: dt.date
+    mode: str
+    source_system: str | None
+
+
+@dataclass
+class FileHeader:
+    """What the header of one CSV told us."""
+
+    columns: list[str]  # normalised names, in file order
+    ignored: list[str] = field(default_factory=list)  # unknown extra columns (warned)
+    identifiers_dropped: list[str] = field(default_factory=list)  # never stored
+
+
+class Bundle:
+    """Read access to a bundle's members, folder or zip alike."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise NoInput(f"bundle {self.path} does not exist")
+        self._zip: zipfile.ZipFile | None = None
+        self._prefix = ""
+        if self.path.is_file():
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except zipfile.BadZipFile:
+                raise BundleRefused(
+                    [Problem(self.path.name, "not a folder and not a readable .zip file")]
+                ) from None
+            names = [n for n in self._zip.namelist() if not n.endswith("/")]
+            manifests = [n for n in names if n.rsplit("/", 1)[-1] == "manifest.json"]
+            if len(manifests) == 1 and "/" in manifests[0]:
+                self._prefix = manifests[0].rsplit("/", 1)[0] + "/"
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exists(self, member: str) -> bool:
+        if self._zip is not None:
+            return (self._prefix + member) in self._zip.namelist()
+        return (self.path / member).is_file()
+
+    def open(self, member: str) -> IO[bytes]:
+        if self._zip is not None:
+            return self._zip.open(self._prefix + member)
+        return (self.path / member).open("rb")
+
+    def sha256(self) -> str:
+        """Hash of the bundle's content (manifest and the five files, in a fixed order)."""
+        h = hashlib.sha256()
+        for member in ["manifest.json", *(c.filename for c in CONTRACTS.values())]:
+            if not self.exists(member):
+                continue
+            h.update(member.encode() + b"\0")
+            with self.open(member) as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
+
+
+def read_manifest(bundle: Bundle) -> Manifest:
+    def refuse(problem: str) -> BundleRefused:
+        return BundleRefused([Problem("manifest.json", problem)])
+
+    if not bundle.exists("manifest.json"):
+        raise refuse("missing")
+    try:
+        with bundle.open("manifest.json") as fh:
+            data = json.loads(fh.read().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise refuse(f"not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise refuse("must be a JSON object")
+    if data.get("format") != FORMAT:
+        raise refuse(f"'format' must be {FORMAT!r}, found {data.get('format')!r}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise refuse(
+            f"'format_version' {version!r} is not supported (this registry reads {FORMAT_VERSION})"
+        )
+    site = data.get("site_id")
+    if not isinstance(site, str) or not SITE_RE.match(site):
+        raise refuse("'site_id' must be 1-32 characters of A-Z 0-9 _ -")
+    try:
+        exported_at = dt.datetime.fromisoformat(str(data.get("exported_at")))
+    except ValueError:
+        raise refuse("'exported_at' must be an ISO 8601 timestamp with offset") from None
+    if exported_at.tzinfo is None:
+        raise refuse("'exported_at' must carry a UTC offset (e.g. 2026-06-30T22:00:00+02:00)")
+    try:
+        cutoff = dt.date.fromisoformat(str(data.get("data_cutoff")))
+    except ValueError:
+        raise refuse("'data_cutoff' must be an ISO date YYYY-MM-DD") from None
+    mode = data.get("mode", "full")
+    if mode not in ("full", "incremental"):
+        raise refuse(f"'mode' must be 'full' or 'incremental', found {mode!r}")
+    source = data.get("source_system")
+    return Manifest(site, exported_at, cutoff, mode, str(source) if source is not None else None)
+
+
+def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
+    # strict UTF-8 (BOM tolerated); newline="" lets the csv layer handle CRLF inside quotes
+    return io.TextIOWrapper(bundle.open(member), encoding="utf-8-sig", newline="")
+
+
+def read_header(bundle: Bundle, name: str) -> FileHeader:
+    contract = CONTRACTS[name]
+    member = contract.filename
+    if not bundle.exists(member):
+        raise BundleRefused([Problem(member, "missing")])
+    try:
+        with _text_stream(bundle, member) as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise BundleRefused(
+            [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
+        ) from None
+    except csv.Error as exc:
+        raise BundleRefused([Problem(member, f"unreadable CSV header ({exc})")]) from None
+    if not header:
+        raise BundleRefused([Problem(member, "empty file: no header row")])
+    cols = [h.strip().lower() for h in header]
+    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    if dupes:
+        raise BundleRefused([Problem(member, f"repeated column(s) {dupes}")])
+    missing = [c for c in contract.required if c not in cols]
+    if missing:
+        raise BundleRefused([Problem(member, f"missing required column(s) {missing}")])
+    known = {c.name for c in contract.columns}
+    result = FileHeader(columns=cols)
+    for c in cols:
+        if c in known:
+            continue
+        if looks_like_identifier(c):
+            result.identifiers_dropped.append(c)
+        else:
+            result.ignored.append(c)
+    return result
+
+
+def iter_chunks(
+    bundle: Bundle, name: str, header: FileHeader, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Yield chunks of the file as all-string frames (contract columns only; a missing optional
+    column is added empty). ``row_number`` is the record's number counting the header as 1."""
+    contract = CONTRACTS[name]
+    member = contract.filename
+    wanted = [c.name for c in contract.columns]
+    keep_positions = [i for i, c in enumerate(header.columns) if c in set(wanted)]
+    start = 2
+    try:
+        with _text_stream(bundle, member) as fh:
+            reader = pd.read_csv(
+                fh,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                header=0,
+                names=header.columns,
+                usecols=keep_positions,
+                chunksize=chunk_rows,
+                skipinitialspace=False,
+                engine="c",
+            )
+            for chunk in reader:
+                chunk = chunk.fillna("")
+                for col in wanted:
+                    if col not in chunk.columns:
+                        chunk[col] = ""
+                chunk = chunk[wanted]
+                for col in wanted:
+                    chunk[col] = chunk[col].str.strip()
+                chunk.index = pd.RangeIndex(start, start + len(chunk))
+                start += len(chunk)
+                yield chunk
+    except UnicodeDecodeError as exc:
+        raise BundleRefused(
+            [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
+        ) from None
+    except (pd.errors.ParserError, csv.Error) as exc:
+        msg = str(exc).strip().splitlines()[0]
+        raise BundleRefused([Problem(member, f"unreadable CSV ({msg})")]) from None

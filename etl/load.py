@@ -1,0 +1,208 @@
+"""Load: bulk paths into temporary staging tables, then set-based merges.
+
+PostgreSQL stages with psycopg 3 ``COPY``; SQLite with one ``executemany`` per chunk. Merges are
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE <some column differs>`` so unchanged
+rows are not touched and the row count is the number of rows really changed. Everything
+runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Column, Connection, MetaData, Table, text
+
+from registry.models import Base
+
+# target table, primary key column, per loaded file
+TARGETS: dict[str, tuple[str, str]] = {
+    "patients": ("patients", "patient_key"),
+    "follow_up": ("follow_up", "patient_key"),
+    "transplants": ("transplants", "transplant_key"),
+    "treatments": ("treatments", "treatment_key"),
+    "disease_events": ("disease_events", "event_key"),
+}
+LINEAGE = ("run_id", "source_row")
+CURRENCY = ("is_current", "retired_run_id", "needs_derivation")
+
+
+def loaded_columns(name: str) -> list[str]:
+    table = Base.metadata.tables[TARGETS[name][0]]
+    return [c.name for c in table.columns if c.name not in CURRENCY]
+
+
+def data_columns(name: str) -> list[str]:
+    return [c for c in loaded_columns(name) if c not in LINEAGE]
+
+
+def _distinct(conn: Connection) -> str:
+    return "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
+
+
+def stage_name(name: str) -> str:
+    return f"stage_{name}"
+
+
+def create_stages(conn: Connection) -> None:
+    md = MetaData()
+    for name, (target, pk) in TARGETS.items():
+        src = Base.metadata.tables[target]
+        cols = [Column(c, src.columns[c].type) for c in loaded_columns(name)]
+        stage = Table(stage_name(name), md, *cols, prefixes=["TEMPORARY"])
+        stage.create(conn)
+        conn.execute(text(f"CREATE INDEX ix_{stage_name(name)}_key ON {stage_name(name)} ({pk})"))
+        if pk != "patient_key":
+            conn.execute(
+                text(f"CREATE INDEX ix_{stage_name(name)}_pat ON {stage_name(name)} (patient_key)")
+            )
+    key_type = Base.metadata.tables["patients"].c.patient_key.type
+    qk = Table(
+        "stage_quarantined_keys",
+        md,
+        Column("file", key_type),
+        Column("key", key_type),
+        prefixes=["TEMPORARY"],
+    )
+    qk.create(conn)
+
+
+def drop_stages(conn: Connection) -> None:
+    for name in TARGETS:
+        conn.execute(text(f"DROP TABLE IF EXISTS {stage_name(name)}"))
+    conn.execute(text("DROP TABLE IF EXISTS stage_quarantined_keys"))
+
+
+def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    frame = df[list(columns)].astype(object)
+    frame = frame.where(frame.notna(), None)
+    return list(frame.itertuples(index=False, name=None))
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:  # type: ignore[type-arg]
+    """Bulk-insert tuples: COPY on PostgreSQL, executemany on SQLite."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    cols = ", ".join(columns)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:  # type: ignore[attr-defined]
+            for row in rows:
+                cp.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in columns)
+        cur = raw.cursor()
+        cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+        cur.close()
+    return len(rows)
+
+
+def stage_frame(conn: Connection, name: str, frame: pd.DataFrame) -> int:
+    cols = loaded_columns(name)
+    return copy_rows(conn, stage_name(name), cols, _tuples(frame, cols))
+
+
+def stage_quarantined_keys(conn: Connection, name: str, keys: Iterable[str]) -> None:
+    copy_rows(conn, "stage_quarantined_keys", ["file", "key"], [(name, k) for k in keys])
+
+
+def duplicate_rows(conn: Connection, name: str) -> pd.DataFrame:
+    """Staged rows whose key occurs more than once in the file (valid or quarantined rows)."""
+    pk = TARGETS[name][1]
+    st = stage_name(name)
+    sql = f"""
+        SELECT * FROM {st}
+        WHERE {pk} IN (SELECT {pk} FROM {st} GROUP BY {pk} HAVING COUNT(*) > 1)
+           OR {pk} IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
+        ORDER BY source_row
+    """
+    return pd.read_sql_query(text(sql), conn, params={"f": name})
+
+
+def staged_keys_among(conn: Connection, name: str, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` (keys of quarantined rows) also occur among the staged rows."""
+    pk = TARGETS[name][1]
+    sql = f"""SELECT DISTINCT s.{pk} FROM {stage_name(name)} s
+              JOIN stage_quarantined_keys q ON q.key = s.{pk} AND q.file = :f"""
+    found = {r[0] for r in conn.execute(text(sql), {"f": name})}
+    return found & set(keys)
+
+
+def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
+    if not source_rows:
+        return
+    st = stage_name(name)
+    conn.execute(
+        text(f"DELETE FROM {st} WHERE source_row = :r"), [{"r": int(r)} for r in source_rows]
+    )
+
+
+def mark_changed_patients(conn: Connection, name: str) -> None:
+    """Flag for derivation every patient whose staged rows differ from the current ones."""
+    if name == "patients":
+        return  # the patients upsert sets the flag itself
+    target, pk = TARGETS[name]
+    st = stage_name(name)
+    differs = " OR ".join(f"t.{c} {_distinct(conn)} s.{c}" for c in data_columns(name))
+    conn.execute(
+        text(f"""
+        UPDATE patients SET needs_derivation = TRUE
+        WHERE patient_key IN (
+            SELECT s.patient_key FROM {st} s LEFT JOIN {target} t ON t.{pk} = s.{pk}
+            WHERE t.{pk} IS NULL OR t.is_current = FALSE OR {differs})
+        """)
+    )
+
+
+def merge(conn: Connection, name: str) -> int:
+    """Upsert staged rows; returns how many rows were inserted or changed."""
+    target, pk = TARGETS[name]
+    cols = loaded_columns(name)
+    extra_cols, extra_vals, extra_set = "", "", ""
+    if name == "patients":
+        extra_cols, extra_vals = ", needs_derivation", ", TRUE"
+        extra_set = ", needs_derivation = TRUE"
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
+    differs = " OR ".join(f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in data_columns(name))
+    sql = f"""
+        INSERT INTO {target} ({", ".join(cols)}, is_current, retired_run_id{extra_cols})
+        SELECT {", ".join(cols)}, TRUE, NULL{extra_vals} FROM {stage_name(name)} WHERE TRUE
+        ON CONFLICT ({pk}) DO UPDATE SET {updates}, is_current = TRUE,
+            retired_run_id = NULL{extra_set}
+        WHERE {target}.is_current = FALSE OR {differs}
+    """
+    return int(conn.execute(text(sql)).rowcount or 0)
+
+
+def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
+    """``mode: full``: current records of the site that this bundle no longer sends become
+    history. A record whose new version was quarantined stays current (the site still sends
+    it; its correction is pending)."""
+    target, pk = TARGETS[name]
+    st = stage_name(name)
+    scope = (
+        "site_code = :site"
+        if name == "patients"
+        else "patient_key IN (SELECT patient_key FROM patients WHERE site_code = :site)"
+    )
+    missing = f"""
+        {target}.is_current = TRUE AND {scope}
+        AND {pk} NOT IN (SELECT {pk} FROM {st})
+        AND {pk} NOT IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
+    """
+    params = {"site": site, "run": run_id, "f": name}
+    conn.execute(
+        text(
+            f"UPDATE patients SET needs_derivation = TRUE WHERE patient_key IN "
+            f"(SELECT patient_key FROM {target} WHERE {missing})"
+        ),
+        params,
+    )
+    res = conn.execute(
+        text(f"UPDATE {target} SET is_current = FALSE, retired_run_id = :run WHERE {missing}"),
+        params,
+    )
+    return int(res.rowcount or 0)

@@ -1,0 +1,445 @@
+"""One ETL run: extract -> validate -> transform -> load, recorded in the run ledger.
+
+The load is one transaction: a refused, failed, interrupted or killed run leaves the registry
+exactly as it was (the ledger row, written in its own transactions, says what happened).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, insert, select, text, update
+
+from etl import load
+from etl.contract import CONTRACTS, FILE_ORDER
+from etl.extract import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Manifest, iter_chunks, read_header, read_manifest
+from etl.transform import Pseudonymiser, quarantine_row, to_rows
+from etl.validate import PatientFacts, check_chunk
+from registry.database import require_current_schema, writer_lock
+from registry.errors import BundleRefused, Problem, RegistryError
+from registry.models import EtlRun, Patient, QuarantinedRow, Site
+from registry.vocabulary import vocabulary_map
+
+Progress = Callable[[str, int], None]  # (file name, rows done so far)
+
+
+@dataclass
+class FileCounts:
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    warnings: int = 0
+    changed: int = 0
+    retired: int = 0
+
+
+@dataclass
+class RunSummary:
+    status: str  # succeeded | unchanged | refused | failed | validated
+    run_id: int | None = None
+    site_id: str | None = None
+    mode: str | None = None
+    data_cutoff: dt.date | None = None
+    bundle_hash: str | None = None
+    files: dict[str, FileCounts] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    unmapped_drugs: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    quarantine: list[dict[str, Any]] = field(default_factory=list)  # filled by dry runs
+    derived_patients: int | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "run_id": self.run_id,
+            "site_id": self.site_id,
+            "mode": self.mode,
+            "data_cutoff": self.data_cutoff.isoformat() if self.data_cutoff else None,
+            "bundle_hash": self.bundle_hash,
+            "files": {k: asdict(v) for k, v in self.files.items()},
+            "quarantined": self.quarantined,
+            "warnings": self.warnings,
+            "unmapped_drugs": self.unmapped_drugs,
+            "derived_patients": self.derived_patients,
+            "timings": self.timings,
+            "message": self.message,
+        }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Ledger:
+    """Writes the ledger row in its own short transactions (never inside the load's)."""
+
+    def __init__(self, engine: Engine, enabled: bool) -> None:
+        self.engine = engine
+        self.enabled = enabled
+        self.run_id: int | None = None
+
+    def start(self, bundle_hash: str | None, forced: bool) -> None:
+        if not self.enabled:
+            return
+        with self.engine.begin() as conn:
+            # we hold the writer lock: any run still marked running was killed
+            conn.execute(
+                update(EtlRun)
+                .where(EtlRun.status == "running")
+                .values(status="killed", message="the process ended without finishing")
+            )
+            res = conn.execute(
+                insert(EtlRun).values(
+                    status="running", started_at=_now(), bundle_hash=bundle_hash, forced=forced
+                )
+            )
+            pk = res.inserted_primary_key
+            assert pk is not None
+            self.run_id = int(pk[0])
+
+    def finish(self, summary: RunSummary, manifest: Manifest | None) -> None:
+        summary.run_id = self.run_id
+        if not self.enabled or self.run_id is None:
+            return
+        values: dict[str, Any] = {
+            "status": summary.status,
+            "finished_at": _now(),
+            "file_counts": {k: asdict(v) for k, v in summary.files.items()},
+            "timings": summary.timings,
+            "warnings": summary.warnings[:200],
+            "message": summary.message[:4000],
+        }
+        if manifest is not None:
+            values.update(
+                site_code=manifest.site_id,
+                exported_at=manifest.exported_at,
+                data_cutoff=manifest.data_cutoff,
+                mode=manifest.mode,
+            )
+        with self.engine.begin() as conn:
+            conn.execute(update(EtlRun).where(EtlRun.run_id == self.run_id).values(**values))
+
+
+def run_bundle(
+    engine: Engine,
+    path: str | Path,
+    key: bytes,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+    derive: bool = True,
+) -> RunSummary:
+    """Load (or, with ``dry_run``, only validate) one bundle. Raises ``BundleRefused`` for a
+    structural problem after recording it in the ledger."""
+    t0 = time.perf_counter()
+    with Bundle(path) as bundle:
+        require_current_schema(engine)
+        lock = writer_lock(engine) if not dry_run else _null_lock()
+        with lock:
+            ledger = _Ledger(engine, enabled=not dry_run)
+            ledger.start(bundle.sha256(), force)
+            summary = RunSummary(status="running")
+            manifest: Manifest | None = None
+            try:
+                manifest = read_manifest(bundle)
+                headers = {name: read_header(bundle, name) for name in FILE_ORDER}
+                summary.site_id, summary.mode = manifest.site_id, manifest.mode
+                summary.data_cutoff = manifest.data_cutoff
+                summary.bundle_hash = bundle.sha256()
+                if not dry_run:
+                    done = _check_order(engine, manifest, summary.bundle_hash, force, ledger.run_id)
+                    if done is not None:
+                        summary.status = "unchanged"
+                        summary.message = done
+                        ledger.finish(summary, manifest)
+                        return summary
+                _load(engine, bundle, manifest, headers, key, summary, ledger.run_id or 0,
+                      dry_run=dry_run, chunk_rows=chunk_rows, progress=progress)  # fmt: skip
+                summary.status = "validated" if dry_run else "succeeded"
+            except BundleRefused as exc:
+                summary.status = "refused"
+                summary.message = exc.message
+                summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                ledger.finish(summary, manifest)
+                raise
+            except BaseException as exc:
+                summary.status = "failed"
+                summary.message = (
+                    exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
+                )
+                summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                ledger.finish(summary, manifest)
+                raise
+            summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
+            summary.message = _describe(summary)
+            ledger.finish(summary, manifest)
+    if derive and not dry_run:
+        from registry.derive.run import derive_pending
+
+        t1 = time.perf_counter()
+        summary.derived_patients = derive_pending(engine).patients
+        summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
+    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+    if not dry_run and ledger.run_id is not None:
+        with engine.begin() as conn:
+            conn.execute(
+                update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings)
+            )
+    return summary
+
+
+class _null_lock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _describe(s: RunSummary) -> str:
+    changed = sum(f.changed for f in s.files.values())
+    retired = sum(f.retired for f in s.files.values())
+    if s.status == "validated":
+        return f"validation only: {s.quarantined} row(s) would be quarantined; nothing written"
+    if changed == 0 and retired == 0:
+        return f"loaded; no record changed ({s.quarantined} row(s) quarantined)"
+    return f"loaded; {changed} record(s) new or changed, {retired} retired, {s.quarantined} quarantined"
+
+
+def _check_order(
+    engine: Engine, manifest: Manifest, bundle_hash: str, force: bool, run_id: int | None
+) -> str | None:
+    """Refuse a bundle older than the site's last one; report an identical re-delivery."""
+    with engine.connect() as conn:
+        same = conn.execute(
+            select(EtlRun.run_id)
+            .where(EtlRun.bundle_hash == bundle_hash, EtlRun.site_code == manifest.site_id)
+            .where(EtlRun.status == "succeeded")
+            .order_by(EtlRun.run_id.desc())
+            .limit(1)
+        ).scalar()
+        last = conn.execute(
+            select(Site.last_exported_at).where(Site.site_code == manifest.site_id)
+        ).scalar()
+    if same is not None and not force:
+        return f"this bundle was already loaded by run {same}; nothing changed"
+    if last is not None:
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=dt.UTC)
+        if manifest.exported_at < last and not force:
+            raise BundleRefused(
+                [
+                    Problem(
+                        "manifest.json",
+                        f"exported_at {manifest.exported_at.isoformat()} is older than the "
+                        f"last bundle loaded for site {manifest.site_id} ({last.isoformat()})",
+                    )
+                ],
+                hint="rerun with --force to load it anyway",
+            )
+    return None
+
+
+def _load(
+    engine: Engine,
+    bundle: Bundle,
+    manifest: Manifest,
+    headers: dict[str, FileHeader],
+    key: bytes,
+    summary: RunSummary,
+    run_id: int,
+    *,
+    dry_run: bool,
+    chunk_rows: int,
+    progress: Progress | None,
+) -> None:
+    pseudo = Pseudonymiser(key, manifest.site_id)
+    unmapped: Counter[str] = Counter()
+    quarantine: list[dict[str, Any]] = []
+    facts = PatientFacts(
+        frame=pd.DataFrame(
+            columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"]
+        )
+    )
+    for name, h in headers.items():
+        counts = summary.files.setdefault(name, FileCounts())
+        for col in h.ignored:
+            counts.warnings += 1
+            summary.warnings.append(f"{name}.csv: unknown column {col!r} ignored")
+        for col in h.identifiers_dropped:
+            counts.warnings += 1
+            summary.warnings.append(
+                f"{name}.csv: column {col!r} looks like a direct identifier; dropped, not stored"
+            )
+
+    conn = engine.connect()
+    trans = conn.begin()
+    try:
+        with engine.connect() as ro:
+            vocab = vocabulary_map(ro)
+            if manifest.mode == "incremental":
+                facts.registry_patients = {
+                    k for (k,) in ro.execute(
+                        select(Patient.patient_key).where(
+                            Patient.site_code == manifest.site_id, Patient.is_current
+                        )
+                    )
+                }  # fmt: skip
+        load.create_stages(conn)
+        for name in FILE_ORDER:
+            t = time.perf_counter()
+            contract = CONTRACTS[name]
+            counts = summary.files[name]
+            file_q: list[dict[str, Any]] = []
+            followups: list[pd.DataFrame] = []
+            for chunk in iter_chunks(bundle, name, headers[name], chunk_rows):
+                counts.read += len(chunk)
+                pkeys = (
+                    pseudo.series("patient", chunk["patient_id"])
+                    if facts.registry_patients is not None and name != "patients"
+                    else None
+                )
+                res = check_chunk(name, chunk, manifest.data_cutoff, facts, pkeys)
+                rows = to_rows(name, res.valid, pseudo, vocab, manifest.site_id, run_id, unmapped)
+                load.stage_frame(conn, name, rows)
+                for row_number, reasons in res.reasons.items():
+                    raw = res.raw.loc[row_number].to_dict()
+                    data, reasons = quarantine_row(name, raw, reasons, pseudo, contract.id_namespace)
+                    file_q.append({"file": name, "row_number": row_number, "reasons": reasons,
+                                   "row_data": data})  # fmt: skip
+                if name == "patients":
+                    f = res.valid[["birth_date", "diagnosis_date"]].copy()
+                    f["key"] = rows["patient_key"]
+                    f.index = chunk.loc[res.valid.index, "patient_id"].to_numpy()
+                    facts.frame = pd.concat([facts.frame, f]) if len(facts.frame) else f
+                elif name == "follow_up":
+                    f = res.valid[["death_date", "last_contact_date"]].copy()
+                    f["key"] = rows["patient_key"]
+                    f.index = chunk.loc[res.valid.index, "patient_id"].to_numpy()
+                    followups.append(f)
+                if progress:
+                    progress(name, counts.read)
+            dup_keys = _quarantine_duplicates(conn, name, contract.id_column, file_q)
+            if name == "patients" and dup_keys:
+                facts.frame = facts.frame[~facts.frame["key"].isin(dup_keys)]
+            if name == "follow_up" and followups:
+                fu = pd.concat(followups)
+                fu = fu[~fu["key"].isin(dup_keys)]
+                for col in ("death_date", "last_contact_date"):
+                    facts.frame[col] = fu[col].reindex(facts.frame.index)
+            counts.quarantined = len(file_q)
+            quarantine.extend(file_q)
+            if name == "patients":
+                facts.frame = facts.frame.astype(
+                    {c: "datetime64[ns]" for c in ("birth_date", "diagnosis_date")}
+                )
+                facts.frame["death_date"] = pd.Series(dtype="datetime64[ns]")
+                facts.frame["last_contact_date"] = pd.Series(dtype="datetime64[ns]")
+            if name == "treatments":
+                counts.warnings += sum(unmapped.values())
+            summary.timings[f"{name}_s"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        for name in FILE_ORDER:
+            staged = conn.execute(text(f"SELECT COUNT(*) FROM {load.stage_name(name)}")).scalar()
+            counts = summary.files[name]
+            counts.loaded = int(staged or 0)
+            if counts.read != counts.loaded + counts.quarantined:  # pragma: no cover - invariant
+                raise RuntimeError(f"row accounting broken for {name}")
+        summary.unmapped_drugs = dict(unmapped.most_common())
+        for drug, n in unmapped.most_common(20):
+            summary.warnings.append(f"treatments.csv: drug {drug!r} not in the vocabulary ({n} rows)")
+        if dry_run:
+            summary.quarantine = quarantine
+            trans.rollback()
+            return
+        _upsert_site(conn, manifest, run_id)
+        for name in FILE_ORDER:
+            load.mark_changed_patients(conn, name)
+            summary.files[name].changed = load.merge(conn, name)
+        if manifest.mode == "full":
+            for name in reversed(FILE_ORDER):
+                summary.files[name].retired = load.retire_missing(
+                    conn, name, manifest.site_id, run_id
+                )
+        if quarantine:
+            for q in quarantine:
+                q["run_id"] = run_id
+            conn.execute(insert(QuarantinedRow), quarantine)
+        load.drop_stages(conn)
+        summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
+        trans.commit()
+    except BaseException:
+        if trans.is_active:
+            trans.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _quarantine_duplicates(
+    conn: Any, name: str, id_column: str, file_q: list[dict[str, Any]]
+) -> set[str]:
+    """Rows sharing a source id are all invalid: move staged ones to quarantine and add the
+    reason to quarantined ones. Returns the duplicated keys (pseudonyms)."""
+    key_field = load.TARGETS[name][1]
+    q_keys = [q["row_data"].get(id_column) for q in file_q]
+    load.stage_quarantined_keys(conn, name, [k for k in q_keys if k])
+    dups = load.duplicate_rows(conn, name)
+    dup_keys = set(dups[key_field]) if len(dups) else set()
+    seen = Counter(k for k in q_keys if k)
+    dup_keys |= {k for k, n in seen.items() if n > 1}
+    dup_keys |= load.staged_keys_among(conn, name, [k for k in seen if k not in dup_keys])
+    reason = {"column": id_column, "rule": "duplicate_id",
+              "message": f"{id_column} occurs more than once in {name}.csv"}  # fmt: skip
+    for q in file_q:
+        k = q["row_data"].get(id_column)
+        if k in dup_keys:
+            q["reasons"].append({**reason, "value": k})
+    if len(dups):
+        for rec in dups.to_dict("records"):
+            data = {c: _jsonable(v) for c, v in rec.items() if c not in ("run_id", "source_row")}
+            data["_form"] = "normalised (duplicate found after parsing)"
+            file_q.append({"file": name, "row_number": int(rec["source_row"]),
+                           "reasons": [{**reason, "value": rec[key_field]}],
+                           "row_data": data})  # fmt: skip
+        load.unstage(conn, name, [int(r) for r in dups["source_row"]])
+    file_q.sort(key=lambda q: q["row_number"])
+    return dup_keys
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return value
+
+
+def _upsert_site(conn: Any, manifest: Manifest, run_id: int) -> None:
+    exists = conn.execute(select(Site.site_code).where(Site.site_code == manifest.site_id)).first()
+    values = {
+        "last_exported_at": manifest.exported_at,
+        "last_data_cutoff": manifest.data_cutoff,
+        "last_run_id": run_id,
+    }
+    if exists:
+        conn.execute(update(Site).where(Site.site_code == manifest.site_id).values(**values))
+    else:
+        conn.execute(insert(Site).values(site_code=manifest.site_id, first_loaded_at=_now(), **values))

@@ -1,0 +1,95 @@
+"""Read the run ledger and the quarantine (for `registry etl runs` / `etl quarantine`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine, func, select
+
+from registry.models import EtlRun, QuarantinedRow
+
+
+def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(EtlRun).order_by(EtlRun.run_id.desc()).limit(limit)).all()
+        q = dict(
+            conn.execute(
+                select(QuarantinedRow.run_id, func.count()).group_by(QuarantinedRow.run_id)
+            ).all()
+        )
+    out = []
+    for r in rows:
+        counts = r.file_counts or {}
+        out.append(
+            {
+                "run_id": r.run_id,
+                "status": r.status,
+                "site": r.site_code,
+                "mode": r.mode,
+                "exported_at": r.exported_at.isoformat() if r.exported_at else None,
+                "data_cutoff": r.data_cutoff.isoformat() if r.data_cutoff else None,
+                "started_at": r.started_at.isoformat() if r.started_at else None,
+                "read": sum(int(c.get("read", 0)) for c in counts.values()),
+                "loaded": sum(int(c.get("loaded", 0)) for c in counts.values()),
+                "quarantined": int(q.get(r.run_id, 0)),
+                "seconds": (r.timings or {}).get("total_s"),
+                "message": r.message,
+            }
+        )
+    return out
+
+
+def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """Quarantined rows of one run (default: the latest run that has any)."""
+    with engine.connect() as conn:
+        if run_id is None:
+            run_id = conn.execute(select(func.max(QuarantinedRow.run_id))).scalar()
+            if run_id is None:
+                return
+        stmt = (
+            select(QuarantinedRow)
+            .where(QuarantinedRow.run_id == run_id)
+            .order_by(QuarantinedRow.file, QuarantinedRow.row_number)
+        )
+        for r in conn.execute(stmt):
+            yield {
+                "run_id": r.run_id,
+                "file": r.file,
+                "row_number": r.row_number,
+                "reasons": r.reasons,
+                "row_data": r.row_data,
+            }
+
+
+QUARANTINE_CSV_COLUMNS = ["run_id", "file", "row_number", "column", "value", "rule", "message",
+                          "row_data"]  # fmt: skip
+
+
+def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
+    """One CSV line per reason (a row with three problems gives three lines)."""
+    fh: IO[str]
+    close = False
+    if isinstance(out, Path):
+        fh = out.open("w", newline="", encoding="utf-8")
+        close = True
+    else:
+        fh = out
+    n = 0
+    try:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(QUARANTINE_CSV_COLUMNS)
+        for row in rows:
+            for reason in row["reasons"]:
+                w.writerow([row.get("run_id", ""), row["file"], row["row_number"],
+                            reason.get("column") or "", reason.get("value") or "",
+                            reason["rule"], reason["message"],
+                            json.dumps(row["row_data"], ensure_ascii=False)])  # fmt: skip
+                n += 1
+    finally:
+        if close:
+            fh.close()
+    return n

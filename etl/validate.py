@@ -1,0 +1,228 @@
+"""Validate: parse each chunk into typed columns, run the Pandera model of its file, then the
+plausibility and cross-file rules of export-format.md. Every failing row is collected with
+every reason found (column, value, rule, message); the rest is returned typed and clean.
+
+Cross-file rules need per-patient facts (diagnosis, death, last contact): ``PatientFacts``
+holds them for the bundle's valid patients — memory grows with the number of patients, never
+with the number of treatment or event rows (those stream in chunks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from etl.contract import CONTRACTS, MODELS
+
+MIN_DATE = pd.Timestamp("1900-01-01")
+DAYS_PER_YEAR = 365.25
+MAX_REASON_VALUE = 120
+
+Reason = dict[str, Any]
+
+
+def _short(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_REASON_VALUE else text[:MAX_REASON_VALUE] + "…"
+
+
+@dataclass
+class ChunkResult:
+    valid: pd.DataFrame  # typed rows that passed every rule (index = source row number)
+    reasons: dict[int, list[Reason]]  # source row number -> reasons
+    raw: pd.DataFrame  # the raw strings of the failing rows (index = source row number)
+
+
+class ReasonLog:
+    def __init__(self) -> None:
+        self.by_row: dict[int, list[Reason]] = defaultdict(list)
+
+    def add(self, mask: pd.Series, column: str | None, values: pd.Series | None, rule: str,
+            message: str) -> None:  # fmt: skip
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return
+        rows = mask.index[mask.to_numpy()]
+        vals = values.loc[rows] if values is not None else [None] * len(rows)
+        for row, val in zip(rows, vals, strict=True):
+            self.by_row[int(row)].append(
+                {"column": column, "value": _short(val), "rule": rule, "message": message}
+            )
+
+
+@dataclass
+class PatientFacts:
+    """Per-patient dates of the bundle's valid patients, indexed by source patient_id."""
+
+    frame: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["birth_date", "diagnosis_date", "death_date", "last_contact_date"],
+            dtype="datetime64[ns]",
+        )
+    )
+    # incremental mode: pseudonyms of the site's current patients already in the registry
+    registry_patients: set[str] | None = None
+
+
+def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
+    """Strings -> typed columns. Parse failures go to the log; failed cells become null."""
+    contract = CONTRACTS[name]
+    typed = pd.DataFrame(index=chunk.index)
+    for col in contract.columns:
+        raw = chunk[col.name]
+        empty = raw == ""
+        if col.kind == "date":
+            parsed = pd.to_datetime(raw.where(~empty), format="%Y-%m-%d", errors="coerce")
+            log.add(parsed.isna() & ~empty, col.name, raw, "invalid_date",
+                    "not a date in YYYY-MM-DD form")  # fmt: skip
+            typed[col.name] = parsed
+        elif col.kind == "number":
+            parsed = pd.to_numeric(raw.where(~empty), errors="coerce")
+            bad = parsed.isna() & ~empty
+            log.add(bad, col.name, raw, "invalid_number", "not a plain decimal number")
+            typed[col.name] = parsed.astype("float64")
+        elif col.kind == "code":
+            lowered = raw.str.lower()
+            mapped = lowered.map(col.codes)
+            # unknown codes stay as written so Pandera's isin check reports them
+            typed[col.name] = mapped.where(mapped.notna(), raw.where(~empty)).astype(object)
+        else:
+            typed[col.name] = raw.where(~empty).astype(object)
+    return typed
+
+
+def run_pandera(name: str, typed: pd.DataFrame, chunk: pd.DataFrame, log: ReasonLog) -> None:
+    schema = MODELS[name].to_schema()
+    try:
+        schema.validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        fc = err.failure_cases
+        fc = fc[fc["index"].notna()]
+        for (column, check), group in fc.groupby(["column", "check"], dropna=False):
+            idx = pd.Index(group["index"].astype(int).unique())
+            col = str(column) if isinstance(column, str) else None
+            rule, message = _describe_check(name, col, str(check))
+            if rule == "required" and col in chunk.columns:
+                # a value that failed to parse is already reported as invalid, not as empty
+                idx = idx[(chunk.loc[idx, col] == "").to_numpy()]
+            mask = pd.Series(True, index=idx)
+            values = chunk[col].loc[idx] if col in chunk.columns else None
+            log.add(mask, col, values, rule, message)
+
+
+def _describe_check(name: str, column: str | None, check: str) -> tuple[str, str]:
+    if check == "not_nullable":
+        return "required", "required value is empty"
+    if check.startswith("isin"):
+        allowed = ", ".join(CONTRACTS[name].column(column).allowed) if column else ""
+        return "not_allowed", f"value not allowed here (allowed: {allowed})"
+    if check.startswith("greater_than"):
+        return "must_be_positive", "must be greater than 0"
+    if check.startswith("str_length"):
+        return "too_long", "value is too long"
+    return check, f"failed check {check}"
+
+
+def check_chunk(
+    name: str,
+    chunk: pd.DataFrame,
+    cutoff: dt.date,
+    facts: PatientFacts,
+    patient_keys: pd.Series | None = None,
+) -> ChunkResult:
+    """Validate one chunk. ``patient_keys`` (the rows' patient pseudonyms) is needed only in
+    incremental mode, to accept children of patients already in the registry."""
+    log = ReasonLog()
+    typed = parse_typed(name, chunk, log)
+    run_pandera(name, typed, chunk, log)
+    cut = pd.Timestamp(cutoff)
+    contract = CONTRACTS[name]
+    date_cols = [c.name for c in contract.columns if c.kind == "date"]
+    for col in date_cols:
+        log.add(typed[col] < MIN_DATE, col, chunk[col], "date_before_1900",
+                "date before 1900-01-01")  # fmt: skip
+        # follow-up beyond the cutoff is kept and censored at the cutoff (docs/input-contract.md)
+        if name != "follow_up":
+            log.add(typed[col] > cut, col, chunk[col], "date_after_cutoff",
+                    f"date after the data cutoff {cutoff.isoformat()}")  # fmt: skip
+
+    if name == "patients":
+        _patient_rules(typed, chunk, log)
+    else:
+        _cross_file_rules(name, typed, chunk, log, facts, patient_keys)
+
+    bad_rows = pd.Index(sorted(log.by_row))
+    valid = typed.drop(index=bad_rows)
+    return ChunkResult(valid=valid, reasons=dict(log.by_row), raw=chunk.loc[bad_rows])
+
+
+def _patient_rules(t: pd.DataFrame, raw: pd.DataFrame, log: ReasonLog) -> None:
+    log.add(t["birth_date"] >= t["diagnosis_date"], "diagnosis_date", raw["diagnosis_date"],
+            "birth_not_before_diagnosis", "birth_date must be before diagnosis_date")  # fmt: skip
+    age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
+    log.add((age < 18) | (age > 110), "birth_date", raw["birth_date"], "age_at_diagnosis",
+            "age at diagnosis must be between 18 and 110 years")  # fmt: skip
+
+
+def _cross_file_rules(
+    name: str,
+    t: pd.DataFrame,
+    raw: pd.DataFrame,
+    log: ReasonLog,
+    facts: PatientFacts,
+    patient_keys: pd.Series | None,
+) -> None:
+    pid = raw["patient_id"]
+    known = pid.isin(facts.frame.index)
+    if facts.registry_patients is not None and patient_keys is not None:
+        in_registry = patient_keys.isin(facts.registry_patients)
+    else:
+        in_registry = pd.Series(False, index=pid.index)
+    log.add(~known & ~in_registry & (pid != ""), "patient_id", pid, "orphan",
+            "patient_id not in patients.csv (or its row there was quarantined)")  # fmt: skip
+    f = facts.frame.reindex(pid.to_numpy())
+    f.index = t.index
+    death, last, diag = f["death_date"], f["last_contact_date"], f["diagnosis_date"]
+
+    if name == "follow_up":
+        dead = t["vital_status"] == "dead"
+        log.add(dead & t["death_date"].isna(), "death_date", raw["death_date"],
+                "death_date_required", "death_date is required when vital_status is dead")  # fmt: skip
+        log.add(~dead & t["death_date"].notna() & t["vital_status"].notna(), "death_date",
+                raw["death_date"], "death_date_not_allowed",
+                "death_date must be empty unless vital_status is dead")  # fmt: skip
+        log.add(t["death_date"] < diag, "death_date", raw["death_date"], "before_diagnosis",
+                "death_date before the patient's diagnosis_date")  # fmt: skip
+        log.add(t["last_contact_date"] < diag, "last_contact_date", raw["last_contact_date"],
+                "before_diagnosis", "last_contact_date before the patient's diagnosis_date")  # fmt: skip
+        log.add(t["last_contact_date"] > t["death_date"], "last_contact_date",
+                raw["last_contact_date"], "after_death", "last contact after the death date")  # fmt: skip
+        return
+
+    def not_after_end_of_follow_up(col: str) -> None:
+        values = t[col]
+        log.add(values > death, col, raw[col], "after_death", "date after the patient's death")
+        log.add(values > last, col, raw[col], "after_last_contact",
+                "date after the patient's last_contact_date")  # fmt: skip
+
+    if name == "transplants":
+        log.add(t["transplant_date"] < diag - pd.Timedelta(days=30), "transplant_date",
+                raw["transplant_date"], "transplant_before_diagnosis",
+                "transplant more than 30 days before diagnosis")  # fmt: skip
+        not_after_end_of_follow_up("transplant_date")
+    elif name == "treatments":
+        log.add(t["end_date"] < t["start_date"], "end_date", raw["end_date"], "end_before_start",
+                "end_date before start_date")  # fmt: skip
+        not_after_end_of_follow_up("start_date")
+        not_after_end_of_follow_up("end_date")  # empty end (ongoing) never compares true
+    elif name == "disease_events":
+        not_after_end_of_follow_up("event_date")
+
