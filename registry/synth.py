@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,7 @@ def _exp_months(rng: random.Random, median: float, u: float | None = None) -> in
 def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt.date,
                      strata_u: float | None = None) -> PatientRecord:  # fmt: skip
     rng = random.Random(f"{seed}:{site}:{index}")
-    pid = f"{site[:3]}{index:07d}"
+    pid = patient_id(site, index)
     cut = _day(cutoff)
     g = _Gen(rng, pid, category, cut)
     in_group = category in GROUPS
@@ -227,20 +227,22 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
                        rng.choice(["completed", "toxicity", "patient_choice"]))  # fmt: skip
         else:
             relapse = l2 - rng.randint(7, 40) if in_group else tx + rng.randint(365, 1800)
+            toxic_stop = False
             if lmt or other_mt:
                 drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
                 toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
                 end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
                 g.drug(drug, mt_start, end, "maintenance",
                        "toxicity" if toxic_stop else "progression")  # fmt: skip
-            how = rng.random()
-            if how < 0.85 or not (lmt or other_mt):
+            toxic_stop = (lmt or other_mt) and toxic_stop
+            # about 15% document the relapse only by the maintenance's stop reason
+            if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop:
                 g.event(relapse, rng.choice(["progression", "relapse"]), "PD")
             if category == "no_second_line":
                 pass
             elif in_group:
                 regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
-                pfs2 = _exp_months(rng, pfs2_months)
+                pfs2 = max(60, _exp_months(rng, pfs2_months))
                 l2_end = min(l2 + pfs2, death)
                 g.regimen(regimen, l2, l2_end, rng.choice(["salvage", ""]),
                           "progression" if l2 + pfs2 < death else "death")  # fmt: skip
@@ -299,9 +301,6 @@ def write_bundle(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = _category_counts(patients)
-    # deterministic layout of categories over patient indexes, without a per-patient list:
-    # category k owns every index i with (i * step) mod n in its share
-    order = list(counts.items())
     truth: dict[str, Any] = {"seed": seed, "site": site, "patients": patients,
                              "categories": dict(counts), "injected": {}, "quarantine": {}}  # fmt: skip
     writers = {}
@@ -315,19 +314,8 @@ def write_bundle(
     rng_dirty = random.Random(f"dirty:{seed}")
     corruptions = _corruptions()
     expected_q: dict[str, int] = {n: 0 for n in CONTRACTS}
-    stride = _coprime_stride(patients)
-    bounds = []
-    acc = 0
-    for cat, n in order:
-        bounds.append((acc, acc + n, cat))
-        acc += n
-    seen_in_cat: dict[str, int] = {c: 0 for c in counts}
     try:
-        for i in range(patients):
-            slot = (i * stride) % patients
-            cat = next(c for lo, hi, c in bounds if lo <= slot < hi)
-            k = seen_in_cat[cat]
-            seen_in_cat[cat] += 1
+        for i, cat, k in layout(patients):
             u = None
             if cat in GROUPS:  # stratified draws keep the group medians close to target
                 u = ((k * 0.6180339887) % 1.0 + random.Random(f"{seed}:u:{i}").random() / counts[cat]) % 1.0
@@ -362,6 +350,29 @@ def write_bundle(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "synth-truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
+
+
+def layout(patients: int) -> Iterator[tuple[int, str, int]]:
+    """(patient index, category, rank within the category), deterministic and without a
+    per-patient list: category c owns the indexes i whose (i * stride) mod n falls in its
+    share, which spreads every category over the whole file."""
+    counts = _category_counts(patients)
+    stride = _coprime_stride(patients)
+    bounds = []
+    acc = 0
+    for cat, n in counts.items():
+        bounds.append((acc, acc + n, cat))
+        acc += n
+    seen = dict.fromkeys(counts, 0)
+    for i in range(patients):
+        slot = (i * stride) % patients
+        cat = next(c for lo, hi, c in bounds if lo <= slot < hi)
+        yield i, cat, seen[cat]
+        seen[cat] += 1
+
+
+def patient_id(site: str, index: int) -> str:
+    return f"{site[:3]}{index:07d}"
 
 
 def _category_counts(patients: int) -> dict[str, int]:
