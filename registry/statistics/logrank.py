@@ -1,0 +1,60 @@
+"""The log-rank test (R ``survdiff(Surv(t, e) ~ group)``, rho = 0) for two or more groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class LogRankResult:
+    groups: tuple[str, ...]
+    n: tuple[int, ...]
+    observed: tuple[float, ...]
+    expected: tuple[float, ...]
+    chi2: float
+    df: int
+    p: float
+
+
+def logrank_test(
+    df: pd.DataFrame, duration_col: str, event_col: str, group_col: str
+) -> LogRankResult:
+    groups = tuple(sorted(str(g) for g in df[group_col].dropna().unique()))
+    g_index = df[group_col].astype(str).map({g: i for i, g in enumerate(groups)}).to_numpy()
+    t = df[duration_col].to_numpy(dtype=float)
+    e = df[event_col].to_numpy(dtype=float) > 0
+    k = len(groups)
+    obs = np.zeros(k)
+    exp = np.zeros(k)
+    var = np.zeros((k, k))
+    event_times = np.unique(t[e])
+    order = np.argsort(t)
+    t_sorted, g_sorted, e_sorted = t[order], g_index[order], e[order]
+    for time in event_times:
+        start = np.searchsorted(t_sorted, time, side="left")
+        at_risk = g_sorted[start:]
+        n_g = np.bincount(at_risk, minlength=k).astype(float)
+        n = n_g.sum()
+        here = (t_sorted[start:] == time) & e_sorted[start:]
+        d_g = np.bincount(at_risk[here], minlength=k).astype(float)
+        d = d_g.sum()
+        obs += d_g
+        exp += n_g * d / n
+        if n > 1:
+            factor = d * (n - d) / (n - 1) / n
+            var += factor * (np.diag(n_g) - np.outer(n_g, n_g) / n)
+    keep = exp > 0
+    diff = (obs - exp)[keep][1:]
+    vv = var[np.ix_(keep, keep)][1:, 1:]
+    dof = int(keep.sum()) - 1
+    if dof < 1:
+        chi2, p = 0.0, 1.0
+    else:
+        chi2 = float(diff @ np.linalg.solve(vv, diff))
+        p = float(stats.chi2.sf(chi2, dof))
+    counts = tuple(int((g_index == i).sum()) for i in range(k))
+    return LogRankResult(groups, counts, tuple(obs), tuple(exp), chi2, dof, p)
