@@ -304,6 +304,214 @@ def etl_quarantine(ctx: Context, run_id: int | None, out: str | None) -> None:
         write_quarantine_csv(rows, sys.stdout)
 
 
+# --------------------------------------------------------------------------- derive / patient
+@cli.command()
+@click.option("--all", "all_patients", is_flag=True, help="Re-derive every patient.")
+@pass_ctx
+@handle_errors
+def derive(ctx: Context, all_patients: bool) -> None:
+    """Derive lines, regimens, maintenance and relapses (changed patients, or --all).
+
+    Example: registry derive --all
+    """
+    from registry.database import require_current_schema
+    from registry.derive.run import derive_pending
+
+    engine = ctx.engine()
+    require_current_schema(engine)
+    progress = None
+    if sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
+    res = derive_pending(engine, all_patients=all_patients, progress=progress)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    click.echo(f"derived {res.patients} patient(s); cleared {res.retired} retired; "
+               f"parameters: {json.dumps(res.parameters)}")  # fmt: skip
+
+
+@cli.group()
+def patient() -> None:
+    """Look at one patient's registry record."""
+
+
+@patient.command("show")
+@click.argument("patient_key")
+@pass_ctx
+@handle_errors
+def patient_show(ctx: Context, patient_key: str) -> None:
+    """Timeline of one patient: diagnosis, transplants, lines, regimens, relapses, follow-up.
+
+    PATIENT_KEY is the pseudonym (or a unique prefix of it).
+
+    Example: registry patient show 3f29a1c0
+    """
+    from registry.timeline import patient_timeline
+
+    head, entries = patient_timeline(ctx.engine(), patient_key)
+    for k, v in head.items():
+        click.echo(f"{k:<26} {v}")
+    click.echo("")
+    for e in entries:
+        click.echo(f"{e.date.isoformat()}  {e.kind:<10} {e.text}")
+
+
+# --------------------------------------------------------------------------- cohorts / reports
+@cli.group()
+def cohort() -> None:
+    """Cohort definitions, per-patient analysis tables and analysts' views."""
+
+
+@cohort.command("list")
+def cohort_list() -> None:
+    """List the built-in cohort definitions.
+
+    Example: registry cohort list
+    """
+    from registry.cohorts.definition import builtin_names, load_definition
+
+    for name in builtin_names():
+        d = load_definition(name)
+        click.echo(f"{name} (v{d.version}): {d.title}")
+
+
+@cohort.command("export")
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
+@pass_ctx
+@handle_errors
+def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:  # type: ignore[no-untyped-def]
+    """Write the per-patient analysis table of cohort NAME as CSV.
+
+    Example: registry cohort export lenalidomide-relapse --out patients.csv
+    """
+    from registry.cohorts.definition import load_definition
+    from registry.cohorts.sql import read_cohort
+    from registry.reports.render import to_csv
+    from registry.reports.study import StudyReport, patient_table
+
+    defn = load_definition(name)
+    table = patient_table(read_cohort(ctx.engine(), defn, as_of.date() if as_of else None), defn)
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(to_csv(StudyReport({}, table, {})))
+    click.echo(f"wrote {len(table)} patient(s) to {out}", err=True)
+
+
+@cohort.command("views")
+@pass_ctx
+@handle_errors
+def cohort_views(ctx: Context) -> None:
+    """(Re)create one SQL view per built-in cohort for analysts (cohort_<name>).
+
+    Example: registry cohort views && psql -c 'SELECT * FROM cohort_lenalidomide_relapse'
+    """
+    from registry.cohorts.definition import builtin_names, load_definition
+    from registry.cohorts.sql import create_view
+
+    with ctx.engine().begin() as conn:
+        for name in builtin_names():
+            click.echo(f"view {create_view(conn, load_definition(name))}")
+
+
+@cli.group()
+def report() -> None:
+    """Reports for clinicians and for release outside the registry."""
+
+
+@report.command("study")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
+              help="Output file (default: stdout).")  # fmt: skip
+@click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
+@click.option("--endpoint", "endpoints", multiple=True, help="Endpoint(s) to compare.")
+@click.option("--landmark-days", type=click.IntRange(min=0),
+              help="Landmark analysis from the index transplant (for transplant-origin endpoints).")  # fmt: skip
+@pass_ctx
+@handle_errors
+def report_study(ctx: Context, name: str, fmt: str, out: str | None, min_cell: int | None,
+                 as_of, endpoints: tuple[str, ...], landmark_days: int | None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """Study report NAME as JSON (stdout by default), HTML or the per-patient CSV.
+
+    Example: registry report study lenalidomide-relapse --format html --out report.html
+    """
+    from registry.cohorts.definition import load_definition
+    from registry.reports.render import to_csv, to_html, to_json
+    from registry.reports.study import build_study_report
+    from registry.reports.suppress import suppress
+
+    defn = load_definition(name)
+    rep = build_study_report(ctx.engine(), defn, as_of=as_of.date() if as_of else None,
+                             endpoints=list(endpoints) or None, landmark_days=landmark_days)  # fmt: skip
+    data = suppress(rep.data, min_cell) if min_cell else rep.data
+    if fmt == "json":
+        body = to_json(data)
+    elif fmt == "html":
+        body = to_html(rep, data)
+    else:
+        if min_cell:
+            raise RegistryError("the per-patient table cannot leave the registry with --min-cell",
+                                hint="use --format json or html for released reports")  # fmt: skip
+        body = to_csv(rep)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(body)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(body)
+
+
+# --------------------------------------------------------------------------- synth / demo
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str))
+@click.option("--patients", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--site", default="SYNTH-01", show_default=True)
+@click.option("--dirty", is_flag=True, help="Inject a few percent of invalid rows.")
+@click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff (default 2026-06-30).")
+def synth(out: str, patients: int, seed: int, site: str, dirty: bool, cutoff) -> None:  # type: ignore[no-untyped-def]
+    """Write a synthetic, realistic export bundle (no real patient) to folder OUT.
+
+    Example: registry synth --out bundle --patients 100000 --dirty
+    """
+    from registry.synth import DEFAULT_CUTOFF, SITE_RE, write_bundle
+
+    if not SITE_RE.match(site):
+        raise click.BadParameter("1-32 characters of A-Z 0-9 _ -", param_hint="--site")
+    progress = None
+    if sys.stderr.isatty():
+        def progress(n: int) -> None:
+            click.echo(f"\r  {n:,}/{patients:,} patients", err=True, nl=False)
+    truth = write_bundle(out, patients=patients, seed=seed, site=site, dirty=dirty,
+                         cutoff=cutoff.date() if cutoff else DEFAULT_CUTOFF, progress=progress)  # fmt: skip
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    injected = sum(truth["injected"].values())
+    click.echo(f"wrote {out}: {patients} patients" + (f", {injected} injected bad rows" if dirty else ""))
+
+
+@cli.command()
+@click.option("--out", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=str))
+@click.option("--patients", type=click.IntRange(min=50), default=1000, show_default=True)
+def demo(out: str, patients: int) -> None:
+    """The whole pipeline on synthetic data: bundle, SQLite registry, ETL, derivations, report.
+
+    Safe to run twice (it starts from a fresh registry in OUT each time).
+
+    Example: registry demo --out demo
+    """
+    from registry.demo import run_demo
+
+    try:
+        result = run_demo(out, patients=patients, log=lambda m: click.echo(m, err=True))
+    except RegistryError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(result.headline)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.contract import CONTRACTS
+from etl.extract import SITE_RE  # noqa: F401 - re-exported for the CLI
 
 DEFAULT_PATIENTS = 1000
 DEFAULT_CUTOFF = dt.date(2026, 6, 30)
@@ -242,7 +243,9 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
                 pass
             elif in_group:
                 regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
-                pfs2 = max(60, _exp_months(rng, pfs2_months))
+                # progression-only median such that progression-or-death lands on the target
+                prog_median = 1 / (1 / pfs2_months - 1 / os_months)
+                pfs2 = max(60, _exp_months(rng, prog_median))
                 l2_end = min(l2 + pfs2, death)
                 g.regimen(regimen, l2, l2_end, rng.choice(["salvage", ""]),
                           "progression" if l2 + pfs2 < death else "death")  # fmt: skip

@@ -62,7 +62,7 @@ def dummies(df: pd.DataFrame, column: str, reference: str, prefix: str | None = 
     levels = sorted(str(v) for v in df[column].dropna().unique() if str(v) != reference)
     names = []
     for lv in levels:
-        name = f"{prefix or column}{lv}"
+        name = f"{column if prefix is None else prefix}{lv}"
         df[name] = np.where(df[column].isna(), np.nan, (df[column].astype(str) == lv).astype(float))
         names.append(name)
     return names

@@ -1,0 +1,147 @@
+"""Compile a cohort definition into one SQL query for SQLite or PostgreSQL.
+
+The query yields one row per current patient with: the inclusion-step flags, the group, the
+dates endpoints need, and ``<endpoint>_days`` / ``<endpoint>_event`` — all set-based, no
+per-patient Python. Date arithmetic is the only dialect-specific part (``_days``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from registry.cohorts.definition import CohortDefinition, Endpoint
+
+DAYS_PER_MONTH = 30.4375
+
+
+def _days(dialect: str, later: str, earlier: str) -> str:
+    if dialect == "sqlite":
+        return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+    return f"({later} - {earlier})"
+
+
+def _least(a: str, b: str) -> str:
+    return f"CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL THEN {a} WHEN {a} < {b} THEN {a} ELSE {b} END"
+
+
+def _date_literal(dialect: str, d: dt.date) -> str:
+    return f"'{d.isoformat()}'" if dialect == "sqlite" else f"DATE '{d.isoformat()}'"
+
+
+def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
+    """Per-patient facts every cohort condition and endpoint can use."""
+    cutoff = (
+        _date_literal(dialect, as_of) if as_of else "s.last_data_cutoff"
+    )  # as_of caps the view at a date; otherwise each site's own cutoff
+    return f"""
+    WITH prog AS (
+        SELECT patient_key, event_date AS d FROM disease_events
+        WHERE is_current = TRUE AND event_type IN ('progression', 'relapse')
+        UNION ALL
+        SELECT patient_key, end_date AS d FROM treatments
+        WHERE is_current = TRUE AND stop_reason = 'progression' AND end_date IS NOT NULL
+    ),
+    seen AS (
+        SELECT patient_key, MAX(d) AS d FROM (
+            SELECT patient_key, start_date AS d FROM treatments WHERE is_current = TRUE
+            UNION ALL SELECT patient_key, end_date FROM treatments WHERE is_current = TRUE
+            UNION ALL SELECT patient_key, event_date FROM disease_events WHERE is_current = TRUE
+            UNION ALL SELECT patient_key, transplant_date FROM transplants WHERE is_current = TRUE
+        ) x GROUP BY patient_key
+    ),
+    b0 AS (
+        SELECT p.patient_key, p.site_code, p.sex, p.birth_date, p.iss_stage,
+               p.cytogenetic_risk, {cutoff} AS cutoff,
+               ps.index_transplant_date, ps.relapse_date, ps.l2_start, ps.l2_first_regimen,
+               ps.lenalidomide_maintenance, ps.l2_lenalidomide, ps.maintenance_agents,
+               ps.maintenance_start, ps.maintenance_end, ps.maintenance_stop_reason,
+               f.death_date, f.last_contact_date, seen.d AS last_record_date
+        FROM patients p
+        JOIN sites s ON s.site_code = p.site_code
+        JOIN patient_summaries ps ON ps.patient_key = p.patient_key
+        LEFT JOIN follow_up f ON f.patient_key = p.patient_key AND f.is_current = TRUE
+        LEFT JOIN seen ON seen.patient_key = p.patient_key
+        WHERE p.is_current = TRUE
+    ),
+    b AS (
+        SELECT b0.*,
+          CASE WHEN death_date IS NOT NULL AND death_date <= cutoff THEN 1 ELSE 0 END AS dead,
+          {_least("COALESCE(last_contact_date, last_record_date)", "cutoff")} AS end_fu,
+          (SELECT MIN(pr.d) FROM prog pr WHERE pr.patient_key = b0.patient_key
+             AND pr.d > b0.l2_start AND pr.d <= b0.cutoff) AS progression_after_l2,
+          CASE WHEN relapse_date <= cutoff THEN relapse_date END AS relapse
+        FROM b0
+    )
+    """
+
+
+def _endpoint_columns(dialect: str, e: Endpoint) -> str:
+    candidates = []
+    for ev in e.events:
+        if ev == "death":
+            candidates.append("CASE WHEN dead = 1 THEN death_date END")
+        else:
+            candidates.append(ev)
+    event_date = candidates[0]
+    for c in candidates[1:]:
+        event_date = _least(event_date, c)
+    stop = f"COALESCE({event_date}, end_fu)"
+    days = _days(dialect, stop, e.origin)
+    return (
+        f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {days} < 0 THEN 0 ELSE {days} END "
+        f"AS {e.name}_days,\n"
+        f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {event_date} IS NOT NULL THEN 1 ELSE 0 END "
+        f"AS {e.name}_event"
+    )
+
+
+def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None = None) -> str:
+    """SELECT of every current patient with step flags, group and endpoints."""
+    flags = []
+    acc = "1=1"
+    for i, step in enumerate(defn.steps, start=1):
+        acc = f"{acc} AND ({step.condition})"
+        flags.append(f"CASE WHEN {acc} THEN 1 ELSE 0 END AS step_{i}")
+    groups = " ".join(f"WHEN {g.condition} THEN '{g.name}'" for g in defn.groups)
+    endpoints = ",\n".join(_endpoint_columns(dialect, e) for e in defn.endpoints)
+    return f"""{base_sql(dialect, as_of)}
+    SELECT patient_key, site_code, cutoff, sex, birth_date, iss_stage, cytogenetic_risk,
+           index_transplant_date, relapse_date, l2_start, l2_first_regimen,
+           lenalidomide_maintenance, l2_lenalidomide, maintenance_agents, maintenance_start,
+           maintenance_end, maintenance_stop_reason, death_date, last_contact_date,
+           {", ".join(flags)},
+           CASE WHEN {acc} THEN CASE {groups} END END AS "group",
+           {endpoints}
+    FROM b"""
+
+
+def analysis_sql(defn: CohortDefinition, dialect: str, as_of: dt.date | None = None) -> str:
+    """Only the patients that pass every step (the per-patient analysis table)."""
+    last = f"step_{len(defn.steps)}"
+    return f"SELECT * FROM ({compile_cohort(defn, dialect, as_of)}) c WHERE {last} = 1"
+
+
+def view_name(defn: CohortDefinition) -> str:
+    return "cohort_" + defn.name.replace("-", "_")
+
+
+def create_view(conn: Connection, defn: CohortDefinition) -> str:
+    """(Re)create the analysts' view of the cohort (each site's own cutoff)."""
+    name = view_name(defn)
+    conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
+    conn.execute(text(f"CREATE VIEW {name} AS {analysis_sql(defn, conn.dialect.name)}"))
+    return name
+
+
+def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = None) -> pd.DataFrame:
+    """Every current patient with step flags (for attrition) and, where defined, endpoints."""
+    with engine.connect() as conn:
+        df = pd.read_sql_query(text(compile_cohort(defn, conn.dialect.name, as_of)), conn)
+    for col in ("cutoff", "birth_date", "index_transplant_date", "relapse_date", "l2_start",
+                "maintenance_start", "maintenance_end", "death_date", "last_contact_date"):  # fmt: skip
+        df[col] = pd.to_datetime(df[col]).dt.date
+    for col in ("lenalidomide_maintenance", "l2_lenalidomide"):
+        df[col] = df[col].astype("boolean")
+    return df

@@ -1,0 +1,1 @@
+"""Reports: computing (``study``) apart from rendering (``render_*``)."""

@@ -1,0 +1,100 @@
+"""A readable timeline of one patient (``registry patient show``): what was loaded and how the
+derivation classified it — so an admin can see why."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from registry.errors import NotFound
+from registry.models import (
+    DiseaseEvent,
+    Drug,
+    Exposure,
+    FollowUp,
+    LineOfTherapy,
+    Patient,
+    PatientSummary,
+    Regimen,
+    Relapse,
+    Transplant,
+    TransplantRole,
+)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    date: dt.date
+    kind: str
+    text: str
+
+
+def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object], list[TimelineEntry]]:
+    with engine.connect() as conn:
+        if len(patient_key) < 64:  # allow a unique prefix of the pseudonym
+            keys = conn.execute(select(Patient.patient_key).where(
+                Patient.patient_key.like(patient_key + "%")).limit(2)).scalars().all()  # fmt: skip
+            if len(keys) != 1:
+                raise NotFound(f"{'no' if not keys else 'more than one'} patient matches "
+                               f"{patient_key!r}", hint="give more characters of the key")  # fmt: skip
+            patient_key = keys[0]
+        p = conn.execute(select(Patient).where(Patient.patient_key == patient_key)).first()
+        if p is None:
+            raise NotFound(f"no patient {patient_key!r}")
+        head: dict[str, object] = {
+            "patient_key": p.patient_key, "site": p.site_code, "sex": p.sex,
+            "birth_year": p.birth_date.year, "iss": p.iss_stage, "cytogenetic_risk": p.cytogenetic_risk,
+            "current": p.is_current,
+        }  # fmt: skip
+        entries = [TimelineEntry(p.diagnosis_date, "diagnosis", "multiple myeloma diagnosed")]
+        roles = dict(conn.execute(select(TransplantRole.transplant_key, TransplantRole.role)
+                                  .where(TransplantRole.patient_key == patient_key)).all())  # fmt: skip
+        for t in conn.execute(select(Transplant).where(Transplant.patient_key == patient_key,
+                                                       Transplant.is_current)):  # fmt: skip
+            entries.append(TimelineEntry(t.transplant_date, "transplant",
+                                         f"{t.transplant_type} transplant — derived role: "
+                                         f"{roles.get(t.transplant_key, 'not derived')}"))  # fmt: skip
+        lines = {ln.line_id: ln for ln in conn.execute(
+            select(LineOfTherapy).where(LineOfTherapy.patient_key == patient_key))}  # fmt: skip
+        for ln in lines.values():
+            end = ln.end_date.isoformat() if ln.end_date else "ongoing"
+            entries.append(TimelineEntry(ln.start_date, "line",
+                                         f"LINE {ln.line_number} starts (rule: {ln.start_rule}); "
+                                         f"ends {end} ({ln.end_reason or '-'})"))  # fmt: skip
+        for r in conn.execute(select(Regimen).where(Regimen.patient_key == patient_key)):
+            end = r.end_date.isoformat() if r.end_date else "ongoing"
+            entries.append(TimelineEntry(r.start_date, "regimen",
+                                         f"  line {lines[r.line_id].line_number} {r.phase}: "
+                                         f"{r.name} (to {end}, {r.stop_reason or '-'})"))  # fmt: skip
+        for ev in conn.execute(select(DiseaseEvent).where(DiseaseEvent.patient_key == patient_key,
+                                                          DiseaseEvent.is_current)):  # fmt: skip
+            extra = f" {ev.response}" if ev.response else ""
+            entries.append(TimelineEntry(ev.event_date, "event", f"{ev.event_type}{extra}"))
+        for rel in conn.execute(select(Relapse).where(Relapse.patient_key == patient_key)):
+            flag = " — FIRST RELAPSE AFTER INDEX TRANSPLANT" if rel.is_first_after_index else ""
+            len_txt = (f"; lenalidomide-refractory: {'yes' if rel.len_refractory else 'no'}"
+                       if rel.len_exposure_days else "")  # fmt: skip
+            entries.append(TimelineEntry(rel.relapse_date, "relapse",
+                                         f"relapse #{rel.sequence} (from {rel.source}){len_txt}{flag}"))  # fmt: skip
+        n_exp = conn.execute(select(Exposure.exposure_id, Drug.generic_name)
+                             .join(Drug, Drug.drug_id == Exposure.drug_id)
+                             .where(Exposure.patient_key == patient_key)).all()  # fmt: skip
+        head["exposures"] = len(n_exp)
+        fu = conn.execute(select(FollowUp).where(FollowUp.patient_key == patient_key)).first()
+        if fu:
+            f = fu[0]
+            if f.death_date:
+                entries.append(TimelineEntry(f.death_date, "death", f"died ({f.cause_of_death or 'cause not recorded'})"))
+            else:
+                entries.append(TimelineEntry(f.last_contact_date, "follow-up", "last contact, alive"))
+        s = conn.execute(select(PatientSummary).where(PatientSummary.patient_key == patient_key)).first()
+        if s:
+            ps = s[0]
+            head["lenalidomide_maintenance"] = ps.lenalidomide_maintenance
+            head["maintenance_agents"] = ps.maintenance_agents
+            head["second_line"] = ps.l2_first_regimen
+    order = {"diagnosis": 0, "line": 1, "transplant": 2, "regimen": 3, "event": 4, "relapse": 5}
+    entries.sort(key=lambda e: (e.date, order.get(e.kind, 9)))
+    return head, entries
