@@ -356,16 +356,25 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         for e, _ in members:
             if e.drug_class not in p.non_line_classes:
                 line_exposures[line.number][e.index] = e
-        phase = _phase(line.number, start, members, index_tx, inp, roles, p)
-        ends = [e.end for e, _ in members]
-        reg_end = None if any(x is None for x in ends) else max(x for x in ends if x is not None)
-        last = max(members, key=lambda m: (m[0].end or dt.date.max, m[0].start))[0]
-        regimens.append(Regimen(
-            number=number, line=line.number, phase=phase, start=start, end=reg_end,
-            stop_reason=last.stop_reason, exposures=[(e.index, c) for e, c in members],
-            drugs=sorted({e.drug for e, _ in members}),
-        ))  # fmt: skip
+        phase, combo_end = _phase(line.number, start, members, index_tx, inp, roles, p)
+        if phase == "consolidation" and combo_end is not None:
+            # what continues after the combination ends is maintenance (e.g. VRd consolidation
+            # whose lenalidomide simply goes on: the same exposure, a new phase)
+            tail = [(e, True) for e, _ in members
+                    if e.drug_class not in p.non_line_classes
+                    and (e.end is None or e.end > combo_end + window)]  # fmt: skip
+            head = [(e, c) for e, c in members if e.start <= combo_end]
+            regimens.append(_regimen(number, line.number, phase, start, head, cap=combo_end))
+            if tail:
+                # it starts with the first row given after the combination (else the day after)
+                later = [r.start for e, _ in tail for r in e.rows if r.start > combo_end]
+                tail_start = min(later) if later else combo_end + dt.timedelta(days=1)
+                regimens.append(_regimen(number, line.number, "maintenance", tail_start, tail))
+            continue
+        regimens.append(_regimen(number, line.number, phase, start, members))
 
+    for i, reg in enumerate(regimens, start=1):
+        reg.number = i
     for line in lines:
         exps = list(line_exposures[line.number].values())
         if not exps:
@@ -410,29 +419,44 @@ def _continued(e: Exposure, start: dt.date, window: dt.timedelta, end_fu: dt.dat
 
 def _phase(line: int, start: dt.date, members: list[tuple[Exposure, bool]],
            index_tx: TransplantRow | None, inp: PatientInputs, roles: dict[str, str],
-           p: DerivationParameters) -> str:  # fmt: skip
+           p: DerivationParameters) -> tuple[str, dt.date | None]:  # fmt: skip
+    """Phase of a regimen and, for a consolidation, the day its combination ends (the
+    earliest end among its new non-steroid exposures)."""
     if line > 1:
-        return "salvage"
+        return "salvage", None
     if index_tx is None or start <= index_tx.date:
-        return "induction"
+        return "induction", None
     prior = [t.date for t in inp.transplants
              if roles.get(t.key) in ("index", "tandem") and t.date < start]  # fmt: skip
     last_tx = max(prior) if prior else index_tx.date
-    new = [e for e, continued in members if not continued]
+    new = [e for e, continued in members
+           if not continued and e.drug_class not in p.non_line_classes]  # fmt: skip
+    ends = [e.end for e in new if e.end is not None]
+    combo_end = min(ends) if ends else None
     intents = {r.intent for e in new for r in e.rows}
     if "consolidation" in intents:
-        return "consolidation"
-    non_steroid = {e.drug for e in new if e.drug_class not in p.non_line_classes}
-    ends = [e.end for e in new]
-    end = None if any(x is None for x in ends) else max(x for x in ends if x is not None)
+        return "consolidation", combo_end
     if (
-        len(non_steroid) >= 2
+        len({e.drug for e in new}) >= 2
         and (start - last_tx).days <= p.consolidation_start_max_days
-        and end is not None
-        and (end - start).days <= p.consolidation_max_duration_days
+        and combo_end is not None
+        and (combo_end - start).days <= p.consolidation_max_duration_days
     ):
-        return "consolidation"
-    return "maintenance"
+        return "consolidation", combo_end
+    return "maintenance", None
+
+
+def _regimen(number: int, line: int, phase: str, start: dt.date,
+             members: list[tuple[Exposure, bool]], cap: dt.date | None = None) -> Regimen:  # fmt: skip
+    ends = [e.end for e, _ in members]
+    end = None if any(x is None for x in ends) else max(x for x in ends if x is not None)
+    if cap is not None:
+        end = cap if end is None else min(end, cap)
+    last = max(members, key=lambda m: (m[0].end or dt.date.max, m[0].start))[0]
+    stop = "completed" if cap is not None and (last.end is None or last.end > cap) else last.stop_reason
+    return Regimen(number=number, line=line, phase=phase, start=start, end=end,
+                   stop_reason=stop, exposures=[(e.index, c) for e, c in members],
+                   drugs=sorted({e.drug for e, _ in members}))  # fmt: skip
 
 
 def _relapses(progressions: list[Progression], exposures: list[Exposure],

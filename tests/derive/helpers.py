@@ -1,0 +1,70 @@
+"""Compact builders for hand-made patient timelines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from registry.derive.core import (
+    Derivation,
+    EventRow,
+    PatientInputs,
+    TransplantRow,
+    TreatmentRow,
+    derive_patient,
+)
+from registry.vocabulary import read_vocabulary
+
+CLASSES = {e.generic_name: e.drug_class for e in read_vocabulary()}
+_keys = itertools.count(1)
+
+
+def d(s: str) -> dt.date:
+    return dt.date.fromisoformat(s)
+
+
+def rx(drug: str | None, start: str, end: str | None = None, stop: str | None = None,
+       intent: str | None = None, dose: float | None = None) -> TreatmentRow:  # fmt: skip
+    return TreatmentRow(
+        key=f"rx{next(_keys)}", drug=drug, drug_class=CLASSES.get(drug) if drug else None,
+        start=d(start), end=d(end) if end else None, stop_reason=stop, intent=intent, dose=dose,
+    )  # fmt: skip
+
+
+def weekly_dex(start: str, weeks: int, every: int = 7) -> list[TreatmentRow]:
+    s = d(start)
+    return [rx("dexamethasone", (s + dt.timedelta(days=every * i)).isoformat(),
+               (s + dt.timedelta(days=every * i)).isoformat(), "completed") for i in range(weeks)]  # fmt: skip
+
+
+def auto(date: str) -> TransplantRow:
+    return TransplantRow(f"tx{next(_keys)}", d(date), "autologous")
+
+
+def allo(date: str) -> TransplantRow:
+    return TransplantRow(f"tx{next(_keys)}", d(date), "allogeneic")
+
+
+def prog(date: str, kind: str = "progression") -> EventRow:
+    return EventRow(f"ev{next(_keys)}", d(date), kind)
+
+
+def derive(treatments=(), transplants=(), events=(), last_contact="2024-01-01", death=None,  # type: ignore[no-untyped-def]
+           cutoff="2024-06-30") -> Derivation:  # fmt: skip
+    rows = []
+    for t in treatments:
+        rows.extend(t if isinstance(t, list) else [t])
+    inp = PatientInputs("P", tuple(rows), tuple(transplants), tuple(events),
+                        d(last_contact) if last_contact else None, d(death) if death else None,
+                        d(cutoff))  # fmt: skip
+    return derive_patient(inp)
+
+
+def summary(dv: Derivation) -> list[tuple[int, str, str, str]]:
+    """(line, phase, regimen name, start) for every regimen."""
+    return [(r.line, r.phase, r.name, r.start.isoformat()) for r in dv.regimens]
+
+
+def vrd(start: str, end: str) -> list[TreatmentRow]:
+    return [rx("bortezomib", start, end, "completed"), rx("lenalidomide", start, end, "completed"),
+            *weekly_dex(start, 12)]  # fmt: skip
