@@ -176,45 +176,60 @@ def read_header(bundle: Bundle, name: str) -> FileHeader:
     return result
 
 
+@dataclass
+class Chunk:
+    frame: pd.DataFrame  # well-formed rows, all strings, index = source row number
+    malformed: list[tuple[int, int]]  # (row number, field count) of rows with a wrong count
+
+
 def iter_chunks(
     bundle: Bundle, name: str, header: FileHeader, chunk_rows: int = DEFAULT_CHUNK_ROWS
-) -> Iterator[pd.DataFrame]:
-    """Yield chunks of the file as all-string frames (contract columns only; a missing optional
-    column is added empty). ``row_number`` is the record's number counting the header as 1."""
+) -> Iterator[Chunk]:
+    """Yield chunks of the file: contract columns only (a missing optional column is added
+    empty), values trimmed. Row numbers count the header as row 1. A record with more or
+    fewer fields than the header is returned as malformed (it is quarantined, not guessed)."""
     contract = CONTRACTS[name]
     member = contract.filename
     wanted = [c.name for c in contract.columns]
-    keep_positions = [i for i, c in enumerate(header.columns) if c in set(wanted)]
-    start = 2
+    width = len(header.columns)
+    positions = {c: i for i, c in enumerate(header.columns)}
+    row_number = 1
     try:
         with _text_stream(bundle, member) as fh:
-            reader = pd.read_csv(
-                fh,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                header=0,
-                names=header.columns,
-                usecols=keep_positions,
-                chunksize=chunk_rows,
-                skipinitialspace=False,
-                engine="c",
-            )
-            for chunk in reader:
-                chunk = chunk.fillna("")
+            reader = csv.reader(fh, strict=True)
+            next(reader, None)  # header
+            while True:
+                records: list[list[str]] = []
+                numbers: list[int] = []
+                malformed: list[tuple[int, int]] = []
+                for rec in reader:
+                    if not rec or (len(rec) == 1 and rec[0].strip() == "" and width > 1):
+                        continue  # blank line
+                    row_number += 1
+                    if len(rec) != width:
+                        malformed.append((row_number, len(rec)))
+                    else:
+                        records.append(rec)
+                        numbers.append(row_number)
+                    if len(records) + len(malformed) >= chunk_rows:
+                        break
+                if not records and not malformed:
+                    return
+                frame = pd.DataFrame(records, columns=header.columns, dtype=object) if records \
+                    else pd.DataFrame(columns=header.columns, dtype=object)
+                out = pd.DataFrame(index=pd.Index(numbers, dtype="int64"))
                 for col in wanted:
-                    if col not in chunk.columns:
-                        chunk[col] = ""
-                chunk = chunk[wanted]
-                for col in wanted:
-                    chunk[col] = chunk[col].str.strip()
-                chunk.index = pd.RangeIndex(start, start + len(chunk))
-                start += len(chunk)
-                yield chunk
+                    if col in positions:
+                        out[col] = frame[col].str.strip().to_numpy() if len(frame) else []
+                    else:
+                        out[col] = ""
+                out = out.astype(object)
+                yield Chunk(out, malformed)
     except UnicodeDecodeError as exc:
         raise BundleRefused(
             [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
         ) from None
-    except (pd.errors.ParserError, csv.Error) as exc:
-        msg = str(exc).strip().splitlines()[0]
-        raise BundleRefused([Problem(member, f"unreadable CSV ({msg})")]) from None
+    except csv.Error as exc:
+        raise BundleRefused(
+            [Problem(member, f"unreadable CSV near row {row_number + 1} ({exc})")]
+        ) from None

@@ -7,6 +7,7 @@ exactly as it was (the ledger row, written in its own transactions, says what ha
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -306,8 +307,17 @@ def _load(
             counts = summary.files[name]
             file_q: list[dict[str, Any]] = []
             followups: list[pd.DataFrame] = []
-            for chunk in iter_chunks(bundle, name, headers[name], chunk_rows):
-                counts.read += len(chunk)
+            for piece in iter_chunks(bundle, name, headers[name], chunk_rows):
+                chunk = piece.frame
+                counts.read += len(chunk) + len(piece.malformed)
+                for row_number, fields in piece.malformed:
+                    file_q.append({"file": name, "row_number": row_number, "reasons": [{
+                        "column": None, "value": str(fields), "rule": "wrong_field_count",
+                        "message": f"the row has {fields} fields, the header "
+                                   f"{len(headers[name].columns)}"}],
+                        # the row is not stored: its fields cannot be matched to columns,
+                        # so its source ids could not be pseudonymised
+                        "row_data": {"_not_stored": "malformed row"}})  # fmt: skip
                 pkeys = (
                     pseudo.series("patient", chunk["patient_id"])
                     if facts.registry_patients is not None and name != "patients"
@@ -382,6 +392,7 @@ def _load(
             conn.execute(insert(QuarantinedRow), quarantine)
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
+        _fault_point()
         trans.commit()
     except BaseException:
         if trans.is_active:
@@ -389,6 +400,16 @@ def _load(
         raise
     finally:
         conn.close()
+
+
+def _fault_point() -> None:
+    """Test hook: with REGISTRY_FAULT_PAUSE_FILE set, announce (by creating that file) that
+    every write of the load is done but not committed, then wait — so tests can kill the
+    process or start a competing run at the worst moment (docs/operations.md)."""
+    marker = os.environ.get("REGISTRY_FAULT_PAUSE_FILE")
+    if marker:
+        Path(marker).touch()
+        time.sleep(float(os.environ.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")))
 
 
 def _quarantine_duplicates(

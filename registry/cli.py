@@ -189,8 +189,6 @@ def _print_counts(summary) -> None:  # type: ignore[no-untyped-def]
         click.echo(
             f"{name:<16}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.warnings:>6}{c.changed:>9}"
         )
-    for w in summary.warnings:
-        click.echo(f"warning: {w}", err=True)
 
 
 @etl.command("run")
@@ -219,6 +217,8 @@ def etl_run(ctx: Context, bundle: str, force: bool, fmt: str, chunk_rows: int,
                          progress=_progress(), derive=not no_derive)  # fmt: skip
     if sys.stderr.isatty():
         click.echo("", err=True)
+    for w in summary.warnings:
+        click.echo(f"warning: {w}", err=True)
     if fmt == "json":
         echo_json(summary.to_json())
         return
@@ -250,6 +250,8 @@ def etl_validate(ctx: Context, bundle: str, quarantine_csv: str | None, fmt: str
     summary = run_bundle(ctx.engine(), bundle, key, dry_run=True, progress=_progress())
     if quarantine_csv:
         write_quarantine_csv(summary.quarantine, Path(quarantine_csv))
+    for w in summary.warnings:
+        click.echo(f"warning: {w}", err=True)
     if fmt == "json":
         echo_json(summary.to_json())
         return
@@ -524,3 +526,7 @@ def main() -> None:
 
 def usage_exit() -> int:
     return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,10 @@ def is_sqlite(url_or_engine: str | Engine | Connection) -> bool:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    # let SQLAlchemy, not the sqlite3 module, decide where transactions begin: with the
+    # module's legacy handling, DDL (our temporary staging tables) would run outside the
+    # transaction and survive a rollback
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
@@ -53,6 +57,7 @@ def make_engine(url: str) -> Engine:
                 raise ConfigError(f"folder {parent} for the SQLite database does not exist")
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     return create_engine(url, pool_pre_ping=True)
 

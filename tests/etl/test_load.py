@@ -1,0 +1,314 @@
+"""Loading: structure refusals, idempotency, retirement, ordering, locks, kills, hostile text,
+privacy and the CLI contract — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select, text
+
+from etl.pipeline import run_bundle
+from registry.cli import cli
+from registry.errors import EXIT_DATA, EXIT_TEMPFAIL, BundleRefused
+from registry.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
+from registry.synth import write_bundle as synth_bundle
+from tests.conftest import TEST_KEY
+from tests.etl.bundles import base_rows, write_bundle
+
+KEY = TEST_KEY.encode()
+
+
+def snapshot(engine: Engine) -> dict[str, object]:
+    """Every clinical and derived row, for 'the database is exactly as before' checks."""
+    out: dict[str, object] = {}
+    with engine.connect() as conn:
+        for t in (*CLINICAL_SOURCE_TABLES, "quarantine", "sites", "lines_of_therapy", "regimens"):
+            rows = conn.execute(text(f"SELECT * FROM {t}")).all()
+            out[t] = sorted(map(repr, rows))
+    return out
+
+
+# --------------------------------------------------------------------------- structure
+@pytest.mark.parametrize(
+    ("breakage", "needle"),
+    [
+        ("missing_file", "follow_up.csv: missing"),
+        ("missing_column", "missing required column(s) ['drug']"),
+        ("format_version", "format_version"),
+        ("bad_site", "site_id"),
+        ("naive_timestamp", "UTC offset"),
+        ("not_utf8", "not valid UTF-8"),
+        ("empty_file", "empty file"),
+        ("no_manifest", "manifest.json: missing"),
+        ("bad_json", "not valid UTF-8 JSON"),
+        ("bad_mode", "'mode'"),
+        ("bad_quote", "unreadable CSV"),
+    ],
+)
+def test_structural_problem_refuses_the_bundle_and_changes_nothing(
+    engine: Engine, tmp_path: Path, breakage: str, needle: str
+) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "first"), KEY)
+    before = snapshot(engine)
+    b = write_bundle(tmp_path / "b", manifest={"exported_at": "2026-08-01T00:00:00+00:00"})
+    if breakage == "missing_file":
+        (b / "follow_up.csv").unlink()
+    elif breakage == "missing_column":
+        text_ = (b / "treatments.csv").read_text().replace("drug,", "medication,", 1)
+        (b / "treatments.csv").write_text(text_)
+    elif breakage == "format_version":
+        m = json.loads((b / "manifest.json").read_text())
+        (b / "manifest.json").write_text(json.dumps({**m, "format_version": 2}))
+    elif breakage == "bad_site":
+        m = json.loads((b / "manifest.json").read_text())
+        (b / "manifest.json").write_text(json.dumps({**m, "site_id": "bad site!"}))
+    elif breakage == "naive_timestamp":
+        m = json.loads((b / "manifest.json").read_text())
+        (b / "manifest.json").write_text(json.dumps({**m, "exported_at": "2026-08-01T00:00:00"}))
+    elif breakage == "not_utf8":
+        (b / "treatments.csv").write_bytes((b / "treatments.csv").read_bytes() + b"R9,MRN-0003,caf\xe9,2020-02-10,,,,\n")
+    elif breakage == "empty_file":
+        (b / "disease_events.csv").write_text("")
+    elif breakage == "no_manifest":
+        (b / "manifest.json").unlink()
+    elif breakage == "bad_json":
+        (b / "manifest.json").write_text("{not json")
+    elif breakage == "bad_mode":
+        m = json.loads((b / "manifest.json").read_text())
+        (b / "manifest.json").write_text(json.dumps({**m, "mode": "append"}))
+    elif breakage == "bad_quote":
+        with (b / "treatments.csv").open("a") as fh:
+            fh.write('R9,MRN-0003,"lenalidomide"x,2020-02-10,,,,\n')
+    with pytest.raises(BundleRefused) as err:
+        run_bundle(engine, b, KEY)
+    assert needle in err.value.message
+    assert snapshot(engine) == before
+    with engine.connect() as conn:
+        last = conn.execute(select(EtlRun.status).order_by(EtlRun.run_id.desc())).scalar()
+    assert last == "refused"
+
+
+def test_cli_refusal_is_one_clear_message_and_exit_65(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    b = write_bundle(tmp_path / "b")
+    (b / "patients.csv").unlink()
+    res = CliRunner().invoke(cli, ["etl", "run", str(b)])
+    assert res.exit_code == EXIT_DATA
+    assert "patients.csv: missing" in res.output and "Traceback" not in res.output
+
+
+# --------------------------------------------------------------------------- formats
+def test_bom_crlf_header_case_extra_and_identifier_columns(engine: Engine, tmp_path: Path) -> None:
+    rows = base_rows()
+    for r in rows["patients"]:
+        r.update(name="Jane Doe", favourite_colour="blue")
+    b = write_bundle(tmp_path / "b", rows, line_ending="\r\n", bom=True,
+                     extra_columns={"patients": ["name", "favourite_colour"]})  # fmt: skip
+    head = (b / "treatments.csv").read_bytes().decode("utf-8-sig").split("\r\n", 1)
+    header = " TREATMENT_ID , Patient_Id,DRUG,start_date,end_date,dose_mg,intent,stop_reason"
+    (b / "treatments.csv").write_bytes((header + "\r\n" + head[1]).encode("utf-8"))
+    s = run_bundle(engine, b, KEY)
+    assert s.status == "succeeded" and s.quarantined == 0
+    assert s.files["patients"].warnings == 2
+    assert any("direct identifier" in w and "'name'" in w for w in s.warnings)
+    dump = json.dumps(snapshot(engine))
+    assert "Jane Doe" not in dump and "blue" not in dump
+
+
+def test_zip_bundle_with_a_top_folder(engine: Engine, tmp_path: Path) -> None:
+    b = write_bundle(tmp_path / "export-2026")
+    z = tmp_path / "export.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in b.iterdir():
+            zf.write(f, f"export-2026/{f.name}")
+    assert run_bundle(engine, z, KEY).status == "succeeded"
+
+
+def test_row_with_the_wrong_number_of_fields_is_quarantined(engine: Engine, tmp_path: Path) -> None:
+    b = write_bundle(tmp_path / "b")
+    with (b / "treatments.csv").open("a") as fh:
+        fh.write("R9,MRN-0003,lenalidomide,2020-02-10,,,,,,extra\n\n")
+    s = run_bundle(engine, b, KEY)
+    assert s.files["treatments"].read == 9 and s.files["treatments"].quarantined == 1
+    with engine.connect() as conn:
+        (reasons,) = conn.execute(select(QuarantinedRow.reasons)).one()
+    assert reasons[0]["rule"] == "wrong_field_count"
+
+
+# --------------------------------------------------------------------------- idempotency
+def test_same_bundle_twice_changes_nothing_and_says_so(engine: Engine, tmp_path: Path) -> None:
+    b = write_bundle(tmp_path / "b")
+    first = run_bundle(engine, b, KEY)
+    assert first.status == "succeeded"
+    before = snapshot(engine)
+    again = run_bundle(engine, b, KEY)
+    assert again.status == "unchanged" and "already loaded" in again.message
+    forced = run_bundle(engine, b, KEY, force=True)
+    assert forced.status == "succeeded"
+    assert all(c.changed == 0 and c.retired == 0 for c in forced.files.values())
+    after = snapshot(engine)
+    for bookkeeping in ("quarantine", "sites"):  # sites.last_run_id records the forced run
+        after.pop(bookkeeping), before.pop(bookkeeping)
+    assert after == before
+
+
+def test_full_mode_retires_what_the_site_no_longer_sends(engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "a"), KEY)
+    rows = base_rows()
+    rows["patients"] = rows["patients"][:2]
+    rows["follow_up"] = rows["follow_up"][:2]
+    rows["treatments"] = [r for r in rows["treatments"] if r["patient_id"] != "MRN-0003"
+                          and r["treatment_id"] != "R3"]  # fmt: skip
+    s = run_bundle(engine, write_bundle(tmp_path / "b", rows,
+                                        {"exported_at": "2026-08-01T00:00:00+00:00"}), KEY)  # fmt: skip
+    assert s.files["patients"].retired == 1 and s.files["treatments"].retired == 2
+    with engine.connect() as conn:
+        current = conn.execute(select(func.count()).select_from(Patient).where(Patient.is_current)).scalar()
+        total = conn.execute(select(func.count()).select_from(Patient)).scalar()
+        retired_rx = conn.execute(select(Treatment.retired_run_id).where(~Treatment.is_current)).scalars().all()
+    assert (current, total) == (2, 3)
+    assert retired_rx == [s.run_id, s.run_id]
+
+
+def test_incremental_only_upserts_and_accepts_known_patients(engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "a"), KEY)
+    rows = {"patients": [], "transplants": [], "disease_events": [], "follow_up": [],
+            "treatments": [{"treatment_id": "R99", "patient_id": "MRN-0003", "drug": "pomalidomide",
+                            "start_date": "2021-01-01", "end_date": "2021-03-01"}]}  # fmt: skip
+    s = run_bundle(engine, write_bundle(tmp_path / "b", rows, {"mode": "incremental",
+                   "exported_at": "2026-08-01T00:00:00+00:00"}), KEY)  # fmt: skip
+    assert s.files["treatments"].loaded == 1 and s.files["treatments"].quarantined == 0
+    assert sum(c.retired for c in s.files.values()) == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Patient).where(Patient.is_current)).scalar() == 3
+
+
+def test_older_bundle_is_refused_unless_forced(engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "new"), KEY)
+    old = write_bundle(tmp_path / "old", manifest={"exported_at": "2026-01-01T00:00:00+00:00"})
+    with pytest.raises(BundleRefused, match="older than the last bundle"):
+        run_bundle(engine, old, KEY)
+    assert run_bundle(engine, old, KEY, force=True).status == "succeeded"
+
+
+# --------------------------------------------------------------------------- hostile text
+def test_hostile_text_is_stored_verbatim_or_quarantined(engine: Engine, tmp_path: Path) -> None:
+    rows = base_rows()
+    evil = "x'); DROP TABLE patients; --"
+    rows["treatments"][7]["drug"] = evil
+    rows["treatments"][6]["drug"] = 'he said "hi",\nnew line\t¿ünïcødé?'
+    rows["treatments"][5]["drug"] = "L" * 500
+    rows["transplants"][0]["conditioning_agent"] = "Robert'); --"
+    s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
+    assert s.files["treatments"].quarantined == 1  # the 500-character drug name
+    with engine.connect() as conn:
+        drugs = set(conn.execute(select(Treatment.drug_raw)).scalars())
+        assert conn.execute(select(func.count()).select_from(Patient)).scalar() == 3
+    assert evil in drugs and 'he said "hi",\nnew line\t¿ünïcødé?' in drugs
+    assert s.unmapped_drugs  # unknown names are listed, not guessed
+
+
+# --------------------------------------------------------------------------- privacy
+def test_only_pseudonyms_are_stored(engine: Engine, tmp_path: Path) -> None:
+    rows = base_rows()
+    rows["treatments"][7]["stop_reason"] = "lost"  # a quarantined row keeps no raw id either
+    run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
+    expected = hmac.new(KEY, b"TEST-SITE:patient:MRN-0001", hashlib.sha256).hexdigest()
+    with engine.connect() as conn:
+        keys = set(conn.execute(select(Patient.patient_key)).scalars())
+        q = conn.execute(select(QuarantinedRow.row_data)).scalars().all()
+    assert expected in keys
+    dump = json.dumps(snapshot(engine))
+    for raw in ("MRN-0001", "MRN-0002", "MRN-0003", "TX1", '"R8"', '"E1"'):
+        assert raw not in dump
+    assert q and q[0]["patient_id"] == hmac.new(KEY, b"TEST-SITE:patient:MRN-0003",
+                                                hashlib.sha256).hexdigest()  # fmt: skip
+
+
+def test_refuses_to_run_without_a_key(db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("REGISTRY_PSEUDONYM_KEY", raising=False)
+    res = CliRunner().invoke(cli, ["--database-url", db_url, "etl", "run", str(write_bundle(tmp_path / "b"))])
+    assert res.exit_code == 78 and "no pseudonym key" in res.output
+
+
+# --------------------------------------------------------------------------- CLI contract
+def test_json_summary_is_the_only_thing_on_stdout(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = base_rows()
+    rows["treatments"][7]["drug"] = "mystery drug"
+    b = write_bundle(tmp_path / "b", rows)
+    proc = subprocess.run([sys.executable, "-m", "registry.cli", "etl", "run", str(b), "--format", "json"],
+                          capture_output=True, text=True, env={**os.environ, **cli_env}, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["files"]["treatments"] == {"read": 8, "loaded": 8, "quarantined": 0,
+                                           "warnings": 1, "changed": 8, "retired": 0}  # fmt: skip
+    assert "mystery drug" in proc.stderr  # warnings go to stderr
+
+
+def test_golden_dirty_bundle_quarantines_exactly_what_was_injected(engine: Engine, tmp_path: Path) -> None:
+    truth = synth_bundle(tmp_path / "g", patients=400, seed=11, dirty=True)
+    s = run_bundle(engine, tmp_path / "g", KEY)
+    assert {k: v.quarantined for k, v in s.files.items()} == truth["quarantine"]
+    assert sum(truth["quarantine"].values()) > 10
+    for c in s.files.values():
+        assert c.read == c.loaded + c.quarantined
+
+
+# --------------------------------------------------------------------------- kill and lock
+def _start_paused(db_url: str, bundle: Path, marker: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
+           "REGISTRY_FAULT_PAUSE_FILE": str(marker), "REGISTRY_FAULT_PAUSE_SECONDS": "60"}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "registry.cli", "etl", "run", str(bundle)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the load never reached the pause point"
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_load_leaves_the_database_unchanged(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "first"), KEY)
+    before = snapshot(engine)
+    synth_bundle(tmp_path / "big", patients=300, seed=5)
+    marker = tmp_path / "paused"
+    proc = _start_paused(db_url, tmp_path / "big", marker)
+    _wait_for(marker, proc)  # every row written, nothing committed
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert snapshot(engine) == before
+    s = run_bundle(engine, tmp_path / "big", KEY)  # the next run succeeds
+    assert s.status == "succeeded"
+    with engine.connect() as conn:
+        statuses = [r for (r,) in conn.execute(select(EtlRun.status).order_by(EtlRun.run_id))]
+    assert statuses == ["succeeded", "killed", "succeeded"]
+
+
+def test_second_concurrent_run_exits_with_lock_held(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    write_bundle(tmp_path / "a")
+    marker = tmp_path / "paused"
+    proc = _start_paused(db_url, tmp_path / "a", marker)
+    try:
+        _wait_for(marker, proc)
+        env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY}
+        other = subprocess.run([sys.executable, "-m", "registry.cli", "etl", "run", str(tmp_path / "a")],
+                               env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        assert other.returncode == EXIT_TEMPFAIL
+        assert "another run holds the lock" in other.stderr
+        assert "Traceback" not in other.stderr
+    finally:
+        proc.kill()
+        proc.communicate()
