@@ -84,14 +84,14 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
         head["exposures"] = len(n_exp)
         fu = conn.execute(select(FollowUp).where(FollowUp.patient_key == patient_key)).first()
         if fu:
-            f = fu[0]
+            f = fu
             if f.death_date:
                 entries.append(TimelineEntry(f.death_date, "death", f"died ({f.cause_of_death or 'cause not recorded'})"))
             else:
                 entries.append(TimelineEntry(f.last_contact_date, "follow-up", "last contact, alive"))
         s = conn.execute(select(PatientSummary).where(PatientSummary.patient_key == patient_key)).first()
         if s:
-            ps = s[0]
+            ps = s
             head["lenalidomide_maintenance"] = ps.lenalidomide_maintenance
             head["maintenance_agents"] = ps.maintenance_agents
             head["second_line"] = ps.l2_first_regimen

@@ -15,6 +15,10 @@ from scipy import stats
 from registry.statistics.survival import kaplan_meier
 
 
+class CoxConvergenceError(ValueError):
+    """The partial likelihood has no finite maximum (e.g. a group without events)."""
+
+
 @dataclass(frozen=True)
 class CoxTerm:
     name: str
@@ -104,6 +108,8 @@ def _efron_pieces(time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.n
 
 
 def _loglik(time, event, x, beta):  # type: ignore[no-untyped-def]
+    if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 600:
+        raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
     pieces = _efron_pieces(time, event, x, beta)
     # centring eta leaves the Efron log-likelihood unchanged (one log term per event)
     ll = sum(pc[1] for pc in pieces)
@@ -127,12 +133,20 @@ def cox_ph(
     event = data[event_col].to_numpy(dtype=float) > 0
     x = data[columns].to_numpy(dtype=float)
     p = x.shape[1]
+    for j, col in enumerate(columns):
+        vals = np.unique(x[:, j])
+        if len(vals) < 2:
+            raise CoxConvergenceError(f"{col} does not vary")
+        if set(vals) <= {0.0, 1.0} and (not event[x[:, j] == 1].any() or not event[x[:, j] == 0].any()):
+            raise CoxConvergenceError(f"no events on one side of {col}: its hazard ratio is infinite")
     beta = np.zeros(p)
     ll, u, info = _loglik(time, event, x, beta)
     ll_null = ll
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - iterations are reported
         step = np.linalg.solve(info, u)
+        if not np.all(np.isfinite(step)):
+            raise CoxConvergenceError("the Newton step is not finite")
         new = beta + step
         ll_new, u_new, info_new = _loglik(time, event, x, new)
         halvings = 0
@@ -145,6 +159,8 @@ def cox_ph(
         beta, ll, u, info = new, ll_new, u_new, info_new
         if done:
             break
+    if np.max(np.abs(beta)) > 30 or not np.isfinite(ll):
+        raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
     var = np.linalg.inv(info)
     se = np.sqrt(np.diag(var))
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
