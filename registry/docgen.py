@@ -1,0 +1,148 @@
+"""Generate docs/data-model.md (from the models) and docs/input-contract.md (from the Pandera
+contract). ``python -m registry.docgen`` rewrites them; a test fails when they are stale."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sqlalchemy import Table
+
+from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, MODELS
+from registry.models import Base
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+TABLE_NOTES = {
+    "sites": "Delivering centres; `last_exported_at` refuses stale bundles.",
+    "drugs": "The drug vocabulary (registry/data/drugs.csv), loaded by `registry db upgrade`.",
+    "drug_synonyms": "Brand names and spellings (lower case) mapping to a drug.",
+    "etl_runs": "The run ledger: every ETL run, refused ones included.",
+    "quarantine": "Rejected rows with every reason; ids pseudonymised, identifier columns never read.",
+    "patients": "One row per patient; `patient_key` is HMAC-SHA256 of site, file and source id.",
+    "transplants": "Stem-cell transplants as delivered.",
+    "treatments": "Raw drug exposure rows as delivered, linked to the vocabulary when known.",
+    "disease_events": "Response assessments and documented progressions/relapses.",
+    "follow_up": "Last contact and vital status (one row per patient).",
+    "derivation_runs": "Each derivation run with the parameter values it used.",
+    "exposures": "Derived: same-drug rows merged across short gaps.",
+    "exposure_sources": "Derived: which treatment rows each exposure came from.",
+    "lines_of_therapy": "Derived: IMWG lines of therapy.",
+    "regimens": "Derived: regimens within lines with their phase.",
+    "regimen_exposures": "Derived: the exposures each regimen contains (`continued` = carried over).",
+    "transplant_roles": "Derived: index / tandem / salvage / additional / allogeneic.",
+    "relapses": "Derived: documented progressions with lenalidomide refractoriness attributes.",
+    "relapse_refractoriness": "Derived: refractory or not to each drug at each relapse.",
+    "patient_summaries": "Derived: one row per patient with the facts cohorts start from.",
+}
+
+
+def _table_md(t: Table) -> str:
+    lines = [f"## `{t.name}`", "", TABLE_NOTES.get(t.name, ""), "",
+             "| column | type | null | key |", "|---|---|---|---|"]  # fmt: skip
+    for c in t.columns:
+        key = []
+        if c.primary_key:
+            key.append("PK")
+        for fk in c.foreign_keys:
+            key.append(f"FK {fk.target_fullname}")
+        lines.append(f"| `{c.name}` | {c.type.compile()} | {'yes' if c.nullable else 'no'} | {', '.join(key)} |")
+    idx = sorted(i.name for i in t.indexes if i.name)
+    if idx:
+        lines += ["", "Indexes: " + ", ".join(f"`{i}`" for i in idx)]
+    return "\n".join(lines) + "\n"
+
+
+def data_model_markdown() -> str:
+    head = ("# Data model\n\nGenerated from `registry/models.py` by `python -m registry.docgen`; "
+            "a test fails if this file is stale. Every clinical table carries `patient_key`. "
+            "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
+            "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n")  # fmt: skip
+    return head + "\n" + "\n".join(_table_md(t) for t in Base.metadata.sorted_tables)
+
+
+def input_contract_markdown() -> str:
+    out = [
+        "# Input contract (export format version 1)\n",
+        "Generated from `etl/contract.py` (the Pandera models and the column catalogue) by "
+        "`python -m registry.docgen`; a test fails if this file is stale. The normative text is "
+        "`shared/spec/export-format.md`; this page is what the registry actually enforces.\n",
+        "## The bundle\n",
+        f"A folder or `.zip` with `manifest.json` and {', '.join(CONTRACTS[n].filename for n in FILE_ORDER)}. "
+        f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "
+        "(1-32 of A-Z 0-9 _ -), `exported_at` (ISO timestamp with offset), `data_cutoff` (ISO date); "
+        "optional `mode` (`full` default, or `incremental`) and `source_system`.\n",
+        "CSV: UTF-8 (BOM tolerated), comma, RFC 4180 quotes, CRLF or LF. Headers match "
+        "case-insensitively after trimming; order is free; unknown columns are ignored with a "
+        "warning; columns that look like direct identifiers (e.g. "
+        + ", ".join(f"`{n}`" for n in sorted(IDENTIFIER_NAMES)[:10])
+        + ", or any name containing name/address/phone/email/ssn) are dropped unread. Values are trimmed; "
+        "empty = not recorded; coded values are case-insensitive. Row numbers count the header as row 1.\n",
+        "## Structural problems (the whole bundle is refused, nothing changes)\n",
+        "Missing file or manifest, bad manifest, unsupported format version, missing required "
+        "column, repeated column, not UTF-8, unreadable CSV (e.g. a broken quote), empty file. "
+        "Exit code 65.\n",
+        "## Row problems (the row is quarantined with every reason; the rest loads)\n",
+        "| rule | meaning |", "|---|---|",
+    ]
+    rules = [
+        ("required", "a required value is empty"),
+        ("invalid_date", "not a date in YYYY-MM-DD form"),
+        ("invalid_number", "not a plain decimal number"),
+        ("not_allowed", "a coded value outside the allowed set (synonyms below are accepted)"),
+        ("must_be_positive", "a number that must be > 0"),
+        ("too_long", "an id over 128 or a text over its limit (drug 200, conditioning agent 80)"),
+        ("date_before_1900", "any date before 1900-01-01"),
+        ("date_after_cutoff", "any date after the manifest's data_cutoff (follow-up dates excepted: "
+                              "they are kept and censored at the cutoff)"),
+        ("birth_not_before_diagnosis", "birth_date must be before diagnosis_date"),
+        ("age_at_diagnosis", "age at diagnosis outside 18-110 years"),
+        ("transplant_before_diagnosis", "transplant more than 30 days before diagnosis"),
+        ("end_before_start", "treatment end_date before start_date"),
+        ("after_death", "a date after the patient's death_date"),
+        ("after_last_contact", "a date after the patient's last_contact_date (an ongoing "
+                               "treatment's missing end date never counts)"),
+        ("before_diagnosis", "death or last contact before diagnosis"),
+        ("death_date_required", "vital_status dead without death_date"),
+        ("death_date_not_allowed", "death_date while vital_status is not dead"),
+        ("orphan", "patient_id not in patients.csv, or its row there was quarantined "
+                   "(incremental bundles: also accepted if the patient is current in the registry)"),
+        ("duplicate_id", "the source id occurs more than once in the file: every copy is invalid"),
+        ("wrong_field_count", "the record has more or fewer fields than the header (not stored)"),
+    ]  # fmt: skip
+    out += [f"| `{r}` | {m} |" for r, m in rules]
+    out.append("")
+    for name in FILE_ORDER:
+        c = CONTRACTS[name]
+        schema = MODELS[name].to_schema()
+        out += [f"## `{c.filename}`\n", f"Pandera model: `{MODELS[name].__name__}`; source id "
+                f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
+                "| column | required | kind | allowed values (and accepted synonyms) |",
+                "|---|---|---|---|"]  # fmt: skip
+        for col in c.columns:
+            assert col.name in schema.columns, col.name
+            if col.codes:
+                syn: dict[str, list[str]] = {}
+                for s, canon in col.codes.items():
+                    if s != canon.lower():
+                        syn.setdefault(canon, []).append(s)
+                vals = ", ".join(f"`{v}`" + (f" ({', '.join(syn[v])})" if v in syn else "")
+                                 for v in col.allowed)  # fmt: skip
+            else:
+                vals = col.description
+            out.append(f"| `{col.name}` | {'yes' if col.required else 'no'} | {col.kind} | {vals} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_all() -> list[Path]:
+    DOCS.mkdir(exist_ok=True)
+    paths = [DOCS / "data-model.md", DOCS / "input-contract.md"]
+    paths[0].write_text(data_model_markdown(), encoding="utf-8")
+    paths[1].write_text(input_contract_markdown(), encoding="utf-8")
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write_all():
+        sys.stdout.write(f"wrote {p}\n")
