@@ -22,17 +22,29 @@ MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 200
 
 RESPONSES = {
-    "scr": "sCR", "stringent complete response": "sCR",
-    "cr": "CR", "complete response": "CR",
-    "vgpr": "VGPR", "very good partial response": "VGPR",
-    "pr": "PR", "partial response": "PR",
-    "mr": "MR", "minimal response": "MR", "minor response": "MR",
-    "sd": "SD", "stable disease": "SD",
-    "pd": "PD", "progressive disease": "PD",
-}  # fmt: skip
+    "scr": "sCR",
+    "stringent complete response": "sCR",
+    "cr": "CR",
+    "complete response": "CR",
+    "vgpr": "VGPR",
+    "very good partial response": "VGPR",
+    "pr": "PR",
+    "partial response": "PR",
+    "mr": "MR",
+    "minimal response": "MR",
+    "minor response": "MR",
+    "sd": "SD",
+    "stable disease": "SD",
+    "pd": "PD",
+    "progressive disease": "PD",
+}
 YES_NO = {"yes": "yes", "no": "no"}
-FISH = {"present": "present", "absent": "absent", "not_tested": "not_tested",
-        "not tested": "not_tested"}  # fmt: skip
+FISH = {
+    "present": "present",
+    "absent": "absent",
+    "not_tested": "not_tested",
+    "not tested": "not_tested",
+}
 
 
 def _identity(*values: str) -> dict[str, str]:
@@ -79,33 +91,50 @@ FISH_COLS = tuple(
 
 CONTRACTS: dict[str, FileContract] = {
     "patients": FileContract(
-        "patients", "patient_id", "patient",
+        "patients",
+        "patient_id",
+        "patient",
         (
             Column("patient_id", "id", True, description="source identifier (often the MRN)"),
-            Column("sex", "code", True, {"f": "F", "female": "F", "m": "M", "male": "M",
-                                         "u": "U", "unknown": "U"}),
+            Column(
+                "sex",
+                "code",
+                True,
+                {"f": "F", "female": "F", "m": "M", "male": "M", "u": "U", "unknown": "U"},
+            ),
             Column("birth_date", "date", True),
             Column("diagnosis_date", "date", True, description="multiple myeloma diagnosis"),
-            Column("iss_stage", "code", codes={"i": "I", "ii": "II", "iii": "III",
-                                              "1": "I", "2": "II", "3": "III"}),
+            Column(
+                "iss_stage",
+                "code",
+                codes={"i": "I", "ii": "II", "iii": "III", "1": "I", "2": "II", "3": "III"},
+            ),
             Column("riss_stage", "code", codes=_identity("I", "II", "III")),
             Column("ldh_elevated", "code", codes=YES_NO),
             *FISH_COLS,
-            Column("heavy_chain", "code", codes=_identity("IgG", "IgA", "IgD", "IgE", "IgM",
-                                                          "none")),
+            Column("heavy_chain", "code", codes=_identity("IgG", "IgA", "IgD", "IgE", "IgM", "none")),
             Column("light_chain", "code", codes=_identity("kappa", "lambda")),
         ),
     ),
     "transplants": FileContract(
-        "transplants", "transplant_id", "transplant",
+        "transplants",
+        "transplant_id",
+        "transplant",
         (
             Column("transplant_id", "id", True),
             Column("patient_id", "id", True, description="must exist in patients.csv"),
             Column("transplant_date", "date", True, description="stem-cell infusion (day 0)"),
-            Column("transplant_type", "code", True, {"autologous": "autologous",
-                                                     "auto": "autologous",
-                                                     "allogeneic": "allogeneic",
-                                                     "allo": "allogeneic"}),
+            Column(
+                "transplant_type",
+                "code",
+                True,
+                {
+                    "autologous": "autologous",
+                    "auto": "autologous",
+                    "allogeneic": "allogeneic",
+                    "allo": "allogeneic",
+                },
+            ),
             Column("conditioning_agent", "text", max_length=80, description="e.g. melphalan"),
             Column("conditioning_dose_mg_m2", "number", description="> 0"),
             Column("planned_tandem", "code", codes=YES_NO),
@@ -114,7 +143,9 @@ CONTRACTS: dict[str, FileContract] = {
         ),
     ),
     "treatments": FileContract(
-        "treatments", "treatment_id", "treatment",
+        "treatments",
+        "treatment_id",
+        "treatment",
         (
             Column("treatment_id", "id", True),
             Column("patient_id", "id", True, description="must exist in patients.csv"),
@@ -122,50 +153,102 @@ CONTRACTS: dict[str, FileContract] = {
             Column("start_date", "date", True),
             Column("end_date", "date", description=">= start_date; empty = ongoing"),
             Column("dose_mg", "number", description="> 0"),
-            Column("intent", "code", codes=_identity("induction", "consolidation",
-                                                     "maintenance", "salvage",
-                                                     "conditioning")),
-            Column("stop_reason", "code", codes=_identity("completed", "progression",
-                                                          "toxicity", "patient_choice",
-                                                          "death", "other", "ongoing")),
+            Column(
+                "intent",
+                "code",
+                codes=_identity("induction", "consolidation", "maintenance", "salvage", "conditioning"),
+            ),
+            Column(
+                "stop_reason",
+                "code",
+                codes=_identity(
+                    "completed",
+                    "progression",
+                    "toxicity",
+                    "patient_choice",
+                    "death",
+                    "other",
+                    "ongoing",
+                ),
+            ),
         ),
     ),
     "disease_events": FileContract(
-        "disease_events", "event_id", "event",
+        "disease_events",
+        "event_id",
+        "event",
         (
             Column("event_id", "id", True),
             Column("patient_id", "id", True, description="must exist in patients.csv"),
             Column("event_date", "date", True),
-            Column("event_type", "code", True, _identity("response_assessment", "progression",
-                                                         "relapse")),
-            Column("response", "code", codes=RESPONSES,
-                   description="expected for response_assessment"),
+            Column(
+                "event_type",
+                "code",
+                True,
+                _identity("response_assessment", "progression", "relapse"),
+            ),
+            Column("response", "code", codes=RESPONSES, description="expected for response_assessment"),
         ),
     ),
     "follow_up": FileContract(
-        "follow_up", "patient_id", "patient",
+        "follow_up",
+        "patient_id",
+        "patient",
         (
             Column("patient_id", "id", True, description="one row per patient"),
             Column("last_contact_date", "date", True),
             Column("vital_status", "code", True, _identity("alive", "dead")),
             Column("death_date", "date", description="required if and only if dead"),
-            Column("cause_of_death", "code", codes=_identity("myeloma", "treatment_related",
-                                                             "infection", "second_malignancy",
-                                                             "other", "unknown")),
+            Column(
+                "cause_of_death",
+                "code",
+                codes=_identity(
+                    "myeloma",
+                    "treatment_related",
+                    "infection",
+                    "second_malignancy",
+                    "other",
+                    "unknown",
+                ),
+            ),
         ),
     ),
-}  # fmt: skip
+}
 
 FILE_ORDER = ("patients", "follow_up", "transplants", "treatments", "disease_events")
 
 # Columns that look like direct identifiers: never read into the registry.
 IDENTIFIER_NAMES = {
-    "name", "first_name", "last_name", "surname", "given_name", "full_name", "patient_name",
-    "maiden_name", "address", "street", "postcode", "zip", "zip_code", "postal_code", "phone",
-    "telephone", "mobile", "email", "e_mail", "ssn", "social_security_number", "national_id",
-    "nhs_number", "health_card_number", "insurance_number", "passport", "mrn_raw", "mrn",
+    "name",
+    "first_name",
+    "last_name",
+    "surname",
+    "given_name",
+    "full_name",
+    "patient_name",
+    "maiden_name",
+    "address",
+    "street",
+    "postcode",
+    "zip",
+    "zip_code",
+    "postal_code",
+    "phone",
+    "telephone",
+    "mobile",
+    "email",
+    "e_mail",
+    "ssn",
+    "social_security_number",
+    "national_id",
+    "nhs_number",
+    "health_card_number",
+    "insurance_number",
+    "passport",
+    "mrn_raw",
+    "mrn",
     "medical_record_number",
-}  # fmt: skip
+}
 IDENTIFIER_FRAGMENTS = ("name", "address", "phone", "email", "ssn", "passport", "national_id")
 
 
@@ -179,7 +262,7 @@ def _codes(file: str, column: str) -> list[str]:
     return CONTRACTS[file].column(column).allowed
 
 
-def _len_ok(max_len: int):  # type: ignore[no-untyped-def]
+def _len_ok(max_len: int):
     return pa.Check(lambda s: s.str.len() <= max_len, name=f"at_most_{max_len}_characters")
 
 
@@ -209,9 +292,7 @@ class TransplantsModel(_Base):
     transplant_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
     patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
     transplant_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    transplant_type: Series[str] = pa.Field(
-        nullable=False, isin=_codes("transplants", "transplant_type")
-    )
+    transplant_type: Series[str] = pa.Field(nullable=False, isin=_codes("transplants", "transplant_type"))
     conditioning_agent: Series[str] = pa.Field(nullable=True, str_length={"max_value": 80})
     conditioning_dose_mg_m2: Series[float] = pa.Field(nullable=True, gt=0)
     planned_tandem: Series[str] = pa.Field(nullable=True, isin=list(YES_NO.values()))
@@ -243,9 +324,7 @@ class FollowUpModel(_Base):
     last_contact_date: Series[pd.Timestamp] = pa.Field(nullable=False)
     vital_status: Series[str] = pa.Field(nullable=False, isin=_codes("follow_up", "vital_status"))
     death_date: Series[pd.Timestamp] = pa.Field(nullable=True)
-    cause_of_death: Series[str] = pa.Field(
-        nullable=True, isin=_codes("follow_up", "cause_of_death")
-    )
+    cause_of_death: Series[str] = pa.Field(nullable=True, isin=_codes("follow_up", "cause_of_death"))
 
 
 MODELS: dict[str, type[pa.DataFrameModel]] = {

@@ -113,9 +113,7 @@ def read_manifest(bundle: Bundle) -> Manifest:
         raise refuse(f"'format' must be {FORMAT!r}, found {data.get('format')!r}")
     version = data.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
-        raise refuse(
-            f"'format_version' {version!r} is not supported (this registry reads {FORMAT_VERSION})"
-        )
+        raise refuse(f"'format_version' {version!r} is not supported (this registry reads {FORMAT_VERSION})")
     site = data.get("site_id")
     if not isinstance(site, str) or not SITE_RE.match(site):
         raise refuse("'site_id' must be 1-32 characters of A-Z 0-9 _ -")
@@ -215,8 +213,11 @@ def iter_chunks(
                         break
                 if not records and not malformed:
                     return
-                frame = pd.DataFrame(records, columns=header.columns, dtype=object) if records \
+                frame = (
+                    pd.DataFrame(records, columns=header.columns, dtype=object)
+                    if records
                     else pd.DataFrame(columns=header.columns, dtype=object)
+                )
                 out = pd.DataFrame(index=pd.Index(numbers, dtype="int64"))
                 for col in wanted:
                     if col in positions:
@@ -230,6 +231,4 @@ def iter_chunks(
             [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
         ) from None
     except csv.Error as exc:
-        raise BundleRefused(
-            [Problem(member, f"unreadable CSV near row {row_number + 1} ({exc})")]
-        ) from None
+        raise BundleRefused([Problem(member, f"unreadable CSV near row {row_number + 1} ({exc})")]) from None

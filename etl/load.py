@@ -54,9 +54,7 @@ def create_stages(conn: Connection) -> None:
         stage.create(conn)
         conn.execute(text(f"CREATE INDEX ix_{stage_name(name)}_key ON {stage_name(name)} ({pk})"))
         if pk != "patient_key":
-            conn.execute(
-                text(f"CREATE INDEX ix_{stage_name(name)}_pat ON {stage_name(name)} (patient_key)")
-            )
+            conn.execute(text(f"CREATE INDEX ix_{stage_name(name)}_pat ON {stage_name(name)} (patient_key)"))
     key_type = Base.metadata.tables["patients"].c.patient_key.type
     qk = Table(
         "stage_quarantined_keys",
@@ -80,7 +78,7 @@ def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(frame.itertuples(index=False, name=None))
 
 
-def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:  # type: ignore[type-arg]
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
     """Bulk-insert tuples: COPY on PostgreSQL, executemany on SQLite."""
     rows = list(rows)
     if not rows:
@@ -135,9 +133,7 @@ def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
     if not source_rows:
         return
     st = stage_name(name)
-    conn.execute(
-        text(f"DELETE FROM {st} WHERE source_row = :r"), [{"r": int(r)} for r in source_rows]
-    )
+    conn.execute(text(f"DELETE FROM {st} WHERE source_row = :r"), [{"r": int(r)} for r in source_rows])
 
 
 def mark_changed_patients(conn: Connection, name: str) -> None:

@@ -20,7 +20,15 @@ from sqlalchemy import Engine, insert, select, text, update
 
 from etl import load
 from etl.contract import CONTRACTS, FILE_ORDER
-from etl.extract import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Manifest, iter_chunks, read_header, read_manifest
+from etl.extract import (
+    DEFAULT_CHUNK_ROWS,
+    Bundle,
+    FileHeader,
+    Manifest,
+    iter_chunks,
+    read_header,
+    read_manifest,
+)
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.database import require_current_schema, writer_lock
@@ -168,8 +176,18 @@ def run_bundle(
                         summary.message = done
                         ledger.finish(summary, manifest)
                         return summary
-                _load(engine, bundle, manifest, headers, key, summary, ledger.run_id or 0,
-                      dry_run=dry_run, chunk_rows=chunk_rows, progress=progress)  # fmt: skip
+                _load(
+                    engine,
+                    bundle,
+                    manifest,
+                    headers,
+                    key,
+                    summary,
+                    ledger.run_id or 0,
+                    dry_run=dry_run,
+                    chunk_rows=chunk_rows,
+                    progress=progress,
+                )
                 summary.status = "validated" if dry_run else "succeeded"
             except BundleRefused as exc:
                 summary.status = "refused"
@@ -179,9 +197,7 @@ def run_bundle(
                 raise
             except BaseException as exc:
                 summary.status = "failed"
-                summary.message = (
-                    exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
-                )
+                summary.message = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
                 summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
                 ledger.finish(summary, manifest)
                 raise
@@ -197,9 +213,7 @@ def run_bundle(
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:
         with engine.begin() as conn:
-            conn.execute(
-                update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings)
-            )
+            conn.execute(update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings))
     return summary
 
 
@@ -233,9 +247,7 @@ def _check_order(
             .order_by(EtlRun.run_id.desc())
             .limit(1)
         ).scalar()
-        last = conn.execute(
-            select(Site.last_exported_at).where(Site.site_code == manifest.site_id)
-        ).scalar()
+        last = conn.execute(select(Site.last_exported_at).where(Site.site_code == manifest.site_id)).scalar()
     if same is not None and not force:
         return f"this bundle was already loaded by run {same}; nothing changed"
     if last is not None:
@@ -272,9 +284,7 @@ def _load(
     unmapped: Counter[str] = Counter()
     quarantine: list[dict[str, Any]] = []
     facts = PatientFacts(
-        frame=pd.DataFrame(
-            columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"]
-        )
+        frame=pd.DataFrame(columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"])
     )
     for name, h in headers.items():
         counts = summary.files.setdefault(name, FileCounts())
@@ -294,12 +304,13 @@ def _load(
             vocab = vocabulary_map(ro)
             if manifest.mode == "incremental":
                 facts.registry_patients = {
-                    k for (k,) in ro.execute(
+                    k
+                    for (k,) in ro.execute(
                         select(Patient.patient_key).where(
                             Patient.site_code == manifest.site_id, Patient.is_current
                         )
                     )
-                }  # fmt: skip
+                }
         load.create_stages(conn)
         for name in FILE_ORDER:
             t = time.perf_counter()
@@ -311,13 +322,24 @@ def _load(
                 chunk = piece.frame
                 counts.read += len(chunk) + len(piece.malformed)
                 for row_number, fields in piece.malformed:
-                    file_q.append({"file": name, "row_number": row_number, "reasons": [{
-                        "column": None, "value": str(fields), "rule": "wrong_field_count",
-                        "message": f"the row has {fields} fields, the header "
-                                   f"{len(headers[name].columns)}"}],
-                        # the row is not stored: its fields cannot be matched to columns,
-                        # so its source ids could not be pseudonymised
-                        "row_data": {"_not_stored": "malformed row"}})  # fmt: skip
+                    file_q.append(
+                        {
+                            "file": name,
+                            "row_number": row_number,
+                            "reasons": [
+                                {
+                                    "column": None,
+                                    "value": str(fields),
+                                    "rule": "wrong_field_count",
+                                    "message": f"the row has {fields} fields, the header "
+                                    f"{len(headers[name].columns)}",
+                                }
+                            ],
+                            # the row is not stored: its fields cannot be matched to columns,
+                            # so its source ids could not be pseudonymised
+                            "row_data": {"_not_stored": "malformed row"},
+                        }
+                    )
                 pkeys = (
                     pseudo.series("patient", chunk["patient_id"])
                     if facts.registry_patients is not None and name != "patients"
@@ -329,8 +351,14 @@ def _load(
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
                     data, reasons = quarantine_row(name, raw, reasons, pseudo, contract.id_namespace)
-                    file_q.append({"file": name, "row_number": row_number, "reasons": reasons,
-                                   "row_data": data})  # fmt: skip
+                    file_q.append(
+                        {
+                            "file": name,
+                            "row_number": row_number,
+                            "reasons": reasons,
+                            "row_data": data,
+                        }
+                    )
                 if name == "patients":
                     f = res.valid[["birth_date", "diagnosis_date"]].copy()
                     f["key"] = rows["patient_key"]
@@ -383,9 +411,7 @@ def _load(
             summary.files[name].changed = load.merge(conn, name)
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
-                summary.files[name].retired = load.retire_missing(
-                    conn, name, manifest.site_id, run_id
-                )
+                summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
         if quarantine:
             for q in quarantine:
                 q["run_id"] = run_id
@@ -412,9 +438,7 @@ def _fault_point() -> None:
         time.sleep(float(os.environ.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")))
 
 
-def _quarantine_duplicates(
-    conn: Any, name: str, id_column: str, file_q: list[dict[str, Any]]
-) -> set[str]:
+def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[dict[str, Any]]) -> set[str]:
     """Rows sharing a source id are all invalid: move staged ones to quarantine and add the
     reason to quarantined ones. Returns the duplicated keys (pseudonyms)."""
     key_field = load.TARGETS[name][1]
@@ -425,8 +449,11 @@ def _quarantine_duplicates(
     seen = Counter(k for k in q_keys if k)
     dup_keys |= {k for k, n in seen.items() if n > 1}
     dup_keys |= load.staged_keys_among(conn, name, [k for k in seen if k not in dup_keys])
-    reason = {"column": id_column, "rule": "duplicate_id",
-              "message": f"{id_column} occurs more than once in {name}.csv"}  # fmt: skip
+    reason = {
+        "column": id_column,
+        "rule": "duplicate_id",
+        "message": f"{id_column} occurs more than once in {name}.csv",
+    }
     for q in file_q:
         k = q["row_data"].get(id_column)
         if k in dup_keys:
@@ -435,9 +462,14 @@ def _quarantine_duplicates(
         for rec in dups.to_dict("records"):
             data = {c: _jsonable(v) for c, v in rec.items() if c not in ("run_id", "source_row")}
             data["_form"] = "normalised (duplicate found after parsing)"
-            file_q.append({"file": name, "row_number": int(rec["source_row"]),
-                           "reasons": [{**reason, "value": rec[key_field]}],
-                           "row_data": data})  # fmt: skip
+            file_q.append(
+                {
+                    "file": name,
+                    "row_number": int(rec["source_row"]),
+                    "reasons": [{**reason, "value": rec[key_field]}],
+                    "row_data": data,
+                }
+            )
         load.unstage(conn, name, [int(r) for r in dups["source_row"]])
     file_q.sort(key=lambda q: q["row_number"])
     return dup_keys

@@ -17,9 +17,7 @@ def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(EtlRun).order_by(EtlRun.run_id.desc()).limit(limit)).all()
         q = dict(
-            conn.execute(
-                select(QuarantinedRow.run_id, func.count()).group_by(QuarantinedRow.run_id)
-            ).all()
+            conn.execute(select(QuarantinedRow.run_id, func.count()).group_by(QuarantinedRow.run_id)).all()
         )
     out = []
     for r in rows:
@@ -65,8 +63,16 @@ def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[dict[
             }
 
 
-QUARANTINE_CSV_COLUMNS = ["run_id", "file", "row_number", "column", "value", "rule", "message",
-                          "row_data"]  # fmt: skip
+QUARANTINE_CSV_COLUMNS = [
+    "run_id",
+    "file",
+    "row_number",
+    "column",
+    "value",
+    "rule",
+    "message",
+    "row_data",
+]
 
 
 def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
@@ -84,10 +90,18 @@ def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
         w.writerow(QUARANTINE_CSV_COLUMNS)
         for row in rows:
             for reason in row["reasons"]:
-                w.writerow([row.get("run_id", ""), row["file"], row["row_number"],
-                            reason.get("column") or "", reason.get("value") or "",
-                            reason["rule"], reason["message"],
-                            json.dumps(row["row_data"], ensure_ascii=False)])  # fmt: skip
+                w.writerow(
+                    [
+                        row.get("run_id", ""),
+                        row["file"],
+                        row["row_number"],
+                        reason.get("column") or "",
+                        reason.get("value") or "",
+                        reason["rule"],
+                        reason["message"],
+                        json.dumps(row["row_data"], ensure_ascii=False),
+                    ]
+                )
                 n += 1
     finally:
         if close:

@@ -43,9 +43,7 @@ def cytogenetic_risk(df: pd.DataFrame) -> pd.Series:
     trio = df[["del17p", "t_4_14", "t_14_16"]]
     high = (trio == "present").any(axis=1)
     standard = (trio == "absent").all(axis=1)
-    return pd.Series(
-        np.where(high, "high", np.where(standard, "standard", "unknown")), index=df.index
-    )
+    return pd.Series(np.where(high, "high", np.where(standard, "standard", "unknown")), index=df.index)
 
 
 def _iso(series: pd.Series) -> pd.Series:
@@ -130,15 +128,23 @@ def to_rows(
 
 
 def quarantine_row(
-    name: str, raw: dict[str, Any], reasons: list[dict[str, Any]], pseudo: Pseudonymiser,
+    name: str,
+    raw: dict[str, Any],
+    reasons: list[dict[str, Any]],
+    pseudo: Pseudonymiser,
     id_namespace: str,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The stored form of a quarantined row: source ids replaced by their pseudonyms (the
     registry never stores a raw source id), everything else verbatim."""
     data = dict(raw)
     id_cols = {"patient_id": "patient"}
-    key_col = {"patients": None, "follow_up": None, "transplants": "transplant_id",
-               "treatments": "treatment_id", "disease_events": "event_id"}[name]  # fmt: skip
+    key_col = {
+        "patients": None,
+        "follow_up": None,
+        "transplants": "transplant_id",
+        "treatments": "treatment_id",
+        "disease_events": "event_id",
+    }[name]
     if key_col:
         id_cols[key_col] = id_namespace
     for col, ns in id_cols.items():

@@ -45,8 +45,9 @@ class ReasonLog:
     def __init__(self) -> None:
         self.by_row: dict[int, list[Reason]] = defaultdict(list)
 
-    def add(self, mask: pd.Series, column: str | None, values: pd.Series | None, rule: str,
-            message: str) -> None:  # fmt: skip
+    def add(
+        self, mask: pd.Series, column: str | None, values: pd.Series | None, rule: str, message: str
+    ) -> None:
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return
@@ -81,8 +82,13 @@ def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
         empty = raw == ""
         if col.kind == "date":
             parsed = pd.to_datetime(raw.where(~empty), format="%Y-%m-%d", errors="coerce")
-            log.add(parsed.isna() & ~empty, col.name, raw, "invalid_date",
-                    "not a date in YYYY-MM-DD form")  # fmt: skip
+            log.add(
+                parsed.isna() & ~empty,
+                col.name,
+                raw,
+                "invalid_date",
+                "not a date in YYYY-MM-DD form",
+            )
             typed[col.name] = parsed
         elif col.kind == "number":
             parsed = pd.to_numeric(raw.where(~empty), errors="coerce")
@@ -147,12 +153,16 @@ def check_chunk(
     contract = CONTRACTS[name]
     date_cols = [c.name for c in contract.columns if c.kind == "date"]
     for col in date_cols:
-        log.add(typed[col] < MIN_DATE, col, chunk[col], "date_before_1900",
-                "date before 1900-01-01")  # fmt: skip
+        log.add(typed[col] < MIN_DATE, col, chunk[col], "date_before_1900", "date before 1900-01-01")
         # follow-up beyond the cutoff is kept and censored at the cutoff (docs/input-contract.md)
         if name != "follow_up":
-            log.add(typed[col] > cut, col, chunk[col], "date_after_cutoff",
-                    f"date after the data cutoff {cutoff.isoformat()}")  # fmt: skip
+            log.add(
+                typed[col] > cut,
+                col,
+                chunk[col],
+                "date_after_cutoff",
+                f"date after the data cutoff {cutoff.isoformat()}",
+            )
 
     if name == "patients":
         _patient_rules(typed, chunk, log)
@@ -165,11 +175,21 @@ def check_chunk(
 
 
 def _patient_rules(t: pd.DataFrame, raw: pd.DataFrame, log: ReasonLog) -> None:
-    log.add(t["birth_date"] >= t["diagnosis_date"], "diagnosis_date", raw["diagnosis_date"],
-            "birth_not_before_diagnosis", "birth_date must be before diagnosis_date")  # fmt: skip
+    log.add(
+        t["birth_date"] >= t["diagnosis_date"],
+        "diagnosis_date",
+        raw["diagnosis_date"],
+        "birth_not_before_diagnosis",
+        "birth_date must be before diagnosis_date",
+    )
     age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
-    log.add((age < 18) | (age > 110), "birth_date", raw["birth_date"], "age_at_diagnosis",
-            "age at diagnosis must be between 18 and 110 years")  # fmt: skip
+    log.add(
+        (age < 18) | (age > 110),
+        "birth_date",
+        raw["birth_date"],
+        "age_at_diagnosis",
+        "age at diagnosis must be between 18 and 110 years",
+    )
 
 
 def _cross_file_rules(
@@ -186,43 +206,85 @@ def _cross_file_rules(
         in_registry = patient_keys.isin(facts.registry_patients)
     else:
         in_registry = pd.Series(False, index=pid.index)
-    log.add(~known & ~in_registry & (pid != ""), "patient_id", pid, "orphan",
-            "patient_id not in patients.csv (or its row there was quarantined)")  # fmt: skip
+    log.add(
+        ~known & ~in_registry & (pid != ""),
+        "patient_id",
+        pid,
+        "orphan",
+        "patient_id not in patients.csv (or its row there was quarantined)",
+    )
     f = facts.frame.reindex(pid.to_numpy())
     f.index = t.index
     death, last, diag = f["death_date"], f["last_contact_date"], f["diagnosis_date"]
 
     if name == "follow_up":
         dead = t["vital_status"] == "dead"
-        log.add(dead & t["death_date"].isna(), "death_date", raw["death_date"],
-                "death_date_required", "death_date is required when vital_status is dead")  # fmt: skip
-        log.add(~dead & t["death_date"].notna() & t["vital_status"].notna(), "death_date",
-                raw["death_date"], "death_date_not_allowed",
-                "death_date must be empty unless vital_status is dead")  # fmt: skip
-        log.add(t["death_date"] < diag, "death_date", raw["death_date"], "before_diagnosis",
-                "death_date before the patient's diagnosis_date")  # fmt: skip
-        log.add(t["last_contact_date"] < diag, "last_contact_date", raw["last_contact_date"],
-                "before_diagnosis", "last_contact_date before the patient's diagnosis_date")  # fmt: skip
-        log.add(t["last_contact_date"] > t["death_date"], "last_contact_date",
-                raw["last_contact_date"], "after_death", "last contact after the death date")  # fmt: skip
+        log.add(
+            dead & t["death_date"].isna(),
+            "death_date",
+            raw["death_date"],
+            "death_date_required",
+            "death_date is required when vital_status is dead",
+        )
+        log.add(
+            ~dead & t["death_date"].notna() & t["vital_status"].notna(),
+            "death_date",
+            raw["death_date"],
+            "death_date_not_allowed",
+            "death_date must be empty unless vital_status is dead",
+        )
+        log.add(
+            t["death_date"] < diag,
+            "death_date",
+            raw["death_date"],
+            "before_diagnosis",
+            "death_date before the patient's diagnosis_date",
+        )
+        log.add(
+            t["last_contact_date"] < diag,
+            "last_contact_date",
+            raw["last_contact_date"],
+            "before_diagnosis",
+            "last_contact_date before the patient's diagnosis_date",
+        )
+        log.add(
+            t["last_contact_date"] > t["death_date"],
+            "last_contact_date",
+            raw["last_contact_date"],
+            "after_death",
+            "last contact after the death date",
+        )
         return
 
     def not_after_end_of_follow_up(col: str) -> None:
         values = t[col]
         log.add(values > death, col, raw[col], "after_death", "date after the patient's death")
-        log.add(values > last, col, raw[col], "after_last_contact",
-                "date after the patient's last_contact_date")  # fmt: skip
+        log.add(
+            values > last,
+            col,
+            raw[col],
+            "after_last_contact",
+            "date after the patient's last_contact_date",
+        )
 
     if name == "transplants":
-        log.add(t["transplant_date"] < diag - pd.Timedelta(days=30), "transplant_date",
-                raw["transplant_date"], "transplant_before_diagnosis",
-                "transplant more than 30 days before diagnosis")  # fmt: skip
+        log.add(
+            t["transplant_date"] < diag - pd.Timedelta(days=30),
+            "transplant_date",
+            raw["transplant_date"],
+            "transplant_before_diagnosis",
+            "transplant more than 30 days before diagnosis",
+        )
         not_after_end_of_follow_up("transplant_date")
     elif name == "treatments":
-        log.add(t["end_date"] < t["start_date"], "end_date", raw["end_date"], "end_before_start",
-                "end_date before start_date")  # fmt: skip
+        log.add(
+            t["end_date"] < t["start_date"],
+            "end_date",
+            raw["end_date"],
+            "end_before_start",
+            "end_date before start_date",
+        )
         not_after_end_of_follow_up("start_date")
         not_after_end_of_follow_up("end_date")  # empty end (ongoing) never compares true
     elif name == "disease_events":
         not_after_end_of_follow_up("event_date")
-

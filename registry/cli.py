@@ -36,7 +36,7 @@ class Context:
             self._settings = load_settings(self._database_url, self._config_file)
         return self._settings
 
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self):
         from registry.database import make_engine
 
         if self._engine is None:
@@ -172,7 +172,7 @@ def etl() -> None:
     """Validate and load hospital export bundles."""
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress():
     """Row counter on a terminal's stderr; nothing when not a TTY (cron, pipes)."""
     if not sys.stderr.isatty():
         return None
@@ -183,12 +183,10 @@ def _progress():  # type: ignore[no-untyped-def]
     return report
 
 
-def _print_counts(summary) -> None:  # type: ignore[no-untyped-def]
+def _print_counts(summary) -> None:
     click.echo(f"{'file':<16}{'read':>10}{'loaded':>10}{'quarant.':>10}{'warn':>6}{'changed':>9}")
     for name, c in summary.files.items():
-        click.echo(
-            f"{name:<16}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.warnings:>6}{c.changed:>9}"
-        )
+        click.echo(f"{name:<16}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.warnings:>6}{c.changed:>9}")
 
 
 @etl.command("run")
@@ -200,8 +198,15 @@ def _print_counts(summary) -> None:  # type: ignore[no-untyped-def]
 @click.option("--demo-key", is_flag=True, hidden=True)
 @pass_ctx
 @handle_errors
-def etl_run(ctx: Context, bundle: str, force: bool, fmt: str, chunk_rows: int,
-            no_derive: bool, demo_key: bool) -> None:  # fmt: skip
+def etl_run(
+    ctx: Context,
+    bundle: str,
+    force: bool,
+    fmt: str,
+    chunk_rows: int,
+    no_derive: bool,
+    demo_key: bool,
+) -> None:
     """Load BUNDLE (a folder or .zip) in one transaction; bad rows are quarantined.
 
     With --format json, stdout holds only the JSON summary; progress and warnings go to
@@ -213,8 +218,15 @@ def etl_run(ctx: Context, bundle: str, force: bool, fmt: str, chunk_rows: int,
     from etl.pipeline import run_bundle
 
     key = ctx.settings.require_key(demo=demo_key)
-    summary = run_bundle(ctx.engine(), bundle, key, force=force, chunk_rows=chunk_rows,
-                         progress=_progress(), derive=not no_derive)  # fmt: skip
+    summary = run_bundle(
+        ctx.engine(),
+        bundle,
+        key,
+        force=force,
+        chunk_rows=chunk_rows,
+        progress=_progress(),
+        derive=not no_derive,
+    )
     if sys.stderr.isatty():
         click.echo("", err=True)
     for w in summary.warnings:
@@ -231,8 +243,11 @@ def etl_run(ctx: Context, bundle: str, force: bool, fmt: str, chunk_rows: int,
 
 @etl.command("validate")
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--quarantine-csv", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the rows that would be quarantined (one line per reason).")  # fmt: skip
+@click.option(
+    "--quarantine-csv",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the rows that would be quarantined (one line per reason).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_ctx
 @handle_errors
@@ -275,18 +290,21 @@ def etl_runs(ctx: Context, limit: int, fmt: str) -> None:
     if fmt == "json":
         echo_json(runs)
         return
-    click.echo(f"{'run':>5} {'status':<10} {'site':<12} {'cutoff':<11} {'read':>9} "
-               f"{'loaded':>9} {'quar.':>6}  message")  # fmt: skip
+    click.echo(
+        f"{'run':>5} {'status':<10} {'site':<12} {'cutoff':<11} {'read':>9} "
+        f"{'loaded':>9} {'quar.':>6}  message"
+    )
     for r in runs:
-        click.echo(f"{r['run_id']:>5} {r['status']:<10} {r['site'] or '-':<12} "
-                   f"{r['data_cutoff'] or '-':<11} {r['read']:>9} {r['loaded']:>9} "
-                   f"{r['quarantined']:>6}  {r['message'] or ''}")  # fmt: skip
+        click.echo(
+            f"{r['run_id']:>5} {r['status']:<10} {r['site'] or '-':<12} "
+            f"{r['data_cutoff'] or '-':<11} {r['read']:>9} {r['loaded']:>9} "
+            f"{r['quarantined']:>6}  {r['message'] or ''}"
+        )
 
 
 @etl.command("quarantine")
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest with quarantine).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
-              help="CSV file (default: stdout).")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="CSV file (default: stdout).")
 @pass_ctx
 @handle_errors
 def etl_quarantine(ctx: Context, run_id: int | None, out: str | None) -> None:
@@ -323,13 +341,17 @@ def derive(ctx: Context, all_patients: bool) -> None:
     require_current_schema(engine)
     progress = None
     if sys.stderr.isatty():
+
         def progress(done: int, total: int) -> None:
             click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
+
     res = derive_pending(engine, all_patients=all_patients, progress=progress)
     if sys.stderr.isatty():
         click.echo("", err=True)
-    click.echo(f"derived {res.patients} patient(s); cleared {res.retired} retired; "
-               f"parameters: {json.dumps(res.parameters)}")  # fmt: skip
+    click.echo(
+        f"derived {res.patients} patient(s); cleared {res.retired} retired; "
+        f"parameters: {json.dumps(res.parameters)}"
+    )
 
 
 @cli.group()
@@ -383,7 +405,7 @@ def cohort_list() -> None:
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
 @pass_ctx
 @handle_errors
-def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:  # type: ignore[no-untyped-def]
+def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:
     """Write the per-patient analysis table of cohort NAME as CSV.
 
     Example: registry cohort export lenalidomide-relapse --out patients.csv
@@ -424,17 +446,27 @@ def report() -> None:
 @report.command("study")
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str),
-              help="Output file (default: stdout).")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout).")
 @click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N.")
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
 @click.option("--endpoint", "endpoints", multiple=True, help="Endpoint(s) to compare.")
-@click.option("--landmark-days", type=click.IntRange(min=0),
-              help="Landmark analysis from the index transplant (for transplant-origin endpoints).")  # fmt: skip
+@click.option(
+    "--landmark-days",
+    type=click.IntRange(min=0),
+    help="Landmark analysis from the index transplant (for transplant-origin endpoints).",
+)
 @pass_ctx
 @handle_errors
-def report_study(ctx: Context, name: str, fmt: str, out: str | None, min_cell: int | None,
-                 as_of, endpoints: tuple[str, ...], landmark_days: int | None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def report_study(
+    ctx: Context,
+    name: str,
+    fmt: str,
+    out: str | None,
+    min_cell: int | None,
+    as_of,
+    endpoints: tuple[str, ...],
+    landmark_days: int | None,
+) -> None:
     """Study report NAME as JSON (stdout by default), HTML or the per-patient CSV.
 
     Example: registry report study lenalidomide-relapse --format html --out report.html
@@ -445,8 +477,13 @@ def report_study(ctx: Context, name: str, fmt: str, out: str | None, min_cell: i
     from registry.reports.suppress import suppress
 
     defn = load_definition(name)
-    rep = build_study_report(ctx.engine(), defn, as_of=as_of.date() if as_of else None,
-                             endpoints=list(endpoints) or None, landmark_days=landmark_days)  # fmt: skip
+    rep = build_study_report(
+        ctx.engine(),
+        defn,
+        as_of=as_of.date() if as_of else None,
+        endpoints=list(endpoints) or None,
+        landmark_days=landmark_days,
+    )
     data = suppress(rep.data, min_cell) if min_cell else rep.data
     if fmt == "json":
         body = to_json(data)
@@ -454,8 +491,10 @@ def report_study(ctx: Context, name: str, fmt: str, out: str | None, min_cell: i
         body = to_html(rep, data)
     else:
         if min_cell:
-            raise RegistryError("the per-patient table cannot leave the registry with --min-cell",
-                                hint="use --format json or html for released reports")  # fmt: skip
+            raise RegistryError(
+                "the per-patient table cannot leave the registry with --min-cell",
+                hint="use --format json or html for released reports",
+            )
         body = to_csv(rep)
     if out:
         with open(out, "w", encoding="utf-8") as fh:
@@ -473,7 +512,7 @@ def report_study(ctx: Context, name: str, fmt: str, out: str | None, min_cell: i
 @click.option("--site", default="SYNTH-01", show_default=True)
 @click.option("--dirty", is_flag=True, help="Inject a few percent of invalid rows.")
 @click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff (default 2026-06-30).")
-def synth(out: str, patients: int, seed: int, site: str, dirty: bool, cutoff) -> None:  # type: ignore[no-untyped-def]
+def synth(out: str, patients: int, seed: int, site: str, dirty: bool, cutoff) -> None:
     """Write a synthetic, realistic export bundle (no real patient) to folder OUT.
 
     Example: registry synth --out bundle --patients 100000 --dirty
@@ -484,10 +523,19 @@ def synth(out: str, patients: int, seed: int, site: str, dirty: bool, cutoff) ->
         raise click.BadParameter("1-32 characters of A-Z 0-9 _ -", param_hint="--site")
     progress = None
     if sys.stderr.isatty():
+
         def progress(n: int) -> None:
             click.echo(f"\r  {n:,}/{patients:,} patients", err=True, nl=False)
-    truth = write_bundle(out, patients=patients, seed=seed, site=site, dirty=dirty,
-                         cutoff=cutoff.date() if cutoff else DEFAULT_CUTOFF, progress=progress)  # fmt: skip
+
+    truth = write_bundle(
+        out,
+        patients=patients,
+        seed=seed,
+        site=site,
+        dirty=dirty,
+        cutoff=cutoff.date() if cutoff else DEFAULT_CUTOFF,
+        progress=progress,
+    )
     if sys.stderr.isatty():
         click.echo("", err=True)
     injected = sum(truth["injected"].values())

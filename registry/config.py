@@ -118,9 +118,7 @@ def load_settings(
     else:
         key, key_source = None, None
     if key is not None and len(key) < MIN_KEY_LENGTH:
-        raise ConfigError(
-            f"the pseudonym key from {key_source} is shorter than {MIN_KEY_LENGTH} characters"
-        )
+        raise ConfigError(f"the pseudonym key from {key_source} is shorter than {MIN_KEY_LENGTH} characters")
     return Settings(
         database_url=url,
         database_url_source=source,

@@ -33,7 +33,7 @@ def is_sqlite(url_or_engine: str | Engine | Connection) -> bool:
     return url_or_engine.dialect.name == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # let SQLAlchemy, not the sqlite3 module, decide where transactions begin: with the
     # module's legacy handling, DDL (our temporary staging tables) would run outside the
     # transaction and survive a rollback

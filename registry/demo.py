@@ -24,7 +24,9 @@ class DemoResult:
     headline: str
 
 
-def run_demo(out: str | Path, patients: int = 1000, log: Callable[[str], None] = lambda m: None) -> DemoResult:
+def run_demo(
+    out: str | Path, patients: int = 1000, log: Callable[[str], None] = lambda m: None
+) -> DemoResult:
     from etl.pipeline import run_bundle
     from registry.cohorts.definition import load_definition
     from registry.cohorts.sql import create_view
@@ -80,10 +82,13 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
         text = f"{months(s.get('median_months'))} ({months(ci[0])}-{months(ci[1])})"
         lines.append(f"{g:<6}{v['n']:>5}  {text:<44}{v['label']}")
     for pair in (["G1", "G2"], ["G1", "G3"]):
-        p = next((x["p"] for x in data["logrank"]
-                  if x["endpoint"] == "os_2l" and x["groups"] == pair), None)  # fmt: skip
-        lines.append(f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = "
-                     + ("n/a" if p is None else f"{p:.4f}"))  # fmt: skip
+        p = next(
+            (x["p"] for x in data["logrank"] if x["endpoint"] == "os_2l" and x["groups"] == pair),
+            None,
+        )
+        lines.append(
+            f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = " + ("n/a" if p is None else f"{p:.4f}")
+        )
     lines.append(f"rows quarantined by the ETL: {quarantined} (see `registry etl quarantine`)")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
     return "\n".join(lines)

@@ -38,15 +38,23 @@ TABLE_NOTES = {
 
 
 def _table_md(t: Table) -> str:
-    lines = [f"## `{t.name}`", "", TABLE_NOTES.get(t.name, ""), "",
-             "| column | type | null | key |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"## `{t.name}`",
+        "",
+        TABLE_NOTES.get(t.name, ""),
+        "",
+        "| column | type | null | key |",
+        "|---|---|---|---|",
+    ]
     for c in t.columns:
         key = []
         if c.primary_key:
             key.append("PK")
         for fk in c.foreign_keys:
             key.append(f"FK {fk.target_fullname}")
-        lines.append(f"| `{c.name}` | {c.type.compile()} | {'yes' if c.nullable else 'no'} | {', '.join(key)} |")
+        lines.append(
+            f"| `{c.name}` | {c.type.compile()} | {'yes' if c.nullable else 'no'} | {', '.join(key)} |"
+        )
     idx = sorted(i.name for i in t.indexes if i.name)
     if idx:
         lines += ["", "Indexes: " + ", ".join(f"`{i}`" for i in idx)]
@@ -54,10 +62,12 @@ def _table_md(t: Table) -> str:
 
 
 def data_model_markdown() -> str:
-    head = ("# Data model\n\nGenerated from `registry/models.py` by `python -m registry.docgen`; "
-            "a test fails if this file is stale. Every clinical table carries `patient_key`. "
-            "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
-            "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n")  # fmt: skip
+    head = (
+        "# Data model\n\nGenerated from `registry/models.py` by `python -m registry.docgen`; "
+        "a test fails if this file is stale. Every clinical table carries `patient_key`. "
+        "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
+        "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n"
+    )
     return head + "\n" + "\n".join(_table_md(t) for t in Base.metadata.sorted_tables)
 
 
@@ -83,7 +93,8 @@ def input_contract_markdown() -> str:
         "column, repeated column, not UTF-8, unreadable CSV (e.g. a broken quote), empty file. "
         "Exit code 65.\n",
         "## Row problems (the row is quarantined with every reason; the rest loads)\n",
-        "| rule | meaning |", "|---|---|",
+        "| rule | meaning |",
+        "|---|---|",
     ]
     rules = [
         ("required", "a required value is empty"),
@@ -93,32 +104,44 @@ def input_contract_markdown() -> str:
         ("must_be_positive", "a number that must be > 0"),
         ("too_long", "an id over 128 or a text over its limit (drug 200, conditioning agent 80)"),
         ("date_before_1900", "any date before 1900-01-01"),
-        ("date_after_cutoff", "any date after the manifest's data_cutoff (follow-up dates excepted: "
-                              "they are kept and censored at the cutoff)"),
+        (
+            "date_after_cutoff",
+            "any date after the manifest's data_cutoff (follow-up dates excepted: "
+            "they are kept and censored at the cutoff)",
+        ),
         ("birth_not_before_diagnosis", "birth_date must be before diagnosis_date"),
         ("age_at_diagnosis", "age at diagnosis outside 18-110 years"),
         ("transplant_before_diagnosis", "transplant more than 30 days before diagnosis"),
         ("end_before_start", "treatment end_date before start_date"),
         ("after_death", "a date after the patient's death_date"),
-        ("after_last_contact", "a date after the patient's last_contact_date (an ongoing "
-                               "treatment's missing end date never counts)"),
+        (
+            "after_last_contact",
+            "a date after the patient's last_contact_date (an ongoing "
+            "treatment's missing end date never counts)",
+        ),
         ("before_diagnosis", "death or last contact before diagnosis"),
         ("death_date_required", "vital_status dead without death_date"),
         ("death_date_not_allowed", "death_date while vital_status is not dead"),
-        ("orphan", "patient_id not in patients.csv, or its row there was quarantined "
-                   "(incremental bundles: also accepted if the patient is current in the registry)"),
+        (
+            "orphan",
+            "patient_id not in patients.csv, or its row there was quarantined "
+            "(incremental bundles: also accepted if the patient is current in the registry)",
+        ),
         ("duplicate_id", "the source id occurs more than once in the file: every copy is invalid"),
         ("wrong_field_count", "the record has more or fewer fields than the header (not stored)"),
-    ]  # fmt: skip
+    ]
     out += [f"| `{r}` | {m} |" for r, m in rules]
     out.append("")
     for name in FILE_ORDER:
         c = CONTRACTS[name]
         schema = MODELS[name].to_schema()
-        out += [f"## `{c.filename}`\n", f"Pandera model: `{MODELS[name].__name__}`; source id "
-                f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
-                "| column | required | kind | allowed values (and accepted synonyms) |",
-                "|---|---|---|---|"]  # fmt: skip
+        out += [
+            f"## `{c.filename}`\n",
+            f"Pandera model: `{MODELS[name].__name__}`; source id "
+            f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
+            "| column | required | kind | allowed values (and accepted synonyms) |",
+            "|---|---|---|---|",
+        ]
         for col in c.columns:
             assert col.name in schema.columns, col.name
             if col.codes:
@@ -126,8 +149,9 @@ def input_contract_markdown() -> str:
                 for s, canon in col.codes.items():
                     if s != canon.lower():
                         syn.setdefault(canon, []).append(s)
-                vals = ", ".join(f"`{v}`" + (f" ({', '.join(syn[v])})" if v in syn else "")
-                                 for v in col.allowed)  # fmt: skip
+                vals = ", ".join(
+                    f"`{v}`" + (f" ({', '.join(syn[v])})" if v in syn else "") for v in col.allowed
+                )
             else:
                 vals = col.description
             out.append(f"| `{col.name}` | {'yes' if col.required else 'no'} | {col.kind} | {vals} |")

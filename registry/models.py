@@ -44,7 +44,7 @@ KEY = String(64)  # HMAC-SHA256 hex pseudonym
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 - read by SQLAlchemy
 
 
 # --------------------------------------------------------------------------- reference data
@@ -186,9 +186,7 @@ class DiseaseEvent(SourceRow, Base):
 
 class FollowUp(SourceRow, Base):
     __tablename__ = "follow_up"
-    patient_key: Mapped[str] = mapped_column(
-        KEY, ForeignKey("patients.patient_key"), primary_key=True
-    )
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), primary_key=True)
     last_contact_date: Mapped[dt.date] = mapped_column(Date)
     vital_status: Mapped[str] = mapped_column(String(8))
     death_date: Mapped[dt.date | None] = mapped_column(Date)

@@ -60,19 +60,46 @@ NAMES = {
     "isatuximab": ["Isatuximab", "Sarclisa"],
     "selinexor": ["Selinexor", "Xpovio"],
 }
-DOSES = {"lenalidomide": [25, 15, 10], "bortezomib": [2.6, 2.3], "dexamethasone": [40, 20],
-         "cyclophosphamide": [500, 300], "thalidomide": [100, 50], "melphalan": [200, 140],
-         "daratumumab": [1800, 1600], "carfilzomib": [56, 70], "pomalidomide": [4, 3],
-         "ixazomib": [4, 3], "elotuzumab": [700], "isatuximab": [700], "selinexor": [100, 80]}  # fmt: skip
-INDUCTIONS = [["bortezomib", "lenalidomide"], ["bortezomib", "cyclophosphamide"],
-              ["bortezomib", "thalidomide"]]  # fmt: skip
-L2_LEN = [["lenalidomide"], ["daratumumab", "lenalidomide"], ["carfilzomib", "lenalidomide"],
-          ["elotuzumab", "lenalidomide"], ["ixazomib", "lenalidomide"]]  # fmt: skip
-L2_NO_LEN = [["pomalidomide", "bortezomib"], ["carfilzomib"], ["daratumumab", "bortezomib"],
-             ["daratumumab", "pomalidomide"], ["carfilzomib", "daratumumab"],
-             ["isatuximab", "pomalidomide"]]  # fmt: skip
-L3 = [["selinexor", "bortezomib"], ["pomalidomide", "cyclophosphamide"],
-      ["isatuximab", "carfilzomib"]]  # fmt: skip
+DOSES: dict[str, list[float]] = {
+    "lenalidomide": [25, 15, 10],
+    "bortezomib": [2.6, 2.3],
+    "dexamethasone": [40, 20],
+    "cyclophosphamide": [500, 300],
+    "thalidomide": [100, 50],
+    "melphalan": [200, 140],
+    "daratumumab": [1800, 1600],
+    "carfilzomib": [56, 70],
+    "pomalidomide": [4, 3],
+    "ixazomib": [4, 3],
+    "elotuzumab": [700],
+    "isatuximab": [700],
+    "selinexor": [100, 80],
+}
+INDUCTIONS = [
+    ["bortezomib", "lenalidomide"],
+    ["bortezomib", "cyclophosphamide"],
+    ["bortezomib", "thalidomide"],
+]
+L2_LEN = [
+    ["lenalidomide"],
+    ["daratumumab", "lenalidomide"],
+    ["carfilzomib", "lenalidomide"],
+    ["elotuzumab", "lenalidomide"],
+    ["ixazomib", "lenalidomide"],
+]
+L2_NO_LEN = [
+    ["pomalidomide", "bortezomib"],
+    ["carfilzomib"],
+    ["daratumumab", "bortezomib"],
+    ["daratumumab", "pomalidomide"],
+    ["carfilzomib", "daratumumab"],
+    ["isatuximab", "pomalidomide"],
+]
+L3 = [
+    ["selinexor", "bortezomib"],
+    ["pomalidomide", "cyclophosphamide"],
+    ["isatuximab", "carfilzomib"],
+]
 
 
 def _d(day: int) -> str:
@@ -107,24 +134,37 @@ class _Gen:
         prefix = {"transplant": "TX", "treatment": "RX", "event": "EV"}[kind]
         return f"{prefix}-{self.rec.pid}-{self.n[kind]:03d}"
 
-    def drug(self, generic: str, start: int, end: int | None, intent: str | None,
-             stop: str | None = None) -> None:  # fmt: skip
+    def drug(
+        self, generic: str, start: int, end: int | None, intent: str | None, stop: str | None = None
+    ) -> None:
         if start > self.end_of_follow_up:
             return
         if end is not None and end < start:
             end = start
         if end is not None and end > self.end_of_follow_up:
             end, stop = None, "ongoing"
-        self.rec.treatments.append({
-            "treatment_id": self._id("treatment"), "patient_id": self.rec.pid,
-            "drug": self.r.choice(NAMES.get(generic, [generic])), "start_date": _d(start),
-            "end_date": _d(end) if end is not None else "",
-            "dose_mg": self.r.choice(DOSES.get(generic, [""])), "intent": intent or "",
-            "stop_reason": stop or ("ongoing" if end is None else ""),
-        })  # fmt: skip
+        self.rec.treatments.append(
+            {
+                "treatment_id": self._id("treatment"),
+                "patient_id": self.rec.pid,
+                "drug": self.r.choice(NAMES.get(generic, [generic])),
+                "start_date": _d(start),
+                "end_date": _d(end) if end is not None else "",
+                "dose_mg": self.r.choice(DOSES[generic]) if generic in DOSES else "",
+                "intent": intent or "",
+                "stop_reason": stop or ("ongoing" if end is None else ""),
+            }
+        )
 
-    def regimen(self, drugs: list[str], start: int, end: int, intent: str | None,
-                stop: str, dex: bool = True) -> None:  # fmt: skip
+    def regimen(
+        self,
+        drugs: list[str],
+        start: int,
+        end: int,
+        intent: str | None,
+        stop: str,
+        dex: bool = True,
+    ) -> None:
         for g in drugs:
             self.drug(g, start + self.r.randint(0, 3), end, intent, stop)
         if dex:  # one dexamethasone row per 28-day cycle: gaps of about a week
@@ -136,23 +176,35 @@ class _Gen:
     def event(self, day: int, kind: str, response: str = "") -> None:
         if day > self.end_of_follow_up:
             return
-        self.rec.disease_events.append({"event_id": self._id("event"), "patient_id": self.rec.pid,
-                                        "event_date": _d(day), "event_type": kind,
-                                        "response": response})  # fmt: skip
+        self.rec.disease_events.append(
+            {
+                "event_id": self._id("event"),
+                "patient_id": self.rec.pid,
+                "event_date": _d(day),
+                "event_type": kind,
+                "response": response,
+            }
+        )
 
     def transplant(self, day: int, kind: str = "autologous", tandem: bool = False) -> None:
         if day > self.end_of_follow_up:
             return
         self.drug("melphalan", day - 2, day - 1, "conditioning", "completed")
-        self.rec.transplants.append({
-            "transplant_id": self._id("transplant"), "patient_id": self.rec.pid,
-            "transplant_date": _d(day), "transplant_type": self.r.choice(
-                ["autologous", "auto", "Autologous"]) if kind == "autologous" else "allogeneic",
-            "conditioning_agent": "melphalan", "conditioning_dose_mg_m2": 200,
-            "planned_tandem": "yes" if tandem else "no",
-            "response_before": self.r.choice(["VGPR", "PR", "CR", "very good partial response"]),
-            "response_day100": self.r.choice(["VGPR", "CR", "sCR", "PR"]),
-        })  # fmt: skip
+        self.rec.transplants.append(
+            {
+                "transplant_id": self._id("transplant"),
+                "patient_id": self.rec.pid,
+                "transplant_date": _d(day),
+                "transplant_type": self.r.choice(["autologous", "auto", "Autologous"])
+                if kind == "autologous"
+                else "allogeneic",
+                "conditioning_agent": "melphalan",
+                "conditioning_dose_mg_m2": 200,
+                "planned_tandem": "yes" if tandem else "no",
+                "response_before": self.r.choice(["VGPR", "PR", "CR", "very good partial response"]),
+                "response_day100": self.r.choice(["VGPR", "CR", "sCR", "PR"]),
+            }
+        )
 
 
 def _exp_months(rng: random.Random, median: float, u: float | None = None) -> int:
@@ -160,8 +212,9 @@ def _exp_months(rng: random.Random, median: float, u: float | None = None) -> in
     return max(1, int(-math.log(1 - u) * median / math.log(2) * DAYS_PER_MONTH))
 
 
-def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt.date,
-                     strata_u: float | None = None) -> PatientRecord:  # fmt: skip
+def generate_patient(
+    seed: int, index: int, category: str, site: str, cutoff: dt.date, strata_u: float | None = None
+) -> PatientRecord:
     rng = random.Random(f"{seed}:{site}:{index}")
     pid = patient_id(site, index)
     cut = _day(cutoff)
@@ -176,16 +229,24 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
         tx = cut - rng.randint(400, 5200)
     diag = tx - rng.randint(130, 220)
     birth = diag - int(rng.uniform(40, 72) * 365.25)
-    fish = [rng.choices(["present", "absent", "not_tested", ""], [12, 70, 12, 6])[0]
-            for _ in range(4)]  # fmt: skip
-    g.rec.patients.append({
-        "patient_id": pid, "sex": rng.choice(["F", "M", "male", "female", "M"]),
-        "birth_date": _d(birth), "diagnosis_date": _d(diag),
-        "iss_stage": rng.choice(["I", "II", "III", "1", "2", "3", ""]),
-        "riss_stage": rng.choice(["I", "II", "III", ""]), "ldh_elevated": rng.choice(["yes", "no", ""]),
-        "del17p": fish[0], "t_4_14": fish[1], "t_14_16": fish[2], "gain_1q": fish[3],
-        "heavy_chain": rng.choice(["IgG", "IgA", "IgG", "none"]), "light_chain": rng.choice(["kappa", "lambda"]),
-    })  # fmt: skip
+    fish = [rng.choices(["present", "absent", "not_tested", ""], [12, 70, 12, 6])[0] for _ in range(4)]
+    g.rec.patients.append(
+        {
+            "patient_id": pid,
+            "sex": rng.choice(["F", "M", "male", "female", "M"]),
+            "birth_date": _d(birth),
+            "diagnosis_date": _d(diag),
+            "iss_stage": rng.choice(["I", "II", "III", "1", "2", "3", ""]),
+            "riss_stage": rng.choice(["I", "II", "III", ""]),
+            "ldh_elevated": rng.choice(["yes", "no", ""]),
+            "del17p": fish[0],
+            "t_4_14": fish[1],
+            "t_14_16": fish[2],
+            "gain_1q": fish[3],
+            "heavy_chain": rng.choice(["IgG", "IgA", "IgG", "none"]),
+            "light_chain": rng.choice(["kappa", "lambda"]),
+        }
+    )
 
     # survival: decide death / last contact first so no record falls after them
     if in_group:
@@ -224,8 +285,13 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
         if category == "no_relapse":
             if lmt or other_mt:
                 drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
-                g.drug(drug, mt_start, mt_start + rng.randint(300, 2500), "maintenance",
-                       rng.choice(["completed", "toxicity", "patient_choice"]))  # fmt: skip
+                g.drug(
+                    drug,
+                    mt_start,
+                    mt_start + rng.randint(300, 2500),
+                    "maintenance",
+                    rng.choice(["completed", "toxicity", "patient_choice"]),
+                )
         else:
             relapse = l2 - rng.randint(7, 40) if in_group else tx + rng.randint(365, 1800)
             toxic_stop = False
@@ -233,8 +299,7 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
                 drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
                 toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
                 end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
-                g.drug(drug, mt_start, end, "maintenance",
-                       "toxicity" if toxic_stop else "progression")  # fmt: skip
+                g.drug(drug, mt_start, end, "maintenance", "toxicity" if toxic_stop else "progression")
             toxic_stop = (lmt or other_mt) and toxic_stop
             # about 15% document the relapse only by the maintenance's stop reason
             if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop:
@@ -247,20 +312,34 @@ def generate_patient(seed: int, index: int, category: str, site: str, cutoff: dt
                 prog_median = 1 / (1 / pfs2_months - 1 / os_months)
                 pfs2 = max(60, _exp_months(rng, prog_median))
                 l2_end = min(l2 + pfs2, death)
-                g.regimen(regimen, l2, l2_end, rng.choice(["salvage", ""]),
-                          "progression" if l2 + pfs2 < death else "death")  # fmt: skip
+                g.regimen(
+                    regimen,
+                    l2,
+                    l2_end,
+                    rng.choice(["salvage", ""]),
+                    "progression" if l2 + pfs2 < death else "death",
+                )
                 if l2 + pfs2 < death:
                     g.event(l2 + pfs2, "progression", "PD")
                     if rng.random() < 0.6 and l2 + pfs2 + 30 < death:
-                        g.regimen(rng.choice(L3), l2 + pfs2 + rng.randint(10, 30),
-                                  min(l2 + pfs2 + 400, death), "salvage", "completed")  # fmt: skip
+                        g.regimen(
+                            rng.choice(L3),
+                            l2 + pfs2 + rng.randint(10, 30),
+                            min(l2 + pfs2 + 400, death),
+                            "salvage",
+                            "completed",
+                        )
     if rng.random() < 0.01:
         g.drug("investigational agent x", diag + 400, diag + 430, "", "completed")
-    g.rec.follow_up.append({
-        "patient_id": pid, "last_contact_date": _d(last_contact),
-        "vital_status": "alive" if alive else "dead", "death_date": "" if alive else _d(death),
-        "cause_of_death": "" if alive else rng.choice(["myeloma", "infection", "other", "unknown"]),
-    })  # fmt: skip
+    g.rec.follow_up.append(
+        {
+            "patient_id": pid,
+            "last_contact_date": _d(last_contact),
+            "vital_status": "alive" if alive else "dead",
+            "death_date": "" if alive else _d(death),
+            "cause_of_death": "" if alive else rng.choice(["myeloma", "infection", "other", "unknown"]),
+        }
+    )
     return g.rec
 
 
@@ -269,6 +348,7 @@ def _corruptions() -> list[tuple[str, str, Callable[[dict[str, Any]], None]]]:
     def setv(col: str, value: str) -> Callable[[dict[str, Any]], None]:
         def f(row: dict[str, Any]) -> None:
             row[col] = value
+
         return f
 
     return [
@@ -285,9 +365,12 @@ def _corruptions() -> list[tuple[str, str, Callable[[dict[str, Any]], None]]]:
         ("transplants", "not_allowed", setv("transplant_type", "syngeneic")),
         ("transplants", "date_before_1900", setv("transplant_date", "1850-01-01")),
         ("follow_up", "not_allowed", setv("vital_status", "missing")),
-        ("follow_up", "death_date_not_allowed", lambda r: r.update(
-            vital_status="alive", death_date=r["death_date"] or "2020-01-01")),
-    ]  # fmt: skip
+        (
+            "follow_up",
+            "death_date_not_allowed",
+            lambda r: r.update(vital_status="alive", death_date=r["death_date"] or "2020-01-01"),
+        ),
+    ]
 
 
 def write_bundle(
@@ -304,8 +387,14 @@ def write_bundle(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = _category_counts(patients)
-    truth: dict[str, Any] = {"seed": seed, "site": site, "patients": patients,
-                             "categories": dict(counts), "injected": {}, "quarantine": {}}  # fmt: skip
+    truth: dict[str, Any] = {
+        "seed": seed,
+        "site": site,
+        "patients": patients,
+        "categories": dict(counts),
+        "injected": {},
+        "quarantine": {},
+    }
     writers = {}
     handles = []
     for name, contract in CONTRACTS.items():
@@ -346,10 +435,15 @@ def write_bundle(
         for fh in handles:
             fh.close()
     truth["quarantine"] = expected_q
-    manifest = {"format": "mm-registry-export", "format_version": 1, "site_id": site,
-                "exported_at": f"{(cutoff + dt.timedelta(days=1)).isoformat()}T02:00:00+00:00",
-                "data_cutoff": cutoff.isoformat(), "mode": "full",
-                "source_system": "registry synth (synthetic data)"}  # fmt: skip
+    manifest = {
+        "format": "mm-registry-export",
+        "format_version": 1,
+        "site_id": site,
+        "exported_at": f"{(cutoff + dt.timedelta(days=1)).isoformat()}T02:00:00+00:00",
+        "data_cutoff": cutoff.isoformat(),
+        "mode": "full",
+        "source_system": "registry synth (synthetic data)",
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "synth-truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth

@@ -34,59 +34,106 @@ class TimelineEntry:
 def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object], list[TimelineEntry]]:
     with engine.connect() as conn:
         if len(patient_key) < 64:  # allow a unique prefix of the pseudonym
-            keys = conn.execute(select(Patient.patient_key).where(
-                Patient.patient_key.like(patient_key + "%")).limit(2)).scalars().all()  # fmt: skip
+            keys = (
+                conn.execute(
+                    select(Patient.patient_key).where(Patient.patient_key.like(patient_key + "%")).limit(2)
+                )
+                .scalars()
+                .all()
+            )
             if len(keys) != 1:
-                raise NotFound(f"{'no' if not keys else 'more than one'} patient matches "
-                               f"{patient_key!r}", hint="give more characters of the key")  # fmt: skip
+                raise NotFound(
+                    f"{'no' if not keys else 'more than one'} patient matches {patient_key!r}",
+                    hint="give more characters of the key",
+                )
             patient_key = keys[0]
         p = conn.execute(select(Patient).where(Patient.patient_key == patient_key)).first()
         if p is None:
             raise NotFound(f"no patient {patient_key!r}")
         head: dict[str, object] = {
-            "patient_key": p.patient_key, "site": p.site_code, "sex": p.sex,
-            "birth_year": p.birth_date.year, "iss": p.iss_stage, "cytogenetic_risk": p.cytogenetic_risk,
+            "patient_key": p.patient_key,
+            "site": p.site_code,
+            "sex": p.sex,
+            "birth_year": p.birth_date.year,
+            "iss": p.iss_stage,
+            "cytogenetic_risk": p.cytogenetic_risk,
             "current": p.is_current,
-        }  # fmt: skip
+        }
         entries = [TimelineEntry(p.diagnosis_date, "diagnosis", "multiple myeloma diagnosed")]
-        roles = dict(conn.execute(select(TransplantRole.transplant_key, TransplantRole.role)
-                                  .where(TransplantRole.patient_key == patient_key)).all())  # fmt: skip
-        for t in conn.execute(select(Transplant).where(Transplant.patient_key == patient_key,
-                                                       Transplant.is_current)):  # fmt: skip
-            entries.append(TimelineEntry(t.transplant_date, "transplant",
-                                         f"{t.transplant_type} transplant — derived role: "
-                                         f"{roles.get(t.transplant_key, 'not derived')}"))  # fmt: skip
-        lines = {ln.line_id: ln for ln in conn.execute(
-            select(LineOfTherapy).where(LineOfTherapy.patient_key == patient_key))}  # fmt: skip
+        roles = dict(
+            conn.execute(
+                select(TransplantRole.transplant_key, TransplantRole.role).where(
+                    TransplantRole.patient_key == patient_key
+                )
+            ).all()
+        )
+        for t in conn.execute(
+            select(Transplant).where(Transplant.patient_key == patient_key, Transplant.is_current)
+        ):
+            entries.append(
+                TimelineEntry(
+                    t.transplant_date,
+                    "transplant",
+                    f"{t.transplant_type} transplant — derived role: "
+                    f"{roles.get(t.transplant_key, 'not derived')}",
+                )
+            )
+        lines = {
+            ln.line_id: ln
+            for ln in conn.execute(select(LineOfTherapy).where(LineOfTherapy.patient_key == patient_key))
+        }
         for ln in lines.values():
             end = ln.end_date.isoformat() if ln.end_date else "ongoing"
-            entries.append(TimelineEntry(ln.start_date, "line",
-                                         f"LINE {ln.line_number} starts (rule: {ln.start_rule}); "
-                                         f"ends {end} ({ln.end_reason or '-'})"))  # fmt: skip
+            entries.append(
+                TimelineEntry(
+                    ln.start_date,
+                    "line",
+                    f"LINE {ln.line_number} starts (rule: {ln.start_rule}); "
+                    f"ends {end} ({ln.end_reason or '-'})",
+                )
+            )
         for r in conn.execute(select(Regimen).where(Regimen.patient_key == patient_key)):
             end = r.end_date.isoformat() if r.end_date else "ongoing"
-            entries.append(TimelineEntry(r.start_date, "regimen",
-                                         f"  line {lines[r.line_id].line_number} {r.phase}: "
-                                         f"{r.name} (to {end}, {r.stop_reason or '-'})"))  # fmt: skip
-        for ev in conn.execute(select(DiseaseEvent).where(DiseaseEvent.patient_key == patient_key,
-                                                          DiseaseEvent.is_current)):  # fmt: skip
+            entries.append(
+                TimelineEntry(
+                    r.start_date,
+                    "regimen",
+                    f"  line {lines[r.line_id].line_number} {r.phase}: "
+                    f"{r.name} (to {end}, {r.stop_reason or '-'})",
+                )
+            )
+        for ev in conn.execute(
+            select(DiseaseEvent).where(DiseaseEvent.patient_key == patient_key, DiseaseEvent.is_current)
+        ):
             extra = f" {ev.response}" if ev.response else ""
             entries.append(TimelineEntry(ev.event_date, "event", f"{ev.event_type}{extra}"))
         for rel in conn.execute(select(Relapse).where(Relapse.patient_key == patient_key)):
             flag = " — FIRST RELAPSE AFTER INDEX TRANSPLANT" if rel.is_first_after_index else ""
-            len_txt = (f"; lenalidomide-refractory: {'yes' if rel.len_refractory else 'no'}"
-                       if rel.len_exposure_days else "")  # fmt: skip
-            entries.append(TimelineEntry(rel.relapse_date, "relapse",
-                                         f"relapse #{rel.sequence} (from {rel.source}){len_txt}{flag}"))  # fmt: skip
-        n_exp = conn.execute(select(Exposure.exposure_id, Drug.generic_name)
-                             .join(Drug, Drug.drug_id == Exposure.drug_id)
-                             .where(Exposure.patient_key == patient_key)).all()  # fmt: skip
+            len_txt = (
+                f"; lenalidomide-refractory: {'yes' if rel.len_refractory else 'no'}"
+                if rel.len_exposure_days
+                else ""
+            )
+            entries.append(
+                TimelineEntry(
+                    rel.relapse_date,
+                    "relapse",
+                    f"relapse #{rel.sequence} (from {rel.source}){len_txt}{flag}",
+                )
+            )
+        n_exp = conn.execute(
+            select(Exposure.exposure_id, Drug.generic_name)
+            .join(Drug, Drug.drug_id == Exposure.drug_id)
+            .where(Exposure.patient_key == patient_key)
+        ).all()
         head["exposures"] = len(n_exp)
         fu = conn.execute(select(FollowUp).where(FollowUp.patient_key == patient_key)).first()
         if fu:
             f = fu
             if f.death_date:
-                entries.append(TimelineEntry(f.death_date, "death", f"died ({f.cause_of_death or 'cause not recorded'})"))
+                entries.append(
+                    TimelineEntry(f.death_date, "death", f"died ({f.cause_of_death or 'cause not recorded'})")
+                )
             else:
                 entries.append(TimelineEntry(f.last_contact_date, "follow-up", "last contact, alive"))
         s = conn.execute(select(PatientSummary).where(PatientSummary.patient_key == patient_key)).first()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select, update
 
 from registry.models import Drug, DrugSynonym
 
@@ -64,13 +64,9 @@ def load_vocabulary(conn: Connection, path: Path | None = None) -> int:
             "vocabulary_version": VOCABULARY_VERSION,
         }
         if e.generic_name in existing:
-            conn.execute(
-                Drug.__table__.update()
-                .where(Drug.drug_id == existing[e.generic_name])
-                .values(**values)
-            )
+            conn.execute(update(Drug).where(Drug.drug_id == existing[e.generic_name]).values(**values))
         else:
-            res = conn.execute(Drug.__table__.insert().values(generic_name=e.generic_name, **values))
+            res = conn.execute(insert(Drug).values(generic_name=e.generic_name, **values))
             pk = res.inserted_primary_key
             assert pk is not None
             existing[e.generic_name] = int(pk[0])
@@ -82,7 +78,7 @@ def load_vocabulary(conn: Connection, path: Path | None = None) -> int:
                 known.add(syn)
                 new.append({"synonym": syn, "drug_id": existing[e.generic_name]})
     if new:
-        conn.execute(DrugSynonym.__table__.insert(), new)
+        conn.execute(insert(DrugSynonym), new)
     return len(entries)
 
 

@@ -68,7 +68,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer | None]:
     try:
         with server.admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+    except Exception as exc:
         server.admin.dispose()
         reason = f"no PostgreSQL server reachable at {url}: {str(exc).splitlines()[0]}"
         if os.environ.get("CI"):

@@ -45,7 +45,11 @@ def test_password_is_redacted() -> None:
     ("args", "code", "text"),
     [
         (["--database-url", "mysql://x/y", "db", "current"], EXIT_CONFIG, "unsupported database"),
-        (["--database-url", "sqlite:////no/such/dir/r.db", "db", "current"], EXIT_CONFIG, "does not exist"),
+        (
+            ["--database-url", "sqlite:////no/such/dir/r.db", "db", "current"],
+            EXIT_CONFIG,
+            "does not exist",
+        ),
         (["--config", "/no/such.toml", "db", "current"], EXIT_CONFIG, "does not exist"),
         (
             ["--database-url", "postgresql://postgres@127.0.0.1:1/x", "db", "current"],

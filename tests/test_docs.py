@@ -11,13 +11,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_data_model_doc_is_generated_from_the_models() -> None:
-    assert (DOCS / "data-model.md").read_text(encoding="utf-8") == data_model_markdown(), \
+    assert (DOCS / "data-model.md").read_text(encoding="utf-8") == data_model_markdown(), (
         "run: python -m registry.docgen"
+    )
 
 
 def test_input_contract_doc_is_generated_from_the_contract() -> None:
-    assert (DOCS / "input-contract.md").read_text(encoding="utf-8") == input_contract_markdown(), \
+    assert (DOCS / "input-contract.md").read_text(encoding="utf-8") == input_contract_markdown(), (
         "run: python -m registry.docgen"
+    )
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,10 +35,12 @@ def _imports(path: Path) -> set[str]:
 
 def test_data_flows_one_way() -> None:
     # statistics and reports never reach back into the ETL; library code never imports click
-    for folder, forbidden in (("registry/statistics", ("etl", "sqlalchemy", "click")),
-                              ("registry/reports", ("etl", "click")),
-                              ("registry/derive", ("click",)),
-                              ("etl", ("click", "registry.reports", "registry.cohorts"))):  # fmt: skip
+    for folder, forbidden in (
+        ("registry/statistics", ("etl", "sqlalchemy", "click")),
+        ("registry/reports", ("etl", "click")),
+        ("registry/derive", ("click",)),
+        ("etl", ("click", "registry.reports", "registry.cohorts")),
+    ):
         for f in (ROOT / folder).glob("*.py"):
             for mod in _imports(f):
                 assert not any(mod == b or mod.startswith(b + ".") for b in forbidden), (f, mod)

@@ -31,33 +31,68 @@ DEFN = load_definition("lenalidomide-relapse")
 class Rows:
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = {
-            "patients": [], "transplants": [], "treatments": [], "disease_events": [], "follow_up": []}  # fmt: skip
+            "patients": [],
+            "transplants": [],
+            "treatments": [],
+            "disease_events": [],
+            "follow_up": [],
+        }
         self.n = 0
 
     def patient(self, pid: str, dx: str = "2018-01-10", birth: str = "1958-04-01") -> None:
-        self.rows["patients"].append({"patient_id": pid, "sex": "F" if len(pid) % 2 else "M",
-                                      "birth_date": birth, "diagnosis_date": dx, "iss_stage": "II",
-                                      "del17p": "absent", "t_4_14": "absent", "t_14_16": "absent"})  # fmt: skip
+        self.rows["patients"].append(
+            {
+                "patient_id": pid,
+                "sex": "F" if len(pid) % 2 else "M",
+                "birth_date": birth,
+                "diagnosis_date": dx,
+                "iss_stage": "II",
+                "del17p": "absent",
+                "t_4_14": "absent",
+                "t_14_16": "absent",
+            }
+        )
 
     def rx(self, pid: str, drug: str, start: str, end: str = "", stop: str = "", intent: str = "") -> None:
         self.n += 1
-        self.rows["treatments"].append({"treatment_id": f"T{self.n}", "patient_id": pid, "drug": drug,
-                                        "start_date": start, "end_date": end, "stop_reason": stop,
-                                        "intent": intent})  # fmt: skip
+        self.rows["treatments"].append(
+            {
+                "treatment_id": f"T{self.n}",
+                "patient_id": pid,
+                "drug": drug,
+                "start_date": start,
+                "end_date": end,
+                "stop_reason": stop,
+                "intent": intent,
+            }
+        )
 
     def tx(self, pid: str, date: str, kind: str = "autologous") -> None:
         self.n += 1
-        self.rows["transplants"].append({"transplant_id": f"X{self.n}", "patient_id": pid,
-                                         "transplant_date": date, "transplant_type": kind})  # fmt: skip
+        self.rows["transplants"].append(
+            {
+                "transplant_id": f"X{self.n}",
+                "patient_id": pid,
+                "transplant_date": date,
+                "transplant_type": kind,
+            }
+        )
 
     def ev(self, pid: str, date: str, kind: str = "progression") -> None:
         self.n += 1
-        self.rows["disease_events"].append({"event_id": f"E{self.n}", "patient_id": pid,
-                                            "event_date": date, "event_type": kind})  # fmt: skip
+        self.rows["disease_events"].append(
+            {"event_id": f"E{self.n}", "patient_id": pid, "event_date": date, "event_type": kind}
+        )
 
     def fu(self, pid: str, last: str, death: str = "") -> None:
-        self.rows["follow_up"].append({"patient_id": pid, "last_contact_date": last,
-                                       "vital_status": "dead" if death else "alive", "death_date": death})  # fmt: skip
+        self.rows["follow_up"].append(
+            {
+                "patient_id": pid,
+                "last_contact_date": last,
+                "vital_status": "dead" if death else "alive",
+                "death_date": death,
+            }
+        )
 
     def induction_and_asct(self, pid: str, asct: str = "2018-06-01") -> None:
         self.rx(pid, "Velcade", "2018-01-20", "2018-05-01", "completed")
@@ -70,7 +105,8 @@ def cohort_rows() -> Rows:
     r = Rows()
     # A, G1: LMT, progression 2021-06-01, DRd from 2021-06-15, 2nd progression 2022-06-15,
     # died 2023-06-15 -> os_2l 730 days (event), pfs_2l 365 days (event)
-    r.patient("A"); r.induction_and_asct("A")  # noqa: E702
+    r.patient("A")
+    r.induction_and_asct("A")
     r.rx("A", "lenalidomide", "2018-09-01", "2021-06-01", "progression", "maintenance")
     r.ev("A", "2021-06-01")
     r.rx("A", "Darzalex", "2021-06-15", "2022-06-15", "progression")
@@ -78,27 +114,37 @@ def cohort_rows() -> Rows:
     r.ev("A", "2022-06-15")
     r.fu("A", "2023-06-15", "2023-06-15")
     # B, G2: LMT, relapse by stop reason only 2021-01-01, PVd 2021-01-10, alive 2026-05-01
-    r.patient("BB"); r.induction_and_asct("BB")  # noqa: E702
+    r.patient("BB")
+    r.induction_and_asct("BB")
     r.rx("BB", "REVLIMID", "2018-09-01", "2021-01-01", "progression", "maintenance")
     r.rx("BB", "pomalidomide", "2021-01-10", "2021-12-01", "completed")
     r.rx("BB", "bortezomib", "2021-01-10", "2021-12-01", "completed")
     r.fu("BB", "2026-05-01")
     # C, G3: no maintenance, relapse 2020-06-01, Rd 2020-06-20; dies 2026-08-01, after the
     # cutoff 2026-06-30 -> alive at the cutoff: os_2l censored at 2196 days
-    r.patient("C"); r.induction_and_asct("C")  # noqa: E702
+    r.patient("C")
+    r.induction_and_asct("C")
     r.ev("C", "2020-06-01", "relapse")
     r.rx("C", "lenalidomide", "2020-06-20", "2021-06-20", "completed")
     r.fu("C", "2026-08-01", "2026-08-01")
     # D, G4: thalidomide maintenance, relapse 2020-03-01, carfilzomib 2020-03-10, died 2022-01-01
-    r.patient("DD"); r.induction_and_asct("DD")  # noqa: E702
+    r.patient("DD")
+    r.induction_and_asct("DD")
     r.rx("DD", "thalidomide", "2018-09-01", "2020-03-01", "progression", "maintenance")
     r.ev("DD", "2020-03-01")
     r.rx("DD", "Kyprolis", "2020-03-10", "2021-01-01", "completed")
     r.fu("DD", "2022-01-01", "2022-01-01")
     # E: no transplant; F: transplant, no relapse; G: relapse, no 2nd line
-    r.patient("E"); r.rx("E", "lenalidomide", "2018-02-01", "2019-01-01"); r.fu("E", "2026-01-01")  # noqa: E702
-    r.patient("FF"); r.induction_and_asct("FF"); r.fu("FF", "2026-01-01")  # noqa: E702
-    r.patient("G"); r.induction_and_asct("G"); r.ev("G", "2025-01-01"); r.fu("G", "2026-01-01")  # noqa: E702
+    r.patient("E")
+    r.rx("E", "lenalidomide", "2018-02-01", "2019-01-01")
+    r.fu("E", "2026-01-01")
+    r.patient("FF")
+    r.induction_and_asct("FF")
+    r.fu("FF", "2026-01-01")
+    r.patient("G")
+    r.induction_and_asct("G")
+    r.ev("G", "2025-01-01")
+    r.fu("G", "2026-01-01")
     return r
 
 
@@ -122,22 +168,40 @@ def test_cohort_table_groups_and_endpoints(loaded: Engine) -> None:
     got = {pid: table.loc[_key(pid)] for pid in ("A", "BB", "C", "DD")}
     assert {p: r["group"] for p, r in got.items()} == {"A": "G1", "BB": "G2", "C": "G3", "DD": "G4"}
     a = got["A"]
-    assert (a["os_2l_days"], a["os_2l_event"], a["pfs_2l_days"], a["pfs_2l_event"]) == (730, 1, 365, 1)
+    assert (a["os_2l_days"], a["os_2l_event"], a["pfs_2l_days"], a["pfs_2l_event"]) == (
+        730,
+        1,
+        365,
+        1,
+    )
     assert a["l2_start"] == dt.date(2021, 6, 15)
     assert (a["pfs_days"], a["pfs_event"]) == ((dt.date(2021, 6, 1) - dt.date(2018, 6, 1)).days, 1)
     assert a["pfs2_days"] == (dt.date(2022, 6, 15) - dt.date(2018, 6, 1)).days
     b = got["BB"]
-    assert (b["os_2l_days"], b["os_2l_event"]) == ((dt.date(2026, 5, 1) - dt.date(2021, 1, 10)).days, 0)
+    assert (b["os_2l_days"], b["os_2l_event"]) == (
+        (dt.date(2026, 5, 1) - dt.date(2021, 1, 10)).days,
+        0,
+    )
     c = got["C"]  # death after the cutoff counts as alive at the cutoff
-    assert (c["os_2l_days"], c["os_2l_event"]) == ((dt.date(2026, 6, 30) - dt.date(2020, 6, 20)).days, 0)
+    assert (c["os_2l_days"], c["os_2l_event"]) == (
+        (dt.date(2026, 6, 30) - dt.date(2020, 6, 20)).days,
+        0,
+    )
     d = got["DD"]
-    assert (d["os_2l_days"], d["os_2l_event"]) == ((dt.date(2022, 1, 1) - dt.date(2020, 3, 10)).days, 1)
+    assert (d["os_2l_days"], d["os_2l_event"]) == (
+        (dt.date(2022, 1, 1) - dt.date(2020, 3, 10)).days,
+        1,
+    )
 
 
 def test_attrition_counts_each_step(loaded: Engine) -> None:
     rep = build_study_report(loaded, DEFN)
     assert [(a["remaining"], a["excluded"]) for a in rep.data["attrition"]] == [
-        (7, 0), (6, 1), (5, 1), (4, 1)]  # fmt: skip
+        (7, 0),
+        (6, 1),
+        (5, 1),
+        (4, 1),
+    ]
 
 
 def test_as_of_moves_the_cutoff(loaded: Engine) -> None:
@@ -155,8 +219,9 @@ def test_view_for_analysts_matches_the_export(loaded: Engine) -> None:
         rows = conn.execute(text(f'SELECT patient_key, "group", os_2l_days, os_2l_event FROM {name}')).all()
     table = patient_table(read_cohort(loaded, DEFN), DEFN)
     assert sorted((r[0], r[1], int(r[2]), int(r[3])) for r in rows) == sorted(
-        (k, g, int(d), int(e)) for k, g, d, e in
-        table[["patient_key", "group", "os_2l_days", "os_2l_event"]].itertuples(index=False))  # fmt: skip
+        (k, g, int(d), int(e))
+        for k, g, d, e in table[["patient_key", "group", "os_2l_days", "os_2l_event"]].itertuples(index=False)
+    )
 
 
 def test_transplant_origin_comparison_is_refused_with_landmark_offered(loaded: Engine) -> None:
@@ -178,11 +243,25 @@ def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: E
 def test_derivations_stored_and_rederived_identically(loaded: Engine) -> None:
     def state() -> list[tuple[Any, ...]]:
         with loaded.connect() as conn:
-            lines = conn.execute(select(LineOfTherapy.patient_key, LineOfTherapy.line_number,
-                                        LineOfTherapy.start_date, LineOfTherapy.start_rule)).all()  # fmt: skip
-            regs = conn.execute(select(Regimen.patient_key, Regimen.phase, Regimen.name, Regimen.start_date)).all()
-            summ = conn.execute(select(PatientSummary.patient_key, PatientSummary.lenalidomide_maintenance,
-                                       PatientSummary.l2_start, PatientSummary.relapse_date)).all()  # fmt: skip
+            lines = conn.execute(
+                select(
+                    LineOfTherapy.patient_key,
+                    LineOfTherapy.line_number,
+                    LineOfTherapy.start_date,
+                    LineOfTherapy.start_rule,
+                )
+            ).all()
+            regs = conn.execute(
+                select(Regimen.patient_key, Regimen.phase, Regimen.name, Regimen.start_date)
+            ).all()
+            summ = conn.execute(
+                select(
+                    PatientSummary.patient_key,
+                    PatientSummary.lenalidomide_maintenance,
+                    PatientSummary.l2_start,
+                    PatientSummary.relapse_date,
+                )
+            ).all()
         return sorted(map(tuple, lines + regs + summ), key=repr)
 
     first = state()
@@ -198,8 +277,11 @@ def test_reload_with_a_changed_row_rederives_only_that_patient(loaded: Engine, t
     for r in rows.rows["treatments"]:
         if r["patient_id"] == "C" and r["drug"] == "lenalidomide":
             r["drug"] = "pomalidomide"  # C's 2nd line no longer contains lenalidomide: G3 -> G4
-    s = run_bundle(loaded, write_bundle(tmp_path / "b2", rows.rows,
-                                        {"exported_at": "2026-08-01T00:00:00+00:00"}), KEY)  # fmt: skip
+    s = run_bundle(
+        loaded,
+        write_bundle(tmp_path / "b2", rows.rows, {"exported_at": "2026-08-01T00:00:00+00:00"}),
+        KEY,
+    )
     assert s.derived_patients == 1
     table = patient_table(read_cohort(loaded, DEFN), DEFN).set_index("patient_key")
     assert table.loc[_key("C"), "group"] == "G4"
@@ -219,9 +301,23 @@ def test_report_json_on_stdout_and_html(loaded: Engine, db_url: str, tmp_path: P
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "registry.cli", "--database-url", db_url, "report",
-                           "study", "lenalidomide-relapse", "--format", "json"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "registry.cli",
+            "--database-url",
+            db_url,
+            "report",
+            "study",
+            "lenalidomide-relapse",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     for key in ("study", "data_cutoff", "attrition", "groups", "logrank", "cox"):
@@ -231,8 +327,20 @@ def test_report_json_on_stdout_and_html(loaded: Engine, db_url: str, tmp_path: P
     assert g1["events"] == 1 and g1["median_months"] == round(730 / 30.4375, 6)
     assert data["groups"]["G2"]["endpoints"]["os_2l"]["median_months"] is None  # not reached
     out = tmp_path / "r.html"
-    res = CliRunner().invoke(cli, ["--database-url", db_url, "report", "study", "lenalidomide-relapse",
-                                   "--format", "html", "--out", str(out)])  # fmt: skip
+    res = CliRunner().invoke(
+        cli,
+        [
+            "--database-url",
+            db_url,
+            "report",
+            "study",
+            "lenalidomide-relapse",
+            "--format",
+            "html",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     page = out.read_text()
     assert page.count('<img alt="Kaplan-Meier curves') == 2  # os_2l and pfs_2l

@@ -79,8 +79,10 @@ def test_kaplan_meier_edge_cases_match_r(group: str) -> None:
 
 def test_edge_case_medians_are_the_documented_values() -> None:
     # survfit(Surv(time, event) ~ 1, conf.type = "log-log"); quantile(fit, 0.5)
-    med = {g: kaplan_meier(EDGE[EDGE["group"] == g], "time", "event").median()[0]
-           for g in ("flat", "never", "none", "ends")}  # fmt: skip
+    med = {
+        g: kaplan_meier(EDGE[EDGE["group"] == g], "time", "event").median()[0]
+        for g in ("flat", "never", "none", "ends")
+    }
     assert med == {"flat": 15.0, "never": None, "none": None, "ends": 6.0}
 
 

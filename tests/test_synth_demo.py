@@ -48,5 +48,5 @@ def test_synth_cli_writes_a_valid_bundle(tmp_path: Path, cli_env) -> None:  # ty
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["etl", "validate", str(tmp_path / "s"), "--format", "json"])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{"):])
+    summary = json.loads(res.output[res.output.index("{") :])
     assert summary["quarantined"] == 0 and summary["status"] == "validated"

@@ -59,22 +59,24 @@ class CohortDefinition:
         raise StudyError(f"unknown endpoint {name!r} (known: {[e.name for e in self.endpoints]})")
 
 
-def _parse(data: dict, source: str) -> CohortDefinition:  # type: ignore[type-arg]
+def _parse(data: dict, source: str) -> CohortDefinition:
     try:
         endpoints = tuple(
-            Endpoint(e["name"], e["label"], e["origin"], tuple(e["events"]))
-            for e in data["endpoints"]
+            Endpoint(e["name"], e["label"], e["origin"], tuple(e["events"])) for e in data["endpoints"]
         )
         for e in endpoints:
             if not _NAME.match(e.name) or e.origin not in ORIGINS or set(e.events) - set(EVENTS):
                 raise StudyError(f"{source}: endpoint {e.name!r} is not well formed")
         return CohortDefinition(
-            name=data["name"], version=int(data["version"]), title=data["title"],
-            entry=data["entry"], baseline=data.get("baseline", "l2_start"),
+            name=data["name"],
+            version=int(data["version"]),
+            title=data["title"],
+            entry=data["entry"],
+            baseline=data.get("baseline", "l2_start"),
             steps=tuple(Step(s["label"], s["condition"], s["reason"]) for s in data["steps"]),
             groups=tuple(Group(g["name"], g["label"], g["condition"]) for g in data["groups"]),
             endpoints=endpoints,
-        )  # fmt: skip
+        )
     except KeyError as exc:
         raise StudyError(f"{source}: missing key {exc}") from None
 
@@ -89,7 +91,8 @@ def load_definition(name_or_path: str) -> CohortDefinition:
     if path.suffix == ".toml" and path.exists():
         return _parse(tomllib.loads(path.read_text("utf-8")), str(path))
     if name_or_path not in builtin_names():
-        raise NotFound(f"no cohort named {name_or_path!r}",
-                       hint=f"known cohorts: {', '.join(builtin_names())}")  # fmt: skip
+        raise NotFound(
+            f"no cohort named {name_or_path!r}", hint=f"known cohorts: {', '.join(builtin_names())}"
+        )
     text = resources.files("registry.cohorts").joinpath(f"{name_or_path}.toml").read_text("utf-8")
     return _parse(tomllib.loads(text), name_or_path)

@@ -139,8 +139,17 @@ def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = 
     """Every current patient with step flags (for attrition) and, where defined, endpoints."""
     with engine.connect() as conn:
         df = pd.read_sql_query(text(compile_cohort(defn, conn.dialect.name, as_of)), conn)
-    for col in ("cutoff", "birth_date", "index_transplant_date", "relapse_date", "l2_start",
-                "maintenance_start", "maintenance_end", "death_date", "last_contact_date"):  # fmt: skip
+    for col in (
+        "cutoff",
+        "birth_date",
+        "index_transplant_date",
+        "relapse_date",
+        "l2_start",
+        "maintenance_start",
+        "maintenance_end",
+        "death_date",
+        "last_contact_date",
+    ):
         df[col] = pd.to_datetime(df[col]).dt.date
     for col in ("lenalidomide_maintenance", "l2_lenalidomide"):
         df[col] = df[col].astype("boolean")

@@ -167,10 +167,12 @@ class Derivation:
 def documented_progressions(inp: PatientInputs) -> list[Progression]:
     """Progression/relapse events (event date) and treatment rows stopped for progression
     (end date), sorted by date (events first on the same day)."""
-    found = [Progression(e.date, "event", e.key) for e in inp.events
-             if e.type in ("progression", "relapse")]  # fmt: skip
-    found += [Progression(t.end, "stop_reason", t.key) for t in inp.treatments
-              if t.stop_reason == "progression" and t.end is not None]  # fmt: skip
+    found = [Progression(e.date, "event", e.key) for e in inp.events if e.type in ("progression", "relapse")]
+    found += [
+        Progression(t.end, "stop_reason", t.key)
+        for t in inp.treatments
+        if t.stop_reason == "progression" and t.end is not None
+    ]
     return sorted(found, key=lambda p: (p.date, p.source != "event", p.key))
 
 
@@ -196,7 +198,7 @@ def build_exposures(
         by_role_drug.setdefault((role, t.drug), []).append(t)
 
     exposures: list[Exposure] = []
-    for (role, drug), group in sorted(by_role_drug.items()):
+    for (role, _drug), group in sorted(by_role_drug.items()):
         group.sort(key=lambda t: (t.start, t.end or dt.date.max, t.key))
         current: list[TreatmentRow] = []
         cur_end: dt.date | None = None  # None while ongoing
@@ -216,8 +218,14 @@ def build_exposures(
     return exposures
 
 
-def _merges(current: list[TreatmentRow], cur_end: dt.date | None, nxt: TreatmentRow,
-            tx_dates: list[dt.date], prog_dates: list[dt.date], p: DerivationParameters) -> bool:  # fmt: skip
+def _merges(
+    current: list[TreatmentRow],
+    cur_end: dt.date | None,
+    nxt: TreatmentRow,
+    tx_dates: list[dt.date],
+    prog_dates: list[dt.date],
+    p: DerivationParameters,
+) -> bool:
     if cur_end is None:  # still running: a row starting during it continues it
         return True
     if (nxt.start - cur_end).days > p.drug_gap_days:
@@ -238,10 +246,18 @@ def _exposure(index: int, role: str, rows: list[TreatmentRow]) -> Exposure:
     last_started = max(rows, key=lambda r: (r.start, r.end or dt.date.max))
     first = rows[0]
     return Exposure(
-        index=index, drug=first.drug or "", drug_class=first.drug_class, drug_id=first.drug_id,
-        start=min(r.start for r in rows), end=end, stop_reason=last_ending.stop_reason,
-        last_dose=last_started.dose, role=role, source_keys=[r.key for r in rows], rows=rows,
-    )  # fmt: skip
+        index=index,
+        drug=first.drug or "",
+        drug_class=first.drug_class,
+        drug_id=first.drug_id,
+        start=min(r.start for r in rows),
+        end=end,
+        stop_reason=last_ending.stop_reason,
+        last_dose=last_started.dose,
+        role=role,
+        source_keys=[r.key for r in rows],
+        rows=rows,
+    )
 
 
 def transplant_roles(
@@ -279,13 +295,10 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
     exposures = build_exposures(inp, progressions, p)
     roles, index_tx, tandem_tx = transplant_roles(inp, progressions, p)
     line1_last_tx = tandem_tx or index_tx
-    first_prog_after_index = (
-        next((d for d in prog_dates if d > index_tx.date), None) if index_tx else None
-    )
+    first_prog_after_index = next((d for d in prog_dates if d > index_tx.date), None) if index_tx else None
     window = dt.timedelta(days=p.regimen_window_days)
     end_fu = inp.end_of_follow_up
-    liners = [e for e in exposures
-              if e.role == "regimen" and e.drug_class not in p.non_line_classes]  # fmt: skip
+    liners = [e for e in exposures if e.role == "regimen" and e.drug_class not in p.non_line_classes]
     steroids = [e for e in exposures if e.role == "regimen" and e.drug_class in p.non_line_classes]
     tx_dates = sorted(t.date for t in inp.transplants if roles.get(t.key) in ("index", "tandem"))
 
@@ -320,8 +333,7 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
     line_exposures: dict[int, dict[int, Exposure]] = {}
     if index_tx is not None and (not regimens_raw or regimens_raw[0][0] > index_tx.date):
         # a transplant without recorded induction: line 1 starts with the transplant
-        lines.append(Line(1, index_tx.date, line1_last_tx.date if line1_last_tx else None,
-                          None, "first"))  # fmt: skip
+        lines.append(Line(1, index_tx.date, line1_last_tx.date if line1_last_tx else None, None, "first"))
         line_exposures[1] = {}
     for number, (start, members) in enumerate(regimens_raw, start=1):
         drugs = {e.drug for e, _ in members if e.drug_class not in p.non_line_classes}
@@ -360,9 +372,11 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         if phase == "consolidation" and combo_end is not None:
             # what continues after the combination ends is maintenance (e.g. VRd consolidation
             # whose lenalidomide simply goes on: the same exposure, a new phase)
-            tail = [(e, True) for e, _ in members
-                    if e.drug_class not in p.non_line_classes
-                    and (e.end is None or e.end > combo_end + window)]  # fmt: skip
+            tail = [
+                (e, True)
+                for e, _ in members
+                if e.drug_class not in p.non_line_classes and (e.end is None or e.end > combo_end + window)
+            ]
             head = [(e, c) for e, c in members if e.start <= combo_end]
             regimens.append(_regimen(number, line.number, phase, start, head, cap=combo_end))
             if tail:
@@ -396,14 +410,19 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         started = [ln.number for ln in lines if ln.start <= day]
         return max(started) if started else None
 
-    out_roles = {k: (role, line_at(t.date)) for t in inp.transplants
-                 for k, role in [(t.key, roles[t.key])]}  # fmt: skip
+    out_roles = {k: (role, line_at(t.date)) for t in inp.transplants for k, role in [(t.key, roles[t.key])]}
     relapses = _relapses(progressions, exposures, index_tx, line_at, p)
     return Derivation(
-        patient_key=inp.patient_key, exposures=exposures, regimens=regimens, lines=lines,
-        transplant_roles=out_roles, relapses=relapses, index_transplant=index_tx,
-        tandem_transplant=tandem_tx, progressions=progressions,
-    )  # fmt: skip
+        patient_key=inp.patient_key,
+        exposures=exposures,
+        regimens=regimens,
+        lines=lines,
+        transplant_roles=out_roles,
+        relapses=relapses,
+        index_transplant=index_tx,
+        tandem_transplant=tandem_tx,
+        progressions=progressions,
+    )
 
 
 def _continued(e: Exposure, start: dt.date, window: dt.timedelta, end_fu: dt.date | None) -> bool:
@@ -417,20 +436,24 @@ def _continued(e: Exposure, start: dt.date, window: dt.timedelta, end_fu: dt.dat
     return e.end is None or e.end >= horizon
 
 
-def _phase(line: int, start: dt.date, members: list[tuple[Exposure, bool]],
-           index_tx: TransplantRow | None, inp: PatientInputs, roles: dict[str, str],
-           p: DerivationParameters) -> tuple[str, dt.date | None]:  # fmt: skip
+def _phase(
+    line: int,
+    start: dt.date,
+    members: list[tuple[Exposure, bool]],
+    index_tx: TransplantRow | None,
+    inp: PatientInputs,
+    roles: dict[str, str],
+    p: DerivationParameters,
+) -> tuple[str, dt.date | None]:
     """Phase of a regimen and, for a consolidation, the day its combination ends (the
     earliest end among its new non-steroid exposures)."""
     if line > 1:
         return "salvage", None
     if index_tx is None or start <= index_tx.date:
         return "induction", None
-    prior = [t.date for t in inp.transplants
-             if roles.get(t.key) in ("index", "tandem") and t.date < start]  # fmt: skip
+    prior = [t.date for t in inp.transplants if roles.get(t.key) in ("index", "tandem") and t.date < start]
     last_tx = max(prior) if prior else index_tx.date
-    new = [e for e, continued in members
-           if not continued and e.drug_class not in p.non_line_classes]  # fmt: skip
+    new = [e for e, continued in members if not continued and e.drug_class not in p.non_line_classes]
     ends = [e.end for e in new if e.end is not None]
     combo_end = min(ends) if ends else None
     intents = {r.intent for e in new for r in e.rows}
@@ -446,21 +469,39 @@ def _phase(line: int, start: dt.date, members: list[tuple[Exposure, bool]],
     return "maintenance", None
 
 
-def _regimen(number: int, line: int, phase: str, start: dt.date,
-             members: list[tuple[Exposure, bool]], cap: dt.date | None = None) -> Regimen:  # fmt: skip
+def _regimen(
+    number: int,
+    line: int,
+    phase: str,
+    start: dt.date,
+    members: list[tuple[Exposure, bool]],
+    cap: dt.date | None = None,
+) -> Regimen:
     ends = [e.end for e, _ in members]
     end = None if any(x is None for x in ends) else max(x for x in ends if x is not None)
     if cap is not None:
         end = cap if end is None else min(end, cap)
     last = max(members, key=lambda m: (m[0].end or dt.date.max, m[0].start))[0]
     stop = "completed" if cap is not None and (last.end is None or last.end > cap) else last.stop_reason
-    return Regimen(number=number, line=line, phase=phase, start=start, end=end,
-                   stop_reason=stop, exposures=[(e.index, c) for e, c in members],
-                   drugs=sorted({e.drug for e, _ in members}))  # fmt: skip
+    return Regimen(
+        number=number,
+        line=line,
+        phase=phase,
+        start=start,
+        end=end,
+        stop_reason=stop,
+        exposures=[(e.index, c) for e, c in members],
+        drugs=sorted({e.drug for e, _ in members}),
+    )
 
 
-def _relapses(progressions: list[Progression], exposures: list[Exposure],
-              index_tx: TransplantRow | None, line_at, p: DerivationParameters) -> list[Relapse]:  # type: ignore[no-untyped-def]  # fmt: skip
+def _relapses(
+    progressions: list[Progression],
+    exposures: list[Exposure],
+    index_tx: TransplantRow | None,
+    line_at,
+    p: DerivationParameters,
+) -> list[Relapse]:
     episodes: list[Progression] = []
     for pr in progressions:
         if episodes and (pr.date - episodes[-1].date).days < p.relapse_episode_days:
@@ -492,11 +533,20 @@ def _relapses(progressions: list[Progression], exposures: list[Exposure],
             len_free = 0 if running or last_end is None else (pr.date - last_end).days
             rows = [r for e in lens for r in e.rows if r.start <= pr.date]
             last_dose = max(rows, key=lambda r: (r.start, r.key)).dose if rows else None
-        out.append(Relapse(
-            sequence=seq, date=pr.date, source=pr.source, source_key=pr.key,
-            after_index_transplant=after, is_first_after_index=first_after,
-            line=line_at(pr.date), refractory=refractory,
-            len_refractory=refractory.get(LENALIDOMIDE, False), len_last_dose=last_dose,
-            len_exposure_days=len_days, len_free_interval_days=len_free,
-        ))  # fmt: skip
+        out.append(
+            Relapse(
+                sequence=seq,
+                date=pr.date,
+                source=pr.source,
+                source_key=pr.key,
+                after_index_transplant=after,
+                is_first_after_index=first_after,
+                line=line_at(pr.date),
+                refractory=refractory,
+                len_refractory=refractory.get(LENALIDOMIDE, False),
+                len_last_dose=last_dose,
+                len_exposure_days=len_days,
+                len_free_interval_days=len_free,
+            )
+        )
     return out

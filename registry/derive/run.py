@@ -47,8 +47,17 @@ from registry.models import (
 from registry.vocabulary import vocabulary_map
 
 BATCH = 2000
-DERIVED_BY_PATIENT = (RelapseRefractoriness, Relapse, TransplantRole, RegimenExposure, Regimen,
-                      LineOfTherapy, ExposureSource, Exposure, PatientSummary)  # fmt: skip
+DERIVED_BY_PATIENT = (
+    RelapseRefractoriness,
+    Relapse,
+    TransplantRole,
+    RegimenExposure,
+    Regimen,
+    LineOfTherapy,
+    ExposureSource,
+    Exposure,
+    PatientSummary,
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,12 @@ def derive_pending(
         return _derive(conn, all_patients, params, progress)
 
 
-def _derive(conn: Connection, all_patients: bool, params: DerivationParameters,
-            progress: Callable[[int, int], None] | None) -> DerivationResult:  # fmt: skip
+def _derive(
+    conn: Connection,
+    all_patients: bool,
+    params: DerivationParameters,
+    progress: Callable[[int, int], None] | None,
+) -> DerivationResult:
     q = select(Patient.patient_key, Patient.is_current)
     if not all_patients:
         q = q.where(Patient.needs_derivation)
@@ -81,9 +94,14 @@ def _derive(conn: Connection, all_patients: bool, params: DerivationParameters,
     if not todo:
         return DerivationResult(None, 0, 0, params.to_json())
     now = dt.datetime.now(dt.UTC)
-    res = conn.execute(insert(DerivationRun).values(
-        started_at=now, scope="all" if all_patients else "changed",
-        parameters=params.to_json(), patients_derived=0))  # fmt: skip
+    res = conn.execute(
+        insert(DerivationRun).values(
+            started_at=now,
+            scope="all" if all_patients else "changed",
+            parameters=params.to_json(),
+            patients_derived=0,
+        )
+    )
     pk = res.inserted_primary_key
     assert pk is not None
     run_id = int(pk[0])
@@ -123,9 +141,8 @@ def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:
 
 def _delete_derived(conn: Connection, keys: list[str]) -> None:
     for model in DERIVED_BY_PATIENT:
-        col = model.__table__.c.patient_key  # type: ignore[attr-defined]
-        conn.execute(delete(model).where(col.in_(bindparam("keys", expanding=True))),
-                     {"keys": keys})  # fmt: skip
+        col = model.__table__.c.patient_key
+        conn.execute(delete(model).where(col.in_(bindparam("keys", expanding=True))), {"keys": keys})
 
 
 def _as_date(v: Any) -> dt.date | None:
@@ -136,43 +153,76 @@ def _as_date(v: Any) -> dt.date | None:
 
 def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, PatientInputs]:
     p = {"keys": keys}
-    inkeys = bindparam("keys", expanding=True)
+    inkeys: Any = bindparam("keys", expanding=True)
     rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
     for r in conn.execute(
-        select(Treatment.patient_key, Treatment.treatment_key, Treatment.drug_id,
-               Treatment.start_date, Treatment.end_date, Treatment.stop_reason,
-               Treatment.intent, Treatment.dose_mg)
-        .where(Treatment.patient_key.in_(inkeys), Treatment.is_current), p):  # fmt: skip
+        select(
+            Treatment.patient_key,
+            Treatment.treatment_key,
+            Treatment.drug_id,
+            Treatment.start_date,
+            Treatment.end_date,
+            Treatment.stop_reason,
+            Treatment.intent,
+            Treatment.dose_mg,
+        ).where(Treatment.patient_key.in_(inkeys), Treatment.is_current),
+        p,
+    ):
         did = int(r.drug_id) if r.drug_id is not None else None
-        rx[r.patient_key].append(TreatmentRow(
-            key=r.treatment_key, drug=vocab.names.get(did) if did else None,
-            drug_class=vocab.classes.get(did) if did else None, start=_as_date(r.start_date),  # type: ignore[arg-type]
-            end=_as_date(r.end_date), stop_reason=r.stop_reason, intent=r.intent,
-            dose=r.dose_mg, drug_id=did))  # fmt: skip
+        rx[r.patient_key].append(
+            TreatmentRow(
+                key=r.treatment_key,
+                drug=vocab.names.get(did) if did else None,
+                drug_class=vocab.classes.get(did) if did else None,
+                start=_as_date(r.start_date),  # type: ignore[arg-type]
+                end=_as_date(r.end_date),
+                stop_reason=r.stop_reason,
+                intent=r.intent,
+                dose=r.dose_mg,
+                drug_id=did,
+            )
+        )
     tx: dict[str, list[TransplantRow]] = {k: [] for k in keys}
-    for r in conn.execute(
-        select(Transplant.patient_key, Transplant.transplant_key, Transplant.transplant_date,
-               Transplant.transplant_type)
-        .where(Transplant.patient_key.in_(inkeys), Transplant.is_current), p):  # fmt: skip
-        tx[r.patient_key].append(TransplantRow(r.transplant_key, _as_date(r.transplant_date),  # type: ignore[arg-type]
-                                               r.transplant_type))  # fmt: skip
+    for trow in conn.execute(
+        select(
+            Transplant.patient_key,
+            Transplant.transplant_key,
+            Transplant.transplant_date,
+            Transplant.transplant_type,
+        ).where(Transplant.patient_key.in_(inkeys), Transplant.is_current),
+        p,
+    ):
+        tx[trow.patient_key].append(
+            TransplantRow(
+                trow.transplant_key,
+                _as_date(trow.transplant_date),  # type: ignore[arg-type]
+                trow.transplant_type,
+            )
+        )
     ev: dict[str, list[EventRow]] = {k: [] for k in keys}
-    for r in conn.execute(
-        select(DiseaseEvent.patient_key, DiseaseEvent.event_key, DiseaseEvent.event_date,
-               DiseaseEvent.event_type)
-        .where(DiseaseEvent.patient_key.in_(inkeys), DiseaseEvent.is_current), p):  # fmt: skip
-        ev[r.patient_key].append(EventRow(r.event_key, _as_date(r.event_date), r.event_type))  # type: ignore[arg-type]
+    for erow in conn.execute(
+        select(
+            DiseaseEvent.patient_key, DiseaseEvent.event_key, DiseaseEvent.event_date, DiseaseEvent.event_type
+        ).where(DiseaseEvent.patient_key.in_(inkeys), DiseaseEvent.is_current),
+        p,
+    ):
+        ev[erow.patient_key].append(EventRow(erow.event_key, _as_date(erow.event_date), erow.event_type))  # type: ignore[arg-type]
     fu: dict[str, tuple[dt.date | None, dt.date | None]] = {}
-    for r in conn.execute(
-        select(FollowUp.patient_key, FollowUp.last_contact_date, FollowUp.death_date)
-        .where(FollowUp.patient_key.in_(inkeys), FollowUp.is_current), p):  # fmt: skip
-        fu[r.patient_key] = (_as_date(r.last_contact_date), _as_date(r.death_date))
+    for frow in conn.execute(
+        select(FollowUp.patient_key, FollowUp.last_contact_date, FollowUp.death_date).where(
+            FollowUp.patient_key.in_(inkeys), FollowUp.is_current
+        ),
+        p,
+    ):
+        fu[frow.patient_key] = (_as_date(frow.last_contact_date), _as_date(frow.death_date))
     cut: dict[str, dt.date | None] = {}
-    for r in conn.execute(
+    for crow in conn.execute(
         select(Patient.patient_key, Site.last_data_cutoff)
         .join(Site, Site.site_code == Patient.site_code)
-        .where(Patient.patient_key.in_(inkeys)), p):  # fmt: skip
-        cut[r.patient_key] = _as_date(r.last_data_cutoff)
+        .where(Patient.patient_key.in_(inkeys)),
+        p,
+    ):
+        cut[crow.patient_key] = _as_date(crow.last_data_cutoff)
     return {
         k: PatientInputs(
             patient_key=k,
@@ -190,9 +240,13 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
 class _IdAllocator:
     def __init__(self, conn: Connection) -> None:
         self.next: dict[str, int] = {}
-        for model, col in ((Exposure, "exposure_id"), (LineOfTherapy, "line_id"),
-                           (Regimen, "regimen_id"), (Relapse, "relapse_id")):  # fmt: skip
-            c = model.__table__.c[col]  # type: ignore[attr-defined]
+        for model, col in (
+            (Exposure, "exposure_id"),
+            (LineOfTherapy, "line_id"),
+            (Regimen, "regimen_id"),
+            (Relapse, "relapse_id"),
+        ):
+            c = model.__table__.c[col]
             self.next[col] = int(conn.execute(select(func.coalesce(func.max(c), 0))).scalar() or 0) + 1
 
     def take(self, col: str) -> int:
@@ -201,45 +255,92 @@ class _IdAllocator:
         return v
 
 
-def _write(conn: Connection, derivations: list[Derivation], run_id: int, ids: _IdAllocator,
-           drug_ids: dict[str, int]) -> None:  # fmt: skip
-    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in (
-        "exposures", "exposure_sources", "lines_of_therapy", "regimens", "regimen_exposures",
-        "transplant_roles", "relapses", "relapse_refractoriness", "patient_summaries")}  # fmt: skip
+def _write(
+    conn: Connection, derivations: list[Derivation], run_id: int, ids: _IdAllocator, drug_ids: dict[str, int]
+) -> None:
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        t: []
+        for t in (
+            "exposures",
+            "exposure_sources",
+            "lines_of_therapy",
+            "regimens",
+            "regimen_exposures",
+            "transplant_roles",
+            "relapses",
+            "relapse_refractoriness",
+            "patient_summaries",
+        )
+    }
     for d in derivations:
         pk = d.patient_key
         exp_ids = {}
         for e in d.exposures:
             eid = ids.take("exposure_id")
             exp_ids[e.index] = eid
-            rows["exposures"].append((eid, pk, drug_ids[e.drug], e.start, e.end, e.stop_reason,
-                                      e.last_dose, e.role, run_id))  # fmt: skip
+            rows["exposures"].append(
+                (eid, pk, drug_ids[e.drug], e.start, e.end, e.stop_reason, e.last_dose, e.role, run_id)
+            )
             for sk in dict.fromkeys(e.source_keys):
                 rows["exposure_sources"].append((eid, sk, pk))
         line_ids = {}
         for ln in d.lines:
             lid = ids.take("line_id")
             line_ids[ln.number] = lid
-            rows["lines_of_therapy"].append((lid, pk, ln.number, ln.start, ln.end, ln.end_reason,
-                                             ln.start_rule, ln.includes_index_transplant, run_id))  # fmt: skip
+            rows["lines_of_therapy"].append(
+                (
+                    lid,
+                    pk,
+                    ln.number,
+                    ln.start,
+                    ln.end,
+                    ln.end_reason,
+                    ln.start_rule,
+                    ln.includes_index_transplant,
+                    run_id,
+                )
+            )
         for r in d.regimens:
             rid = ids.take("regimen_id")
-            rows["regimens"].append((rid, pk, line_ids[r.line], r.number, r.phase, r.name[:400],
-                                     r.start, r.end, r.stop_reason, r.contains_lenalidomide,
-                                     run_id))  # fmt: skip
+            rows["regimens"].append(
+                (
+                    rid,
+                    pk,
+                    line_ids[r.line],
+                    r.number,
+                    r.phase,
+                    r.name[:400],
+                    r.start,
+                    r.end,
+                    r.stop_reason,
+                    r.contains_lenalidomide,
+                    run_id,
+                )
+            )
             for idx, continued in r.exposures:
                 rows["regimen_exposures"].append((rid, exp_ids[idx], pk, continued))
         for key, (role, line) in d.transplant_roles.items():
-            rows["transplant_roles"].append((key, pk, role, line_ids.get(line) if line else None,
-                                             run_id))  # fmt: skip
+            rows["transplant_roles"].append((key, pk, role, line_ids.get(line) if line else None, run_id))
         for rel in d.relapses:
             rel_id = ids.take("relapse_id")
-            rows["relapses"].append((rel_id, pk, rel.date, rel.sequence, rel.source,
-                                     rel.source_key, rel.after_index_transplant,
-                                     rel.is_first_after_index,
-                                     line_ids.get(rel.line) if rel.line else None,
-                                     rel.len_refractory, rel.len_last_dose,
-                                     rel.len_exposure_days, rel.len_free_interval_days, run_id))  # fmt: skip
+            rows["relapses"].append(
+                (
+                    rel_id,
+                    pk,
+                    rel.date,
+                    rel.sequence,
+                    rel.source,
+                    rel.source_key,
+                    rel.after_index_transplant,
+                    rel.is_first_after_index,
+                    line_ids.get(rel.line) if rel.line else None,
+                    rel.len_refractory,
+                    rel.len_last_dose,
+                    rel.len_exposure_days,
+                    rel.len_free_interval_days,
+                    run_id,
+                )
+            )
             for drug, refr in sorted(rel.refractory.items()):
                 rows["relapse_refractoriness"].append((rel_id, drug_ids[drug], pk, refr))
         rows["patient_summaries"].append(_summary_row(d, line_ids, run_id))
@@ -248,28 +349,81 @@ def _write(conn: Connection, derivations: list[Derivation], run_id: int, ids: _I
 
 
 COLUMNS = {
-    "exposures": ["exposure_id", "patient_key", "drug_id", "start_date", "end_date",
-                  "stop_reason", "last_dose_mg", "role", "derivation_run_id"],
+    "exposures": [
+        "exposure_id",
+        "patient_key",
+        "drug_id",
+        "start_date",
+        "end_date",
+        "stop_reason",
+        "last_dose_mg",
+        "role",
+        "derivation_run_id",
+    ],
     "exposure_sources": ["exposure_id", "treatment_key", "patient_key"],
-    "lines_of_therapy": ["line_id", "patient_key", "line_number", "start_date", "end_date",
-                         "end_reason", "start_rule", "includes_index_transplant",
-                         "derivation_run_id"],
-    "regimens": ["regimen_id", "patient_key", "line_id", "regimen_number", "phase", "name",
-                 "start_date", "end_date", "stop_reason", "contains_lenalidomide",
-                 "derivation_run_id"],
+    "lines_of_therapy": [
+        "line_id",
+        "patient_key",
+        "line_number",
+        "start_date",
+        "end_date",
+        "end_reason",
+        "start_rule",
+        "includes_index_transplant",
+        "derivation_run_id",
+    ],
+    "regimens": [
+        "regimen_id",
+        "patient_key",
+        "line_id",
+        "regimen_number",
+        "phase",
+        "name",
+        "start_date",
+        "end_date",
+        "stop_reason",
+        "contains_lenalidomide",
+        "derivation_run_id",
+    ],
     "regimen_exposures": ["regimen_id", "exposure_id", "patient_key", "continued"],
     "transplant_roles": ["transplant_key", "patient_key", "role", "line_id", "derivation_run_id"],
-    "relapses": ["relapse_id", "patient_key", "relapse_date", "sequence", "source", "source_key",
-                 "after_index_transplant", "is_first_after_index", "line_id", "len_refractory",
-                 "len_last_dose_mg", "len_exposure_days", "len_free_interval_days",
-                 "derivation_run_id"],
+    "relapses": [
+        "relapse_id",
+        "patient_key",
+        "relapse_date",
+        "sequence",
+        "source",
+        "source_key",
+        "after_index_transplant",
+        "is_first_after_index",
+        "line_id",
+        "len_refractory",
+        "len_last_dose_mg",
+        "len_exposure_days",
+        "len_free_interval_days",
+        "derivation_run_id",
+    ],
     "relapse_refractoriness": ["relapse_id", "drug_id", "patient_key", "refractory"],
-    "patient_summaries": ["patient_key", "index_transplant_key", "index_transplant_date",
-                          "tandem_transplant_date", "maintenance", "lenalidomide_maintenance",
-                          "maintenance_agents", "maintenance_start", "maintenance_end",
-                          "maintenance_stop_reason", "relapse_date", "l2_line_id", "l2_start",
-                          "l2_first_regimen", "l2_lenalidomide", "lines", "derivation_run_id"],
-}  # fmt: skip
+    "patient_summaries": [
+        "patient_key",
+        "index_transplant_key",
+        "index_transplant_date",
+        "tandem_transplant_date",
+        "maintenance",
+        "lenalidomide_maintenance",
+        "maintenance_agents",
+        "maintenance_start",
+        "maintenance_end",
+        "maintenance_stop_reason",
+        "relapse_date",
+        "l2_line_id",
+        "l2_start",
+        "l2_first_regimen",
+        "l2_lenalidomide",
+        "lines",
+        "derivation_run_id",
+    ],
+}
 
 
 def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[Any, ...]:
@@ -290,10 +444,17 @@ def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[
         d.index_transplant.key if d.index_transplant else None,
         d.index_transplant.date if d.index_transplant else None,
         d.tandem_transplant.date if d.tandem_transplant else None,
-        bool(mt), d.lenalidomide_maintenance, ", ".join(agents) or None,
-        min(r.start for r in mt) if mt else None, mt_end, mt_stop,
+        bool(mt),
+        d.lenalidomide_maintenance,
+        ", ".join(agents) or None,
+        min(r.start for r in mt) if mt else None,
+        mt_end,
+        mt_stop,
         rel.date if rel else None,
-        line_ids.get(2) if l2 else None, l2.start if l2 else None,
-        l2_reg.name if l2_reg else None, bool(l2_reg and l2_reg.contains_lenalidomide),
-        len(d.lines), run_id,
-    )  # fmt: skip
+        line_ids.get(2) if l2 else None,
+        l2.start if l2 else None,
+        l2_reg.name if l2_reg else None,
+        bool(l2_reg and l2_reg.contains_lenalidomide),
+        len(d.lines),
+        run_id,
+    )

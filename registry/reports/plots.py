@@ -7,18 +7,22 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from registry.cohorts.sql import DAYS_PER_MONTH  # noqa: E402
-from registry.statistics.survival import KaplanMeier  # noqa: E402
+from registry.cohorts.sql import DAYS_PER_MONTH
+from registry.statistics.survival import KaplanMeier
 
 COLOURS = {"G1": "#1b6ca8", "G2": "#d1495b", "G3": "#2e8b57", "G4": "#8d6a9f"}
 TICKS = (0, 12, 24, 36, 48, 60, 72)
 
 
-def km_plot(curves: dict[str, KaplanMeier], title: str, labels: dict[str, str],
-            at_risk: dict[str, dict[str, int | None]] | None = None) -> bytes:  # fmt: skip
+def km_plot(
+    curves: dict[str, KaplanMeier],
+    title: str,
+    labels: dict[str, str],
+    at_risk: dict[str, dict[str, int | None]] | None = None,
+) -> bytes:
     """Step curves (months on x), censoring ticks, and a numbers-at-risk table below."""
     fig = plt.figure(figsize=(8.5, 6.2), dpi=110)
     ax = fig.add_axes((0.1, 0.36, 0.85, 0.56))
@@ -42,8 +46,8 @@ def km_plot(curves: dict[str, KaplanMeier], title: str, labels: dict[str, str],
     # numbers at risk (time >= t), one row per group, aligned with the x ticks
     fig.text(0.01, 0.25, "Number at risk", fontsize=9, weight="bold")
     for row, (g, km) in enumerate(curves.items()):
-        y = 0.21 - row * 0.045
-        fig.text(0.02, y, g, fontsize=9, color=COLOURS.get(g))
+        ty = 0.21 - row * 0.045
+        fig.text(0.02, ty, g, fontsize=9, color=COLOURS.get(g))
         for t in TICKS:
             n = km.n_risk_at(t * DAYS_PER_MONTH)
             if at_risk and g in at_risk and str(t) in at_risk[g]:
@@ -52,7 +56,7 @@ def km_plot(curves: dict[str, KaplanMeier], title: str, labels: dict[str, str],
             else:
                 label = str(n)
             xpos = 0.1 + 0.85 * t / xmax
-            fig.text(xpos, y, label, fontsize=9, ha="center")
+            fig.text(xpos, ty, label, fontsize=9, ha="center")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -43,7 +43,8 @@ def _months(v: float | None) -> str:
 def to_html(report: StudyReport, data: dict[str, Any]) -> str:
     """``data`` is the (possibly suppressed) JSON; plots use its numbers at risk."""
     e = html.escape
-    parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+    parts = [
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{e(data["title"])}</title>
 <style>
 body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}}
@@ -56,41 +57,69 @@ th{{background:#f3f3f3}} td:first-child,th:first-child{{text-align:left}}
 <p class="small">Study <code>{e(data["study"])}</code> (definition v{data["definition_version"]}),
 data cutoff {e(str(data["data_cutoff"]))}, generated {e(data["generated_at"])} by registry
 {e(data["registry_version"])}. {len(report.patients)} patients in the analysis.
-{"Counts below " + str(data["min_cell"]) + " suppressed." if data.get("min_cell") else ""}</p>"""]
+{"Counts below " + str(data["min_cell"]) + " suppressed." if data.get("min_cell") else ""}</p>"""
+    ]
     if data["warnings"]:
         items = "".join(f"<li>{e(w)}</li>" for w in data["warnings"])
         parts.append(f'<div class="warn"><strong>Warnings</strong><ul>{items}</ul></div>')
-    parts.append("<h2>Cohort (attrition)</h2><table><tr><th>Step</th><th>Remaining</th>"
-                 "<th>Excluded</th><th>Reason</th></tr>")  # fmt: skip
+    parts.append(
+        "<h2>Cohort (attrition)</h2><table><tr><th>Step</th><th>Remaining</th>"
+        "<th>Excluded</th><th>Reason</th></tr>"
+    )
     for a in data["attrition"]:
-        parts.append(f"<tr><td>{e(a['step'])}</td><td>{_fmt(a['remaining'])}</td>"
-                     f"<td>{_fmt(a['excluded'])}</td><td>{e(a['reason'] or '')}</td></tr>")  # fmt: skip
+        parts.append(
+            f"<tr><td>{e(a['step'])}</td><td>{_fmt(a['remaining'])}</td>"
+            f"<td>{_fmt(a['excluded'])}</td><td>{e(a['reason'] or '')}</td></tr>"
+        )
     parts.append("</table>")
     groups = data["groups"]
-    parts.append("<h2>Baseline at the start of the 2nd line</h2><table><tr><th></th>"
-                 + "".join(f"<th>{g}</th>" for g in groups) + "</tr>")  # fmt: skip
-    parts.append("<tr><td>Group</td>" + "".join(f"<td>{e(v['label'])}</td>" for v in groups.values()) + "</tr>")
-    parts.append("<tr><td>Patients</td>" + "".join(f"<td>{_fmt(v['n'])}</td>" for v in groups.values()) + "</tr>")
-    parts.append("<tr><td>Age at 2nd line, median (IQR)</td>" + "".join(
-        f"<td>{_fmt(v['baseline']['age_at_l2_median'])} ({_fmt(v['baseline']['age_at_l2_iqr'][0])}"
-        f"–{_fmt(v['baseline']['age_at_l2_iqr'][1])})</td>" for v in groups.values()) + "</tr>")  # fmt: skip
-    for table, label in (("sex", "Sex"), ("iss_stage", "ISS stage"),
-                         ("cytogenetic_risk", "Cytogenetic risk")):  # fmt: skip
+    parts.append(
+        "<h2>Baseline at the start of the 2nd line</h2><table><tr><th></th>"
+        + "".join(f"<th>{g}</th>" for g in groups)
+        + "</tr>"
+    )
+    parts.append(
+        "<tr><td>Group</td>" + "".join(f"<td>{e(v['label'])}</td>" for v in groups.values()) + "</tr>"
+    )
+    parts.append(
+        "<tr><td>Patients</td>" + "".join(f"<td>{_fmt(v['n'])}</td>" for v in groups.values()) + "</tr>"
+    )
+    parts.append(
+        "<tr><td>Age at 2nd line, median (IQR)</td>"
+        + "".join(
+            f"<td>{_fmt(v['baseline']['age_at_l2_median'])} ({_fmt(v['baseline']['age_at_l2_iqr'][0])}"
+            f"–{_fmt(v['baseline']['age_at_l2_iqr'][1])})</td>"
+            for v in groups.values()
+        )
+        + "</tr>"
+    )
+    for table, label in (
+        ("sex", "Sex"),
+        ("iss_stage", "ISS stage"),
+        ("cytogenetic_risk", "Cytogenetic risk"),
+    ):
         levels = sorted({k for v in groups.values() for k in v["baseline"].get(table, {})})
         for lv in levels:
-            parts.append(f"<tr><td>{label}: {e(lv)}</td>" + "".join(
-                f"<td>{_fmt(v['baseline'][table].get(lv, 0))}</td>" for v in groups.values()) + "</tr>")  # fmt: skip
+            parts.append(
+                f"<tr><td>{label}: {e(lv)}</td>"
+                + "".join(f"<td>{_fmt(v['baseline'][table].get(lv, 0))}</td>" for v in groups.values())
+                + "</tr>"
+            )
     parts.append("</table>")
     labels = {g: v["label"] for g, v in groups.items()}
     for name, meta in data["endpoints"].items():
         parts.append(f"<h2>{e(meta['label'])} (<code>{e(name)}</code>)</h2>")
-        if name in report.curves and report.curves[name]:
+        if report.curves.get(name):
             at_risk = {g: v["endpoints"].get(name, {}).get("at_risk", {}) for g, v in groups.items()}
             png = km_plot(report.curves[name], meta["label"], labels, at_risk)
-            parts.append(f'<img alt="Kaplan-Meier curves for {e(name)}" width="850" '
-                         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')  # fmt: skip
-        parts.append("<table><tr><th>Group</th><th>Patients</th><th>Events</th>"
-                     "<th>Median, months (95% CI)</th><th>24-month rate (95% CI)</th></tr>")  # fmt: skip
+            parts.append(
+                f'<img alt="Kaplan-Meier curves for {e(name)}" width="850" '
+                f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            )
+        parts.append(
+            "<table><tr><th>Group</th><th>Patients</th><th>Events</th>"
+            "<th>Median, months (95% CI)</th><th>24-month rate (95% CI)</th></tr>"
+        )
         for g, v in groups.items():
             s = v["endpoints"].get(name, {})
             ci = s.get("median_ci_months", [None, None])
@@ -101,27 +130,38 @@ data cutoff {e(str(data["data_cutoff"]))}, generated {e(data["generated_at"])} b
                 f"<td>{_months(s.get('median_months'))} ({_months(ci[0])}–{_months(ci[1])})</td>"
                 f"<td>{_fmt(r24 * 100 if r24 is not None else None)}% "
                 f"({_fmt(rci[0] * 100 if rci[0] is not None else None)}–"
-                f"{_fmt(rci[1] * 100 if rci[1] is not None else None)})</td></tr>")  # fmt: skip
+                f"{_fmt(rci[1] * 100 if rci[1] is not None else None)})</td></tr>"
+            )
         parts.append("</table>")
         fu = data["median_follow_up_months"].get(name)
         parts.append(f"<p class='small'>Median follow-up (reverse Kaplan-Meier): {_months(fu)} months.</p>")
         parts.append("<table><tr><th>Log-rank</th><th>χ²</th><th>df</th><th>p</th></tr>")
         for lr in (x for x in data["logrank"] if x["endpoint"] == name):
-            parts.append(f"<tr><td>{' vs '.join(lr['groups'])}</td><td>{_fmt(lr['chi2'], 2)}</td>"
-                         f"<td>{lr['df']}</td><td>{_p(lr['p'])}</td></tr>")  # fmt: skip
-        parts.append("</table><table><tr><th>Cox (Efron)</th><th>Model</th><th>HR (95% CI)</th><th>p</th></tr>")
+            parts.append(
+                f"<tr><td>{' vs '.join(lr['groups'])}</td><td>{_fmt(lr['chi2'], 2)}</td>"
+                f"<td>{lr['df']}</td><td>{_p(lr['p'])}</td></tr>"
+            )
+        parts.append(
+            "</table><table><tr><th>Cox (Efron)</th><th>Model</th><th>HR (95% CI)</th><th>p</th></tr>"
+        )
         for c in (x for x in data["cox"] if x["endpoint"] == name):
-            parts.append(f"<tr><td>{e(c['term'])}</td><td>{c['model']}</td><td>{_fmt(c['hr'], 2)} "
-                         f"({_fmt(c['hr_ci'][0], 2)}–{_fmt(c['hr_ci'][1], 2)})</td><td>{_p(c['p'])}</td></tr>")  # fmt: skip
+            parts.append(
+                f"<tr><td>{e(c['term'])}</td><td>{c['model']}</td><td>{_fmt(c['hr'], 2)} "
+                f"({_fmt(c['hr_ci'][0], 2)}–{_fmt(c['hr_ci'][1], 2)})</td><td>{_p(c['p'])}</td></tr>"
+            )
         for z in (x for x in data["ph_check"] if x["endpoint"] == name):
-            parts.append(f"<tr><td>PH check (cox.zph, global)</td><td>{z['model']}</td>"
-                         f"<td>χ² {_fmt(z['global_chi2'], 2)}, df {z['df']}</td><td>{_p(z['p'])}</td></tr>")  # fmt: skip
+            parts.append(
+                f"<tr><td>PH check (cox.zph, global)</td><td>{z['model']}</td>"
+                f"<td>χ² {_fmt(z['global_chi2'], 2)}, df {z['df']}</td><td>{_p(z['p'])}</td></tr>"
+            )
         parts.append("</table>")
-    parts.append("<h2>Methods</h2><p class='small'>Kaplan-Meier estimates with 95% pointwise "
-                 "confidence intervals from Greenwood's variance on the log(−log) scale; medians "
-                 "and their confidence intervals as R's <code>survfit</code> reports them; "
-                 "log-rank tests (<code>survdiff</code>); Cox proportional-hazards models with "
-                 "Efron ties, G1 as reference, unadjusted and adjusted for age at the 2nd line, "
-                 "sex, ISS stage and cytogenetic risk, with the <code>cox.zph</code> score test. "
-                 "Months are days / 30.4375. See docs/reports.md.</p></body></html>")  # fmt: skip
+    parts.append(
+        "<h2>Methods</h2><p class='small'>Kaplan-Meier estimates with 95% pointwise "
+        "confidence intervals from Greenwood's variance on the log(−log) scale; medians "
+        "and their confidence intervals as R's <code>survfit</code> reports them; "
+        "log-rank tests (<code>survdiff</code>); Cox proportional-hazards models with "
+        "Efron ties, G1 as reference, unadjusted and adjusted for age at the 2nd line, "
+        "sex, ISS stage and cytogenetic risk, with the <code>cox.zph</code> score test. "
+        "Months are days / 30.4375. See docs/reports.md.</p></body></html>"
+    )
     return "\n".join(parts)

@@ -28,9 +28,20 @@ RATE_MONTHS = (12, 24, 60)
 AT_RISK_MONTHS = (0, 12, 24, 36, 48, 60)
 SMALL_GROUP = 20
 HEAVY_CENSORING = 0.6
-PATIENT_COLUMNS = ["patient_key", "group", "l2_start", "site_code", "age_at_l2", "sex",
-                   "iss_stage", "cytogenetic_risk", "index_transplant_date", "relapse_date",
-                   "l2_first_regimen", "maintenance_agents"]  # fmt: skip
+PATIENT_COLUMNS = [
+    "patient_key",
+    "group",
+    "l2_start",
+    "site_code",
+    "age_at_l2",
+    "sex",
+    "iss_stage",
+    "cytogenetic_risk",
+    "index_transplant_date",
+    "relapse_date",
+    "l2_first_regimen",
+    "maintenance_agents",
+]
 
 
 @dataclass
@@ -68,12 +79,24 @@ def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
 def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, Any]]:
     rows = []
     before = len(cohort)
-    rows.append({"step": "Current patients in the registry", "remaining": before,
-                 "excluded": 0, "reason": None})  # fmt: skip
+    rows.append(
+        {
+            "step": "Current patients in the registry",
+            "remaining": before,
+            "excluded": 0,
+            "reason": None,
+        }
+    )
     for i, step in enumerate(defn.steps, start=1):
         remaining = int(cohort[f"step_{i}"].sum())
-        rows.append({"step": step.label, "remaining": remaining, "excluded": before - remaining,
-                     "reason": step.reason})  # fmt: skip
+        rows.append(
+            {
+                "step": step.label,
+                "remaining": remaining,
+                "excluded": before - remaining,
+                "reason": step.reason,
+            }
+        )
         before = remaining
     return rows
 
@@ -104,11 +127,12 @@ def _baseline(df: pd.DataFrame) -> dict[str, Any]:
         "n": len(df),
         "age_at_l2_median": _r(float(ages.median()), 1) if len(ages) else None,
         "age_at_l2_iqr": [_r(float(ages.quantile(0.25)), 1), _r(float(ages.quantile(0.75)), 1)]
-        if len(ages) else [None, None],
+        if len(ages)
+        else [None, None],
         "sex": counts("sex"),
         "iss_stage": counts("iss_stage"),
         "cytogenetic_risk": counts("cytogenetic_risk"),
-    }  # fmt: skip
+    }
 
 
 def _design(df: pd.DataFrame, adjusted: bool) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -160,8 +184,9 @@ def build_study_report(
         "as_of": as_of.isoformat() if as_of else None,
         "n": len(table),
         "attrition": attrition(cohort, defn),
-        "endpoints": {e.name: {"label": e.label, "origin": e.origin, "events": list(e.events)}
-                      for e in chosen},  # fmt: skip
+        "endpoints": {
+            e.name: {"label": e.label, "origin": e.origin, "events": list(e.events)} for e in chosen
+        },
         "groups": {},
         "logrank": [],
         "cox": [],
@@ -177,22 +202,29 @@ def build_study_report(
             analysed.append((e.name, table, f"{e.name}_days"))
     else:
         lm = _landmark(table, landmark_days)
-        data["landmark"] = {"days": landmark_days, "n": len(lm),
-                            "rule": "patients under follow-up at the landmark whose 2nd line "
-                            "had started by then; time counted from the landmark"}  # fmt: skip
+        data["landmark"] = {
+            "days": landmark_days,
+            "n": len(lm),
+            "rule": "patients under follow-up at the landmark whose 2nd line "
+            "had started by then; time counted from the landmark",
+        }
         for e in chosen:
             frame = lm[lm[f"{e.name}_days"] > landmark_days].copy()
             frame[f"{e.name}_lm"] = frame[f"{e.name}_days"] - landmark_days
             analysed.append((e.name, frame, f"{e.name}_lm"))
 
-    for g in defn.groups:
-        sub = table[table["group"] == g.name]
-        data["groups"][g.name] = {"label": g.label, "n": len(sub), "endpoints": {},
-                                  "baseline": _baseline(sub)}  # fmt: skip
+    for grp in defn.groups:
+        sub = table[table["group"] == grp.name]
+        data["groups"][grp.name] = {
+            "label": grp.label,
+            "n": len(sub),
+            "endpoints": {},
+            "baseline": _baseline(sub),
+        }
         if 0 < len(sub) < SMALL_GROUP:
-            warnings.append(f"{g.name} has only {len(sub)} patients: estimates are imprecise")
+            warnings.append(f"{grp.name} has only {len(sub)} patients: estimates are imprecise")
         if len(sub) == 0:
-            warnings.append(f"{g.name} has no patients")
+            warnings.append(f"{grp.name} has no patients")
 
     for name, frame, tcol in analysed:
         ecol = f"{name}_event"
@@ -201,9 +233,12 @@ def build_study_report(
         for g in groups:
             sub = frame[frame["group"] == g]
             if len(sub) == 0:
-                data["groups"][g]["endpoints"][name] = {"n": 0, "events": 0,
-                                                        "median_months": None,
-                                                        "median_ci_months": [None, None]}  # fmt: skip
+                data["groups"][g]["endpoints"][name] = {
+                    "n": 0,
+                    "events": 0,
+                    "median_months": None,
+                    "median_ci_months": [None, None],
+                }
                 continue
             km = kaplan_meier(sub, tcol, ecol)
             curves[name][g] = km
@@ -217,13 +252,27 @@ def build_study_report(
         present = [g for g in groups if (frame["group"] == g).any()]
         if len(present) >= 2:
             lr = logrank_test(frame, tcol, ecol, "group")
-            data["logrank"].append({"endpoint": name, "groups": list(lr.groups),
-                                    "chi2": _r(lr.chi2), "df": lr.df, "p": _r(lr.p, 8)})  # fmt: skip
+            data["logrank"].append(
+                {
+                    "endpoint": name,
+                    "groups": list(lr.groups),
+                    "chi2": _r(lr.chi2),
+                    "df": lr.df,
+                    "p": _r(lr.p, 8),
+                }
+            )
             for a, b in itertools.combinations(present, 2):
                 pair = frame[frame["group"].isin([a, b])]
                 lr = logrank_test(pair, tcol, ecol, "group")
-                data["logrank"].append({"endpoint": name, "groups": [a, b], "chi2": _r(lr.chi2),
-                                        "df": lr.df, "p": _r(lr.p, 8)})  # fmt: skip
+                data["logrank"].append(
+                    {
+                        "endpoint": name,
+                        "groups": [a, b],
+                        "chi2": _r(lr.chi2),
+                        "df": lr.df,
+                        "p": _r(lr.p, 8),
+                    }
+                )
         if "G1" in present and len(present) >= 2:
             for model in ("unadjusted", "adjusted"):
                 _cox(data, warnings, frame, name, tcol, ecol, model)
@@ -237,8 +286,15 @@ def _landmark(table: pd.DataFrame, days: int) -> pd.DataFrame:
     return table[started]
 
 
-def _cox(data: dict[str, Any], warnings: list[str], frame: pd.DataFrame, name: str, tcol: str,
-         ecol: str, model: str) -> None:  # fmt: skip
+def _cox(
+    data: dict[str, Any],
+    warnings: list[str],
+    frame: pd.DataFrame,
+    name: str,
+    tcol: str,
+    ecol: str,
+    model: str,
+) -> None:
     d, terms = _design(frame, adjusted=model == "adjusted")
     try:
         fit = cox_ph(d, tcol, ecol, terms)
@@ -248,16 +304,35 @@ def _cox(data: dict[str, Any], warnings: list[str], frame: pd.DataFrame, name: s
         return
     for row in fit.rows:
         term = f"{row.name} vs G1" if row.name in terms["group"] else row.name
-        data["cox"].append({"endpoint": name, "model": model, "term": term, "hr": _r(row.hr),
-                            "hr_ci": [_r(row.hr_lower), _r(row.hr_upper)], "p": _r(row.p, 8),
-                            "n": fit.n, "events": fit.events})  # fmt: skip
-    data["ph_check"].append({"endpoint": name, "model": model, "global_chi2": _r(zph.global_chisq),
-                             "df": zph.global_df, "p": _r(zph.global_p, 8),
-                             "terms": {k: {"chi2": _r(v[0]), "df": v[1], "p": _r(v[2], 8)}
-                                       for k, v in zph.terms.items()}})  # fmt: skip
+        data["cox"].append(
+            {
+                "endpoint": name,
+                "model": model,
+                "term": term,
+                "hr": _r(row.hr),
+                "hr_ci": [_r(row.hr_lower), _r(row.hr_upper)],
+                "p": _r(row.p, 8),
+                "n": fit.n,
+                "events": fit.events,
+            }
+        )
+    data["ph_check"].append(
+        {
+            "endpoint": name,
+            "model": model,
+            "global_chi2": _r(zph.global_chisq),
+            "df": zph.global_df,
+            "p": _r(zph.global_p, 8),
+            "terms": {k: {"chi2": _r(v[0]), "df": v[1], "p": _r(v[2], 8)} for k, v in zph.terms.items()},
+        }
+    )
     if zph.global_p < 0.05:
-        warnings.append(f"{name}, {model} Cox model: proportional hazards doubtful "
-                        f"(cox.zph global p = {zph.global_p:.3g})")  # fmt: skip
+        warnings.append(
+            f"{name}, {model} Cox model: proportional hazards doubtful "
+            f"(cox.zph global p = {zph.global_p:.3g})"
+        )
     if model == "adjusted" and fit.n < len(frame):
-        warnings.append(f"{name}, adjusted Cox model: {len(frame) - fit.n} patients without "
-                        f"ISS stage (or another covariate) left out")  # fmt: skip
+        warnings.append(
+            f"{name}, adjusted Cox model: {len(frame) - fit.n} patients without "
+            f"ISS stage (or another covariate) left out"
+        )

@@ -72,7 +72,7 @@ def dummies(df: pd.DataFrame, column: str, reference: str, prefix: str | None = 
     return names
 
 
-def _efron_pieces(time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.ndarray):  # type: ignore[no-untyped-def]
+def _efron_pieces(time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.ndarray):
     """Per distinct event time: (loglik part, score part, information part)."""
     eta = x @ beta
     eta = eta - eta.mean()  # centring changes nothing but keeps exp() in range
@@ -107,7 +107,7 @@ def _efron_pieces(time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.n
     return out
 
 
-def _loglik(time, event, x, beta):  # type: ignore[no-untyped-def]
+def _loglik(time, event, x, beta):
     if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 600:
         raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
     pieces = _efron_pieces(time, event, x, beta)
@@ -166,17 +166,32 @@ def cox_ph(
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     rows = tuple(
         CoxTerm(
-            name=c, coef=float(b), se=float(s), hr=float(np.exp(b)),
-            hr_lower=float(np.exp(b - z * s)), hr_upper=float(np.exp(b + z * s)),
-            z=float(b / s), p=float(stats.chi2.sf((b / s) ** 2, 1)),
+            name=c,
+            coef=float(b),
+            se=float(s),
+            hr=float(np.exp(b)),
+            hr_lower=float(np.exp(b - z * s)),
+            hr_upper=float(np.exp(b + z * s)),
+            z=float(b / s),
+            p=float(stats.chi2.sf((b / s) ** 2, 1)),
         )
         for c, b, s in zip(columns, beta, se, strict=True)
-    )  # fmt: skip
+    )
     return CoxResult(
-        columns=tuple(columns), terms={k: tuple(v) for k, v in terms.items()}, coef=beta,
-        var=var, loglik=ll, loglik_null=ll_null, n=len(time), events=int(event.sum()),
-        iterations=it, rows=rows, _time=time, _event=event, _x=x,
-    )  # fmt: skip
+        columns=tuple(columns),
+        terms={k: tuple(v) for k, v in terms.items()},
+        coef=beta,
+        var=var,
+        loglik=ll,
+        loglik_null=ll_null,
+        n=len(time),
+        events=int(event.sum()),
+        iterations=it,
+        rows=rows,
+        _time=time,
+        _event=event,
+        _x=x,
+    )
 
 
 def cox_zph(fit: CoxResult) -> ZphResult:

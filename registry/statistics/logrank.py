@@ -20,9 +20,7 @@ class LogRankResult:
     p: float
 
 
-def logrank_test(
-    df: pd.DataFrame, duration_col: str, event_col: str, group_col: str
-) -> LogRankResult:
+def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str) -> LogRankResult:
     groups = tuple(sorted(str(g) for g in df[group_col].dropna().unique()))
     g_index = df[group_col].astype(str).map({g: i for i, g in enumerate(groups)}).to_numpy()
     t = df[duration_col].to_numpy(dtype=float)

@@ -23,18 +23,37 @@ def d(s: str) -> dt.date:
     return dt.date.fromisoformat(s)
 
 
-def rx(drug: str | None, start: str, end: str | None = None, stop: str | None = None,
-       intent: str | None = None, dose: float | None = None) -> TreatmentRow:  # fmt: skip
+def rx(
+    drug: str | None,
+    start: str,
+    end: str | None = None,
+    stop: str | None = None,
+    intent: str | None = None,
+    dose: float | None = None,
+) -> TreatmentRow:
     return TreatmentRow(
-        key=f"rx{next(_keys)}", drug=drug, drug_class=CLASSES.get(drug) if drug else None,
-        start=d(start), end=d(end) if end else None, stop_reason=stop, intent=intent, dose=dose,
-    )  # fmt: skip
+        key=f"rx{next(_keys)}",
+        drug=drug,
+        drug_class=CLASSES.get(drug) if drug else None,
+        start=d(start),
+        end=d(end) if end else None,
+        stop_reason=stop,
+        intent=intent,
+        dose=dose,
+    )
 
 
 def weekly_dex(start: str, weeks: int, every: int = 7) -> list[TreatmentRow]:
     s = d(start)
-    return [rx("dexamethasone", (s + dt.timedelta(days=every * i)).isoformat(),
-               (s + dt.timedelta(days=every * i)).isoformat(), "completed") for i in range(weeks)]  # fmt: skip
+    return [
+        rx(
+            "dexamethasone",
+            (s + dt.timedelta(days=every * i)).isoformat(),
+            (s + dt.timedelta(days=every * i)).isoformat(),
+            "completed",
+        )
+        for i in range(weeks)
+    ]
 
 
 def auto(date: str) -> TransplantRow:
@@ -49,14 +68,26 @@ def prog(date: str, kind: str = "progression") -> EventRow:
     return EventRow(f"ev{next(_keys)}", d(date), kind)
 
 
-def derive(treatments=(), transplants=(), events=(), last_contact="2024-01-01", death=None,  # type: ignore[no-untyped-def]
-           cutoff="2024-06-30") -> Derivation:  # fmt: skip
+def derive(
+    treatments=(),
+    transplants=(),
+    events=(),
+    last_contact="2024-01-01",
+    death=None,  # type: ignore[no-untyped-def]
+    cutoff="2024-06-30",
+) -> Derivation:
     rows = []
     for t in treatments:
         rows.extend(t if isinstance(t, list) else [t])
-    inp = PatientInputs("P", tuple(rows), tuple(transplants), tuple(events),
-                        d(last_contact) if last_contact else None, d(death) if death else None,
-                        d(cutoff))  # fmt: skip
+    inp = PatientInputs(
+        "P",
+        tuple(rows),
+        tuple(transplants),
+        tuple(events),
+        d(last_contact) if last_contact else None,
+        d(death) if death else None,
+        d(cutoff),
+    )
     return derive_patient(inp)
 
 
@@ -66,5 +97,8 @@ def summary(dv: Derivation) -> list[tuple[int, str, str, str]]:
 
 
 def vrd(start: str, end: str) -> list[TreatmentRow]:
-    return [rx("bortezomib", start, end, "completed"), rx("lenalidomide", start, end, "completed"),
-            *weekly_dex(start, 12)]  # fmt: skip
+    return [
+        rx("bortezomib", start, end, "completed"),
+        rx("lenalidomide", start, end, "completed"),
+        *weekly_dex(start, 12),
+    ]

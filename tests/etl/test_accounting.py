@@ -14,9 +14,32 @@ from etl.pipeline import run_bundle
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 
-NASTY = ["", " ", "x", "-1", "0", "2019-02-30", "2099-01-01", "1800-01-01", "yes", "PD",
-         "MRN-0001", "MRN-0002", "R1", "E1", "TX1", "dead", "alive", "auto", "NULL", "'; --",
-         "9" * 300, "ünïcødé", "progression", "2020-01-01"]  # fmt: skip
+NASTY = [
+    "",
+    " ",
+    "x",
+    "-1",
+    "0",
+    "2019-02-30",
+    "2099-01-01",
+    "1800-01-01",
+    "yes",
+    "PD",
+    "MRN-0001",
+    "MRN-0002",
+    "R1",
+    "E1",
+    "TX1",
+    "dead",
+    "alive",
+    "auto",
+    "NULL",
+    "'; --",
+    "9" * 300,
+    "ünïcødé",
+    "progression",
+    "2020-01-01",
+]
 
 corruption = st.tuples(
     st.sampled_from(list(CONTRACTS)),

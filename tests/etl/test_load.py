@@ -77,7 +77,9 @@ def test_structural_problem_refuses_the_bundle_and_changes_nothing(
         m = json.loads((b / "manifest.json").read_text())
         (b / "manifest.json").write_text(json.dumps({**m, "exported_at": "2026-08-01T00:00:00"}))
     elif breakage == "not_utf8":
-        (b / "treatments.csv").write_bytes((b / "treatments.csv").read_bytes() + b"R9,MRN-0003,caf\xe9,2020-02-10,,,,\n")
+        (b / "treatments.csv").write_bytes(
+            (b / "treatments.csv").read_bytes() + b"R9,MRN-0003,caf\xe9,2020-02-10,,,,\n"
+        )
     elif breakage == "empty_file":
         (b / "disease_events.csv").write_text("")
     elif breakage == "no_manifest":
@@ -112,8 +114,13 @@ def test_bom_crlf_header_case_extra_and_identifier_columns(engine: Engine, tmp_p
     rows = base_rows()
     for r in rows["patients"]:
         r.update(name="Jane Doe", favourite_colour="blue")
-    b = write_bundle(tmp_path / "b", rows, line_ending="\r\n", bom=True,
-                     extra_columns={"patients": ["name", "favourite_colour"]})  # fmt: skip
+    b = write_bundle(
+        tmp_path / "b",
+        rows,
+        line_ending="\r\n",
+        bom=True,
+        extra_columns={"patients": ["name", "favourite_colour"]},
+    )
     head = (b / "treatments.csv").read_bytes().decode("utf-8-sig").split("\r\n", 1)
     header = " TREATMENT_ID , Patient_Id,DRUG,start_date,end_date,dose_mg,intent,stop_reason"
     (b / "treatments.csv").write_bytes((header + "\r\n" + head[1]).encode("utf-8"))
@@ -167,26 +174,51 @@ def test_full_mode_retires_what_the_site_no_longer_sends(engine: Engine, tmp_pat
     rows = base_rows()
     rows["patients"] = rows["patients"][:2]
     rows["follow_up"] = rows["follow_up"][:2]
-    rows["treatments"] = [r for r in rows["treatments"] if r["patient_id"] != "MRN-0003"
-                          and r["treatment_id"] != "R3"]  # fmt: skip
-    s = run_bundle(engine, write_bundle(tmp_path / "b", rows,
-                                        {"exported_at": "2026-08-01T00:00:00+00:00"}), KEY)  # fmt: skip
+    rows["treatments"] = [
+        r for r in rows["treatments"] if r["patient_id"] != "MRN-0003" and r["treatment_id"] != "R3"
+    ]
+    s = run_bundle(
+        engine,
+        write_bundle(tmp_path / "b", rows, {"exported_at": "2026-08-01T00:00:00+00:00"}),
+        KEY,
+    )
     assert s.files["patients"].retired == 1 and s.files["treatments"].retired == 2
     with engine.connect() as conn:
         current = conn.execute(select(func.count()).select_from(Patient).where(Patient.is_current)).scalar()
         total = conn.execute(select(func.count()).select_from(Patient)).scalar()
-        retired_rx = conn.execute(select(Treatment.retired_run_id).where(~Treatment.is_current)).scalars().all()
+        retired_rx = (
+            conn.execute(select(Treatment.retired_run_id).where(~Treatment.is_current)).scalars().all()
+        )
     assert (current, total) == (2, 3)
     assert retired_rx == [s.run_id, s.run_id]
 
 
 def test_incremental_only_upserts_and_accepts_known_patients(engine: Engine, tmp_path: Path) -> None:
     run_bundle(engine, write_bundle(tmp_path / "a"), KEY)
-    rows = {"patients": [], "transplants": [], "disease_events": [], "follow_up": [],
-            "treatments": [{"treatment_id": "R99", "patient_id": "MRN-0003", "drug": "pomalidomide",
-                            "start_date": "2021-01-01", "end_date": "2021-03-01"}]}  # fmt: skip
-    s = run_bundle(engine, write_bundle(tmp_path / "b", rows, {"mode": "incremental",
-                   "exported_at": "2026-08-01T00:00:00+00:00"}), KEY)  # fmt: skip
+    rows = {
+        "patients": [],
+        "transplants": [],
+        "disease_events": [],
+        "follow_up": [],
+        "treatments": [
+            {
+                "treatment_id": "R99",
+                "patient_id": "MRN-0003",
+                "drug": "pomalidomide",
+                "start_date": "2021-01-01",
+                "end_date": "2021-03-01",
+            }
+        ],
+    }
+    s = run_bundle(
+        engine,
+        write_bundle(
+            tmp_path / "b",
+            rows,
+            {"mode": "incremental", "exported_at": "2026-08-01T00:00:00+00:00"},
+        ),
+        KEY,
+    )
     assert s.files["treatments"].loaded == 1 and s.files["treatments"].quarantined == 0
     assert sum(c.retired for c in s.files.values()) == 0
     with engine.connect() as conn:
@@ -231,8 +263,9 @@ def test_only_pseudonyms_are_stored(engine: Engine, tmp_path: Path) -> None:
     dump = json.dumps(snapshot(engine))
     for raw in ("MRN-0001", "MRN-0002", "MRN-0003", "TX1", '"R8"', '"E1"'):
         assert raw not in dump
-    assert q and q[0]["patient_id"] == hmac.new(KEY, b"TEST-SITE:patient:MRN-0003",
-                                                hashlib.sha256).hexdigest()  # fmt: skip
+    assert (
+        q and q[0]["patient_id"] == hmac.new(KEY, b"TEST-SITE:patient:MRN-0003", hashlib.sha256).hexdigest()
+    )
 
 
 def test_refuses_to_run_without_a_key(db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -246,12 +279,23 @@ def test_json_summary_is_the_only_thing_on_stdout(cli_env, tmp_path: Path) -> No
     rows = base_rows()
     rows["treatments"][7]["drug"] = "mystery drug"
     b = write_bundle(tmp_path / "b", rows)
-    proc = subprocess.run([sys.executable, "-m", "registry.cli", "etl", "run", str(b), "--format", "json"],
-                          capture_output=True, text=True, env={**os.environ, **cli_env}, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "etl", "run", str(b), "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli_env},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["files"]["treatments"] == {"read": 8, "loaded": 8, "quarantined": 0,
-                                           "warnings": 1, "changed": 8, "retired": 0}  # fmt: skip
+    assert data["files"]["treatments"] == {
+        "read": 8,
+        "loaded": 8,
+        "quarantined": 0,
+        "warnings": 1,
+        "changed": 8,
+        "retired": 0,
+    }
     assert "mystery drug" in proc.stderr  # warnings go to stderr
 
 
@@ -266,10 +310,20 @@ def test_golden_dirty_bundle_quarantines_exactly_what_was_injected(engine: Engin
 
 # --------------------------------------------------------------------------- kill and lock
 def _start_paused(db_url: str, bundle: Path, marker: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
-           "REGISTRY_FAULT_PAUSE_FILE": str(marker), "REGISTRY_FAULT_PAUSE_SECONDS": "60"}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "registry.cli", "etl", "run", str(bundle)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "REGISTRY_DATABASE_URL": db_url,
+        "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
+        "REGISTRY_FAULT_PAUSE_FILE": str(marker),
+        "REGISTRY_FAULT_PAUSE_SECONDS": "60",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "etl", "run", str(bundle)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(marker: Path, proc: subprocess.Popen[str]) -> None:
@@ -304,8 +358,13 @@ def test_second_concurrent_run_exits_with_lock_held(db_url: str, engine: Engine,
     try:
         _wait_for(marker, proc)
         env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY}
-        other = subprocess.run([sys.executable, "-m", "registry.cli", "etl", "run", str(tmp_path / "a")],
-                               env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        other = subprocess.run(
+            [sys.executable, "-m", "registry.cli", "etl", "run", str(tmp_path / "a")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert other.returncode == EXIT_TEMPFAIL
         assert "another run holds the lock" in other.stderr
         assert "Traceback" not in other.stderr

@@ -20,6 +20,7 @@ KEY = TEST_KEY.encode()
 def _set(file: str, index: int, **values: Any):  # type: ignore[no-untyped-def]
     def mutate(rows: dict[str, list[dict[str, Any]]]) -> None:
         rows[file][index].update(values)
+
     return mutate
 
 
@@ -28,40 +29,100 @@ BAD = [
     ("sex_empty", _set("patients", 2, sex=""), "patients", "required"),
     ("birth_bad_date", _set("patients", 2, birth_date="1950-13-01"), "patients", "invalid_date"),
     ("birth_slash_date", _set("patients", 2, birth_date="01/01/1950"), "patients", "invalid_date"),
-    ("birth_after_dx", _set("patients", 2, birth_date="2020-03-01"), "patients", "birth_not_before_diagnosis"),
+    (
+        "birth_after_dx",
+        _set("patients", 2, birth_date="2020-03-01"),
+        "patients",
+        "birth_not_before_diagnosis",
+    ),
     ("too_young", _set("patients", 2, birth_date="2005-01-01"), "patients", "age_at_diagnosis"),
     ("too_old", _set("patients", 2, birth_date="1901-01-01"), "patients", "age_at_diagnosis"),
     ("before_1900", _set("patients", 2, birth_date="1899-12-31"), "patients", "date_before_1900"),
-    ("dx_after_cutoff", _set("patients", 2, diagnosis_date="2026-07-01"), "patients", "date_after_cutoff"),
+    (
+        "dx_after_cutoff",
+        _set("patients", 2, diagnosis_date="2026-07-01"),
+        "patients",
+        "date_after_cutoff",
+    ),
     ("iss_code", _set("patients", 2, iss_stage="IV"), "patients", "not_allowed"),
     ("riss_synonym_not_allowed", _set("patients", 2, riss_stage="2"), "patients", "not_allowed"),
     ("fish_code", _set("patients", 2, del17p="maybe"), "patients", "not_allowed"),
     ("heavy_chain", _set("patients", 2, heavy_chain="IgX"), "patients", "not_allowed"),
     ("ldh", _set("patients", 2, ldh_elevated="high"), "patients", "not_allowed"),
     ("tx_type", _set("transplants", 1, transplant_type="syngeneic"), "transplants", "not_allowed"),
-    ("tx_dose_negative", _set("transplants", 1, conditioning_dose_mg_m2="-5"), "transplants", "must_be_positive"),
-    ("tx_dose_text", _set("transplants", 1, conditioning_dose_mg_m2="high"), "transplants", "invalid_number"),
-    ("tx_before_dx", _set("transplants", 1, transplant_date="2018-03-01"), "transplants", "transplant_before_diagnosis"),
-    ("tx_after_death", _set("transplants", 1, transplant_date="2020-02-01"), "transplants", "after_death"),
+    (
+        "tx_dose_negative",
+        _set("transplants", 1, conditioning_dose_mg_m2="-5"),
+        "transplants",
+        "must_be_positive",
+    ),
+    (
+        "tx_dose_text",
+        _set("transplants", 1, conditioning_dose_mg_m2="high"),
+        "transplants",
+        "invalid_number",
+    ),
+    (
+        "tx_before_dx",
+        _set("transplants", 1, transplant_date="2018-03-01"),
+        "transplants",
+        "transplant_before_diagnosis",
+    ),
+    (
+        "tx_after_death",
+        _set("transplants", 1, transplant_date="2020-02-01"),
+        "transplants",
+        "after_death",
+    ),
     ("tx_orphan", _set("transplants", 1, patient_id="MRN-9999"), "transplants", "orphan"),
     ("tx_response", _set("transplants", 0, response_day100="great"), "transplants", "not_allowed"),
-    ("rx_end_before_start", _set("treatments", 7, end_date="2020-01-01"), "treatments", "end_before_start"),
-    ("rx_after_last_contact", _set("treatments", 7, end_date="2026-06-15"), "treatments", "after_last_contact"),
+    (
+        "rx_end_before_start",
+        _set("treatments", 7, end_date="2020-01-01"),
+        "treatments",
+        "end_before_start",
+    ),
+    (
+        "rx_after_last_contact",
+        _set("treatments", 7, end_date="2026-06-15"),
+        "treatments",
+        "after_last_contact",
+    ),
     ("rx_after_death", _set("treatments", 6, end_date="2020-02-01"), "treatments", "after_death"),
     ("rx_stop_reason", _set("treatments", 7, stop_reason="lost"), "treatments", "not_allowed"),
     ("rx_intent", _set("treatments", 7, intent="palliative"), "treatments", "not_allowed"),
     ("rx_drug_empty", _set("treatments", 7, drug=""), "treatments", "required"),
     ("rx_dose_zero", _set("treatments", 7, dose_mg="0"), "treatments", "must_be_positive"),
-    ("rx_after_cutoff", _set("treatments", 7, start_date="2026-07-02", end_date=""), "treatments", "date_after_cutoff"),
+    (
+        "rx_after_cutoff",
+        _set("treatments", 7, start_date="2026-07-02", end_date=""),
+        "treatments",
+        "date_after_cutoff",
+    ),
     ("ev_type", _set("disease_events", 2, event_type="remission"), "disease_events", "not_allowed"),
-    ("ev_response", _set("disease_events", 0, response="excellent"), "disease_events", "not_allowed"),
+    (
+        "ev_response",
+        _set("disease_events", 0, response="excellent"),
+        "disease_events",
+        "not_allowed",
+    ),
     ("ev_orphan", _set("disease_events", 2, patient_id="NOPE"), "disease_events", "orphan"),
     ("fu_dead_no_date", _set("follow_up", 1, death_date=""), "follow_up", "death_date_required"),
-    ("fu_alive_with_date", _set("follow_up", 0, death_date="2026-01-01"), "follow_up", "death_date_not_allowed"),
+    (
+        "fu_alive_with_date",
+        _set("follow_up", 0, death_date="2026-01-01"),
+        "follow_up",
+        "death_date_not_allowed",
+    ),
     ("fu_status", _set("follow_up", 2, vital_status="unknown"), "follow_up", "not_allowed"),
-    ("fu_contact_after_death", _set("follow_up", 1, last_contact_date="2020-03-01"), "follow_up", "after_death"),
+    (
+        "fu_contact_after_death",
+        _set("follow_up", 1, last_contact_date="2020-03-01"),
+        "follow_up",
+        "after_death",
+    ),
     ("fu_cause", _set("follow_up", 1, cause_of_death="old age"), "follow_up", "not_allowed"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("case", "mutate", "file", "rule"), BAD, ids=[b[0] for b in BAD])
@@ -81,10 +142,19 @@ def test_base_bundle_loads_without_quarantine(engine, tmp_path: Path) -> None:  
     s = run_bundle(engine, write_bundle(tmp_path / "b"), KEY)
     assert s.status == "succeeded" and s.quarantined == 0
     assert {k: v.loaded for k, v in s.files.items()} == {
-        "patients": 3, "follow_up": 3, "transplants": 2, "treatments": 8, "disease_events": 3}  # fmt: skip
+        "patients": 3,
+        "follow_up": 3,
+        "transplants": 2,
+        "treatments": 8,
+        "disease_events": 3,
+    }
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(Treatment)
-                            .where(Treatment.drug_id.is_(None))).scalar() == 0  # fmt: skip
+        assert (
+            conn.execute(
+                select(func.count()).select_from(Treatment).where(Treatment.drug_id.is_(None))
+            ).scalar()
+            == 0
+        )
         types = set(conn.execute(select(Transplant.transplant_type)).scalars())
     assert types == {"autologous"}
 
@@ -92,8 +162,10 @@ def test_base_bundle_loads_without_quarantine(engine, tmp_path: Path) -> None:  
 def test_cytogenetic_risk_and_synonyms(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run_bundle(engine, write_bundle(tmp_path / "b"), KEY)
     with engine.connect() as conn:
-        got = sorted(conn.execute(select(Patient.iss_stage, Patient.cytogenetic_risk)).all(),
-                     key=lambda r: str(r))  # fmt: skip
+        got = sorted(
+            conn.execute(select(Patient.iss_stage, Patient.cytogenetic_risk)).all(),
+            key=lambda r: str(r),
+        )
     assert got == sorted([("II", "standard"), ("III", "high"), (None, "unknown")], key=str)
 
 
@@ -113,8 +185,13 @@ def test_children_of_a_quarantined_patient_are_orphans(engine, tmp_path: Path) -
     rows["patients"][0]["sex"] = "?"
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
     by_file = {k: v.quarantined for k, v in s.files.items()}
-    assert by_file == {"patients": 1, "follow_up": 1, "transplants": 1, "treatments": 6,
-                       "disease_events": 2}  # fmt: skip
+    assert by_file == {
+        "patients": 1,
+        "follow_up": 1,
+        "transplants": 1,
+        "treatments": 6,
+        "disease_events": 2,
+    }
 
 
 def test_ongoing_treatment_is_not_after_last_contact(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -135,5 +212,9 @@ def test_every_reason_of_a_row_is_reported(engine, tmp_path: Path) -> None:  # t
     rows["treatments"][7].update(stop_reason="lost", dose_mg="-1", end_date="2020-01-01")
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
     (q,) = [r for r in s.quarantine if r["file"] == "treatments"]
-    assert {r["rule"] for r in q["reasons"]} == {"not_allowed", "must_be_positive", "end_before_start"}
+    assert {r["rule"] for r in q["reasons"]} == {
+        "not_allowed",
+        "must_be_positive",
+        "end_before_start",
+    }
     assert q["row_number"] == 9  # header is row 1
