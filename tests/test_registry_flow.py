@@ -324,7 +324,7 @@ def test_report_json_on_stdout_and_html(loaded: Engine, db_url: str, tmp_path: P
         assert key in data
     assert data["data_cutoff"] == "2026-06-30"
     g1 = data["groups"]["G1"]["endpoints"]["os_2l"]
-    assert g1["events"] == 1 and g1["median_months"] == round(730 / 30.4375, 6)
+    assert g1["events"] == 1 and g1["median_months"] == round(730 / 30.4375, 8)
     assert data["groups"]["G2"]["endpoints"]["os_2l"]["median_months"] is None  # not reached
     out = tmp_path / "r.html"
     res = CliRunner().invoke(

@@ -52,10 +52,10 @@ class StudyReport:
 
 
 def _m(days: float | None) -> float | None:
-    return None if days is None else round(days / DAYS_PER_MONTH, 6)
+    return None if days is None else round(days / DAYS_PER_MONTH, 8)
 
 
-def _r(x: float | None, nd: int = 6) -> float | None:
+def _r(x: float | None, nd: int = 8) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
