@@ -33,13 +33,19 @@ KEY = b"benchmark-key-not-secret-0123456789"
 def floor(engine_url: str, rows: int, width: int = 8) -> float:
     """Rows per second for a plain bulk insert of ``rows`` x ``width`` text/int columns."""
     eng = make_engine(engine_url)
-    data = [(i, f"key-{i:012d}", "2020-01-01", "2020-02-01", "lenalidomide", 10.0, "x", "y")[:width]
-            for i in range(rows)]  # fmt: skip
+    data = [
+        (i, f"key-{i:012d}", "2020-01-01", "2020-02-01", "lenalidomide", 10.0, "x", "y")[:width]
+        for i in range(rows)
+    ]
     cols = ", ".join(f"c{i}" for i in range(width))
     with eng.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
-        conn.execute(text("CREATE TABLE bench_floor (c0 BIGINT PRIMARY KEY, c1 TEXT, c2 TEXT, "
-                          "c3 TEXT, c4 TEXT, c5 FLOAT, c6 TEXT, c7 TEXT)"))  # fmt: skip
+        conn.execute(
+            text(
+                "CREATE TABLE bench_floor (c0 BIGINT PRIMARY KEY, c1 TEXT, c2 TEXT, "
+                "c3 TEXT, c4 TEXT, c5 FLOAT, c6 TEXT, c7 TEXT)"
+            )
+        )
     t = time.perf_counter()
     with eng.begin() as conn:
         raw = conn.connection.dbapi_connection
@@ -62,18 +68,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--pg-url", default=os.environ.get("REGISTRY_TEST_PG_URL",
-                                                       "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))  # fmt: skip
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mmreg-bench-"))
     t = time.perf_counter()
     write_bundle(work / "bundle", patients=args.patients, seed=42, dirty=True)
     gen_s = time.perf_counter() - t
-    n_rows = sum(sum(1 for _ in open(f)) - 1 for f in (work / "bundle").glob("*.csv"))
-    print(f"bundle: {args.patients:,} patients, {n_rows:,} rows, generated in {gen_s:.1f} s "
-          f"({n_rows / gen_s:,.0f} rows/s)")  # fmt: skip
-    print(f"{'engine':<11}{'floor rows/s':>14}{'etl rows/s':>12}{'ratio':>8}{'load s':>8}"
-          f"{'derive s':>10}{'total s':>9}")  # fmt: skip
+    n_rows = 0
+    for f in (work / "bundle").glob("*.csv"):
+        with f.open() as fh:
+            n_rows += sum(1 for _ in fh) - 1
+    print(
+        f"bundle: {args.patients:,} patients, {n_rows:,} rows, generated in {gen_s:.1f} s "
+        f"({n_rows / gen_s:,.0f} rows/s)"
+    )
+    print(
+        f"{'engine':<11}{'floor rows/s':>14}{'etl rows/s':>12}{'ratio':>8}{'load s':>8}"
+        f"{'derive s':>10}{'total s':>9}"
+    )
     for name in args.engines.split(","):
         if name == "sqlite":
             url = f"sqlite:///{work / 'bench.db'}"
@@ -98,8 +115,10 @@ def main() -> None:
             total = time.perf_counter() - t
             eng.dispose()
             load_s = s.timings.get("load_s", 0.0)
-            print(f"{name:<11}{fl:>14,.0f}{n_rows / load_s:>12,.0f}{fl / (n_rows / load_s):>7.1f}x"
-                  f"{load_s:>8.1f}{s.timings.get('derive_s', 0):>10.1f}{total:>9.1f}")  # fmt: skip
+            print(
+                f"{name:<11}{fl:>14,.0f}{n_rows / load_s:>12,.0f}{fl / (n_rows / load_s):>7.1f}x"
+                f"{load_s:>8.1f}{s.timings.get('derive_s', 0):>10.1f}{total:>9.1f}"
+            )
             stages = {k: v for k, v in s.timings.items() if k.endswith("_s")}
             print(f"           stages: {stages}")
         finally:

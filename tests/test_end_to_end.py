@@ -16,7 +16,7 @@ from tests.fixtures.e2e.make_table import build_table
 
 FIX = Path(__file__).parent / "fixtures" / "e2e"
 with (FIX / "reference.csv").open() as _fh:
-    REF = {r["key"]: (None if r["value"] == "NA" else float(r["value"])) for r in csv.DictReader(_fh)}  # fmt: skip
+    REF = {r["key"]: (None if r["value"] == "NA" else float(r["value"])) for r in csv.DictReader(_fh)}
 
 
 @pytest.fixture(scope="module")
