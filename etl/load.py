@@ -52,9 +52,6 @@ def create_stages(conn: Connection) -> None:
         cols = [Column(c, src.columns[c].type) for c in loaded_columns(name)]
         stage = Table(stage_name(name), md, *cols, prefixes=["TEMPORARY"])
         stage.create(conn)
-        conn.execute(text(f"CREATE INDEX ix_{stage_name(name)}_key ON {stage_name(name)} ({pk})"))
-        if pk != "patient_key":
-            conn.execute(text(f"CREATE INDEX ix_{stage_name(name)}_pat ON {stage_name(name)} (patient_key)"))
     key_type = Base.metadata.tables["patients"].c.patient_key.type
     qk = Table(
         "stage_quarantined_keys",
@@ -64,6 +61,17 @@ def create_stages(conn: Connection) -> None:
         prefixes=["TEMPORARY"],
     )
     qk.create(conn)
+
+
+def index_stage(conn: Connection, name: str) -> None:
+    """Index a filled staging table (faster than indexing row by row while filling) and give
+    PostgreSQL statistics on it (temporary tables are never auto-analysed)."""
+    pk = TARGETS[name][1]
+    st = stage_name(name)
+    conn.execute(text(f"CREATE INDEX ix_{st}_key ON {st} ({pk})"))
+    if pk != "patient_key":
+        conn.execute(text(f"CREATE INDEX ix_{st}_pat ON {st} (patient_key)"))
+    conn.execute(text(f"ANALYZE {st}"))
 
 
 def drop_stages(conn: Connection) -> None:
@@ -190,6 +198,12 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
         AND {pk} NOT IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
     """
     params = {"site": site, "run": run_id, "f": name}
+    earlier = conn.execute(
+        text(f"SELECT 1 FROM {target} WHERE {scope} AND run_id <> :run AND is_current = TRUE LIMIT 1"),
+        params,
+    ).first()
+    if earlier is None:
+        return 0  # nothing of this site predates the run: nothing to retire
     conn.execute(
         text(
             f"UPDATE patients SET needs_derivation = TRUE WHERE patient_key IN "

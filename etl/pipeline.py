@@ -371,6 +371,7 @@ def _load(
                     followups.append(f)
                 if progress:
                     progress(name, counts.read)
+            load.index_stage(conn, name)
             dup_keys = _quarantine_duplicates(conn, name, contract.id_column, file_q)
             if name == "patients" and dup_keys:
                 facts.frame = facts.frame[~facts.frame["key"].isin(dup_keys)]
