@@ -50,3 +50,21 @@ def test_synth_cli_writes_a_valid_bundle(tmp_path: Path, cli_env) -> None:  # ty
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[res.output.index("{") :])
     assert summary["quarantined"] == 0 and summary["status"] == "validated"
+
+
+def test_clean_default_bundle_gives_the_published_group_sizes(tmp_path: Path) -> None:
+    from etl.pipeline import run_bundle
+    from registry.cohorts.definition import load_definition
+    from registry.database import make_engine, upgrade
+    from registry.reports.study import build_study_report
+
+    write_bundle(tmp_path / "b", patients=1000, seed=1)
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine)
+    assert run_bundle(engine, tmp_path / "b", b"k" * 20).quarantined == 0
+    data = build_study_report(engine, load_definition("lenalidomide-relapse")).data
+    engine.dispose()
+    assert {g: v["n"] for g, v in data["groups"].items()} == {"G1": 136, "G2": 161, "G3": 209, "G4": 69}
+    # survival shaped like the paper: OS from the 2nd line G1 > G3 > G2 > G4, medians near 55/49/38
+    med = {g: v["endpoints"]["os_2l"]["median_months"] for g, v in data["groups"].items()}
+    assert 45 < med["G1"] < 65 and 30 < med["G2"] < 46 and 40 < med["G3"] < 58 and med["G4"] < med["G2"]
