@@ -134,6 +134,10 @@ def read_manifest(bundle: Bundle) -> Manifest:
     return Manifest(site, exported_at, cutoff, mode, str(source) if source is not None else None)
 
 
+def _not_utf8(member: str, exc: UnicodeDecodeError) -> BundleRefused:
+    return BundleRefused([Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")])
+
+
 def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
     # strict UTF-8 (BOM tolerated); newline="" lets the csv layer handle CRLF inside quotes
     return io.TextIOWrapper(bundle.open(member), encoding="utf-8-sig", newline="")
@@ -148,9 +152,7 @@ def read_header(bundle: Bundle, name: str) -> FileHeader:
         with _text_stream(bundle, member) as fh:
             header = next(csv.reader(fh), None)
     except UnicodeDecodeError as exc:
-        raise BundleRefused(
-            [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
-        ) from None
+        raise _not_utf8(member, exc) from None
     except csv.Error as exc:
         raise BundleRefused([Problem(member, f"unreadable CSV header ({exc})")]) from None
     if not header:
@@ -227,8 +229,6 @@ def iter_chunks(
                 out = out.astype(object)
                 yield Chunk(out, malformed)
     except UnicodeDecodeError as exc:
-        raise BundleRefused(
-            [Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")]
-        ) from None
+        raise _not_utf8(member, exc) from None
     except csv.Error as exc:
         raise BundleRefused([Problem(member, f"unreadable CSV near row {row_number + 1} ({exc})")]) from None

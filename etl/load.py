@@ -47,7 +47,7 @@ def stage_name(name: str) -> str:
 
 def create_stages(conn: Connection) -> None:
     md = MetaData()
-    for name, (target, pk) in TARGETS.items():
+    for name, (target, _pk) in TARGETS.items():
         src = Base.metadata.tables[target]
         cols = [Column(c, src.columns[c].type) for c in loaded_columns(name)]
         stage = Table(stage_name(name), md, *cols, prefixes=["TEMPORARY"])

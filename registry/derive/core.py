@@ -8,6 +8,7 @@ can be tested on hand-built timelines. Dates are ``datetime.date``; an exposure'
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
@@ -164,6 +165,14 @@ class Derivation:
 
 
 # --------------------------------------------------------------------------- the rules
+def latest_end(ends: Iterable[dt.date | None]) -> dt.date | None:
+    """The end of a group of periods: None (ongoing) if any is ongoing, else the latest end."""
+    ends = list(ends)
+    if not ends or any(e is None for e in ends):
+        return None
+    return max(e for e in ends if e is not None)
+
+
 def documented_progressions(inp: PatientInputs) -> list[Progression]:
     """Progression/relapse events (event date) and treatment rows stopped for progression
     (end date), sorted by date (events first on the same day)."""
@@ -239,9 +248,7 @@ def _merges(
 
 
 def _exposure(index: int, role: str, rows: list[TreatmentRow]) -> Exposure:
-    end: dt.date | None = None
-    if all(r.end is not None for r in rows):
-        end = max(r.end for r in rows if r.end is not None)
+    end = latest_end(r.end for r in rows)
     last_ending = max(rows, key=lambda r: (r.end or dt.date.max, r.start))
     last_started = max(rows, key=lambda r: (r.start, r.end or dt.date.max))
     first = rows[0]
@@ -393,10 +400,7 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         exps = list(line_exposures[line.number].values())
         if not exps:
             continue
-        if any(e.end is None for e in exps):
-            line.end = None
-        else:
-            line.end = max(e.end for e in exps if e.end is not None)
+        line.end = latest_end(e.end for e in exps)
         if line.end_reason is None:
             last = max(exps, key=lambda e: (e.end or dt.date.max, e.start))
             line.end_reason = "ongoing" if line.end is None else last.stop_reason
@@ -477,8 +481,7 @@ def _regimen(
     members: list[tuple[Exposure, bool]],
     cap: dt.date | None = None,
 ) -> Regimen:
-    ends = [e.end for e, _ in members]
-    end = None if any(x is None for x in ends) else max(x for x in ends if x is not None)
+    end = latest_end(e.end for e, _ in members)
     if cap is not None:
         end = cap if end is None else min(end, cap)
     last = max(members, key=lambda m: (m[0].end or dt.date.max, m[0].start))[0]

@@ -24,6 +24,7 @@ from registry.derive.core import (
     TransplantRow,
     TreatmentRow,
     derive_patient,
+    latest_end,
 )
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
 from registry.models import (
@@ -432,8 +433,7 @@ def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[
     mt_end: dt.date | None = None
     mt_stop = None
     if mt:
-        ends = [r.end for r in mt]
-        mt_end = None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+        mt_end = latest_end(r.end for r in mt)
         last = max(mt, key=lambda r: (r.end or dt.date.max, r.start))
         mt_stop = "ongoing" if mt_end is None else last.stop_reason
     rel = d.relapse_after_index
