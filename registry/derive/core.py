@@ -18,7 +18,7 @@ MELPHALAN = "melphalan"
 
 
 # --------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class TreatmentRow:
     key: str
     drug: str | None  # generic name; None = not in the vocabulary (ignored)
@@ -31,14 +31,14 @@ class TreatmentRow:
     drug_id: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class TransplantRow:
     key: str
     date: dt.date
     type: str = "autologous"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class EventRow:
     key: str
     date: dt.date
@@ -211,14 +211,17 @@ def build_exposures(
         group.sort(key=lambda t: (t.start, t.end or dt.date.max, t.key))
         current: list[TreatmentRow] = []
         cur_end: dt.date | None = None  # None while ongoing
+        stopped_for_progression = False  # a row of the current exposure stopped for progression
         for t in group:
-            if current and _merges(current, cur_end, t, tx_dates, prog_dates, p):
+            if current and _merges(stopped_for_progression, cur_end, t, tx_dates, prog_dates, p):
                 current.append(t)
                 cur_end = None if (cur_end is None or t.end is None) else max(cur_end, t.end)
+                stopped_for_progression |= t.stop_reason == "progression"
                 continue
             if current:
                 exposures.append(_exposure(len(exposures), role, current))
             current, cur_end = [t], t.end
+            stopped_for_progression = t.stop_reason == "progression"
         if current:
             exposures.append(_exposure(len(exposures), role, current))
     exposures.sort(key=lambda e: (e.start, e.drug, e.role))
@@ -228,7 +231,7 @@ def build_exposures(
 
 
 def _merges(
-    current: list[TreatmentRow],
+    stopped_for_progression: bool,
     cur_end: dt.date | None,
     nxt: TreatmentRow,
     tx_dates: list[dt.date],
@@ -239,7 +242,7 @@ def _merges(
         return True
     if (nxt.start - cur_end).days > p.drug_gap_days:
         return False
-    if any(r.stop_reason == "progression" for r in current):
+    if stopped_for_progression:
         return False
     lo, hi = cur_end, nxt.start
     if any(lo <= d <= hi for d in tx_dates):

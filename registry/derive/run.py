@@ -156,7 +156,9 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
     p = {"keys": keys}
     inkeys: Any = bindparam("keys", expanding=True)
     rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
-    for r in conn.execute(
+    names, classes = vocab.names, vocab.classes
+    # plain tuples (not Row attribute access): this loop sees every treatment row
+    for pkey, tkey, did, start, end, stop, intent, dose in conn.execute(
         select(
             Treatment.patient_key,
             Treatment.treatment_key,
@@ -169,18 +171,18 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
         ).where(Treatment.patient_key.in_(inkeys), Treatment.is_current),
         p,
     ):
-        did = int(r.drug_id) if r.drug_id is not None else None
-        rx[r.patient_key].append(
+        did = int(did) if did is not None else None
+        rx[pkey].append(
             TreatmentRow(
-                key=r.treatment_key,
-                drug=vocab.names.get(did) if did else None,
-                drug_class=vocab.classes.get(did) if did else None,
-                start=_as_date(r.start_date),  # type: ignore[arg-type]
-                end=_as_date(r.end_date),
-                stop_reason=r.stop_reason,
-                intent=r.intent,
-                dose=r.dose_mg,
-                drug_id=did,
+                tkey,
+                names.get(did) if did else None,
+                classes.get(did) if did else None,
+                _as_date(start),  # type: ignore[arg-type]
+                _as_date(end),
+                stop,
+                intent,
+                dose,
+                did,
             )
         )
     tx: dict[str, list[TransplantRow]] = {k: [] for k in keys}
