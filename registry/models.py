@@ -114,12 +114,13 @@ class QuarantinedRow(Base):
 
 
 class SourceRow:
-    """Lineage and currency shared by every table loaded from a bundle."""
+    """Lineage and currency shared by every table loaded from a bundle.
 
-    @declared_attr
-    def run_id(cls) -> Mapped[int]:
-        return mapped_column(Id, ForeignKey("etl_runs.run_id"))
+    ``run_id`` refers to ``etl_runs`` but carries no foreign-key constraint: ledger rows are
+    never deleted, and on PostgreSQL the per-row constraint trigger cost about a fifth of a
+    large merge (docs/benchmarks.md)."""
 
+    run_id: Mapped[int] = mapped_column(Id)
     source_row: Mapped[int] = mapped_column(Integer)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     retired_run_id: Mapped[int | None] = mapped_column(Id)
@@ -165,7 +166,8 @@ class Treatment(SourceRow, Base):
 
     __tablename__ = "treatments"
     treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    # indexed by ix_treatments_patient_start (patient_key first)
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"))
     drug_raw: Mapped[str] = mapped_column(String(200))
     drug_id: Mapped[int | None] = mapped_column(Id, ForeignKey("drugs.drug_id"), index=True)
     start_date: Mapped[dt.date] = mapped_column(Date)
@@ -178,7 +180,8 @@ class Treatment(SourceRow, Base):
 class DiseaseEvent(SourceRow, Base):
     __tablename__ = "disease_events"
     event_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    # indexed by ix_disease_events_patient_date (patient_key first)
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"))
     event_date: Mapped[dt.date] = mapped_column(Date)
     event_type: Mapped[str] = mapped_column(String(24))
     response: Mapped[str | None] = mapped_column(String(4))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 03:03:12.097298
+Create Date: 2026-11-24 04:25:18.871312
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "derivation_runs",
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("scope", sa.String(length=16), nullable=False),
@@ -95,11 +91,7 @@ def upgrade() -> None:
         sa.Column("stop_reason", sa.String(length=16), nullable=True),
         sa.Column("last_dose_mg", sa.Float(), nullable=True),
         sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -121,11 +113,7 @@ def upgrade() -> None:
         sa.Column("end_reason", sa.String(length=16), nullable=True),
         sa.Column("start_rule", sa.String(length=16), nullable=False),
         sa.Column("includes_index_transplant", sa.Boolean(), nullable=False),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -155,11 +143,7 @@ def upgrade() -> None:
         sa.Column("l2_first_regimen", sa.String(length=400), nullable=True),
         sa.Column("l2_lenalidomide", sa.Boolean(), nullable=False),
         sa.Column("lines", sa.Integer(), nullable=False),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -169,9 +153,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("patient_summaries", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_patient_summaries_index_transplant_date"),
-            ["index_transplant_date"],
-            unique=False,
+            batch_op.f("ix_patient_summaries_index_transplant_date"), ["index_transplant_date"], unique=False
         )
 
     op.create_table(
@@ -192,11 +174,10 @@ def upgrade() -> None:
         sa.Column("light_chain", sa.String(length=6), nullable=True),
         sa.Column("cytogenetic_risk", sa.String(length=8), nullable=False),
         sa.Column("needs_derivation", sa.Boolean(), nullable=False),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("retired_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["etl_runs.run_id"], name=op.f("fk_patients_run_id_etl_runs")),
         sa.ForeignKeyConstraint(["site_code"], ["sites.site_code"], name=op.f("fk_patients_site_code_sites")),
         sa.PrimaryKeyConstraint("patient_key", name=op.f("pk_patients")),
     )
@@ -226,23 +207,17 @@ def upgrade() -> None:
         sa.Column("event_date", sa.Date(), nullable=False),
         sa.Column("event_type", sa.String(length=24), nullable=False),
         sa.Column("response", sa.String(length=4), nullable=True),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("retired_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["patient_key"],
-            ["patients.patient_key"],
-            name=op.f("fk_disease_events_patient_key_patients"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["etl_runs.run_id"], name=op.f("fk_disease_events_run_id_etl_runs")
+            ["patient_key"], ["patients.patient_key"], name=op.f("fk_disease_events_patient_key_patients")
         ),
         sa.PrimaryKeyConstraint("event_key", name=op.f("pk_disease_events")),
     )
     with op.batch_alter_table("disease_events", schema=None) as batch_op:
         batch_op.create_index("ix_disease_events_patient_date", ["patient_key", "event_date"], unique=False)
-        batch_op.create_index(batch_op.f("ix_disease_events_patient_key"), ["patient_key"], unique=False)
 
     op.create_table(
         "exposure_sources",
@@ -267,16 +242,13 @@ def upgrade() -> None:
         sa.Column("vital_status", sa.String(length=8), nullable=False),
         sa.Column("death_date", sa.Date(), nullable=True),
         sa.Column("cause_of_death", sa.String(length=24), nullable=True),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("retired_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["patient_key"],
-            ["patients.patient_key"],
-            name=op.f("fk_follow_up_patient_key_patients"),
+            ["patient_key"], ["patients.patient_key"], name=op.f("fk_follow_up_patient_key_patients")
         ),
-        sa.ForeignKeyConstraint(["run_id"], ["etl_runs.run_id"], name=op.f("fk_follow_up_run_id_etl_runs")),
         sa.PrimaryKeyConstraint("patient_key", name=op.f("pk_follow_up")),
     )
     op.create_table(
@@ -291,11 +263,7 @@ def upgrade() -> None:
         sa.Column("end_date", sa.Date(), nullable=True),
         sa.Column("stop_reason", sa.String(length=16), nullable=True),
         sa.Column("contains_lenalidomide", sa.Boolean(), nullable=False),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -329,11 +297,7 @@ def upgrade() -> None:
         sa.Column("len_last_dose_mg", sa.Float(), nullable=True),
         sa.Column("len_exposure_days", sa.Integer(), nullable=True),
         sa.Column("len_free_interval_days", sa.Integer(), nullable=True),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -356,11 +320,7 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("line_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column(
-            "derivation_run_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-        ),
+        sa.Column("derivation_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["derivation_run_id"],
             ["derivation_runs.derivation_run_id"],
@@ -388,16 +348,13 @@ def upgrade() -> None:
         sa.Column("planned_tandem", sa.Boolean(), nullable=True),
         sa.Column("response_before", sa.String(length=4), nullable=True),
         sa.Column("response_day100", sa.String(length=4), nullable=True),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("retired_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
-            ["patient_key"],
-            ["patients.patient_key"],
-            name=op.f("fk_transplants_patient_key_patients"),
+            ["patient_key"], ["patients.patient_key"], name=op.f("fk_transplants_patient_key_patients")
         ),
-        sa.ForeignKeyConstraint(["run_id"], ["etl_runs.run_id"], name=op.f("fk_transplants_run_id_etl_runs")),
         sa.PrimaryKeyConstraint("transplant_key", name=op.f("pk_transplants")),
     )
     with op.batch_alter_table("transplants", schema=None) as batch_op:
@@ -414,22 +371,18 @@ def upgrade() -> None:
         sa.Column("dose_mg", sa.Float(), nullable=True),
         sa.Column("intent", sa.String(length=16), nullable=True),
         sa.Column("stop_reason", sa.String(length=16), nullable=True),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source_row", sa.Integer(), nullable=False),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("retired_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(["drug_id"], ["drugs.drug_id"], name=op.f("fk_treatments_drug_id_drugs")),
         sa.ForeignKeyConstraint(
-            ["patient_key"],
-            ["patients.patient_key"],
-            name=op.f("fk_treatments_patient_key_patients"),
+            ["patient_key"], ["patients.patient_key"], name=op.f("fk_treatments_patient_key_patients")
         ),
-        sa.ForeignKeyConstraint(["run_id"], ["etl_runs.run_id"], name=op.f("fk_treatments_run_id_etl_runs")),
         sa.PrimaryKeyConstraint("treatment_key", name=op.f("pk_treatments")),
     )
     with op.batch_alter_table("treatments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_treatments_drug_id"), ["drug_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_treatments_patient_key"), ["patient_key"], unique=False)
         batch_op.create_index("ix_treatments_patient_start", ["patient_key", "start_date"], unique=False)
 
     op.create_table(
@@ -489,7 +442,6 @@ def downgrade() -> None:
     op.drop_table("regimen_exposures")
     with op.batch_alter_table("treatments", schema=None) as batch_op:
         batch_op.drop_index("ix_treatments_patient_start")
-        batch_op.drop_index(batch_op.f("ix_treatments_patient_key"))
         batch_op.drop_index(batch_op.f("ix_treatments_drug_id"))
 
     op.drop_table("treatments")
@@ -517,7 +469,6 @@ def downgrade() -> None:
 
     op.drop_table("exposure_sources")
     with op.batch_alter_table("disease_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_disease_events_patient_key"))
         batch_op.drop_index("ix_disease_events_patient_date")
 
     op.drop_table("disease_events")
