@@ -6,6 +6,7 @@ exactly as it was (the ledger row, written in its own transactions, says what ha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -157,10 +158,11 @@ def run_bundle(
     t0 = time.perf_counter()
     with Bundle(path) as bundle:
         require_current_schema(engine)
-        lock = writer_lock(engine) if not dry_run else _null_lock()
+        lock = writer_lock(engine) if not dry_run else contextlib.nullcontext()
         with lock:
+            bundle_hash = bundle.sha256()  # one pass over the bundle's bytes
             ledger = _Ledger(engine, enabled=not dry_run)
-            ledger.start(bundle.sha256(), force)
+            ledger.start(bundle_hash, force)
             summary = RunSummary(status="running")
             manifest: Manifest | None = None
             try:
@@ -168,9 +170,9 @@ def run_bundle(
                 headers = {name: read_header(bundle, name) for name in FILE_ORDER}
                 summary.site_id, summary.mode = manifest.site_id, manifest.mode
                 summary.data_cutoff = manifest.data_cutoff
-                summary.bundle_hash = bundle.sha256()
+                summary.bundle_hash = bundle_hash
                 if not dry_run:
-                    done = _check_order(engine, manifest, summary.bundle_hash, force, ledger.run_id)
+                    done = _check_order(engine, manifest, bundle_hash, force)
                     if done is not None:
                         summary.status = "unchanged"
                         summary.message = done
@@ -217,14 +219,6 @@ def run_bundle(
     return summary
 
 
-class _null_lock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _describe(s: RunSummary) -> str:
     changed = sum(f.changed for f in s.files.values())
     retired = sum(f.retired for f in s.files.values())
@@ -235,9 +229,7 @@ def _describe(s: RunSummary) -> str:
     return f"loaded; {changed} record(s) new or changed, {retired} retired, {s.quarantined} quarantined"
 
 
-def _check_order(
-    engine: Engine, manifest: Manifest, bundle_hash: str, force: bool, run_id: int | None
-) -> str | None:
+def _check_order(engine: Engine, manifest: Manifest, bundle_hash: str, force: bool) -> str | None:
     """Refuse a bundle older than the site's last one; report an identical re-delivery."""
     with engine.connect() as conn:
         same = conn.execute(
