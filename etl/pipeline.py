@@ -342,7 +342,7 @@ def _load(
                 load.stage_frame(conn, name, rows)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
-                    data, reasons = quarantine_row(name, raw, reasons, pseudo, contract.id_namespace)
+                    data, reasons = quarantine_row(name, raw, reasons, pseudo)
                     file_q.append(
                         {
                             "file": name,

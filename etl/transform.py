@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etl.contract import CONTRACTS
 from registry.vocabulary import VocabularyMap, normalise_drug_name
 
 
@@ -131,21 +132,12 @@ def quarantine_row(
     raw: dict[str, Any],
     reasons: list[dict[str, Any]],
     pseudo: Pseudonymiser,
-    id_namespace: str,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The stored form of a quarantined row: source ids replaced by their pseudonyms (the
     registry never stores a raw source id), everything else verbatim."""
     data = dict(raw)
-    id_cols = {"patient_id": "patient"}
-    key_col = {
-        "patients": None,
-        "follow_up": None,
-        "transplants": "transplant_id",
-        "treatments": "treatment_id",
-        "disease_events": "event_id",
-    }[name]
-    if key_col:
-        id_cols[key_col] = id_namespace
+    contract = CONTRACTS[name]
+    id_cols = {"patient_id": "patient", contract.id_column: contract.id_namespace}
     for col, ns in id_cols.items():
         if data.get(col):
             data[col] = pseudo.one(ns, str(data[col]))
