@@ -210,7 +210,8 @@ def run_bundle(
         from registry.derive.run import derive_pending
 
         t1 = time.perf_counter()
-        summary.derived_patients = derive_pending(engine).patients
+        derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
+        summary.derived_patients = derive_pending(engine, progress=derive_progress).patients
         summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:

@@ -178,7 +178,8 @@ def _progress():
         return None
 
     def report(name: str, rows: int) -> None:
-        click.echo(f"\r  {name:<16} {rows:>12,} rows", err=True, nl=False)
+        unit = "patients" if name == "derivation" else "rows"
+        click.echo(f"\r  {name:<16} {rows:>12,} {unit}", err=True, nl=False)
 
     return report
 
