@@ -17,6 +17,8 @@ from registry.vocabulary import read_vocabulary
 
 CLASSES = {e.generic_name: e.drug_class for e in read_vocabulary()}
 _keys = itertools.count(1)
+# every PatientInputs built by derive(), so the same timelines can also go through a database
+CAPTURED: list[PatientInputs] = []
 
 
 def d(s: str) -> dt.date:
@@ -88,6 +90,7 @@ def derive(
         d(death) if death else None,
         d(cutoff),
     )
+    CAPTURED.append(inp)
     return derive_patient(inp)
 
 
