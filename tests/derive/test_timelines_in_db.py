@@ -8,7 +8,6 @@ import hashlib
 import hmac
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
@@ -31,7 +30,12 @@ def _timelines() -> list[PatientInputs]:
 
 def _bundle_rows(timelines: list[PatientInputs]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {
-        "patients": [], "transplants": [], "treatments": [], "disease_events": [], "follow_up": []}  # fmt: skip
+        "patients": [],
+        "transplants": [],
+        "treatments": [],
+        "disease_events": [],
+        "follow_up": [],
+    }
     iso = dt.date.isoformat
     for i, inp in enumerate(timelines):
         pid = f"TL{i:03d}"
