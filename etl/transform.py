@@ -34,7 +34,13 @@ class Pseudonymiser:
         return hit
 
     def series(self, namespace: str, values: pd.Series) -> pd.Series:
-        return pd.Series([self.one(namespace, v) for v in values], index=values.index, dtype=object)
+        """Pseudonyms of a column: once per distinct value (patient ids repeat in every file)."""
+        if namespace == "patient":
+            distinct = {v: self.one(namespace, v) for v in values.unique()}
+            return values.map(distinct).astype(object)
+        key, prefix = self._key, f"{self._site}:{namespace}:".encode()
+        out = [hmac.digest(key, prefix + v.encode(), "sha256").hex() for v in values]
+        return pd.Series(out, index=values.index, dtype=object)
 
 
 def cytogenetic_risk(df: pd.DataFrame) -> pd.Series:
@@ -102,7 +108,8 @@ def to_rows(
         out["treatment_key"] = pseudo.series("treatment", valid["treatment_id"])
         out["patient_key"] = pseudo.series("patient", valid["patient_id"])
         out["drug_raw"] = valid["drug"]
-        norm = valid["drug"].map(normalise_drug_name)
+        distinct = {v: normalise_drug_name(v) for v in valid["drug"].unique()}
+        norm = valid["drug"].map(distinct)
         ids = norm.map(vocab.by_synonym)
         for raw_name, n in norm[ids.isna()].value_counts().items():
             unmapped[str(raw_name)] += int(n)

@@ -256,8 +256,10 @@ def test_only_pseudonyms_are_stored(engine: Engine, tmp_path: Path) -> None:
     rows["treatments"][7]["stop_reason"] = "lost"  # a quarantined row keeps no raw id either
     run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
     expected = hmac.new(KEY, b"TEST-SITE:patient:MRN-0001", hashlib.sha256).hexdigest()
+    expected_rx = hmac.new(KEY, b"TEST-SITE:treatment:R1", hashlib.sha256).hexdigest()
     with engine.connect() as conn:
         keys = set(conn.execute(select(Patient.patient_key)).scalars())
+        assert expected_rx in set(conn.execute(select(Treatment.treatment_key)).scalars())
         q = conn.execute(select(QuarantinedRow.row_data)).scalars().all()
     assert expected in keys
     dump = json.dumps(snapshot(engine))
