@@ -49,7 +49,7 @@ def to_html(report: StudyReport, data: dict[str, Any]) -> str:
 <style>
 body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}}
 table{{border-collapse:collapse;margin:.6em 0 1.4em}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
-th{{background:#f3f3f3}} td:first-child,th:first-child{{text-align:left}}
+th{{background:#f3f3f3}} td:first-child,th:first-child,td.text,th.text{{text-align:left}}
 .warn{{background:#fff4e5;border-left:4px solid #e8a33d;padding:.5em 1em}}
 .small{{color:#666;font-size:.9em}}
 </style></head><body>
@@ -64,12 +64,12 @@ data cutoff {e(str(data["data_cutoff"]))}, generated {e(data["generated_at"])} b
         parts.append(f'<div class="warn"><strong>Warnings</strong><ul>{items}</ul></div>')
     parts.append(
         "<h2>Cohort (attrition)</h2><table><tr><th>Step</th><th>Remaining</th>"
-        "<th>Excluded</th><th>Reason</th></tr>"
+        "<th>Excluded</th><th class='text'>Reason</th></tr>"
     )
     for a in data["attrition"]:
         parts.append(
             f"<tr><td>{e(a['step'])}</td><td>{_fmt(a['remaining'])}</td>"
-            f"<td>{_fmt(a['excluded'])}</td><td>{e(a['reason'] or '')}</td></tr>"
+            f"<td>{_fmt(a['excluded'])}</td><td class='text'>{e(a['reason'] or '')}</td></tr>"
         )
     parts.append("</table>")
     groups = data["groups"]
