@@ -310,7 +310,8 @@ def generate_patient(
                 regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
                 # progression-only median such that progression-or-death lands on the target
                 prog_median = 1 / (1 / pfs2_months - 1 / os_months)
-                pfs2 = max(60, _exp_months(rng, prog_median))
+                # at least a month on the new line before progression (no spike at a floor value)
+                pfs2 = 30 + _exp_months(rng, prog_median)
                 l2_end = min(l2 + pfs2, death)
                 g.regimen(
                     regimen,

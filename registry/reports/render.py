@@ -134,7 +134,8 @@ data cutoff {e(str(data["data_cutoff"]))}, generated {e(data["generated_at"])} b
             )
         parts.append("</table>")
         fu = data["median_follow_up_months"].get(name)
-        parts.append(f"<p class='small'>Median follow-up (reverse Kaplan-Meier): {_months(fu)} months.</p>")
+        fu_text = "not estimable (too few patients censored)" if fu is None else f"{fu:.1f} months"
+        parts.append(f"<p class='small'>Median follow-up (reverse Kaplan-Meier): {fu_text}.</p>")
         parts.append("<table><tr><th>Log-rank</th><th>χ²</th><th>df</th><th>p</th></tr>")
         for lr in (x for x in data["logrank"] if x["endpoint"] == name):
             parts.append(
