@@ -43,6 +43,14 @@ class Context:
             self._engine = make_engine(self.settings.database_url)
         return self._engine
 
+    def ready_engine(self):
+        """The engine, after checking the database is reachable (69) and migrated (78)."""
+        from registry.database import require_current_schema
+
+        engine = self.engine()
+        require_current_schema(engine)
+        return engine
+
 
 def handle_errors(fn: F) -> F:
     """Turn user errors into one line on stderr and their exit code; never a traceback."""
@@ -287,7 +295,7 @@ def etl_runs(ctx: Context, limit: int, fmt: str) -> None:
     """
     from etl.runs import list_runs
 
-    runs = list_runs(ctx.engine(), limit)
+    runs = list_runs(ctx.ready_engine(), limit)
     if fmt == "json":
         echo_json(runs)
         return
@@ -317,7 +325,7 @@ def etl_quarantine(ctx: Context, run_id: int | None, out: str | None) -> None:
 
     from etl.runs import iter_quarantine, write_quarantine_csv
 
-    rows = iter_quarantine(ctx.engine(), run_id)
+    rows = iter_quarantine(ctx.ready_engine(), run_id)
     if out:
         n = write_quarantine_csv(rows, Path(out))
         click.echo(f"wrote {n} reason line(s) to {out}", err=True)
@@ -335,11 +343,9 @@ def derive(ctx: Context, all_patients: bool) -> None:
 
     Example: registry derive --all
     """
-    from registry.database import require_current_schema
     from registry.derive.run import derive_pending
 
-    engine = ctx.engine()
-    require_current_schema(engine)
+    engine = ctx.ready_engine()
     progress = None
     if sys.stderr.isatty():
 
@@ -373,7 +379,7 @@ def patient_show(ctx: Context, patient_key: str) -> None:
     """
     from registry.timeline import patient_timeline
 
-    head, entries = patient_timeline(ctx.engine(), patient_key)
+    head, entries = patient_timeline(ctx.ready_engine(), patient_key)
     for k, v in head.items():
         click.echo(f"{k:<26} {v}")
     click.echo("")
@@ -417,7 +423,7 @@ def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:
     from registry.reports.study import StudyReport, patient_table
 
     defn = load_definition(name)
-    table = patient_table(read_cohort(ctx.engine(), defn, as_of.date() if as_of else None), defn)
+    table = patient_table(read_cohort(ctx.ready_engine(), defn, as_of.date() if as_of else None), defn)
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(to_csv(StudyReport({}, table, {})))
     click.echo(f"wrote {len(table)} patient(s) to {out}", err=True)
@@ -434,7 +440,7 @@ def cohort_views(ctx: Context) -> None:
     from registry.cohorts.definition import builtin_names, load_definition
     from registry.cohorts.sql import create_view
 
-    with ctx.engine().begin() as conn:
+    with ctx.ready_engine().begin() as conn:
         for name in builtin_names():
             click.echo(f"view {create_view(conn, load_definition(name))}")
 
@@ -479,7 +485,7 @@ def report_study(
 
     defn = load_definition(name)
     rep = build_study_report(
-        ctx.engine(),
+        ctx.ready_engine(),
         defn,
         as_of=as_of.date() if as_of else None,
         endpoints=list(endpoints) or None,

@@ -71,3 +71,24 @@ def test_bad_toml_is_reported(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["--config", str(cfg), "db", "current"])
     assert res.exit_code == EXIT_CONFIG
     assert "not valid TOML" in res.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["patient", "show", "abc"],
+        ["report", "study", "lenalidomide-relapse"],
+        ["etl", "runs"],
+        ["etl", "quarantine"],
+        ["cohort", "export", "lenalidomide-relapse", "--out", "x.csv"],
+        ["cohort", "views"],
+        ["derive"],
+    ],
+)
+def test_unmigrated_or_unreachable_database_is_a_clear_error(command: list[str], tmp_path: Path) -> None:
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    res = CliRunner().invoke(cli, ["--database-url", empty, *command])
+    assert res.exit_code == EXIT_CONFIG and "registry db upgrade" in res.output, res.output
+    res = CliRunner().invoke(cli, ["--database-url", "postgresql://postgres@127.0.0.1:1/x", *command])
+    assert res.exit_code == EXIT_UNAVAILABLE and "unreachable" in res.output, res.output
+    assert "Traceback" not in res.output
