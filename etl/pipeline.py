@@ -187,6 +187,7 @@ def run_bundle(
                     summary,
                     ledger.run_id or 0,
                     dry_run=dry_run,
+                    force=force,
                     chunk_rows=chunk_rows,
                     progress=progress,
                 )
@@ -270,6 +271,7 @@ def _load(
     run_id: int,
     *,
     dry_run: bool,
+    force: bool,
     chunk_rows: int,
     progress: Progress | None,
 ) -> None:
@@ -399,6 +401,17 @@ def _load(
             summary.quarantine = quarantine
             trans.rollback()
             return
+        if manifest.mode == "full" and summary.files["patients"].read == 0 and not force:
+            has_current = conn.execute(
+                select(Patient.patient_key)
+                .where(Patient.site_code == manifest.site_id, Patient.is_current)
+                .limit(1)
+            ).first()
+            if has_current is not None:
+                raise BundleRefused(
+                    [Problem("patients.csv", "a full bundle without patients would retire the whole site")],
+                    hint="check the export; rerun with --force if the site really has no patients",
+                )
         _upsert_site(conn, manifest, run_id)
         for name in FILE_ORDER:
             load.mark_changed_patients(conn, name)

@@ -193,6 +193,18 @@ def test_full_mode_retires_what_the_site_no_longer_sends(engine: Engine, tmp_pat
     assert retired_rx == [s.run_id, s.run_id]
 
 
+def test_an_empty_full_bundle_does_not_retire_a_whole_site(engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "a"), KEY)
+    before = snapshot(engine)
+    empty = {name: [] for name in base_rows()}
+    b = write_bundle(tmp_path / "b", empty, {"exported_at": "2026-08-01T00:00:00+00:00"})
+    with pytest.raises(BundleRefused, match="retire the whole site"):
+        run_bundle(engine, b, KEY)
+    assert snapshot(engine) == before
+    forced = run_bundle(engine, b, KEY, force=True)
+    assert forced.files["patients"].retired == 3
+
+
 def test_incremental_only_upserts_and_accepts_known_patients(engine: Engine, tmp_path: Path) -> None:
     run_bundle(engine, write_bundle(tmp_path / "a"), KEY)
     rows = {
