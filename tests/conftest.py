@@ -81,26 +81,34 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer | None]:
     server.admin.dispose()
 
 
+_SQLITE_TEMPLATE: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def migrated_template(
     backend: str, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
-    """A database migrated to head once per session, cloned for each test."""
+    """A database migrated to head once per session, cloned for each test.
+
+    pytest re-runs a session fixture each time the ``backend`` parameter switches, so the
+    template is made once and reused; the PostgreSQL one is dropped with the server fixture."""
     if backend == "sqlite":
-        path = tmp_path_factory.mktemp("template") / "template.db"
-        engine = make_engine(f"sqlite:///{path}")
-        upgrade(engine)
-        engine.dispose()
-        return str(path)
+        if not _SQLITE_TEMPLATE:
+            path = tmp_path_factory.mktemp("template") / "template.db"
+            engine = make_engine(f"sqlite:///{path}")
+            upgrade(engine)
+            engine.dispose()
+            _SQLITE_TEMPLATE.append(str(path))
+        return _SQLITE_TEMPLATE[0]
     if pg_server is None:
         pytest.skip("no PostgreSQL server reachable (see --pg-url / REGISTRY_TEST_PG_URL)")
-    name = f"mmreg_tmpl_{uuid.uuid4().hex[:10]}"
-    url = pg_server.create(name)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    pg_server.template = name
-    return name
+    if pg_server.template is None:
+        name = f"mmreg_tmpl_{uuid.uuid4().hex[:10]}"
+        engine = make_engine(pg_server.create(name))
+        upgrade(engine)
+        engine.dispose()
+        pg_server.template = name
+    return pg_server.template
 
 
 @pytest.fixture
