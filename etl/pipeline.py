@@ -278,9 +278,7 @@ def _load(
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
     quarantine: list[dict[str, Any]] = []
-    facts = PatientFacts(
-        frame=pd.DataFrame(columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"])
-    )
+    facts = PatientFacts()
     for name, h in headers.items():
         counts = summary.files.setdefault(name, FileCounts())
         for col in h.ignored:

@@ -63,10 +63,10 @@ class ReasonLog:
 class PatientFacts:
     """Per-patient dates of the bundle's valid patients, indexed by source patient_id."""
 
+    # key (the patient pseudonym) and the dates the cross-file rules compare against
     frame: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
-            columns=["birth_date", "diagnosis_date", "death_date", "last_contact_date"],
-            dtype="datetime64[ns]",
+            columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"]
         )
     )
     # incremental mode: pseudonyms of the site's current patients already in the registry

@@ -14,7 +14,7 @@ import click
 
 from registry import __version__
 from registry.config import Settings, load_settings
-from registry.errors import EXIT_USAGE, RegistryError
+from registry.errors import RegistryError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +52,14 @@ class Context:
         return engine
 
 
+def exit_with(exc: RegistryError) -> None:
+    """One line (and a hint) on stderr, then the error's documented exit code."""
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    sys.exit(exc.exit_code)
+
+
 def handle_errors(fn: F) -> F:
     """Turn user errors into one line on stderr and their exit code; never a traceback."""
 
@@ -60,10 +68,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RegistryError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            sys.exit(exc.exit_code)
+            exit_with(exc)
 
     return wrapper  # type: ignore[return-value]
 
@@ -564,8 +569,7 @@ def demo(out: str, patients: int) -> None:
     try:
         result = run_demo(out, patients=patients, log=lambda m: click.echo(m, err=True))
     except RegistryError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        exit_with(exc)
     click.echo(result.headline)
 
 
@@ -573,14 +577,7 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except RegistryError as exc:  # configuration errors raised outside a command body
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-
-
-def usage_exit() -> int:
-    return EXIT_USAGE
+        exit_with(exc)
 
 
 if __name__ == "__main__":

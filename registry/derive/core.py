@@ -417,7 +417,7 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         started = [ln.number for ln in lines if ln.start <= day]
         return max(started) if started else None
 
-    out_roles = {k: (role, line_at(t.date)) for t in inp.transplants for k, role in [(t.key, roles[t.key])]}
+    out_roles = {t.key: (roles[t.key], line_at(t.date)) for t in inp.transplants}
     relapses = _relapses(progressions, exposures, index_tx, line_at, p)
     return Derivation(
         patient_key=inp.patient_key,
