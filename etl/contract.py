@@ -156,7 +156,13 @@ CONTRACTS: dict[str, FileContract] = {
             Column(
                 "intent",
                 "code",
-                codes=_identity("induction", "consolidation", "maintenance", "salvage", "conditioning"),
+                codes={
+                    **_identity(
+                        "induction", "consolidation", "maintenance", "salvage", "conditioning", "mobilisation"
+                    ),
+                    "mobilization": "mobilisation",
+                },
+                description="mobilisation (synonym mobilization): stem-cell mobilisation, part of line 1",
             ),
             Column(
                 "stop_reason",

@@ -130,6 +130,7 @@ class _Ledger:
             "timings": summary.timings,
             "warnings": summary.warnings[:200],
             "message": summary.message[:4000],
+            "unmapped_drugs": summary.unmapped_drugs or None,
         }
         if manifest is not None:
             values.update(
@@ -214,11 +215,22 @@ def run_bundle(
         derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
         summary.derived_patients = derive_pending(engine, progress=derive_progress).patients
         summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
+        _warn_stale_derivations(engine, summary)
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:
         with engine.begin() as conn:
             conn.execute(update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings))
     return summary
+
+
+def _warn_stale_derivations(engine: Engine, summary: RunSummary) -> None:
+    """Patients derived under older rules are never mixed in silently: the run says so."""
+    from registry.derive.run import derivation_status
+
+    with engine.connect() as conn:
+        message = derivation_status(conn).message
+    if message:
+        summary.warnings.append(message)
 
 
 def _describe(s: RunSummary) -> str:

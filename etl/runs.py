@@ -35,6 +35,7 @@ def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
                 "loaded": sum(int(c.get("loaded", 0)) for c in counts.values()),
                 "quarantined": int(q.get(r.run_id, 0)),
                 "seconds": (r.timings or {}).get("total_s"),
+                "unmapped_drugs": r.unmapped_drugs or {},
                 "message": r.message,
             }
         )

@@ -108,11 +108,11 @@ def to_rows(
         out["treatment_key"] = pseudo.series("treatment", valid["treatment_id"])
         out["patient_key"] = pseudo.series("patient", valid["patient_id"])
         out["drug_raw"] = valid["drug"]
-        distinct = {v: normalise_drug_name(v) for v in valid["drug"].unique()}
-        norm = valid["drug"].map(distinct)
-        ids = norm.map(vocab.by_synonym)
-        for raw_name, n in norm[ids.isna()].value_counts().items():
-            unmapped[str(raw_name)] += int(n)
+        # once per distinct recorded name: the normalised forms tried in order
+        distinct = {v: vocab.lookup(v) for v in valid["drug"].unique()}
+        ids = valid["drug"].map(distinct)
+        for raw_name, n in valid["drug"][ids.isna()].value_counts().items():
+            unmapped[normalise_drug_name(str(raw_name)) or str(raw_name)] += int(n)
         out["drug_id"] = pd.Series(
             [None if pd.isna(v) else int(v) for v in ids], index=ids.index, dtype=object
         )

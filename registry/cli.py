@@ -124,7 +124,15 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 
     engine = ctx.engine()
     upgrade(engine, revision)
-    click.echo(f"database at revision {migration_state(engine).current}")
+    state = migration_state(engine)
+    click.echo(f"database at revision {state.current}")
+    if state.up_to_date:
+        from registry.derive.run import derivation_status
+
+        with engine.connect() as conn:
+            message = derivation_status(conn).message
+        if message:
+            click.echo(f"warning: {message}", err=True)
 
 
 @db.command("downgrade")
@@ -314,6 +322,10 @@ def etl_runs(ctx: Context, limit: int, fmt: str) -> None:
             f"{r['data_cutoff'] or '-':<11} {r['read']:>9} {r['loaded']:>9} "
             f"{r['quarantined']:>6}  {r['message'] or ''}"
         )
+        if r["unmapped_drugs"]:
+            names = ", ".join(f"{name!r} ({n})" for name, n in list(r["unmapped_drugs"].items())[:10])
+            more = len(r["unmapped_drugs"]) - 10
+            click.echo(f"{'':>6}unmapped drug names: {names}" + (f" and {more} more" if more > 0 else ""))
 
 
 @etl.command("quarantine")
@@ -361,9 +373,15 @@ def derive(ctx: Context, all_patients: bool) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     click.echo(
-        f"derived {res.patients} patient(s); cleared {res.retired} retired; "
+        f"derived {res.patients} patient(s) under rules {res.rules_version}; cleared {res.retired} retired; "
         f"parameters: {json.dumps(res.parameters)}"
     )
+    from registry.derive.run import derivation_status
+
+    with engine.connect() as conn:
+        message = derivation_status(conn).message
+    if message:
+        click.echo(f"warning: {message}", err=True)
 
 
 @cli.group()

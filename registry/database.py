@@ -93,11 +93,12 @@ def alembic_config(engine: Engine, connection: Connection | None = None) -> Conf
 def upgrade(engine: Engine, revision: str = "head") -> None:
     check_reachable(engine)
     command.upgrade(alembic_config(engine), revision)
-    from registry.vocabulary import load_vocabulary
+    from registry.vocabulary import load_vocabulary, remap_treatments
 
     if revision == "head":
         with engine.begin() as conn:
             load_vocabulary(conn)
+            remap_treatments(conn)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

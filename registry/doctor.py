@@ -21,6 +21,7 @@ class DoctorReport:
 
 def diagnose(settings: Settings) -> DoctorReport:
     from registry.database import make_engine, migration_state
+    from registry.derive.run import derivation_status
 
     report = DoctorReport()
     report.lines.append(("version", __version__, True))
@@ -37,6 +38,10 @@ def diagnose(settings: Settings) -> DoctorReport:
         report.lines.append(("engine", engine.dialect.name, True))
         try:
             state = migration_state(engine)
+            status = None
+            if state.up_to_date:
+                with engine.connect() as conn:
+                    status = derivation_status(conn)
         finally:
             engine.dispose()
         report.lines.append(("reachable", "yes", True))
@@ -50,6 +55,18 @@ def diagnose(settings: Settings) -> DoctorReport:
                     False,
                 )
             )
+        if status is not None:
+            message = status.message
+            if message:
+                report.lines.append(("derivations", message, False))
+            else:
+                report.lines.append(
+                    (
+                        "derivations",
+                        f"{status.derived} patients, all under rules {status.rules_version}",
+                        True,
+                    )
+                )
     except RegistryError as exc:
         report.lines.append(("reachable", exc.message, False))
         report.exit_code = exc.exit_code

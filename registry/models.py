@@ -98,6 +98,8 @@ class EtlRun(Base):
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     warnings: Mapped[list[Any] | None] = mapped_column(JSON)
     message: Mapped[str | None] = mapped_column(Text)
+    # drug names the vocabulary did not map: {normalised name: rows}, most frequent first
+    unmapped_drugs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class QuarantinedRow(Base):
@@ -205,6 +207,8 @@ class DerivationRun(Base):
     scope: Mapped[str] = mapped_column(String(16))  # all | changed
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     patients_derived: Mapped[int] = mapped_column(Integer, default=0)
+    # r<rules revision>-<vocabulary version>-<parameters digest>; null: before revision 2
+    rules_version: Mapped[str | None] = mapped_column(String(48))
 
 
 class Derived:
@@ -244,8 +248,9 @@ class LineOfTherapy(Derived, Base):
     line_number: Mapped[int] = mapped_column(Integer)
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing
+    # a stop reason of its last-ending exposure, progression, next_line or ongoing
     end_reason: Mapped[str | None] = mapped_column(String(16))
-    # why this line started: first | progression | gap | new_drug
+    # why this line started: first | progression | gap | new_drug | transplant
     start_rule: Mapped[str] = mapped_column(String(16))
     includes_index_transplant: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -258,7 +263,7 @@ class Regimen(Derived, Base):
         Id, ForeignKey("lines_of_therapy.line_id", ondelete="CASCADE"), index=True
     )
     regimen_number: Mapped[int] = mapped_column(Integer)  # order within the patient
-    # induction | consolidation | maintenance | salvage (lines >= 2) | pre-transplant lines
+    # induction | mobilisation | consolidation | maintenance | salvage (lines >= 2)
     phase: Mapped[str] = mapped_column(String(16), index=True)
     name: Mapped[str] = mapped_column(String(400))  # generic names, '+'-joined, sorted
     start_date: Mapped[dt.date] = mapped_column(Date)
@@ -280,7 +285,7 @@ class RegimenExposure(Base):
 
 
 class TransplantRole(Derived, Base):
-    """The derived role of each transplant: index, tandem, salvage, later, allogeneic."""
+    """The derived role of each transplant: index, tandem, salvage, additional, allogeneic."""
 
     __tablename__ = "transplant_roles"
     transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)

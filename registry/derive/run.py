@@ -45,7 +45,7 @@ from registry.models import (
     TransplantRole,
     Treatment,
 )
-from registry.vocabulary import vocabulary_map
+from registry.vocabulary import VOCABULARY_VERSION, vocabulary_map
 
 BATCH = 2000
 DERIVED_BY_PATIENT = (
@@ -67,6 +67,7 @@ class DerivationResult:
     patients: int
     retired: int
     parameters: dict[str, Any]
+    rules_version: str
 
 
 def derive_pending(
@@ -92,8 +93,9 @@ def _derive(
     todo = conn.execute(q.order_by(Patient.patient_key)).all()
     current = [k for k, cur in todo if cur]
     retired = [k for k, cur in todo if not cur]
+    version = params.rules_version(VOCABULARY_VERSION)
     if not todo:
-        return DerivationResult(None, 0, 0, params.to_json())
+        return DerivationResult(None, 0, 0, params.to_json(), version)
     now = dt.datetime.now(dt.UTC)
     res = conn.execute(
         insert(DerivationRun).values(
@@ -101,6 +103,7 @@ def _derive(
             scope="all" if all_patients else "changed",
             parameters=params.to_json(),
             patients_derived=0,
+            rules_version=version,
         )
     )
     pk = res.inserted_primary_key
@@ -132,7 +135,7 @@ def _derive(
         .where(DerivationRun.derivation_run_id == run_id)
         .values(finished_at=dt.datetime.now(dt.UTC), patients_derived=len(current))
     )
-    return DerivationResult(run_id, len(current), len(retired), params.to_json())
+    return DerivationResult(run_id, len(current), len(retired), params.to_json(), version)
 
 
 def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:
@@ -192,6 +195,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
             Transplant.transplant_key,
             Transplant.transplant_date,
             Transplant.transplant_type,
+            Transplant.planned_tandem,
         ).where(Transplant.patient_key.in_(inkeys), Transplant.is_current),
         p,
     ):
@@ -200,6 +204,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
                 trow.transplant_key,
                 _as_date(trow.transplant_date),  # type: ignore[arg-type]
                 trow.transplant_type,
+                trow.planned_tandem,
             )
         )
     ev: dict[str, list[EventRow]] = {k: [] for k in keys}
@@ -459,4 +464,52 @@ def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[
         bool(l2_reg and l2_reg.contains_lenalidomide),
         len(d.lines),
         run_id,
+    )
+
+
+@dataclass(frozen=True)
+class DerivationStatus:
+    """How the registry's derived data relate to the rules this code implements."""
+
+    rules_version: str
+    derived: int  # current patients with derived data
+    stale: int  # ... derived under another rules version (or before versions were recorded)
+    pending: int  # current patients whose rows changed since their last derivation
+    stale_versions: dict[str, int]  # version ('unrecorded' when null) -> patients
+
+    @property
+    def message(self) -> str | None:
+        """What the operator should do, or None when everything is derived under these rules."""
+        parts = []
+        if self.stale:
+            olds = ", ".join(f"{v}: {n}" for v, n in sorted(self.stale_versions.items()))
+            parts.append(
+                f"{self.stale} patients were derived under older rules ({olds}; "
+                f"current {self.rules_version}): run `registry derive --all`"
+            )
+        if self.pending:
+            parts.append(f"{self.pending} patients await derivation: run `registry derive`")
+        return "; ".join(parts) or None
+
+
+def derivation_status(
+    conn: Connection, params: DerivationParameters = DEFAULT_PARAMETERS
+) -> DerivationStatus:
+    version = params.rules_version(VOCABULARY_VERSION)
+    counts = conn.execute(
+        select(DerivationRun.rules_version, func.count())
+        .select_from(PatientSummary)
+        .join(DerivationRun, DerivationRun.derivation_run_id == PatientSummary.derivation_run_id)
+        .group_by(DerivationRun.rules_version)
+    ).all()
+    stale_versions = {(v or "unrecorded"): int(n) for v, n in counts if v != version}
+    pending = conn.execute(
+        select(func.count()).select_from(Patient).where(Patient.is_current, Patient.needs_derivation)
+    ).scalar()
+    return DerivationStatus(
+        rules_version=version,
+        derived=sum(int(n) for _, n in counts),
+        stale=sum(stale_versions.values()),
+        pending=int(pending or 0),
+        stale_versions=stale_versions,
     )

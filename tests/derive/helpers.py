@@ -58,12 +58,21 @@ def weekly_dex(start: str, weeks: int, every: int = 7) -> list[TreatmentRow]:
     ]
 
 
-def auto(date: str) -> TransplantRow:
-    return TransplantRow(f"tx{next(_keys)}", d(date), "autologous")
+def auto(date: str, planned_tandem: bool | None = None) -> TransplantRow:
+    return TransplantRow(f"tx{next(_keys)}", d(date), "autologous", planned_tandem)
 
 
 def allo(date: str) -> TransplantRow:
     return TransplantRow(f"tx{next(_keys)}", d(date), "allogeneic")
+
+
+def days_after(date: str, n: int) -> str:
+    return (d(date) + dt.timedelta(days=n)).isoformat()
+
+
+def lines_of(dv: Derivation) -> list[tuple[int, str, str]]:
+    """(number, start rule, start) for every line."""
+    return [(ln.number, ln.start_rule, ln.start.isoformat()) for ln in dv.lines]
 
 
 def prog(date: str, kind: str = "progression") -> EventRow:

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
 from registry.derive.core import Derivation, PatientInputs, derive_patient
-from registry.models import LineOfTherapy, Regimen, Relapse
+from registry.models import LineOfTherapy, Regimen, Relapse, TransplantRole
 from tests.conftest import TEST_KEY
-from tests.derive import helpers, test_timelines
+from tests.derive import helpers, test_revision2, test_timelines
 from tests.etl.bundles import write_bundle
 
 KEY = TEST_KEY.encode()
@@ -22,9 +22,10 @@ KEY = TEST_KEY.encode()
 
 def _timelines() -> list[PatientInputs]:
     helpers.CAPTURED.clear()
-    for name in dir(test_timelines):
-        if name.startswith("test_"):
-            getattr(test_timelines, name)()
+    for module in (test_timelines, test_revision2):
+        for name in dir(module):
+            if name.startswith("test_"):
+                getattr(module, name)()
     return list(helpers.CAPTURED)
 
 
@@ -69,6 +70,7 @@ def _bundle_rows(timelines: list[PatientInputs]) -> dict[str, list[dict[str, Any
                     "patient_id": pid,
                     "transplant_date": iso(x.date),
                     "transplant_type": x.type,
+                    "planned_tandem": {True: "yes", False: "no", None: ""}[x.planned_tandem],
                 }
             )
         for e in inp.events:
@@ -99,7 +101,8 @@ def _expected(d: Derivation) -> tuple[Any, ...]:
     rels = sorted(
         (r.sequence, r.date, r.source, r.len_refractory, r.len_free_interval_days) for r in d.relapses
     )
-    return lines, regs, rels
+    roles = sorted(d.transplant_roles.values(), key=lambda r: (r[0], r[1] or 0))
+    return lines, regs, rels, roles
 
 
 def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
@@ -129,12 +132,22 @@ def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
                 Relapse.len_free_interval_days,
             ).where(Relapse.patient_key == key)
         ).all()
-    return sorted(map(tuple, lines)), sorted(map(tuple, regs)), sorted(map(tuple, rels))
+        roles = conn.execute(
+            select(TransplantRole.role, LineOfTherapy.line_number)
+            .outerjoin(LineOfTherapy, LineOfTherapy.line_id == TransplantRole.line_id)
+            .where(TransplantRole.patient_key == key)
+        ).all()
+    return (
+        sorted(map(tuple, lines)),
+        sorted(map(tuple, regs)),
+        sorted(map(tuple, rels)),
+        sorted(map(tuple, roles), key=lambda r: (r[0], r[1] or 0)),
+    )
 
 
 def test_every_timeline_derives_the_same_in_the_database(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     timelines = _timelines()
-    assert len(timelines) >= 30
+    assert len(timelines) >= 65
     s = run_bundle(
         engine,
         write_bundle(
