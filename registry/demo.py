@@ -67,20 +67,30 @@ def run_demo(
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)
 
 
+# The founding study's published figures (Eur J Haematol 2021, 575 patients): group sizes and
+# median OS from the start of the second line in months (G4's median was not reported).
+PUBLISHED = {"G1": (136, 55.3), "G2": (161, 37.9), "G3": (209, 49.0), "G4": (69, None)}
+
+
 def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float) -> str:
     def months(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.1f}"
 
     lines = [
         "",
-        f"Lenalidomide study, data cutoff {data['data_cutoff']}: {data['n']} patients",
-        f"{'group':<6}{'n':>5}  {'median OS from 2nd line, months (95% CI)':<44}label",
+        f"Lenalidomide study, data cutoff {data['data_cutoff']}: {data['n']} patients "
+        f"(published: {sum(n for n, _ in PUBLISHED.values())})",
+        f"{'':<6}{'n':>12}  {'median OS from 2nd line, months':>46}",
+        f"{'group':<6}{'published':>10}{'here':>6}  {'published':>10}  {'here (95% CI)':<30}label",
     ]
     for g, v in data["groups"].items():
         s = v["endpoints"].get("os_2l", {})
         ci = s.get("median_ci_months", [None, None])
-        text = f"{months(s.get('median_months'))} ({months(ci[0])}-{months(ci[1])})"
-        lines.append(f"{g:<6}{v['n']:>5}  {text:<44}{v['label']}")
+        here = f"{months(s.get('median_months'))} ({months(ci[0])}-{months(ci[1])})"
+        pub_n, pub_median = PUBLISHED.get(g, (None, None))
+        pub_text = "n/r" if pub_median is None else f"{pub_median:.1f}"
+        pub_n_text = "-" if pub_n is None else str(pub_n)
+        lines.append(f"{g:<6}{pub_n_text:>10}{v['n']:>6}  {pub_text:>10}  {here:<30}{v['label']}")
     for pair in (["G1", "G2"], ["G1", "G3"]):
         p = next(
             (x["p"] for x in data["logrank"] if x["endpoint"] == "os_2l" and x["groups"] == pair),
@@ -89,6 +99,7 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
         lines.append(
             f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = " + ("n/a" if p is None else f"{p:.4f}")
         )
+    lines.append("published: G1 vs G2 significant, G1 vs G3 not significant; n/r = not reported")
     lines.append(f"rows quarantined by the ETL: {quarantined} (see `registry etl quarantine`)")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
     return "\n".join(lines)

@@ -27,6 +27,17 @@ def test_generator_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
 
 
+def test_dirty_rows_are_extra_rows_that_change_no_clean_row(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "clean", patients=300, seed=3)
+    truth = write_bundle(tmp_path / "dirty", patients=300, seed=3, dirty=True)
+    assert sum(truth["quarantine"].values()) > 10 and truth["extra_patients"] > 0
+    for f in sorted((tmp_path / "clean").glob("*.csv")):
+        clean = f.read_text(encoding="utf-8").splitlines()
+        dirty = (tmp_path / "dirty" / f.name).read_text(encoding="utf-8").splitlines()
+        missing = set(clean) - set(dirty)
+        assert not missing, (f.name, sorted(missing)[:3])
+
+
 def test_default_shape_has_the_published_group_sizes() -> None:
     counts = _category_counts(1000)
     assert (counts["G1"], counts["G2"], counts["G3"], counts["G4"]) == (136, 161, 209, 69)
@@ -39,6 +50,7 @@ def test_demo_runs_end_to_end_and_twice(tmp_path: Path) -> None:
     data = json.loads(first.report_json.read_text())
     assert data["n"] > 80 and set(data["groups"]) == {"G1", "G2", "G3", "G4"}
     assert "median OS from 2nd line" in first.headline and "G1 vs G2" in first.headline
+    assert "published" in first.headline and "55.3" in first.headline  # side by side with the paper
     second = run_demo(tmp_path / "demo", patients=200)  # safe to run twice: same numbers
     assert second.data["groups"] == first.data["groups"]
 

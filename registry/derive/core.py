@@ -101,7 +101,8 @@ def _form_regimens(
     """A regimen starts at the earliest unassigned non-steroid exposure; exposures starting
     within ``regimen_window_days`` (inclusive) join it, unless a progression or a transplant
     closes the window first. Mobilisation exposures form regimens of their own. Exposures
-    running at the start and still running a window later are continued into it."""
+    running at the start and still running a window later are continued into it; a steroid
+    not yet in a regimen and running at the start joins it too."""
     window = dt.timedelta(days=p.regimen_window_days)
     regimen_role = [e for e in exposures if e.role == "regimen"]
     liners = [e for e in regimen_role if e.drug_class not in p.non_line_classes]
@@ -134,8 +135,10 @@ def _form_regimens(
             if e.mobilisation == anchor.mobilisation and inside(e.start):
                 members.append((e, False))
                 assigned.add(e.index)
-        for s in steroids:
-            if s.index not in assigned and inside(s.start):
+        for s in steroids:  # steroids starting in the window, or started a few days before
+            if s.index not in assigned and (
+                inside(s.start) or (not anchor.mobilisation and s.running_on(start))
+            ):
                 members.append((s, False))
                 assigned.add(s.index)
         out.append((start, members))
@@ -219,6 +222,7 @@ class _LineBuilder:
             cur.number == 1
             and index is not None
             and last_tx is not None
+            and start > index.date
             and (self.first_prog_after_index is None or start < self.first_prog_after_index)
             and (start - last_tx.date).days <= p.maintenance_start_max_days
         )

@@ -1,0 +1,449 @@
+"""One synthetic patient, shaped like a real medication export.
+
+Besides the clinical course of its category, a patient may carry the patterns real exports
+have: drugs added or switched during induction, cyclophosphamide mobilisation with G-CSF and
+plerixafor before stem-cell collection, melphalan dated a week before the infusion, a
+bisphosphonate or denosumab running across every line, antiviral prophylaxis, maintenance
+recorded as three-month prescriptions, brand names with doses, routes, accents and
+formulation suffixes, and a second line starting on the day the progression is recorded.
+None of these changes what the registry must derive: the patient's ``truth`` (index
+transplant, relapse, start of the second line, study group) is written next to the bundle
+so a test can check every date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+DAYS_PER_MONTH = 30.4375
+# category: (share per 1,000 patients, median OS from 2nd line in months, median 2nd PFS)
+GROUPS = {
+    "G1": (136, 55.3, 10.2),
+    "G2": (161, 37.9, 14.0),
+    "G3": (209, 49.0, 13.0),
+    "G4": (69, 30.0, 9.0),
+}
+OTHERS = {
+    "no_transplant": 110,
+    "allo_only": 25,
+    "salvage_only": 30,
+    "no_relapse": 200,
+    "no_second_line": 60,
+}
+CATEGORY_SHARES = {**{g: v[0] for g, v in GROUPS.items()}, **OTHERS}
+
+# how drug names appear in real exports: brand and generic, any case, with doses, routes,
+# accents, other-language spellings and formulation suffixes (all in the vocabulary)
+NAMES = {
+    "lenalidomide": [
+        "Lenalidomide",
+        "REVLIMID",
+        "Revlimid",
+        "Revlimid 10 mg",
+        "Lénalidomide",
+        "lenalidomide 25mg",
+    ],
+    "bortezomib": ["Bortezomib", "VELCADE", "Velcade SC", "bortezomib 1.3 mg/m2", "Bortézomib"],
+    "dexamethasone": ["Dexamethasone", "dexamethasone", "DEXAMETHASONE 40 MG", "Decadron", "Dexaméthasone"],
+    "cyclophosphamide": ["Cyclophosphamide", "cyclophosphamide", "Endoxan", "Ciclofosfamida"],
+    "thalidomide": ["Thalidomide", "thalidomide", "Thalomid"],
+    "melphalan": ["Melphalan", "melphalan", "Alkeran", "Melphalan 200 mg/m2"],
+    "daratumumab": ["Daratumumab", "DARZALEX", "Darzalex Faspro", "daratumumab-hyaluronidase"],
+    "carfilzomib": ["Carfilzomib", "Kyprolis", "Kyprolis (carfilzomib)"],
+    "pomalidomide": ["Pomalidomide", "Pomalyst", "IMNOVID"],
+    "ixazomib": ["Ixazomib", "Ninlaro"],
+    "elotuzumab": ["Elotuzumab", "Empliciti"],
+    "isatuximab": ["Isatuximab", "Sarclisa"],
+    "selinexor": ["Selinexor", "Xpovio"],
+    "filgrastim": ["Filgrastim", "Neupogen", "G-CSF", "filgrastim-sndz"],
+    "plerixafor": ["Plerixafor", "Mozobil"],
+    "zoledronic acid": ["Zoledronic acid", "Zometa 4 mg IV", "zoledronate"],
+    "denosumab": ["Denosumab", "Xgeva"],
+    "acyclovir": ["Acyclovir", "Aciclovir 400 mg PO", "Valaciclovir"],
+}
+DOSES: dict[str, list[float]] = {
+    "lenalidomide": [25, 15, 10],
+    "bortezomib": [2.6, 2.3],
+    "dexamethasone": [40, 20],
+    "cyclophosphamide": [500, 300],
+    "thalidomide": [100, 50],
+    "melphalan": [200, 140],
+    "daratumumab": [1800, 1600],
+    "carfilzomib": [56, 70],
+    "pomalidomide": [4, 3],
+    "ixazomib": [4, 3],
+    "elotuzumab": [700],
+    "isatuximab": [700],
+    "selinexor": [100, 80],
+}
+INDUCTIONS = [
+    ["bortezomib", "lenalidomide"],
+    ["bortezomib", "cyclophosphamide"],
+    ["bortezomib", "thalidomide"],
+]
+L2_LEN = [
+    ["lenalidomide"],
+    ["daratumumab", "lenalidomide"],
+    ["carfilzomib", "lenalidomide"],
+    ["elotuzumab", "lenalidomide"],
+    ["ixazomib", "lenalidomide"],
+]
+L2_NO_LEN = [
+    ["pomalidomide", "bortezomib"],
+    ["carfilzomib"],
+    ["daratumumab", "bortezomib"],
+    ["daratumumab", "pomalidomide"],
+    ["carfilzomib", "daratumumab"],
+    ["isatuximab", "pomalidomide"],
+]
+L3 = [
+    ["selinexor", "bortezomib"],
+    ["pomalidomide", "cyclophosphamide"],
+    ["isatuximab", "carfilzomib"],
+]
+# real-world patterns and how often a patient has each
+PATTERN_RATES = {
+    "drug_added_in_induction": 0.25,
+    "switch_in_induction": 0.08,
+    "mobilisation": 0.40,
+    "melphalan_week_before": 0.20,
+    "bisphosphonate": 0.50,
+    "antiviral": 0.40,
+    "maintenance_prescriptions": 0.15,
+    "l2_on_progression_day": 0.30,
+}
+
+
+def _d(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def _day(date: dt.date) -> int:
+    return (date - dt.date(1970, 1, 1)).days
+
+
+@dataclass
+class PatientRecord:
+    pid: str
+    category: str
+    patients: list[dict[str, Any]] = field(default_factory=list)
+    transplants: list[dict[str, Any]] = field(default_factory=list)
+    treatments: list[dict[str, Any]] = field(default_factory=list)
+    disease_events: list[dict[str, Any]] = field(default_factory=list)
+    follow_up: list[dict[str, Any]] = field(default_factory=list)
+    # what the registry must derive: index_transplant, relapse, l2_start (ISO dates), group
+    truth: dict[str, Any] = field(default_factory=dict)
+    patterns: list[str] = field(default_factory=list)
+
+
+class _Gen:
+    def __init__(self, rng: random.Random, pid: str, category: str, cutoff: int) -> None:
+        self.r = rng
+        self.rec = PatientRecord(pid, category)
+        self.cutoff = cutoff
+        self.n = {"transplant": 0, "treatment": 0, "event": 0}
+        self.end_of_follow_up = cutoff  # set once death / last contact are known
+
+    def new_id(self, kind: str) -> str:
+        self.n[kind] += 1
+        prefix = {"transplant": "TX", "treatment": "RX", "event": "EV"}[kind]
+        return f"{prefix}-{self.rec.pid}-{self.n[kind]:03d}"
+
+    def chance(self, pattern: str) -> bool:
+        hit = self.r.random() < PATTERN_RATES[pattern]
+        if hit:
+            self.rec.patterns.append(pattern)
+        return hit
+
+    def drug(
+        self,
+        generic: str,
+        start: int,
+        end: int | None,
+        intent: str | None,
+        stop: str | None = None,
+    ) -> int | None:
+        """One treatment row; returns its start day (None when after the end of follow-up)."""
+        if start > self.end_of_follow_up:
+            return None
+        if end is not None and end < start:
+            end = start
+        if end is not None and end > self.end_of_follow_up:
+            end, stop = None, "ongoing"
+        self.rec.treatments.append(
+            {
+                "treatment_id": self.new_id("treatment"),
+                "patient_id": self.rec.pid,
+                "drug": self.r.choice(NAMES.get(generic, [generic])),
+                "start_date": _d(start),
+                "end_date": _d(end) if end is not None else "",
+                "dose_mg": self.r.choice(DOSES[generic]) if generic in DOSES else "",
+                "intent": intent or "",
+                "stop_reason": stop or ("ongoing" if end is None else ""),
+            }
+        )
+        return start
+
+    def regimen(
+        self,
+        drugs: list[str],
+        start: int,
+        end: int,
+        intent: str | None,
+        stop: str,
+        dex: bool = True,
+        stagger: int = 3,
+    ) -> int | None:
+        """Each drug starting within ``stagger`` days of ``start``, one dexamethasone row per
+        28-day cycle (gaps of about a week). Returns the earliest non-steroid start."""
+        starts = [self.drug(g, start + self.r.randint(0, stagger), end, intent, stop) for g in drugs]
+        if dex:
+            day = start
+            while day + 21 <= end:
+                self.drug("dexamethasone", day, day + 21, intent, "completed")
+                day += 28
+        given = [s for s in starts if s is not None]
+        return min(given) if given else None
+
+    def event(self, day: int, kind: str, response: str = "") -> None:
+        if day > self.end_of_follow_up:
+            return
+        self.rec.disease_events.append(
+            {
+                "event_id": self.new_id("event"),
+                "patient_id": self.rec.pid,
+                "event_date": _d(day),
+                "event_type": kind,
+                "response": response,
+            }
+        )
+
+    def transplant(self, day: int, kind: str = "autologous", tandem: bool = False) -> bool:
+        if day > self.end_of_follow_up:
+            return False
+        if self.chance("melphalan_week_before"):  # dated on the first day of admission, no intent
+            self.drug("melphalan", day - self.r.randint(5, 8), day - self.r.randint(3, 4), None, "completed")
+        else:
+            self.drug("melphalan", day - 2, day - 1, "conditioning", "completed")
+        self.rec.transplants.append(
+            {
+                "transplant_id": self.new_id("transplant"),
+                "patient_id": self.rec.pid,
+                "transplant_date": _d(day),
+                "transplant_type": self.r.choice(["autologous", "auto", "Autologous"])
+                if kind == "autologous"
+                else "allogeneic",
+                "conditioning_agent": "melphalan",
+                "conditioning_dose_mg_m2": 200,
+                "planned_tandem": "yes" if tandem else "no",
+                "response_before": self.r.choice(["VGPR", "PR", "CR", "very good partial response"]),
+                "response_day100": self.r.choice(["VGPR", "CR", "sCR", "PR"]),
+            }
+        )
+        return True
+
+    def induction(self, start: int, end: int) -> None:
+        """Induction, sometimes with a drug added or switched on the way (one line)."""
+        drugs = self.r.choice(INDUCTIONS)
+        intent = self.r.choice(["induction", ""])
+        length = end - start
+        if length > 90 and self.chance("switch_in_induction"):
+            # bortezomib stopped for neuropathy, carfilzomib instead
+            switch = start + self.r.randint(40, min(80, length - 30))
+            for drug in drugs:
+                if drug == "bortezomib":
+                    self.drug(drug, start, switch - 1, intent, "toxicity")
+                else:
+                    self.drug(drug, start, end, intent, "completed")
+            self.drug("carfilzomib", switch, end, intent, "completed")
+            self.regimen([], start, end, intent, "completed")  # its dexamethasone
+        else:
+            self.regimen(drugs, start, end, intent, "completed")
+        if length > 60 and self.chance("drug_added_in_induction"):
+            self.drug(
+                "daratumumab", start + self.r.randint(35, min(80, length - 10)), end, intent, "completed"
+            )
+
+    def mobilisation(self, day: int) -> None:
+        """Cyclophosphamide with G-CSF and plerixafor before stem-cell collection."""
+        intent = self.r.choice(["mobilisation", "mobilization", "Mobilisation", ""])
+        self.drug("cyclophosphamide", day, day + 1, intent, "completed")
+        self.drug("filgrastim", day + 3, day + 12, intent, "completed")
+        if self.r.random() < 0.5:
+            self.drug("plerixafor", day + 11, day + 11, intent, "completed")
+
+    def maintenance(self, drug: str, start: int, end: int, stop: str) -> None:
+        intent = self.r.choice(["maintenance", "maintenance", ""])
+        if end - start > 200 and self.chance("maintenance_prescriptions"):
+            starts = list(range(start, end, 91))  # three-month prescriptions, a week apart
+            for day in starts[:-1]:
+                self.drug(drug, day, day + 84, intent, "completed")
+            self.drug(drug, starts[-1], end, intent, stop)
+        else:
+            self.drug(drug, start, end, intent, stop)
+
+
+def _exp_months(rng: random.Random, median: float, u: float | None = None) -> int:
+    u = rng.random() if u is None else u
+    return max(1, int(-math.log(1 - u) * median / math.log(2) * DAYS_PER_MONTH))
+
+
+def patient_id(site: str, index: int) -> str:
+    return f"{site[:3]}{index:07d}"
+
+
+def generate_patient(
+    seed: int, index: int, category: str, site: str, cutoff: dt.date, strata_u: float | None = None
+) -> PatientRecord:
+    rng = random.Random(f"{seed}:{site}:{index}")
+    pid = patient_id(site, index)
+    cut = _day(cutoff)
+    g = _Gen(rng, pid, category, cut)
+    in_group = category in GROUPS
+    # second-line start spread so that follow-up after it ranges from ~2 to ~14 years
+    if in_group:
+        l2 = cut - rng.randint(800, 5200)
+        pfs_days = rng.randint(360, 1800)  # index transplant -> relapse
+        tx = l2 - pfs_days - rng.randint(7, 40)
+    else:
+        tx = cut - rng.randint(400, 5200)
+    diag = tx - rng.randint(130, 220)
+    birth = diag - int(rng.uniform(40, 72) * 365.25)
+    fish = [rng.choices(["present", "absent", "not_tested", ""], [12, 70, 12, 6])[0] for _ in range(4)]
+    g.rec.patients.append(
+        {
+            "patient_id": pid,
+            "sex": rng.choice(["F", "M", "male", "female", "M"]),
+            "birth_date": _d(birth),
+            "diagnosis_date": _d(diag),
+            "iss_stage": rng.choice(["I", "II", "III", "1", "2", "3", ""]),
+            "riss_stage": rng.choice(["I", "II", "III", ""]),
+            "ldh_elevated": rng.choice(["yes", "no", ""]),
+            "del17p": fish[0],
+            "t_4_14": fish[1],
+            "t_14_16": fish[2],
+            "gain_1q": fish[3],
+            "heavy_chain": rng.choice(["IgG", "IgA", "IgG", "none"]),
+            "light_chain": rng.choice(["kappa", "lambda"]),
+        }
+    )
+
+    # survival: decide death / last contact first so no record falls after them
+    if in_group:
+        death = l2 + _exp_months(rng, GROUPS[category][1], strata_u)
+    elif category == "no_transplant":
+        death = diag + _exp_months(rng, 70)
+    else:
+        death = tx + _exp_months(rng, 110)
+    alive = death > cut
+    last_contact = cut - rng.randint(0, 90) if alive else death
+    g.end_of_follow_up = last_contact
+
+    ind_start = diag + rng.randint(5, 25)
+    ind_end = tx - rng.randint(20, 40)
+    g.induction(ind_start, ind_end)
+    if g.chance("bisphosphonate"):  # from diagnosis, across every line
+        stop = diag + rng.randint(700, 2000)
+        g.drug("zoledronic acid", diag + rng.randint(5, 30), stop, "", "completed")
+        if rng.random() < 0.5:
+            g.drug("denosumab", stop + 30, None, "", None)
+    if category == "no_transplant":
+        g.event(ind_end + 30, "response_assessment", rng.choice(["PR", "VGPR"]))
+    elif category == "allo_only":
+        g.transplant(tx, kind="allogeneic")
+    elif category == "salvage_only":
+        prog = ind_end + rng.randint(60, 200)
+        g.event(prog, "progression")
+        g.regimen(rng.choice(L2_NO_LEN), prog + 14, prog + 200, "salvage", "completed")
+        g.transplant(prog + 240)
+    else:
+        if g.chance("mobilisation"):
+            g.mobilisation(ind_end + rng.randint(2, 6))
+        g.transplant(tx)
+        g.rec.truth["index_transplant"] = _d(tx)
+        if g.chance("antiviral"):
+            g.drug("acyclovir", tx + 1, tx + rng.randint(90, 365), "", "completed")
+        last_tx = tx
+        if rng.random() < 0.1:
+            last_tx = tx + rng.randint(75, 120)
+            g.transplant(last_tx, tandem=True)
+        g.event(last_tx + 100, "response_assessment", rng.choice(["VGPR", "CR", "sCR", "PR"]))
+        _after_transplant(g, rng, category, tx, last_tx, l2 if in_group else 0, death)
+    if rng.random() < 0.01:
+        g.drug("investigational agent x", diag + 400, diag + 430, "", "completed")
+    g.rec.follow_up.append(
+        {
+            "patient_id": pid,
+            "last_contact_date": _d(last_contact),
+            "vital_status": "alive" if alive else "dead",
+            "death_date": "" if alive else _d(death),
+            "cause_of_death": "" if alive else rng.choice(["myeloma", "infection", "other", "unknown"]),
+        }
+    )
+    return g.rec
+
+
+def _after_transplant(
+    g: _Gen, rng: random.Random, category: str, tx: int, last_tx: int, l2: int, death: int
+) -> None:
+    """Maintenance, relapse and the second and third lines of a transplanted patient."""
+    in_group = category in GROUPS
+    lmt = category in ("G1", "G2") or (category == "no_relapse" and rng.random() < 0.6)
+    other_mt = not lmt and rng.random() < 0.3
+    mt_start = last_tx + rng.randint(80, 130)
+    if category == "no_relapse":
+        if lmt or other_mt:
+            drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
+            stop = rng.choice(["completed", "toxicity", "patient_choice"])
+            g.maintenance(drug, mt_start, mt_start + rng.randint(300, 2500), stop)
+        return
+    if in_group:
+        relapse = l2 if g.chance("l2_on_progression_day") else l2 - rng.randint(7, 40)
+    else:
+        relapse = tx + rng.randint(365, 1800)
+    toxic_stop = False
+    if lmt or other_mt:
+        drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
+        toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
+        end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
+        g.maintenance(drug, mt_start, end, "toxicity" if toxic_stop else "progression")
+    if relapse <= g.end_of_follow_up:
+        g.rec.truth["relapse"] = _d(relapse)
+    # about 15% document the relapse only by the maintenance's stop reason
+    if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop:
+        g.event(relapse, rng.choice(["progression", "relapse"]), "PD")
+    if not in_group:
+        return
+    regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
+    # progression-only median such that progression-or-death lands on the target
+    os_months, pfs2_months = GROUPS[category][1], GROUPS[category][2]
+    prog_median = 1 / (1 / pfs2_months - 1 / os_months)
+    # at least a month on the new line before progression (no spike at a floor value)
+    pfs2 = 30 + _exp_months(rng, prog_median)
+    l2_end = min(l2 + pfs2, death)
+    # on the progression day the first drug starts that very day
+    stagger = 0 if relapse == l2 else 3
+    start = g.regimen(
+        regimen,
+        l2,
+        l2_end,
+        rng.choice(["salvage", ""]),
+        "progression" if l2 + pfs2 < death else "death",
+        stagger=stagger,
+    )
+    g.rec.truth["l2_start"] = _d(start) if start is not None else None
+    g.rec.truth["group"] = category
+    if l2 + pfs2 < death:
+        g.event(l2 + pfs2, "progression", "PD")
+        if rng.random() < 0.6 and l2 + pfs2 + 30 < death:
+            g.regimen(
+                rng.choice(L3),
+                l2 + pfs2 + rng.randint(10, 30),
+                min(l2 + pfs2 + 400, death),
+                "salvage",
+                "completed",
+            )
