@@ -1,1 +1,1 @@
-"""Extract -> validate -> transform -> load for export bundles (shared/spec/export-format.md)."""
+"""Extract -> validate -> transform -> load for export bundles (docs/input-contract.md)."""

@@ -75,8 +75,8 @@ def input_contract_markdown() -> str:
     out = [
         "# Input contract (export format version 1)\n",
         "Generated from `etl/contract.py` (the Pandera models and the column catalogue) by "
-        "`python -m registry.docgen`; a test fails if this file is stale. The normative text is "
-        "`shared/spec/export-format.md`; this page is what the registry actually enforces.\n",
+        "`python -m registry.docgen`; a test fails if this file is stale. It is what the registry "
+        "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
         f"A folder or `.zip` with `manifest.json` and {', '.join(CONTRACTS[n].filename for n in FILE_ORDER)}. "
         f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "

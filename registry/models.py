@@ -218,7 +218,7 @@ class Derived:
 
 
 class Exposure(Derived, Base):
-    """Same-drug treatment rows merged across short gaps (lines-of-therapy.md, Exposures)."""
+    """Same-drug treatment rows merged across short gaps (docs/derivations.md, Exposures)."""
 
     __tablename__ = "exposures"
     exposure_id: Mapped[int] = mapped_column(Id, primary_key=True)

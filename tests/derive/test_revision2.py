@@ -391,3 +391,46 @@ def test_r2_bisphosphonate_running_across_all_lines_is_never_part_of_a_regimen()
     ]
     assert not {"zoledronic acid", "denosumab", "acyclovir"} & {e.drug for e in dv.exposures}
     assert "zoledronic acid" not in dv.relapses[0].refractory
+
+
+# --------------------------------------------------------------------------- the docs' worked example
+def test_r2_worked_example_in_docs_derivations() -> None:
+    """docs/derivations.md, "A worked example": mobilisation and a salvage transplant."""
+    first, salvage = "2020-06-02", "2022-05-10"
+    dv = derive(
+        [
+            vrd("2020-01-06", "2020-04-20"),
+            rx("daratumumab", "2020-03-02", "2020-04-20", "completed"),
+            [
+                rx("zoledronic acid", days_after("2020-01-10", 28 * i), days_after("2020-01-10", 28 * i))
+                for i in range(30)
+            ],
+            rx("cyclophosphamide", "2020-05-01", "2020-05-02", "completed", "mobilisation"),
+            rx("filgrastim", "2020-05-04", "2020-05-13", "completed", "mobilisation"),
+            rx("plerixafor", "2020-05-12", "2020-05-12", "completed", "mobilisation"),
+            rx("melphalan", "2020-05-26", "2020-05-26", "completed"),
+            rx("lenalidomide", "2020-09-01", "2022-03-15", "progression", "maintenance", 10),
+            rx("melphalan", "2022-05-08", "2022-05-08", "completed"),
+            rx("carfilzomib", "2022-05-25", "2022-11-30", "completed"),
+            weekly_dex("2022-05-25", 20),
+        ],
+        [auto(first), auto(salvage)],
+        [prog("2022-03-22")],
+    )
+    assert lines_of(dv) == [(1, "first", "2020-01-06"), (2, "progression", salvage)]
+    assert summary(dv) == [
+        (1, "induction", "bortezomib + dexamethasone + lenalidomide", "2020-01-06"),
+        (1, "induction", "bortezomib + daratumumab + lenalidomide", "2020-03-02"),
+        (1, "mobilisation", "cyclophosphamide", "2020-05-01"),
+        (1, "maintenance", "lenalidomide", "2020-09-01"),
+        (2, "salvage", "carfilzomib + dexamethasone", "2022-05-25"),
+    ]
+    assert sorted(dv.transplant_roles.values()) == [("index", 1), ("salvage", 2)]
+    assert [e.role for e in dv.exposures if e.drug == "melphalan"] == ["conditioning", "conditioning"]
+    line1 = dv.lines[0]
+    assert line1.end == d("2022-03-15") and line1.end_reason == "progression"
+    assert [(r.date.isoformat(), r.source) for r in dv.relapses] == [("2022-03-15", "stop_reason")]
+    rel = dv.relapse_after_index
+    assert rel is not None and rel.len_refractory and rel.len_free_interval_days == 0
+    # induction 2020-01-06..2020-04-20 (106 days) + maintenance 2020-09-01..2022-03-15 (561 days)
+    assert rel.len_exposure_days == 106 + 561 and rel.len_last_dose == 10
