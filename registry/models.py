@@ -277,8 +277,9 @@ class RegimenExposure(Base):
     regimen_id: Mapped[int] = mapped_column(
         Id, ForeignKey("regimens.regimen_id", ondelete="CASCADE"), primary_key=True
     )
+    # indexed on its own: deleting a patient's exposures checks this column for each of them
     exposure_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True
+        Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True, index=True
     )
     patient_key: Mapped[str] = mapped_column(KEY, index=True)
     continued: Mapped[bool] = mapped_column(Boolean, default=False)  # carried over
@@ -292,7 +293,7 @@ class TransplantRole(Derived, Base):
     patient_key: Mapped[str] = mapped_column(KEY, index=True)
     role: Mapped[str] = mapped_column(String(16))
     line_id: Mapped[int | None] = mapped_column(
-        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL")
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL"), index=True
     )
 
 
@@ -309,7 +310,7 @@ class Relapse(Derived, Base):
     after_index_transplant: Mapped[bool] = mapped_column(Boolean)
     is_first_after_index: Mapped[bool] = mapped_column(Boolean, default=False)
     line_id: Mapped[int | None] = mapped_column(
-        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL")
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL"), index=True
     )
     len_refractory: Mapped[bool] = mapped_column(Boolean, default=False)
     len_last_dose_mg: Mapped[float | None] = mapped_column(Float)
