@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check registry etl tests migrations bench
 	$(BIN)/ruff format --check registry etl tests migrations bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## load benchmarks against the bulk-load floor (see docs/benchmarks.md)
 	$(BIN)/python bench/bench_load.py

@@ -24,9 +24,10 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from etl.pipeline import run_bundle
-from registry.database import make_engine, upgrade
+from etl.synth import write_bundle
+from registry.db.database import make_engine
+from registry.db.setup import prepare
 from registry.derive.run import derive_pending
-from registry.synth import write_bundle
 
 KEY = b"benchmark-key-not-secret-0123456789"
 
@@ -109,7 +110,7 @@ def main() -> None:
             cleanup = (admin, db)
         try:
             eng = make_engine(url)
-            upgrade(eng)
+            prepare(eng)
             fl = floor(url, n_rows)
             t = time.perf_counter()
             s = run_bundle(eng, work / "bundle", KEY)

@@ -18,7 +18,7 @@ from typing import IO
 import pandas as pd
 
 from etl.contract import CONTRACTS, FORMAT, FORMAT_VERSION, looks_like_identifier
-from registry.errors import BundleRefused, NoInput, Problem
+from registry.core.errors import BundleRefused, NoInput, Problem
 
 SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
 DEFAULT_CHUNK_ROWS = 50_000

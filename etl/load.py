@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Column, Connection, MetaData, Table, text
 
-from registry.models import Base
+from registry.db.bulk import copy_rows
+from registry.db.models import Base
 
 # target table, primary key column, per loaded file
 TARGETS: dict[str, tuple[str, str]] = {
@@ -84,26 +85,6 @@ def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     frame = df[list(columns)].astype(object)
     frame = frame.where(frame.notna(), None)
     return list(frame.itertuples(index=False, name=None))
-
-
-def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
-    """Bulk-insert tuples: COPY on PostgreSQL, executemany on SQLite."""
-    rows = list(rows)
-    if not rows:
-        return 0
-    cols = ", ".join(columns)
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    if conn.dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:  # type: ignore[attr-defined]
-            for row in rows:
-                cp.write_row(row)
-    else:
-        marks = ", ".join("?" for _ in columns)
-        cur = raw.cursor()
-        cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
-        cur.close()
-    return len(rows)
 
 
 def stage_frame(conn: Connection, name: str, frame: pd.DataFrame) -> int:

@@ -32,10 +32,10 @@ from etl.extract import (
 )
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
-from registry.database import require_current_schema, writer_lock
-from registry.errors import BundleRefused, Problem, RegistryError
-from registry.models import EtlRun, Patient, QuarantinedRow, Site
-from registry.vocabulary import vocabulary_map
+from registry.core.errors import BundleRefused, Problem, RegistryError
+from registry.db.database import require_current_schema, writer_lock
+from registry.db.models import EtlRun, Patient, QuarantinedRow, Site
+from registry.db.vocabulary import vocabulary_map
 
 Progress = Callable[[str, int], None]  # (file name, rows done so far)
 

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, func, select
 
-from registry.models import EtlRun, QuarantinedRow
+from registry.db.models import EtlRun, QuarantinedRow
 
 
 def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:

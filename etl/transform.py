@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from etl.contract import CONTRACTS
-from registry.vocabulary import VocabularyMap, normalise_drug_name
+from registry.db.vocabulary import VocabularyMap, normalise_drug_name
 
 
 class Pseudonymiser:

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import click
 
 from registry import __version__
-from registry.config import Settings, load_settings
-from registry.errors import RegistryError
+from registry.core.config import Settings, load_settings
+from registry.core.errors import RegistryError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +37,7 @@ class Context:
         return self._settings
 
     def engine(self):
-        from registry.database import make_engine
+        from registry.db.database import make_engine
 
         if self._engine is None:
             self._engine = make_engine(self.settings.database_url)
@@ -45,7 +45,7 @@ class Context:
 
     def ready_engine(self):
         """The engine, after checking the database is reachable (69) and migrated (78)."""
-        from registry.database import require_current_schema
+        from registry.db.database import require_current_schema
 
         engine = self.engine()
         require_current_schema(engine)
@@ -120,7 +120,8 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 
     Example: registry db upgrade
     """
-    from registry.database import migration_state, upgrade
+    from registry.db.database import migration_state, upgrade
+    from registry.db.setup import seed_reference_data
 
     engine = ctx.engine()
     upgrade(engine, revision)
@@ -128,6 +129,10 @@ def db_upgrade(ctx: Context, revision: str) -> None:
     click.echo(f"database at revision {state.current}")
     if state.up_to_date:
         from registry.derive.run import derivation_status
+
+        remapped = seed_reference_data(engine)
+        if remapped:
+            click.echo(f"drug vocabulary: {remapped} stored treatment row(s) re-mapped", err=True)
 
         with engine.connect() as conn:
             message = derivation_status(conn).message
@@ -144,7 +149,7 @@ def db_downgrade(ctx: Context, revision: str) -> None:
 
     Example: registry db downgrade base
     """
-    from registry.database import downgrade, migration_state
+    from registry.db.database import downgrade, migration_state
 
     engine = ctx.engine()
     downgrade(engine, revision)
@@ -159,7 +164,7 @@ def db_current(ctx: Context) -> None:
 
     Example: registry db current
     """
-    from registry.database import migration_state
+    from registry.db.database import migration_state
 
     state = migration_state(ctx.engine())
     flag = "up to date" if state.up_to_date else "needs `registry db upgrade`"
@@ -177,7 +182,7 @@ def doctor(ctx: Context) -> None:
 
     Example: REGISTRY_DATABASE_URL=postgresql://postgres@127.0.0.1/registry registry doctor
     """
-    from registry.doctor import diagnose
+    from etl.doctor import diagnose
 
     report = diagnose(ctx.settings)
     for name, value, ok in report.lines:
@@ -400,7 +405,7 @@ def patient_show(ctx: Context, patient_key: str) -> None:
 
     Example: registry patient show 3f29a1c0
     """
-    from registry.timeline import patient_timeline
+    from registry.derive.timeline import patient_timeline
 
     head, entries = patient_timeline(ctx.ready_engine(), patient_key)
     for k, v in head.items():
@@ -547,7 +552,8 @@ def synth(out: str, patients: int, seed: int, site: str, dirty: bool, cutoff) ->
 
     Example: registry synth --out bundle --patients 100000 --dirty
     """
-    from registry.synth import DEFAULT_CUTOFF, SITE_RE, write_bundle
+    from etl.extract import SITE_RE
+    from etl.synth import DEFAULT_CUTOFF, write_bundle
 
     if not SITE_RE.match(site):
         raise click.BadParameter("1-32 characters of A-Z 0-9 _ -", param_hint="--site")
@@ -582,7 +588,7 @@ def demo(out: str, patients: int) -> None:
 
     Example: registry demo --out demo
     """
-    from registry.demo import run_demo
+    from etl.demo import run_demo
 
     try:
         result = run_demo(out, patients=patients, log=lambda m: click.echo(m, err=True))

@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from registry.database import make_engine, upgrade
+from registry.db.database import make_engine
+from registry.db.setup import prepare
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEST_KEY = "test-pseudonym-key-0123456789"
@@ -96,7 +97,7 @@ def migrated_template(
         if not _SQLITE_TEMPLATE:
             path = tmp_path_factory.mktemp("template") / "template.db"
             engine = make_engine(f"sqlite:///{path}")
-            upgrade(engine)
+            prepare(engine)
             engine.dispose()
             _SQLITE_TEMPLATE.append(str(path))
         return _SQLITE_TEMPLATE[0]
@@ -105,7 +106,7 @@ def migrated_template(
     if pg_server.template is None:
         name = f"mmreg_tmpl_{uuid.uuid4().hex[:10]}"
         engine = make_engine(pg_server.create(name))
-        upgrade(engine)
+        prepare(engine)
         engine.dispose()
         pg_server.template = name
     return pg_server.template

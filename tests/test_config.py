@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from registry.cli import cli
-from registry.config import load_settings, redact_url
-from registry.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError
+from registry.core.config import load_settings, redact_url
+from registry.core.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, ConfigError
 
 
 def test_default_is_sqlite_file_in_working_directory(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

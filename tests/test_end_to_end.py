@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry.cohorts.definition import load_definition
-from registry.database import make_engine
+from registry.db.database import make_engine
 from registry.reports.study import build_study_report
 from tests.fixtures.e2e.make_table import build_table
 

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from sqlalchemy import inspect
 
 from registry.cli import cli
-from registry.database import alembic_config, downgrade, make_engine, migration_state, upgrade
-from registry.models import Base
+from registry.db.database import alembic_config, downgrade, make_engine, migration_state, upgrade
+from registry.db.models import Base
 
 
 def test_upgrade_head_then_check_reports_no_drift(empty_db_url: str) -> None:

@@ -16,9 +16,9 @@ from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import create_view, read_cohort
+from registry.core.errors import StudyError
+from registry.db.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.derive.run import derive_pending
-from registry.errors import StudyError
-from registry.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.reports.study import build_study_report, patient_table
 from registry.reports.suppress import suppress
 from tests.conftest import TEST_KEY

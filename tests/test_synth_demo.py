@@ -8,9 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from etl.demo import run_demo
+from etl.synth import _category_counts, write_bundle
 from registry.cli import cli
-from registry.demo import run_demo
-from registry.synth import _category_counts, write_bundle
 
 
 def _digest(folder: Path) -> str:
@@ -67,12 +67,13 @@ def test_synth_cli_writes_a_valid_bundle(tmp_path: Path, cli_env) -> None:  # ty
 def test_clean_default_bundle_gives_the_published_group_sizes(tmp_path: Path) -> None:
     from etl.pipeline import run_bundle
     from registry.cohorts.definition import load_definition
-    from registry.database import make_engine, upgrade
+    from registry.db.database import make_engine
+    from registry.db.setup import prepare
     from registry.reports.study import build_study_report
 
     write_bundle(tmp_path / "b", patients=1000, seed=1)
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
-    upgrade(engine)
+    prepare(engine)
     assert run_bundle(engine, tmp_path / "b", b"k" * 20).quarantined == 0
     data = build_study_report(engine, load_definition("lenalidomide-relapse")).data
     engine.dispose()

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
+from etl.synth import write_bundle
 from registry.cli import cli
 from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import read_cohort
-from registry.models import PatientSummary
-from registry.synth import write_bundle
+from registry.db.models import PatientSummary
 from tests.conftest import TEST_KEY
 
 KEY = TEST_KEY.encode()

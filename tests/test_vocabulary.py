@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.vocabulary import VocabularyMap, drug_name_candidates, normalise_drug_name, read_vocabulary
+from registry.db.vocabulary import VocabularyMap, drug_name_candidates, normalise_drug_name, read_vocabulary
 
 ENTRIES = read_vocabulary()
 IDS = {e.generic_name: i for i, e in enumerate(ENTRIES, start=1)}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from registry.errors import NotFound, StudyError
+from registry.core.errors import NotFound, StudyError
 
 ORIGINS = ("l2_start", "index_transplant_date")
 EVENTS = ("death", "relapse", "progression_after_l2")

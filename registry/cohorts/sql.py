@@ -13,8 +13,6 @@ from sqlalchemy import Connection, Engine, text
 
 from registry.cohorts.definition import CohortDefinition, Endpoint
 
-DAYS_PER_MONTH = 30.4375
-
 
 def _days(dialect: str, later: str, earlier: str) -> str:
     if dialect == "sqlite":

@@ -15,19 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from etl.load import copy_rows
-from registry.database import writer_lock
-from registry.derive.core import (
-    Derivation,
-    EventRow,
-    PatientInputs,
-    TransplantRow,
-    TreatmentRow,
-    derive_patient,
-    latest_end,
-)
-from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
-from registry.models import (
+from registry.db.bulk import copy_rows
+from registry.db.database import writer_lock
+from registry.db.models import (
     DerivationRun,
     DiseaseEvent,
     Exposure,
@@ -45,7 +35,17 @@ from registry.models import (
     TransplantRole,
     Treatment,
 )
-from registry.vocabulary import VOCABULARY_VERSION, vocabulary_map
+from registry.db.vocabulary import VOCABULARY_VERSION, vocabulary_map
+from registry.derive.core import (
+    Derivation,
+    EventRow,
+    PatientInputs,
+    TransplantRow,
+    TreatmentRow,
+    derive_patient,
+    latest_end,
+)
+from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
 
 BATCH = 2000
 DERIVED_BY_PATIENT = (

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from registry.cohorts.sql import DAYS_PER_MONTH
+from registry.core.units import DAYS_PER_MONTH
 from registry.statistics.survival import KaplanMeier
 
 COLOURS = {"G1": "#1b6ca8", "G2": "#d1495b", "G3": "#2e8b57", "G4": "#8d6a9f"}

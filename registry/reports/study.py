@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from registry import __version__
 from registry.cohorts.definition import CohortDefinition
-from registry.cohorts.sql import DAYS_PER_MONTH, read_cohort
-from registry.errors import StudyError
+from registry.cohorts.sql import read_cohort
+from registry.core.errors import StudyError
+from registry.core.units import DAYS_PER_MONTH
 from registry.statistics import cox_ph, cox_zph, kaplan_meier, logrank_test
 from registry.statistics.cox import dummies
 from registry.statistics.survival import KaplanMeier, reverse_km_median_follow_up

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+from registry.db.vocabulary import read_vocabulary
 from registry.derive.core import (
     Derivation,
     EventRow,
@@ -13,7 +14,6 @@ from registry.derive.core import (
     TreatmentRow,
     derive_patient,
 )
-from registry.vocabulary import read_vocabulary
 
 CLASSES = {e.generic_name: e.drug_class for e in read_vocabulary()}
 _keys = itertools.count(1)

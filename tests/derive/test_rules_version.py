@@ -14,11 +14,11 @@ from sqlalchemy import Engine, insert, select, update
 
 from etl.pipeline import run_bundle
 from registry.cli import cli
-from registry.database import upgrade
+from registry.db.models import DerivationRun, Patient, Treatment
+from registry.db.setup import prepare
+from registry.db.vocabulary import VOCABULARY_VERSION
 from registry.derive.params import DEFAULT_PARAMETERS, RULES_REVISION
 from registry.derive.run import derivation_status
-from registry.models import DerivationRun, Patient, Treatment
-from registry.vocabulary import VOCABULARY_VERSION
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 
@@ -111,7 +111,7 @@ def test_upgrade_remaps_rows_a_new_normalisation_recognises(engine: Engine, tmp_
                 source_row=99,
             )
         )
-    upgrade(engine)
+    prepare(engine)
     with engine.connect() as conn:
         did = conn.execute(select(Treatment.drug_id).where(Treatment.treatment_key == "t-old")).scalar()
         flagged = conn.execute(select(Patient.needs_derivation).where(Patient.patient_key == pkey)).scalar()

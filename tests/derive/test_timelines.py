@@ -4,7 +4,7 @@ refractory window 60 d)."""
 
 from __future__ import annotations
 
-from registry.vocabulary import normalise_drug_name, read_vocabulary
+from registry.db.vocabulary import normalise_drug_name, read_vocabulary
 from tests.derive.helpers import allo, auto, d, derive, prog, rx, summary, vrd, weekly_dex
 
 MEL = rx("melphalan", "2020-05-30", "2020-05-31", "completed", "conditioning")

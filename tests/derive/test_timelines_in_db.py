@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
+from registry.db.models import LineOfTherapy, Regimen, Relapse, TransplantRole
 from registry.derive.core import Derivation, PatientInputs, derive_patient
-from registry.models import LineOfTherapy, Regimen, Relapse, TransplantRole
 from tests.conftest import TEST_KEY
 from tests.derive import helpers, test_revision2, test_timelines
 from tests.etl.bundles import write_bundle

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 
 from etl.pipeline import run_bundle
+from etl.synth import write_bundle as synth_bundle
 from registry.cli import cli
-from registry.errors import EXIT_DATA, EXIT_TEMPFAIL, BundleRefused
-from registry.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
-from registry.synth import write_bundle as synth_bundle
+from registry.core.errors import EXIT_DATA, EXIT_TEMPFAIL, BundleRefused
+from registry.db.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 

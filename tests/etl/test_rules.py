@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from etl.pipeline import run_bundle
-from registry.models import Patient, QuarantinedRow, Transplant, Treatment
+from registry.db.models import Patient, QuarantinedRow, Transplant, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry.config import DEMO_PSEUDONYM_KEY
-from registry.database import make_engine, upgrade
+from registry.core.config import DEMO_PSEUDONYM_KEY
+from registry.db.database import make_engine
+from registry.db.setup import prepare
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,11 @@ def run_demo(
     out: str | Path, patients: int = 1000, log: Callable[[str], None] = lambda m: None
 ) -> DemoResult:
     from etl.pipeline import run_bundle
+    from etl.synth import write_bundle
     from registry.cohorts.definition import load_definition
     from registry.cohorts.sql import create_view
     from registry.reports.render import to_html, to_json
     from registry.reports.study import build_study_report
-    from registry.synth import write_bundle
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -48,7 +49,7 @@ def run_demo(
     engine = make_engine(f"sqlite:///{db}")
     try:
         log(f"2/4 creating the registry {db}")
-        upgrade(engine)
+        prepare(engine)
         log("3/4 loading the bundle (validate, quarantine, pseudonymise, load, derive)")
         summary = run_bundle(engine, bundle, DEMO_PSEUDONYM_KEY.encode())
         log("4/4 building the lenalidomide study report")

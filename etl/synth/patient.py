@@ -19,7 +19,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-DAYS_PER_MONTH = 30.4375
+from registry.core.units import DAYS_PER_MONTH
+
 # category: (share per 1,000 patients, median OS from 2nd line in months, median 2nd PFS)
 GROUPS = {
     "G1": (136, 55.3, 10.2),

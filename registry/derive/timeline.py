@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from registry.errors import NotFound
-from registry.models import (
+from registry.core.errors import NotFound
+from registry.db.models import (
     DiseaseEvent,
     Drug,
     Exposure,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, insert, select, update
 
-from registry.models import Drug, DrugSynonym, Patient, Treatment
+from registry.db.models import Drug, DrugSynonym, Patient, Treatment
 
 VOCABULARY_VERSION = "2026.2"
 STEROID_CLASS = "steroid"

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.errors import ConfigError
+from registry.core.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
 ENV_DATABASE_URL = "REGISTRY_DATABASE_URL"

@@ -1,5 +1,5 @@
 """Generate docs/data-model.md (from the models) and docs/input-contract.md (from the Pandera
-contract). ``python -m registry.docgen`` rewrites them; a test fails when they are stale."""
+contract). ``python -m etl.docgen`` rewrites them; a test fails when they are stale."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Table
 
 from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, MODELS
-from registry.models import Base
+from registry.db.models import Base
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -63,7 +63,7 @@ def _table_md(t: Table) -> str:
 
 def data_model_markdown() -> str:
     head = (
-        "# Data model\n\nGenerated from `registry/models.py` by `python -m registry.docgen`; "
+        "# Data model\n\nGenerated from `registry/db/models.py` by `python -m etl.docgen`; "
         "a test fails if this file is stale. Every clinical table carries `patient_key`. "
         "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
         "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n"
@@ -75,10 +75,11 @@ def input_contract_markdown() -> str:
     out = [
         "# Input contract (export format version 1)\n",
         "Generated from `etl/contract.py` (the Pandera models and the column catalogue) by "
-        "`python -m registry.docgen`; a test fails if this file is stale. It is what the registry "
+        "`python -m etl.docgen`; a test fails if this file is stale. It is what the registry "
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
-        f"A folder or `.zip` with `manifest.json` and {', '.join(CONTRACTS[n].filename for n in FILE_ORDER)}. "
+        f"A folder or `.zip` with `manifest.json` and "
+        f"{', '.join(CONTRACTS[n].filename for n in FILE_ORDER)}. "
         f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "
         "(1-32 of A-Z 0-9 _ -), `exported_at` (ISO timestamp with offset), `data_cutoff` (ISO date); "
         "optional `mode` (`full` default, or `incremental`) and `source_system`.\n",

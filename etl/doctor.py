@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from registry import __version__
-from registry.config import ENV_PSEUDONYM_KEY, Settings
-from registry.errors import EXIT_OK, RegistryError
+from registry.core.config import ENV_PSEUDONYM_KEY, Settings
+from registry.core.errors import EXIT_OK, RegistryError
 
 
 @dataclass
@@ -20,7 +20,7 @@ class DoctorReport:
 
 
 def diagnose(settings: Settings) -> DoctorReport:
-    from registry.database import make_engine, migration_state
+    from registry.db.database import make_engine, migration_state
     from registry.derive.run import derivation_status
 
     report = DoctorReport()

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from registry.errors import ConfigError, DatabaseUnavailable, LockHeld
+from registry.core.errors import ConfigError, DatabaseUnavailable, LockHeld
 
 LOCK_NAME = "mm-registry-load"
 
@@ -91,14 +91,10 @@ def alembic_config(engine: Engine, connection: Connection | None = None) -> Conf
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the schema to ``revision`` (Alembic). Reference data are loaded separately
+    (``registry.db.setup.seed_reference_data``); ``registry.db.setup.prepare`` does both."""
     check_reachable(engine)
     command.upgrade(alembic_config(engine), revision)
-    from registry.vocabulary import load_vocabulary, remap_treatments
-
-    if revision == "head":
-        with engine.begin() as conn:
-            load_vocabulary(conn)
-            remap_treatments(conn)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.contract import CONTRACTS
-from registry.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
+from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
 
 DEFAULT_PATIENTS = 1000
 DEFAULT_CUTOFF = dt.date(2026, 6, 30)

@@ -1,0 +1,2 @@
+"""The bottom layer: errors and their exit codes, configuration, units. Imports nothing else
+of the registry."""
