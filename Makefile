@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)  ## synthetic bundle -> ETL -> derivations -> study report, into ./demo/
-	$(BIN)/registry demo --out demo
+	$(BIN)/registry demo --out demo --yes
 
 test: $(STAMP)  ## the whole suite on SQLite and PostgreSQL
 	$(BIN)/python -m pytest -q

@@ -64,7 +64,7 @@ def run_demo(
     html_path.write_text(to_html(rep, rep.data), encoding="utf-8")
     json_path.write_text(to_json(rep.data), encoding="utf-8")
     seconds = time.perf_counter() - t0
-    headline = _headline(rep.data, summary.quarantined, html_path, seconds)
+    headline = _headline(rep.data, summary.quarantined, html_path, seconds, db)
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)
 
 
@@ -73,7 +73,7 @@ def run_demo(
 PUBLISHED = {"G1": (136, 55.3), "G2": (161, 37.9), "G3": (209, 49.0), "G4": (69, None)}
 
 
-def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float) -> str:
+def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float, db: Path) -> str:
     def months(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.1f}"
 
@@ -101,6 +101,10 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
             f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = " + ("n/a" if p is None else f"{p:.4f}")
         )
     lines.append("published: G1 vs G2 significant, G1 vs G3 not significant; n/r = not reported")
-    lines.append(f"rows quarantined by the ETL: {quarantined} (see `registry etl quarantine`)")
+    url = f"sqlite:///{db.resolve()}"
+    lines.append(f"rows quarantined by the ETL: {quarantined}; to look at them and at the registry:")
+    lines.append("  . .venv/bin/activate   # puts `registry` on the PATH (from the project folder)")
+    lines.append(f"  registry --database-url {url} etl quarantine")
+    lines.append(f"  registry --database-url {url} etl runs")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
     return "\n".join(lines)

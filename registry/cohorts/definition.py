@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from registry.core.errors import NotFound, StudyError
+from registry.core.errors import DefinitionError, NotFound, StudyError
 
 ORIGINS = ("l2_start", "index_transplant_date")
 EVENTS = ("death", "relapse", "progression_after_l2")
@@ -66,7 +66,7 @@ def _parse(data: dict, source: str) -> CohortDefinition:
         )
         for e in endpoints:
             if not _NAME.match(e.name) or e.origin not in ORIGINS or set(e.events) - set(EVENTS):
-                raise StudyError(f"{source}: endpoint {e.name!r} is not well formed")
+                raise DefinitionError(f"{source}: endpoint {e.name!r} is not well formed")
         return CohortDefinition(
             name=data["name"],
             version=int(data["version"]),
@@ -78,7 +78,9 @@ def _parse(data: dict, source: str) -> CohortDefinition:
             endpoints=endpoints,
         )
     except KeyError as exc:
-        raise StudyError(f"{source}: missing key {exc}") from None
+        raise DefinitionError(f"{source}: missing key {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"{source}: a value has the wrong type ({exc})") from None
 
 
 def builtin_names() -> list[str]:
@@ -89,7 +91,11 @@ def builtin_names() -> list[str]:
 def load_definition(name_or_path: str) -> CohortDefinition:
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
-        return _parse(tomllib.loads(path.read_text("utf-8")), str(path))
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DefinitionError(f"{path}: not valid TOML ({exc})") from None
+        return _parse(data, str(path))
     if name_or_path not in builtin_names():
         raise NotFound(
             f"no cohort named {name_or_path!r}", hint=f"known cohorts: {', '.join(builtin_names())}"

@@ -7,11 +7,15 @@ per-patient Python. Date arithmetic is the only dialect-specific part (``_days``
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from registry.cohorts.definition import CohortDefinition, Endpoint
+from registry.core.errors import DefinitionError
 
 
 def _days(dialect: str, later: str, earlier: str) -> str:
@@ -133,10 +137,47 @@ def create_view(conn: Connection, defn: CohortDefinition) -> str:
     return name
 
 
+def find_broken_condition(engine: Engine, defn: CohortDefinition) -> DefinitionError | None:
+    """Run each step's and group's condition alone; the first that the database refuses, as an
+    error naming it (None if every condition runs)."""
+    parts = [(f"step {i} ({s.label})", s.condition) for i, s in enumerate(defn.steps, start=1)]
+    parts += [(f"group {g.name}", g.condition) for g in defn.groups]
+    for where, condition in parts:
+        with engine.connect() as conn:  # a fresh connection each: a failed statement aborts it
+            try:
+                conn.execute(
+                    text(f"{base_sql(conn.dialect.name)} SELECT 1 FROM b WHERE ({condition}) LIMIT 0")
+                )
+            except DBAPIError as exc:
+                first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+                return DefinitionError(
+                    f"cohort {defn.name}, {where}: condition {condition!r} does not run: {first}",
+                    hint="conditions are SQL over the columns listed at the top of the definition",
+                )
+    return None
+
+
+def _run_or_explain(engine: Engine, defn: CohortDefinition, query: Callable[[], Any]) -> Any:
+    try:
+        return query()
+    except DBAPIError:
+        broken = find_broken_condition(engine, defn)
+        if broken is not None:
+            raise broken from None
+        raise
+
+
 def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = None) -> pd.DataFrame:
-    """Every current patient with step flags (for attrition) and, where defined, endpoints."""
-    with engine.connect() as conn:
-        df = pd.read_sql_query(text(compile_cohort(defn, conn.dialect.name, as_of)), conn)
+    """Every current patient with step flags (for attrition) and, where defined, endpoints.
+
+    Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
+    """
+
+    def query() -> pd.DataFrame:
+        with engine.connect() as conn:
+            return pd.read_sql_query(text(compile_cohort(defn, conn.dialect.name, as_of)), conn)
+
+    df = _run_or_explain(engine, defn, query)
     for col in (
         "cutoff",
         "birth_date",

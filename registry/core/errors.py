@@ -1,20 +1,44 @@
 """One exception root for the whole project; the CLI translates it once into a message and an
-exit code (sysexits-style, see docs/operations.md)."""
+exit code (sysexits-style). The exit-code table of docs/operations.md is generated from
+``EXIT_CODES`` below (``python -m registry.cli.docgen``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-# Exit codes (documented in docs/operations.md)
 EXIT_OK = 0
-EXIT_USAGE = 64  # EX_USAGE: bad command line
-EXIT_DATA = 65  # EX_DATAERR: bundle refused (structure, manifest, stale export)
-EXIT_NO_INPUT = 66  # EX_NOINPUT: bundle path does not exist
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: database unreachable
-EXIT_SOFTWARE = 70  # EX_SOFTWARE: internal error (a bug)
-EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: another run holds the lock; try again later
-EXIT_CONFIG = 78  # EX_CONFIG: bad configuration
+EXIT_USAGE = 64  # EX_USAGE
+EXIT_DATA = 65  # EX_DATAERR
+EXIT_NO_INPUT = 66  # EX_NOINPUT
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
+EXIT_SOFTWARE = 70  # EX_SOFTWARE
+EXIT_CANT_CREATE = 73  # EX_CANTCREAT
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL
+EXIT_CONFIG = 78  # EX_CONFIG
+
+# code: (meaning, what to do) — the documented contract
+EXIT_CODES: dict[int, tuple[str, str]] = {
+    EXIT_OK: ("success (quarantined rows are not a failure)", "read the warnings; `registry etl quarantine`"),
+    EXIT_USAGE: (
+        "usage error: bad option or combination, unknown cohort or revision, a biased comparison asked for",
+        "see `registry COMMAND --help`",
+    ),
+    EXIT_DATA: (
+        "bundle refused (structure, manifest, older than the last bundle)",
+        "fix the export; `--force` for an intentional re-load of an older bundle",
+    ),
+    EXIT_NO_INPUT: ("the bundle path does not exist", "check the path"),
+    EXIT_UNAVAILABLE: ("database unreachable", "check `REGISTRY_DATABASE_URL` and the server"),
+    EXIT_SOFTWARE: ("internal error: a bug (the traceback is printed)", "report it with the traceback"),
+    EXIT_CANT_CREATE: ("an output file cannot be written (missing folder, no permission)", "check `--out`"),
+    EXIT_TEMPFAIL: ("another run holds the lock", "retry later (cron: the next run)"),
+    EXIT_CONFIG: (
+        "configuration error: bad URL or driver, no pseudonym key, unreadable TOML, no registry "
+        "database, schema not migrated, a broken cohort definition, patients derived under older rules",
+        "fix the configuration; `registry doctor`",
+    ),
+}
 
 
 class RegistryError(Exception):
@@ -28,8 +52,24 @@ class RegistryError(Exception):
         self.hint = hint
 
 
+class UsageError(RegistryError):
+    """A command line that cannot be carried out as given (a bad combination of options)."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputError(RegistryError):
+    """An output file cannot be written."""
+
+    exit_code = EXIT_CANT_CREATE
+
+
 class ConfigError(RegistryError):
     exit_code = EXIT_CONFIG
+
+
+class DefinitionError(ConfigError):
+    """A cohort definition that cannot be compiled or run; the message names the step."""
 
 
 class DatabaseUnavailable(RegistryError):

@@ -20,9 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from registry.core.errors import ConfigError, DatabaseUnavailable, LockHeld
+from registry.core.errors import ConfigError, DatabaseUnavailable, LockHeld, UsageError
 
 LOCK_NAME = "mm-registry-load"
 
@@ -59,7 +59,28 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        raise ConfigError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r} needs a driver that is not "
+            f"installed or not known ({exc})",
+            hint="use postgresql:// or postgresql+psycopg:// (psycopg 3) or sqlite:///FILE",
+        ) from None
+
+
+def require_existing_database(url: str) -> None:
+    """Refuse (78) to open a SQLite registry file that does not exist: reading commands must
+    not leave an empty ``registry.db`` behind."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    db = parsed.database
+    if db and db != ":memory:" and not Path(db).expanduser().exists():
+        raise ConfigError(
+            f"no registry database at {db}",
+            hint="check REGISTRY_DATABASE_URL / --database-url, or create it with `registry db upgrade`",
+        )
 
 
 def check_reachable(engine: Engine) -> None:
@@ -99,7 +120,46 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str) -> None:
     check_reachable(engine)
+    _known_revision(engine, revision)
     command.downgrade(alembic_config(engine), revision)
+
+
+def _known_revision(engine: Engine, revision: str) -> None:
+    if revision in ("base", "head") or revision.startswith(("-", "+")):
+        return
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    try:
+        found = script.get_revision(revision)
+    except Exception:  # alembic raises several kinds for a malformed or ambiguous id
+        found = None
+    if found is None:
+        known = ", ".join(r.revision for r in script.walk_revisions())
+        raise UsageError(f"no migration revision {revision!r}", hint=f"known revisions: {known}, base")
+
+
+def history(engine: Engine) -> list[tuple[str, str | None, str]]:
+    """(revision, down revision, message) of every migration, newest first."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    return [(r.revision, r.down_revision, (r.doc or "").strip()) for r in script.walk_revisions()]  # type: ignore[misc]
+
+
+def stamp(engine: Engine, revision: str) -> None:
+    """Record ``revision`` as the database's state without running migrations."""
+    check_reachable(engine)
+    _known_revision(engine, revision)
+    command.stamp(alembic_config(engine), revision)
+
+
+def upgrade_sql(engine: Engine, revision: str = "head", start: str | None = None) -> str:
+    """The SQL that ``upgrade`` would run, for a DBA to review or apply (Alembic offline mode)."""
+    import io
+
+    buffer = io.StringIO()
+    cfg = alembic_config(engine)
+    cfg.output_buffer = buffer
+    _known_revision(engine, revision)
+    command.upgrade(cfg, f"{start}:{revision}" if start else revision, sql=True)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)

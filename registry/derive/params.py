@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 RULES_REVISION = 2
@@ -19,34 +19,57 @@ revision (or other parameters) are reported by ``registry doctor`` and re-derive
 ``registry derive --all``."""
 
 
+def _p(default: int, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class DerivationParameters:
-    # non-steroid exposures starting within this many days of a regimen's start join it
-    regimen_window_days: int = 30
-    # same-drug rows whose gap is at most this many days merge into one exposure
-    drug_gap_days: int = 90
-    # a second transplant within this many days of the index one (no progression, no new
-    # drug in between) is a tandem
-    tandem_window_days: int = 180
-    # ... or within this many days when the export says planned_tandem = yes
-    planned_tandem_window_days: int = 365
-    # post-transplant regimens starting within this many days of line 1's last transplant
-    # are consolidation or maintenance (line 1's planned post-transplant phase)
-    maintenance_start_max_days: int = 365
-    # a progression within this many days of an exposure's end makes the drug refractory
-    refractory_window_days: int = 60
-    # consolidation: >= 2 non-steroid drugs, starting within this many days of the transplant
-    consolidation_start_max_days: int = 100
-    # ... and whose combination lasts at most this many days
-    consolidation_max_duration_days: int = 200
-    # melphalan starting within this many days before a transplant is conditioning
-    conditioning_window_days: int = 14
-    # progression records within this many days after an episode's first record belong to it
-    relapse_episode_days: int = 30
-    # drug classes that never start, extend or split a line (they still name regimens)
-    non_line_classes: tuple[str, ...] = ("steroid",)
-    # drug classes that are recognised but never part of a regimen (G-CSF, bisphosphonates...)
-    non_regimen_classes: tuple[str, ...] = ("supportive",)
+    """Every number of the derivation rules; docs/derivations.md's parameter table is generated
+    from these fields and their ``doc``."""
+
+    regimen_window_days: int = _p(
+        30, "non-steroid exposures starting within this of a regimen's start join it"
+    )
+    drug_gap_days: int = _p(
+        90,
+        "same-drug rows with a gap of at most this merge; a line whose drugs all stopped longer ago ends",
+    )
+    tandem_window_days: int = _p(180, "a second transplant within this of the index one can be a tandem")
+    planned_tandem_window_days: int = _p(
+        365, "... or within this when the export says `planned_tandem = yes`"
+    )
+    maintenance_start_max_days: int = _p(
+        365,
+        "post-transplant regimens starting within this of line 1's last transplant are line 1's "
+        "consolidation or maintenance",
+    )
+    refractory_window_days: int = _p(
+        60,
+        "a progression while a drug runs or within this of its end makes the patient refractory to it",
+    )
+    consolidation_start_max_days: int = _p(
+        100, "a regimen of two or more non-steroid drugs starting within this of the transplant ..."
+    )
+    consolidation_max_duration_days: int = _p(
+        200, "... whose combination lasts at most this is consolidation"
+    )
+    conditioning_window_days: int = _p(
+        14, "melphalan starting within this before a transplant is conditioning"
+    )
+    relapse_episode_days: int = _p(
+        30, "progression records within this after an episode's first record belong to that episode"
+    )
+    non_line_classes: tuple[str, ...] = field(
+        default=("steroid",),
+        metadata={
+            "doc": "classes that never start, extend or split a line (they still appear in regimen names)"
+        },
+    )
+    non_regimen_classes: tuple[str, ...] = field(
+        default=("supportive",),
+        metadata={"doc": "classes that are recognised but never part of a regimen"},
+    )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,3 +85,13 @@ class DerivationParameters:
 
 
 DEFAULT_PARAMETERS = DerivationParameters()
+
+
+def parameter_table() -> list[tuple[str, str, str]]:
+    """(name, default, meaning) of every parameter, for the generated docs."""
+    out = []
+    for f in fields(DerivationParameters):
+        default = f.default
+        text = ", ".join(default) if isinstance(default, tuple) else str(default)
+        out.append((f.name, text, f.metadata["doc"]))
+    return out

@@ -1,5 +1,8 @@
-"""Generate docs/data-model.md (from the models) and docs/input-contract.md (from the Pandera
-contract). ``python -m etl.docgen`` rewrites them; a test fails when they are stale."""
+"""Generated documentation: docs/data-model.md (from the models), docs/input-contract.md (from
+the Pandera contract), docs/cli.md (from every command's --help), and the generated sections
+of docs/operations.md (the exit codes, from ``registry.core.errors``) and docs/derivations.md
+(the parameters, from ``registry.derive.params``). ``python -m registry.cli.docgen`` rewrites
+them; a test fails when any is stale."""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ from pathlib import Path
 from sqlalchemy import Table
 
 from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, MODELS
+from registry.core.errors import EXIT_CODES
 from registry.db.models import Base
+from registry.derive.params import parameter_table
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 TABLE_NOTES = {
     "sites": "Delivering centres; `last_exported_at` refuses stale bundles.",
@@ -63,7 +68,7 @@ def _table_md(t: Table) -> str:
 
 def data_model_markdown() -> str:
     head = (
-        "# Data model\n\nGenerated from `registry/db/models.py` by `python -m etl.docgen`; "
+        "# Data model\n\nGenerated from `registry/db/models.py` by `python -m registry.cli.docgen`; "
         "a test fails if this file is stale. Every clinical table carries `patient_key`. "
         "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
         "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n"
@@ -75,7 +80,7 @@ def input_contract_markdown() -> str:
     out = [
         "# Input contract (export format version 1)\n",
         "Generated from `etl/contract.py` (the Pandera models and the column catalogue) by "
-        "`python -m etl.docgen`; a test fails if this file is stale. It is what the registry "
+        "`python -m registry.cli.docgen`; a test fails if this file is stale. It is what the registry "
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
         f"A folder or `.zip` with `manifest.json` and "
@@ -160,12 +165,74 @@ def input_contract_markdown() -> str:
     return "\n".join(out)
 
 
+def exit_codes_markdown() -> str:
+    rows = ["| code | meaning | what to do |", "|---|---|---|"]
+    rows += [f"| {code} | {meaning} | {todo} |" for code, (meaning, todo) in sorted(EXIT_CODES.items())]
+    return "\n".join(rows)
+
+
+def parameters_markdown() -> str:
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | {default} | {doc} |" for name, default, doc in parameter_table()]
+    return "\n".join(rows)
+
+
+def cli_markdown() -> str:
+    """Every command's --help, in the order a reader meets them."""
+    import click
+
+    from registry.cli import cli
+
+    out = [
+        "# Command-line reference\n",
+        "Generated from `registry --help` and each command's help by "
+        "`python -m registry.cli.docgen`; a test fails if this file is stale. Exit codes: "
+        "`docs/operations.md`.\n",
+    ]
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        ctx = click.Context(
+            cmd,
+            info_name=" ".join(path),
+            help_option_names=["-h", "--help"],
+            terminal_width=88,
+            max_content_width=88,
+        )
+        out.extend([f"## `{' '.join(path)}`\n", "```text", cmd.get_help(ctx).rstrip(), "```\n"])
+        if isinstance(cmd, click.Group):
+            for name in sorted(cmd.commands):
+                walk(cmd.commands[name], [*path, name])
+
+    walk(cli, ["registry"])
+    return "\n".join(out)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """Replace what stands between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``."""
+    start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+    i, j = text.index(start) + len(start), text.index(end)
+    return f"{text[:i]}\n{body}\n{text[j:]}"
+
+
+def generated_files() -> dict[Path, str]:
+    """Every generated file with the text it must have."""
+    operations = (DOCS / "operations.md").read_text(encoding="utf-8")
+    derivations = (DOCS / "derivations.md").read_text(encoding="utf-8")
+    return {
+        DOCS / "data-model.md": data_model_markdown(),
+        DOCS / "input-contract.md": input_contract_markdown(),
+        DOCS / "cli.md": cli_markdown(),
+        DOCS / "operations.md": replace_section(operations, "exit-codes", exit_codes_markdown()),
+        DOCS / "derivations.md": replace_section(derivations, "parameters", parameters_markdown()),
+    }
+
+
 def write_all() -> list[Path]:
     DOCS.mkdir(exist_ok=True)
-    paths = [DOCS / "data-model.md", DOCS / "input-contract.md"]
-    paths[0].write_text(data_model_markdown(), encoding="utf-8")
-    paths[1].write_text(input_contract_markdown(), encoding="utf-8")
-    return paths
+    files = generated_files()
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    return list(files)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""`registry db ...`: create, migrate and inspect the registry database."""
+
+from __future__ import annotations
+
+import click
+
+from registry.cli.base import Context, cli, echo_json, format_option, handle_errors, pass_ctx, write_output
+from registry.core.errors import UsageError
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the registry database."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.option(
+    "--sql",
+    "sql_out",
+    metavar="FILE",
+    help="Write the SQL of the migrations to FILE ('-' for stdout) instead of running them.",
+)
+@click.option("--from", "start", metavar="REV", help="With --sql: the revision the database is at.")
+@pass_ctx
+@handle_errors
+def db_upgrade(ctx: Context, revision: str, sql_out: str | None, start: str | None) -> None:
+    """Migrate the schema to REVISION (default head), then load the drug vocabulary.
+
+    With --sql nothing is run: the SQL goes to FILE for a DBA to review and apply
+    (then `registry db stamp` is not needed: the SQL records the revision itself).
+
+    Example: registry db upgrade
+    """
+    from registry.db.database import migration_state, upgrade, upgrade_sql
+    from registry.db.setup import seed_reference_data
+    from registry.derive.run import derivation_status
+
+    engine = ctx.engine()
+    if sql_out:
+        body = upgrade_sql(engine, revision, start)
+        if sql_out == "-":
+            click.echo(body)
+        else:
+            write_output(sql_out, body)
+            ctx.note(f"wrote the SQL to {sql_out}")
+        return
+    if start:
+        raise UsageError("--from only goes with --sql")
+    upgrade(engine, revision)
+    state = migration_state(engine)
+    click.echo(f"database at revision {state.current}")
+    if state.up_to_date:
+        remapped = seed_reference_data(engine)
+        if remapped:
+            ctx.note(f"drug vocabulary: {remapped} stored treatment row(s) re-mapped")
+        with engine.connect() as conn:
+            message = derivation_status(conn).message
+        if message:
+            ctx.warn(message)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Confirm: a downgrade drops tables and their data.")
+@pass_ctx
+@handle_errors
+def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
+    """Migrate the schema down to REVISION ('base' removes everything). Needs --yes.
+
+    Example: registry db downgrade 0002 --yes
+    """
+    from registry.db.database import downgrade, migration_state
+
+    engine = ctx.existing_engine()
+    if not yes:
+        raise UsageError(
+            f"a downgrade to {revision} removes tables or columns and the data in them",
+            hint="back the database up, then add --yes",
+        )
+    downgrade(engine, revision)
+    click.echo(f"database at revision {migration_state(engine).current or 'base'}")
+
+
+@db.command("current")
+@format_option("text", "json")
+@pass_ctx
+@handle_errors
+def db_current(ctx: Context, fmt: str) -> None:
+    """Print the database's migration revision and the code's head.
+
+    Example: registry db current
+    """
+    from registry.db.database import migration_state
+
+    state = migration_state(ctx.existing_engine())
+    if fmt == "json":
+        echo_json({"current": state.current, "head": state.head, "up_to_date": state.up_to_date})
+        return
+    flag = "up to date" if state.up_to_date else "needs `registry db upgrade`"
+    click.echo(f"current: {state.current or 'none'}  head: {state.head}  ({flag})")
+
+
+@db.command("history")
+@format_option("text", "json")
+@pass_ctx
+@handle_errors
+def db_history(ctx: Context, fmt: str) -> None:
+    """List the migrations the code knows, newest first.
+
+    Example: registry db history
+    """
+    from registry.db.database import history
+
+    revisions = history(ctx.engine())
+    if fmt == "json":
+        echo_json([{"revision": r, "down_revision": d, "message": m} for r, d, m in revisions])
+        return
+    for rev, down, message in revisions:
+        click.echo(f"{down or 'base':>6} -> {rev:<6} {message.splitlines()[0] if message else ''}")
+
+
+@db.command("stamp")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Confirm: the database is recorded at REVISION, nothing runs.")
+@pass_ctx
+@handle_errors
+def db_stamp(ctx: Context, revision: str, yes: bool) -> None:
+    """Record REVISION as the database's migration state without running anything.
+
+    For a database whose schema a DBA migrated by hand. Needs --yes.
+
+    Example: registry db stamp head --yes
+    """
+    from registry.db.database import migration_state, stamp
+
+    engine = ctx.existing_engine()
+    if not yes:
+        raise UsageError("stamping records a schema state without checking it", hint="add --yes")
+    stamp(engine, revision)
+    click.echo(f"database recorded at revision {migration_state(engine).current or 'base'}")

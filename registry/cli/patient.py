@@ -1,0 +1,75 @@
+"""`registry derive` and `registry patient show`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from registry.cli.base import Context, cli, echo_json, format_option, handle_errors, pass_ctx
+
+
+@cli.command()
+@click.option("--all", "all_patients", is_flag=True, help="Re-derive every patient.")
+@pass_ctx
+@handle_errors
+def derive(ctx: Context, all_patients: bool) -> None:
+    """Derive lines, regimens, maintenance and relapses (changed patients, or --all).
+
+    Example: registry derive --all
+    """
+    from registry.derive.run import derivation_status, derive_pending
+
+    engine = ctx.ready_engine()
+    progress = None
+    if ctx.interactive:
+
+        def progress(done: int, total: int) -> None:
+            click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
+
+    res = derive_pending(engine, all_patients=all_patients, progress=progress)
+    if ctx.interactive:
+        click.echo("", err=True)
+    click.echo(
+        f"derived {res.patients} patient(s) under rules {res.rules_version}; cleared {res.retired} retired; "
+        f"parameters: {json.dumps(res.parameters)}"
+    )
+    with engine.connect() as conn:
+        message = derivation_status(conn).message
+    if message:
+        ctx.warn(message)
+
+
+@cli.group()
+def patient() -> None:
+    """Look at one patient's registry record."""
+
+
+@patient.command("show")
+@click.argument("patient_key")
+@format_option("text", "json")
+@pass_ctx
+@handle_errors
+def patient_show(ctx: Context, patient_key: str, fmt: str) -> None:
+    """Timeline of one patient: diagnosis, transplants, lines, regimens, relapses, follow-up.
+
+    PATIENT_KEY is the pseudonym (or a unique prefix of it).
+
+    Example: registry patient show 3f29a1c0
+    """
+    from registry.derive.timeline import patient_timeline
+
+    head, entries = patient_timeline(ctx.ready_engine(), patient_key)
+    if fmt == "json":
+        echo_json(
+            {
+                "patient": head,
+                "timeline": [{"date": e.date.isoformat(), "kind": e.kind, "text": e.text} for e in entries],
+            }
+        )
+        return
+    for k, v in head.items():
+        click.echo(f"{k:<26} {v}")
+    click.echo("")
+    for e in entries:
+        click.echo(f"{e.date.isoformat()}  {e.kind:<10} {e.text}")
