@@ -1,6 +1,7 @@
-"""The input contract (export-format.md, version 1): one Pandera ``DataFrameModel`` per file,
-plus the column catalogue (required, kind, allowed values and their synonyms) that the
-pre-parser and ``docs/input-contract.md`` are generated from.
+"""The input contract (export format version 1), written once: per file, the column catalogue
+(required, kind, allowed values and their synonyms, limits). The pre-parser, the Pandera
+schema of each file (``schema``: its checks are named with the rule codes of
+``etl/rules.py``) and ``docs/input-contract.md`` are all built from it.
 
 The pre-parser turns every column into its typed form (dates parsed with an explicit format,
 numbers coerced, coded values mapped through their synonyms) and records parse failures as
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
+
+from etl.rules import RuleCode
 
 FORMAT = "mm-registry-export"
 FORMAT_VERSION = 1
@@ -57,8 +58,13 @@ class Column:
     kind: str  # id | date | number | code | text
     required: bool = False
     codes: dict[str, str] = field(default_factory=dict)  # lower-case synonym -> canonical
-    max_length: int = MAX_TEXT_LENGTH
+    max_length: int = MAX_TEXT_LENGTH  # ids: MAX_ID_LENGTH (set in __post_init__)
     description: str = ""
+    positive: bool = False  # a number that must be > 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "id":
+            object.__setattr__(self, "max_length", MAX_ID_LENGTH)
 
     @property
     def allowed(self) -> list[str]:
@@ -136,7 +142,7 @@ CONTRACTS: dict[str, FileContract] = {
                 },
             ),
             Column("conditioning_agent", "text", max_length=80, description="e.g. melphalan"),
-            Column("conditioning_dose_mg_m2", "number", description="> 0"),
+            Column("conditioning_dose_mg_m2", "number", description="> 0", positive=True),
             Column("planned_tandem", "code", codes=YES_NO),
             Column("response_before", "code", codes=RESPONSES),
             Column("response_day100", "code", codes=RESPONSES),
@@ -152,7 +158,7 @@ CONTRACTS: dict[str, FileContract] = {
             Column("drug", "text", True, description="generic or brand name, any case"),
             Column("start_date", "date", True),
             Column("end_date", "date", description=">= start_date; empty = ongoing"),
-            Column("dose_mg", "number", description="> 0"),
+            Column("dose_mg", "number", description="> 0", positive=True),
             Column(
                 "intent",
                 "code",
@@ -262,81 +268,37 @@ def looks_like_identifier(column: str) -> bool:
     return column in IDENTIFIER_NAMES or any(f in column for f in IDENTIFIER_FRAGMENTS)
 
 
-# --------------------------------------------------------------------------- Pandera models
-# They validate the typed frame the pre-parser produces. Nullable code columns ignore nulls.
-def _codes(file: str, column: str) -> list[str]:
-    return CONTRACTS[file].column(column).allowed
+# --------------------------------------------------------------------------- Pandera schemas
+# They validate the typed frame the pre-parser produces (dates parsed, numbers coerced, codes
+# mapped through their synonyms). Every check is named with its rule code; nullability is the
+# ``required`` check, so that too reports under the rule's own name.
+_DTYPES = {"date": "datetime64[ns]", "number": "float64"}
 
 
-def _len_ok(max_len: int):
-    return pa.Check(lambda s: s.str.len() <= max_len, name=f"at_most_{max_len}_characters")
+def _checks(col: Column) -> list[pa.Check]:
+    checks = []
+    if col.required:
+        checks.append(pa.Check(lambda s: s.notna(), ignore_na=False, name=RuleCode.REQUIRED))
+    if col.kind in ("id", "text"):
+        checks.append(pa.Check(lambda s, n=col.max_length: s.str.len() <= n, name=RuleCode.TOO_LONG))
+    if col.kind == "code":
+        checks.append(pa.Check(lambda s, ok=frozenset(col.allowed): s.isin(ok), name=RuleCode.NOT_ALLOWED))
+    if col.positive:
+        checks.append(pa.Check(lambda s: s > 0, name=RuleCode.MUST_BE_POSITIVE))
+    return checks
 
 
-class _Base(pa.DataFrameModel):
-    class Config:
-        strict = False
-        coerce = False
+def schema(name: str) -> pa.DataFrameSchema:
+    """The Pandera schema of one input file, from its column catalogue."""
+    contract = CONTRACTS[name]
+    return pa.DataFrameSchema(
+        {
+            c.name: pa.Column(_DTYPES.get(c.kind, object), checks=_checks(c), nullable=True, coerce=False)
+            for c in contract.columns
+        },
+        name=f"{name}.csv",
+        strict=False,
+    )
 
 
-class PatientsModel(_Base):
-    patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    sex: Series[str] = pa.Field(nullable=False, isin=_codes("patients", "sex"))
-    birth_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    diagnosis_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    iss_stage: Series[str] = pa.Field(nullable=True, isin=_codes("patients", "iss_stage"))
-    riss_stage: Series[str] = pa.Field(nullable=True, isin=_codes("patients", "riss_stage"))
-    ldh_elevated: Series[str] = pa.Field(nullable=True, isin=list(YES_NO.values()))
-    del17p: Series[str] = pa.Field(nullable=True, isin=sorted(set(FISH.values())))
-    t_4_14: Series[str] = pa.Field(nullable=True, isin=sorted(set(FISH.values())))
-    t_14_16: Series[str] = pa.Field(nullable=True, isin=sorted(set(FISH.values())))
-    gain_1q: Series[str] = pa.Field(nullable=True, isin=sorted(set(FISH.values())))
-    heavy_chain: Series[str] = pa.Field(nullable=True, isin=_codes("patients", "heavy_chain"))
-    light_chain: Series[str] = pa.Field(nullable=True, isin=_codes("patients", "light_chain"))
-
-
-class TransplantsModel(_Base):
-    transplant_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    transplant_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    transplant_type: Series[str] = pa.Field(nullable=False, isin=_codes("transplants", "transplant_type"))
-    conditioning_agent: Series[str] = pa.Field(nullable=True, str_length={"max_value": 80})
-    conditioning_dose_mg_m2: Series[float] = pa.Field(nullable=True, gt=0)
-    planned_tandem: Series[str] = pa.Field(nullable=True, isin=list(YES_NO.values()))
-    response_before: Series[str] = pa.Field(nullable=True, isin=sorted(set(RESPONSES.values())))
-    response_day100: Series[str] = pa.Field(nullable=True, isin=sorted(set(RESPONSES.values())))
-
-
-class TreatmentsModel(_Base):
-    treatment_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    drug: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_TEXT_LENGTH})
-    start_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    end_date: Series[pd.Timestamp] = pa.Field(nullable=True)
-    dose_mg: Series[float] = pa.Field(nullable=True, gt=0)
-    intent: Series[str] = pa.Field(nullable=True, isin=_codes("treatments", "intent"))
-    stop_reason: Series[str] = pa.Field(nullable=True, isin=_codes("treatments", "stop_reason"))
-
-
-class DiseaseEventsModel(_Base):
-    event_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    event_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    event_type: Series[str] = pa.Field(nullable=False, isin=_codes("disease_events", "event_type"))
-    response: Series[str] = pa.Field(nullable=True, isin=sorted(set(RESPONSES.values())))
-
-
-class FollowUpModel(_Base):
-    patient_id: Series[str] = pa.Field(nullable=False, str_length={"max_value": MAX_ID_LENGTH})
-    last_contact_date: Series[pd.Timestamp] = pa.Field(nullable=False)
-    vital_status: Series[str] = pa.Field(nullable=False, isin=_codes("follow_up", "vital_status"))
-    death_date: Series[pd.Timestamp] = pa.Field(nullable=True)
-    cause_of_death: Series[str] = pa.Field(nullable=True, isin=_codes("follow_up", "cause_of_death"))
-
-
-MODELS: dict[str, type[pa.DataFrameModel]] = {
-    "patients": PatientsModel,
-    "transplants": TransplantsModel,
-    "treatments": TreatmentsModel,
-    "disease_events": DiseaseEventsModel,
-    "follow_up": FollowUpModel,
-}
+SCHEMAS: dict[str, pa.DataFrameSchema] = {name: schema(name) for name in CONTRACTS}

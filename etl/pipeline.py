@@ -30,6 +30,7 @@ from etl.extract import (
     read_header,
     read_manifest,
 )
+from etl.rules import RuleCode, reason
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.errors import BundleRefused, Problem, RegistryError
@@ -332,13 +333,12 @@ def _load(
                             "file": name,
                             "row_number": row_number,
                             "reasons": [
-                                {
-                                    "column": None,
-                                    "value": str(fields),
-                                    "rule": "wrong_field_count",
-                                    "message": f"the row has {fields} fields, the header "
-                                    f"{len(headers[name].columns)}",
-                                }
+                                reason(
+                                    RuleCode.WRONG_FIELD_COUNT,
+                                    None,
+                                    str(fields),
+                                    f"{fields} fields, the header has {len(headers[name].columns)}",
+                                )
                             ],
                             # the row is not stored: its fields cannot be matched to columns,
                             # so its source ids could not be pseudonymised
@@ -466,15 +466,10 @@ def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[di
     seen = Counter(k for k in q_keys if k)
     dup_keys |= {k for k, n in seen.items() if n > 1}
     dup_keys |= load.staged_keys_among(conn, name, [k for k in seen if k not in dup_keys])
-    reason = {
-        "column": id_column,
-        "rule": "duplicate_id",
-        "message": f"{id_column} occurs more than once in {name}.csv",
-    }
     for q in file_q:
         k = q["row_data"].get(id_column)
         if k in dup_keys:
-            q["reasons"].append({**reason, "value": k})
+            q["reasons"].append(reason(RuleCode.DUPLICATE_ID, id_column, k, f"{id_column} in {name}.csv"))
     if len(dups):
         for rec in dups.to_dict("records"):
             data = {c: _jsonable(v) for c, v in rec.items() if c not in ("run_id", "source_row")}
@@ -483,7 +478,9 @@ def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[di
                 {
                     "file": name,
                     "row_number": int(rec["source_row"]),
-                    "reasons": [{**reason, "value": rec[key_field]}],
+                    "reasons": [
+                        reason(RuleCode.DUPLICATE_ID, id_column, rec[key_field], f"{id_column} in {name}.csv")
+                    ],
                     "row_data": data,
                 }
             )

@@ -71,6 +71,7 @@ QUARANTINE_CSV_COLUMNS = [
     "column",
     "value",
     "rule",
+    "severity",
     "message",
     "row_data",
 ]
@@ -99,6 +100,7 @@ def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
                         reason.get("column") or "",
                         reason.get("value") or "",
                         reason["rule"],
+                        reason.get("severity", "blocking"),
                         reason["message"],
                         json.dumps(row["row_data"], ensure_ascii=False),
                     ]

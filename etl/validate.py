@@ -1,6 +1,7 @@
-"""Validate: parse each chunk into typed columns, run the Pandera model of its file, then the
-plausibility and cross-file rules of export-format.md. Every failing row is collected with
-every reason found (column, value, rule, message); the rest is returned typed and clean.
+"""Validate: parse each chunk into typed columns, run the Pandera schema of its file, then the
+plausibility and cross-file rules. Every failing row is collected with every reason found
+(column, value, rule code, severity, message — the rules are those of ``etl/rules.py``); the
+rest is returned typed and clean.
 
 Cross-file rules need per-patient facts (diagnosis, death, last contact): ``PatientFacts``
 holds them for the bundle's valid patients — memory grows with the number of patients, never
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from etl.contract import CONTRACTS, MODELS
+from etl.contract import CONTRACTS, SCHEMAS
+from etl.rules import RuleCode, reason
 
 MIN_DATE = pd.Timestamp("1900-01-01")
 DAYS_PER_YEAR = 365.25
@@ -46,17 +48,22 @@ class ReasonLog:
         self.by_row: dict[int, list[Reason]] = defaultdict(list)
 
     def add(
-        self, mask: pd.Series, column: str | None, values: pd.Series | None, rule: str, message: str
+        self,
+        mask: pd.Series,
+        column: str | None,
+        values: pd.Series | None,
+        code: RuleCode,
+        detail: str | None = None,
     ) -> None:
+        """Record rule ``code`` (with an optional detail to its message) for every row in
+        ``mask``, with the row's value of ``column``."""
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return
         rows = mask.index[mask.to_numpy()]
         vals = values.loc[rows] if values is not None else [None] * len(rows)
         for row, val in zip(rows, vals, strict=True):
-            self.by_row[int(row)].append(
-                {"column": column, "value": _short(val), "rule": rule, "message": message}
-            )
+            self.by_row[int(row)].append(reason(code, column, _short(val), detail))
 
 
 @dataclass
@@ -82,18 +89,12 @@ def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
         empty = raw == ""
         if col.kind == "date":
             parsed = pd.to_datetime(raw.where(~empty), format="%Y-%m-%d", errors="coerce")
-            log.add(
-                parsed.isna() & ~empty,
-                col.name,
-                raw,
-                "invalid_date",
-                "not a date in YYYY-MM-DD form",
-            )
+            log.add(parsed.isna() & ~empty, col.name, raw, RuleCode.INVALID_DATE)
             typed[col.name] = parsed
         elif col.kind == "number":
             parsed = pd.to_numeric(raw.where(~empty), errors="coerce")
             bad = parsed.isna() & ~empty
-            log.add(bad, col.name, raw, "invalid_number", "not a plain decimal number")
+            log.add(bad, col.name, raw, RuleCode.INVALID_NUMBER)
             typed[col.name] = parsed.astype("float64")
         elif col.kind == "code":
             lowered = raw.str.lower()
@@ -106,35 +107,25 @@ def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
 
 
 def run_pandera(name: str, typed: pd.DataFrame, chunk: pd.DataFrame, log: ReasonLog) -> None:
-    schema = MODELS[name].to_schema()
+    """The file's Pandera schema, lazily: every failing cell under its check's rule code."""
     try:
-        schema.validate(typed, lazy=True)
+        SCHEMAS[name].validate(typed, lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
         fc = fc[fc["index"].notna()]
         for (column, check), group in fc.groupby(["column", "check"], dropna=False):
             idx = pd.Index(group["index"].astype(int).unique())
             col = str(column) if isinstance(column, str) else None
-            rule, message = _describe_check(name, col, str(check))
-            if rule == "required" and col in chunk.columns:
+            code = RuleCode(str(check))
+            detail = None
+            if code is RuleCode.REQUIRED and col in chunk.columns:
                 # a value that failed to parse is already reported as invalid, not as empty
                 idx = idx[(chunk.loc[idx, col] == "").to_numpy()]
+            elif code is RuleCode.NOT_ALLOWED and col is not None:
+                detail = "allowed: " + ", ".join(CONTRACTS[name].column(col).allowed)
             mask = pd.Series(True, index=idx)
             values = chunk[col].loc[idx] if col in chunk.columns else None
-            log.add(mask, col, values, rule, message)
-
-
-def _describe_check(name: str, column: str | None, check: str) -> tuple[str, str]:
-    if check == "not_nullable":
-        return "required", "required value is empty"
-    if check.startswith("isin"):
-        allowed = ", ".join(CONTRACTS[name].column(column).allowed) if column else ""
-        return "not_allowed", f"value not allowed here (allowed: {allowed})"
-    if check.startswith("greater_than"):
-        return "must_be_positive", "must be greater than 0"
-    if check.startswith("str_length"):
-        return "too_long", "value is too long"
-    return check, f"failed check {check}"
+            log.add(mask, col, values, code, detail)
 
 
 def check_chunk(
@@ -153,16 +144,10 @@ def check_chunk(
     contract = CONTRACTS[name]
     date_cols = [c.name for c in contract.columns if c.kind == "date"]
     for col in date_cols:
-        log.add(typed[col] < MIN_DATE, col, chunk[col], "date_before_1900", "date before 1900-01-01")
+        log.add(typed[col] < MIN_DATE, col, chunk[col], RuleCode.DATE_BEFORE_1900)
         # follow-up beyond the cutoff is kept and censored at the cutoff (docs/input-contract.md)
         if name != "follow_up":
-            log.add(
-                typed[col] > cut,
-                col,
-                chunk[col],
-                "date_after_cutoff",
-                f"date after the data cutoff {cutoff.isoformat()}",
-            )
+            log.add(typed[col] > cut, col, chunk[col], RuleCode.DATE_AFTER_CUTOFF, cutoff.isoformat())
 
     if name == "patients":
         _patient_rules(typed, chunk, log)
@@ -179,16 +164,14 @@ def _patient_rules(t: pd.DataFrame, raw: pd.DataFrame, log: ReasonLog) -> None:
         t["birth_date"] >= t["diagnosis_date"],
         "diagnosis_date",
         raw["diagnosis_date"],
-        "birth_not_before_diagnosis",
-        "birth_date must be before diagnosis_date",
+        RuleCode.BIRTH_NOT_BEFORE_DIAGNOSIS,
     )
     age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
     log.add(
         (age < 18) | (age > 110),
         "birth_date",
         raw["birth_date"],
-        "age_at_diagnosis",
-        "age at diagnosis must be between 18 and 110 years",
+        RuleCode.AGE_AT_DIAGNOSIS,
     )
 
 
@@ -210,8 +193,7 @@ def _cross_file_rules(
         ~known & ~in_registry & (pid != ""),
         "patient_id",
         pid,
-        "orphan",
-        "patient_id not in patients.csv (or its row there was quarantined)",
+        RuleCode.ORPHAN,
     )
     f = facts.frame.reindex(pid.to_numpy())
     f.index = t.index
@@ -223,48 +205,42 @@ def _cross_file_rules(
             dead & t["death_date"].isna(),
             "death_date",
             raw["death_date"],
-            "death_date_required",
-            "death_date is required when vital_status is dead",
+            RuleCode.DEATH_DATE_REQUIRED,
         )
         log.add(
             ~dead & t["death_date"].notna() & t["vital_status"].notna(),
             "death_date",
             raw["death_date"],
-            "death_date_not_allowed",
-            "death_date must be empty unless vital_status is dead",
+            RuleCode.DEATH_DATE_NOT_ALLOWED,
         )
         log.add(
             t["death_date"] < diag,
             "death_date",
             raw["death_date"],
-            "before_diagnosis",
-            "death_date before the patient's diagnosis_date",
+            RuleCode.BEFORE_DIAGNOSIS,
         )
         log.add(
             t["last_contact_date"] < diag,
             "last_contact_date",
             raw["last_contact_date"],
-            "before_diagnosis",
-            "last_contact_date before the patient's diagnosis_date",
+            RuleCode.BEFORE_DIAGNOSIS,
         )
         log.add(
             t["last_contact_date"] > t["death_date"],
             "last_contact_date",
             raw["last_contact_date"],
-            "after_death",
-            "last contact after the death date",
+            RuleCode.AFTER_DEATH,
         )
         return
 
     def not_after_end_of_follow_up(col: str) -> None:
         values = t[col]
-        log.add(values > death, col, raw[col], "after_death", "date after the patient's death")
+        log.add(values > death, col, raw[col], RuleCode.AFTER_DEATH)
         log.add(
             values > last,
             col,
             raw[col],
-            "after_last_contact",
-            "date after the patient's last_contact_date",
+            RuleCode.AFTER_LAST_CONTACT,
         )
 
     if name == "transplants":
@@ -272,8 +248,7 @@ def _cross_file_rules(
             t["transplant_date"] < diag - pd.Timedelta(days=30),
             "transplant_date",
             raw["transplant_date"],
-            "transplant_before_diagnosis",
-            "transplant more than 30 days before diagnosis",
+            RuleCode.TRANSPLANT_BEFORE_DIAGNOSIS,
         )
         not_after_end_of_follow_up("transplant_date")
     elif name == "treatments":
@@ -281,8 +256,7 @@ def _cross_file_rules(
             t["end_date"] < t["start_date"],
             "end_date",
             raw["end_date"],
-            "end_before_start",
-            "end_date before start_date",
+            RuleCode.END_BEFORE_START,
         )
         not_after_end_of_follow_up("start_date")
         not_after_end_of_follow_up("end_date")  # empty end (ongoing) never compares true

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.contract import CONTRACTS
+from etl.rules import RuleCode
 from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
 
 DEFAULT_PATIENTS = 1000
@@ -33,7 +34,7 @@ TRUTH_COLUMNS = ["patient_id", "category", "group", "index_transplant", "relapse
 
 
 # --------------------------------------------------------------------------- dirty rows
-Corruption = tuple[str, str, Callable[[dict[str, Any]], None]]
+Corruption = tuple[str, RuleCode, Callable[[dict[str, Any]], None]]
 
 
 def _corruptions() -> list[Corruption]:
@@ -44,22 +45,22 @@ def _corruptions() -> list[Corruption]:
         return f
 
     return [
-        ("treatments", "invalid_date", setv("start_date", "2019-02-30")),
-        ("treatments", "invalid_number", setv("dose_mg", "ten")),
-        ("treatments", "must_be_positive", setv("dose_mg", "-5")),
-        ("treatments", "not_allowed", setv("stop_reason", "lost")),
-        ("treatments", "required", setv("drug", "")),
-        ("treatments", "end_before_start", lambda r: r.update(end_date="1999-01-01")),
-        ("treatments", "orphan", setv("patient_id", "NOPE-0000")),
-        ("treatments", "date_after_cutoff", setv("start_date", "2099-01-01")),
-        ("disease_events", "not_allowed", setv("event_type", "remission")),
-        ("disease_events", "invalid_date", setv("event_date", "12/03/2020")),
-        ("transplants", "not_allowed", setv("transplant_type", "syngeneic")),
-        ("transplants", "date_before_1900", setv("transplant_date", "1850-01-01")),
-        ("follow_up", "not_allowed", setv("vital_status", "missing")),
+        ("treatments", RuleCode.INVALID_DATE, setv("start_date", "2019-02-30")),
+        ("treatments", RuleCode.INVALID_NUMBER, setv("dose_mg", "ten")),
+        ("treatments", RuleCode.MUST_BE_POSITIVE, setv("dose_mg", "-5")),
+        ("treatments", RuleCode.NOT_ALLOWED, setv("stop_reason", "lost")),
+        ("treatments", RuleCode.REQUIRED, setv("drug", "")),
+        ("treatments", RuleCode.END_BEFORE_START, lambda r: r.update(end_date="1999-01-01")),
+        ("treatments", RuleCode.ORPHAN, setv("patient_id", "NOPE-0000")),
+        ("treatments", RuleCode.DATE_AFTER_CUTOFF, setv("start_date", "2099-01-01")),
+        ("disease_events", RuleCode.NOT_ALLOWED, setv("event_type", "remission")),
+        ("disease_events", RuleCode.INVALID_DATE, setv("event_date", "12/03/2020")),
+        ("transplants", RuleCode.NOT_ALLOWED, setv("transplant_type", "syngeneic")),
+        ("transplants", RuleCode.DATE_BEFORE_1900, setv("transplant_date", "1850-01-01")),
+        ("follow_up", RuleCode.NOT_ALLOWED, setv("vital_status", "missing")),
         (
             "follow_up",
-            "death_date_not_allowed",
+            RuleCode.DEATH_DATE_NOT_ALLOWED,
             lambda r: r.update(vital_status="alive", death_date=r["death_date"] or "2020-01-01"),
         ),
     ]
@@ -107,7 +108,7 @@ class _Dirt:
                 dup = dict(rec.treatments[0])
                 dup["treatment_id"] += "-DUP"
                 rec.treatments.append(dup)
-            self._count("treatments:duplicate_id", "treatments", 2)
+            self._count(f"treatments:{RuleCode.DUPLICATE_ID}", "treatments", 2)
 
 
 def _truth_row(rec: PatientRecord) -> dict[str, Any]:

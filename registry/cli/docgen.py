@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import Table
 
-from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, MODELS
+from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, SCHEMAS
+from etl.rules import ALL_FILES, CATALOGUE
 from registry.core.errors import EXIT_CODES
 from registry.db.models import Base
 from registry.derive.params import parameter_table
@@ -98,52 +99,23 @@ def input_contract_markdown() -> str:
         "Missing file or manifest, bad manifest, unsupported format version, missing required "
         "column, repeated column, not UTF-8, unreadable CSV (e.g. a broken quote), empty file. "
         "Exit code 65.\n",
-        "## Row problems (the row is quarantined with every reason; the rest loads)\n",
-        "| rule | meaning |",
-        "|---|---|",
+        "## Row problems\n",
+        "The rule catalogue (`etl/rules.py`). A `blocking` rule quarantines the row with every "
+        "reason found; the rest of the bundle loads.\n",
+        "| rule | severity | files | meaning |",
+        "|---|---|---|---|",
     ]
-    rules = [
-        ("required", "a required value is empty"),
-        ("invalid_date", "not a date in YYYY-MM-DD form"),
-        ("invalid_number", "not a plain decimal number"),
-        ("not_allowed", "a coded value outside the allowed set (synonyms below are accepted)"),
-        ("must_be_positive", "a number that must be > 0"),
-        ("too_long", "an id over 128 or a text over its limit (drug 200, conditioning agent 80)"),
-        ("date_before_1900", "any date before 1900-01-01"),
-        (
-            "date_after_cutoff",
-            "any date after the manifest's data_cutoff (follow-up dates excepted: "
-            "they are kept and censored at the cutoff)",
-        ),
-        ("birth_not_before_diagnosis", "birth_date must be before diagnosis_date"),
-        ("age_at_diagnosis", "age at diagnosis outside 18-110 years"),
-        ("transplant_before_diagnosis", "transplant more than 30 days before diagnosis"),
-        ("end_before_start", "treatment end_date before start_date"),
-        ("after_death", "a date after the patient's death_date"),
-        (
-            "after_last_contact",
-            "a date after the patient's last_contact_date (an ongoing "
-            "treatment's missing end date never counts)",
-        ),
-        ("before_diagnosis", "death or last contact before diagnosis"),
-        ("death_date_required", "vital_status dead without death_date"),
-        ("death_date_not_allowed", "death_date while vital_status is not dead"),
-        (
-            "orphan",
-            "patient_id not in patients.csv, or its row there was quarantined "
-            "(incremental bundles: also accepted if the patient is current in the registry)",
-        ),
-        ("duplicate_id", "the source id occurs more than once in the file: every copy is invalid"),
-        ("wrong_field_count", "the record has more or fewer fields than the header (not stored)"),
+    out += [
+        f"| `{r.code}` | {r.severity} | {', '.join(r.files) if r.files != ALL_FILES else 'every file'} | {r.doc} |"
+        for r in CATALOGUE.values()
     ]
-    out += [f"| `{r}` | {m} |" for r, m in rules]
     out.append("")
     for name in FILE_ORDER:
         c = CONTRACTS[name]
-        schema = MODELS[name].to_schema()
+        schema = SCHEMAS[name]
         out += [
             f"## `{c.filename}`\n",
-            f"Pandera model: `{MODELS[name].__name__}`; source id "
+            f"Pandera schema `{schema.name}` (built from this table); source id "
             f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
             "| column | required | kind | allowed values (and accepted synonyms) |",
             "|---|---|---|---|",

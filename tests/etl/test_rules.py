@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from etl.pipeline import run_bundle
+from etl.rules import CATALOGUE, RuleCode
 from registry.db.models import Patient, QuarantinedRow, Transplant, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -122,7 +123,33 @@ BAD = [
         "after_death",
     ),
     ("fu_cause", _set("follow_up", 1, cause_of_death="old age"), "follow_up", "not_allowed"),
+    (
+        "fu_contact_before_dx",
+        _set("follow_up", 0, last_contact_date="2018-12-01"),
+        "follow_up",
+        "before_diagnosis",
+    ),
+    ("rx_id_too_long", _set("treatments", 7, treatment_id="X" * 129), "treatments", "too_long"),
+    ("rx_drug_too_long", _set("treatments", 7, drug="x" * 201), "treatments", "too_long"),
+    ("ev_bad_date", _set("disease_events", 2, event_date="2021-02-30"), "disease_events", "invalid_date"),
 ]
+# rules whose failing rows are built by other tests (a malformed CSV record, repeated ids)
+ELSEWHERE = {
+    RuleCode.WRONG_FIELD_COUNT: "tests/etl/test_load.py",
+    RuleCode.DUPLICATE_ID: "test_duplicate_ids_make_every_copy_invalid",
+}
+
+
+def test_every_rule_of_the_catalogue_has_a_failing_row_case() -> None:
+    assert {RuleCode(rule) for *_, rule in BAD} | set(ELSEWHERE) == set(CATALOGUE)
+
+
+def test_every_reason_carries_the_severity_of_its_rule(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = base_rows()
+    rows["treatments"][7]["dose_mg"] = "-1"
+    s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
+    (reason,) = s.quarantine[0]["reasons"]
+    assert reason["rule"] == "must_be_positive" and reason["severity"] == "blocking"
 
 
 @pytest.mark.parametrize(("case", "mutate", "file", "rule"), BAD, ids=[b[0] for b in BAD])

@@ -1,0 +1,188 @@
+"""The rule catalogue: every check an input row can fail, with its code, severity, the files it
+applies to, the message recorded with the row and a line for the docs.
+
+A ``blocking`` rule quarantines the row (kept with every reason, not loaded). ``advisory`` is
+the severity of a finding that should not stop a row from loading. The Pandera checks of the
+input contract are named with these codes (``etl/contract.py``); validation, the quarantine,
+the generated docs (``docs/input-contract.md``), the synthetic generator's bad rows and the
+tests all read this one catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    BLOCKING = "blocking"
+    ADVISORY = "advisory"
+
+
+class RuleCode(StrEnum):
+    # the row itself
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    DUPLICATE_ID = "duplicate_id"
+    # one value
+    REQUIRED = "required"
+    INVALID_DATE = "invalid_date"
+    INVALID_NUMBER = "invalid_number"
+    NOT_ALLOWED = "not_allowed"
+    MUST_BE_POSITIVE = "must_be_positive"
+    TOO_LONG = "too_long"
+    DATE_BEFORE_1900 = "date_before_1900"
+    DATE_AFTER_CUTOFF = "date_after_cutoff"
+    # values of one row
+    BIRTH_NOT_BEFORE_DIAGNOSIS = "birth_not_before_diagnosis"
+    AGE_AT_DIAGNOSIS = "age_at_diagnosis"
+    END_BEFORE_START = "end_before_start"
+    DEATH_DATE_REQUIRED = "death_date_required"
+    DEATH_DATE_NOT_ALLOWED = "death_date_not_allowed"
+    # across files
+    ORPHAN = "orphan"
+    BEFORE_DIAGNOSIS = "before_diagnosis"
+    TRANSPLANT_BEFORE_DIAGNOSIS = "transplant_before_diagnosis"
+    AFTER_DEATH = "after_death"
+    AFTER_LAST_CONTACT = "after_last_contact"
+
+
+ALL_FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events")
+CHILD_FILES = ("follow_up", "transplants", "treatments", "disease_events")
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: RuleCode
+    severity: Severity
+    files: tuple[str, ...]
+    message: str  # recorded with each failing row (some rules add detail to it)
+    doc: str  # the rule in one sentence, for docs/input-contract.md
+
+
+_SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
+    # code, files, message recorded with the row, the rule for the docs
+    (
+        RuleCode.WRONG_FIELD_COUNT,
+        ALL_FILES,
+        "the row has a different number of fields than the header",
+        "the record has more or fewer fields than the header (its values are not stored)",
+    ),
+    (
+        RuleCode.DUPLICATE_ID,
+        ALL_FILES,
+        "the source id occurs more than once in the file",
+        "the source id occurs more than once in the file: every copy is invalid",
+    ),
+    (RuleCode.REQUIRED, ALL_FILES, "required value is empty", "a required value is empty"),
+    (RuleCode.INVALID_DATE, ALL_FILES, "not a date in YYYY-MM-DD form", "not a date in YYYY-MM-DD form"),
+    (
+        RuleCode.INVALID_NUMBER,
+        ("transplants", "treatments"),
+        "not a plain decimal number",
+        "not a plain decimal number",
+    ),
+    (
+        RuleCode.NOT_ALLOWED,
+        ALL_FILES,
+        "value not allowed here",
+        "a coded value outside the allowed set (the synonyms below are accepted, any case)",
+    ),
+    (
+        RuleCode.MUST_BE_POSITIVE,
+        ("transplants", "treatments"),
+        "must be greater than 0",
+        "a number that must be > 0 (doses)",
+    ),
+    (
+        RuleCode.TOO_LONG,
+        ALL_FILES,
+        "value is too long",
+        "an id over 128 characters or a text over its limit (drug 200, conditioning agent 80)",
+    ),
+    (RuleCode.DATE_BEFORE_1900, ALL_FILES, "date before 1900-01-01", "any date before 1900-01-01"),
+    (
+        RuleCode.DATE_AFTER_CUTOFF,
+        ("patients", "transplants", "treatments", "disease_events"),
+        "date after the data cutoff",
+        "any date after the manifest's data_cutoff (follow-up dates excepted: they are kept and "
+        "censored at the cutoff)",
+    ),
+    (
+        RuleCode.BIRTH_NOT_BEFORE_DIAGNOSIS,
+        ("patients",),
+        "birth_date must be before diagnosis_date",
+        "birth_date must be before diagnosis_date",
+    ),
+    (
+        RuleCode.AGE_AT_DIAGNOSIS,
+        ("patients",),
+        "age at diagnosis must be between 18 and 110 years",
+        "age at diagnosis outside 18-110 years",
+    ),
+    (
+        RuleCode.END_BEFORE_START,
+        ("treatments",),
+        "end_date before start_date",
+        "treatment end_date before start_date",
+    ),
+    (
+        RuleCode.DEATH_DATE_REQUIRED,
+        ("follow_up",),
+        "death_date is required when vital_status is dead",
+        "vital_status dead without death_date",
+    ),
+    (
+        RuleCode.DEATH_DATE_NOT_ALLOWED,
+        ("follow_up",),
+        "death_date must be empty unless vital_status is dead",
+        "death_date while vital_status is not dead",
+    ),
+    (
+        RuleCode.ORPHAN,
+        CHILD_FILES,
+        "patient_id not in patients.csv (or its row there was quarantined)",
+        "patient_id not in patients.csv, or its row there was quarantined (incremental bundles: "
+        "also accepted if the patient is current in the registry)",
+    ),
+    (
+        RuleCode.BEFORE_DIAGNOSIS,
+        ("follow_up",),
+        "date before the patient's diagnosis_date",
+        "death or last contact before diagnosis",
+    ),
+    (
+        RuleCode.TRANSPLANT_BEFORE_DIAGNOSIS,
+        ("transplants",),
+        "transplant more than 30 days before diagnosis",
+        "transplant more than 30 days before diagnosis",
+    ),
+    (
+        RuleCode.AFTER_DEATH,
+        CHILD_FILES,
+        "date after the patient's death",
+        "a date after the patient's death_date",
+    ),
+    (
+        RuleCode.AFTER_LAST_CONTACT,
+        ("transplants", "treatments", "disease_events"),
+        "date after the patient's last_contact_date",
+        "a date after the patient's last_contact_date (an ongoing treatment's missing end date never counts)",
+    ),
+)
+CATALOGUE: dict[RuleCode, Rule] = {
+    code: Rule(code, Severity.BLOCKING, files, message, doc) for code, files, message, doc in _SPECS
+}
+assert set(CATALOGUE) == set(RuleCode), "every rule code has its catalogue entry"
+
+
+def reason(code: RuleCode, column: str | None, value: object, detail: str | None = None) -> dict[str, object]:
+    """One reason of a failing row, as stored in the quarantine."""
+    rule = CATALOGUE[code]
+    message = f"{rule.message} ({detail})" if detail else rule.message
+    return {
+        "column": column,
+        "value": value,
+        "rule": str(code),
+        "severity": str(rule.severity),
+        "message": message,
+    }
