@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from registry import __version__
 from registry.core.config import ENV_PSEUDONYM_KEY, Settings
+from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_CONFIG, EXIT_OK, RegistryError
 
 
@@ -111,6 +112,6 @@ def _last_run(conn: Any) -> tuple[str, bool] | None:
         return None
     started = row.started_at.isoformat(timespec="seconds") if row.started_at else "?"
     text = f"run {row.run_id} ({row.site_code or '-'}, started {started}): {row.status}"
-    if row.status in ("failed", "killed", "refused"):
+    if row.status in (RunStatus.FAILED, RunStatus.KILLED, RunStatus.REFUSED):
         return f"{text} — {row.message or ''}; see `registry etl runs`", False
     return text, True

@@ -33,6 +33,7 @@ from etl.extract import (
 from etl.rules import RuleCode, reason
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
+from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
 from registry.db.database import require_current_schema, writer_lock
 from registry.db.models import EtlRun, Patient, QuarantinedRow, Site
@@ -53,7 +54,7 @@ class FileCounts:
 
 @dataclass
 class RunSummary:
-    status: str  # succeeded | unchanged | refused | failed | validated
+    status: RunStatus
     run_id: int | None = None
     site_id: str | None = None
     mode: str | None = None
@@ -108,12 +109,12 @@ class _Ledger:
             # we hold the writer lock: any run still marked running was killed
             conn.execute(
                 update(EtlRun)
-                .where(EtlRun.status == "running")
-                .values(status="killed", message="the process ended without finishing")
+                .where(EtlRun.status == RunStatus.RUNNING)
+                .values(status=RunStatus.KILLED, message="the process ended without finishing")
             )
             res = conn.execute(
                 insert(EtlRun).values(
-                    status="running", started_at=_now(), bundle_hash=bundle_hash, forced=forced
+                    status=RunStatus.RUNNING, started_at=_now(), bundle_hash=bundle_hash, forced=forced
                 )
             )
             pk = res.inserted_primary_key
@@ -165,7 +166,7 @@ def run_bundle(
             bundle_hash = bundle.sha256()  # one pass over the bundle's bytes
             ledger = _Ledger(engine, enabled=not dry_run)
             ledger.start(bundle_hash, force)
-            summary = RunSummary(status="running")
+            summary = RunSummary(status=RunStatus.RUNNING)
             manifest: Manifest | None = None
             try:
                 manifest = read_manifest(bundle)
@@ -176,7 +177,7 @@ def run_bundle(
                 if not dry_run:
                     done = _check_order(engine, manifest, bundle_hash, force)
                     if done is not None:
-                        summary.status = "unchanged"
+                        summary.status = RunStatus.UNCHANGED
                         summary.message = done
                         ledger.finish(summary, manifest)
                         return summary
@@ -193,15 +194,15 @@ def run_bundle(
                     chunk_rows=chunk_rows,
                     progress=progress,
                 )
-                summary.status = "validated" if dry_run else "succeeded"
+                summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
             except BundleRefused as exc:
-                summary.status = "refused"
+                summary.status = RunStatus.REFUSED
                 summary.message = exc.message
                 summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
                 ledger.finish(summary, manifest)
                 raise
             except BaseException as exc:
-                summary.status = "failed"
+                summary.status = RunStatus.FAILED
                 summary.message = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
                 summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
                 ledger.finish(summary, manifest)
@@ -237,7 +238,7 @@ def _warn_stale_derivations(engine: Engine, summary: RunSummary) -> None:
 def _describe(s: RunSummary) -> str:
     changed = sum(f.changed for f in s.files.values())
     retired = sum(f.retired for f in s.files.values())
-    if s.status == "validated":
+    if s.status == RunStatus.VALIDATED:
         return f"validation only: {s.quarantined} row(s) would be quarantined; nothing written"
     if changed == 0 and retired == 0:
         return f"loaded; no record changed ({s.quarantined} row(s) quarantined)"
@@ -250,7 +251,7 @@ def _check_order(engine: Engine, manifest: Manifest, bundle_hash: str, force: bo
         same = conn.execute(
             select(EtlRun.run_id)
             .where(EtlRun.bundle_hash == bundle_hash, EtlRun.site_code == manifest.site_id)
-            .where(EtlRun.status == "succeeded")
+            .where(EtlRun.status == RunStatus.SUCCEEDED)
             .order_by(EtlRun.run_id.desc())
             .limit(1)
         ).scalar()

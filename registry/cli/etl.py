@@ -7,6 +7,7 @@ import sys
 import click
 
 from registry.cli.base import Context, check_output, cli, echo_json, format_option, handle_errors, pass_ctx
+from registry.core.enums import RunStatus
 
 
 @cli.group()
@@ -78,7 +79,7 @@ def etl_run(
         echo_json(summary.to_json())
         return
     click.echo(f"run {summary.run_id}: {summary.status}: {summary.message}")
-    if summary.status != "unchanged":
+    if summary.status != RunStatus.UNCHANGED:
         _print_counts(summary)
     if summary.derived_patients is not None:
         click.echo(f"derived {summary.derived_patients} patient(s)")

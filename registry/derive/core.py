@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from registry.core.enums import ExposureRole, LineEnd, Phase, StartRule
 from registry.derive.exposures import (
     TransplantPlan,
     build_exposures,
@@ -104,7 +105,7 @@ def _form_regimens(
     running at the start and still running a window later are continued into it; a steroid
     not yet in a regimen and running at the start joins it too."""
     window = dt.timedelta(days=p.regimen_window_days)
-    regimen_role = [e for e in exposures if e.role == "regimen"]
+    regimen_role = [e for e in exposures if e.role == ExposureRole.REGIMEN]
     liners = [e for e in regimen_role if e.drug_class not in p.non_line_classes]
     steroids = [e for e in regimen_role if e.drug_class in p.non_line_classes]
     out: list[tuple[dt.date, Members]] = []
@@ -179,9 +180,9 @@ class _LineBuilder:
         self.regimens: list[Regimen] = []
         self.line_exposures: dict[int, dict[int, Exposure]] = {}
 
-    def open(self, start: dt.date, rule: str) -> None:
-        if self.lines and rule == "progression":
-            self.lines[-1].end_reason = "progression"
+    def open(self, start: dt.date, rule: StartRule) -> None:
+        if self.lines and rule == StartRule.PROGRESSION:
+            self.lines[-1].end_reason = LineEnd.PROGRESSION
         number = len(self.lines) + 1
         self.lines.append(Line(number, start, None, None, rule))
         self.line_exposures[number] = {}
@@ -189,8 +190,8 @@ class _LineBuilder:
     def run(self, raw: list[tuple[dt.date, Members]]) -> None:
         index = self.plan.index
         if index is not None and (not raw or raw[0][0] > index.date):
-            self.open(index.date, "first")  # a transplant without recorded induction
-        items: list[tuple[dt.date, int, str | None, Members]] = [
+            self.open(index.date, StartRule.FIRST)  # a transplant without recorded induction
+        items: list[tuple[dt.date, int, StartRule | None, Members]] = [
             (d, 0, rule, []) for d, rule in self.plan.line_starts
         ]
         items += [(start, 1, None, members) for start, members in raw]
@@ -198,7 +199,7 @@ class _LineBuilder:
         for day, kind, tx_rule, members in items:
             if kind == 0:  # a transplant that starts a line of its own
                 assert tx_rule is not None
-                self.open(day, tx_rule if self.lines else "first")
+                self.open(day, tx_rule if self.lines else StartRule.FIRST)
                 continue
             rule = self._new_line_rule(day, members)
             if rule is not None:
@@ -207,13 +208,13 @@ class _LineBuilder:
         for i, reg in enumerate(self.regimens, start=1):
             reg.number = i
 
-    def _new_line_rule(self, start: dt.date, members: Members) -> str | None:
+    def _new_line_rule(self, start: dt.date, members: Members) -> StartRule | None:
         if not self.lines:
-            return "first"
+            return StartRule.FIRST
         p = self.p
         cur = self.lines[-1]
         if any(cur.start < d <= start for d in self.prog_dates):
-            return "progression"
+            return StartRule.PROGRESSION
         index = self.plan.index
         if index is not None and start <= index.date:
             return None  # before the index transplant only a progression splits line 1
@@ -231,10 +232,10 @@ class _LineBuilder:
         cur_exp = self.line_exposures[cur.number]
         ends = [e.end for e in cur_exp.values()]
         if ends and all(x is not None and (start - x).days > p.drug_gap_days for x in ends):
-            return "gap"
+            return StartRule.GAP
         drugs = {e.drug for e, _ in members if e.drug_class not in p.non_line_classes}
         if (drugs - {e.drug for e in cur_exp.values()}) and start > cur.start + self.window:
-            return "new_drug"
+            return StartRule.NEW_DRUG
         return None
 
     def _add_regimen(self, start: dt.date, members: Members) -> None:
@@ -244,7 +245,7 @@ class _LineBuilder:
             if e.drug_class not in p.non_line_classes:
                 self.line_exposures[line.number][e.index] = e
         phase, combo_end = self._phase(line.number, start, members)
-        if phase == "consolidation" and combo_end is not None:
+        if phase == Phase.CONSOLIDATION and combo_end is not None:
             # what goes on alone after the combination ends is maintenance (e.g. VRd
             # consolidation whose lenalidomide simply goes on: the same exposure, a new phase)
             tail = [
@@ -259,44 +260,44 @@ class _LineBuilder:
                 # it starts with the first row given after the combination (else the day after)
                 later = [r.start for e, _ in tail for r in e.rows if r.start > combo_end]
                 tail_start = min(later) if later else combo_end + ONE_DAY
-                self.regimens.append(_regimen(line.number, "maintenance", tail_start, tail, p))
+                self.regimens.append(_regimen(line.number, Phase.MAINTENANCE, tail_start, tail, p))
             return
         self.regimens.append(_regimen(line.number, phase, start, members, p))
 
-    def _phase(self, line: int, start: dt.date, members: Members) -> tuple[str, dt.date | None]:
+    def _phase(self, line: int, start: dt.date, members: Members) -> tuple[Phase, dt.date | None]:
         """Phase of a regimen and, for a consolidation, the day its combination ends (the
         earliest end among its new non-steroid exposures)."""
         p = self.p
         new = [e for e, continued in members if not continued and e.drug_class not in p.non_line_classes]
         if new and all(e.mobilisation for e in new):
-            return "mobilisation", None
+            return Phase.MOBILISATION, None
         if line > 1:
-            return "salvage", None
+            return Phase.SALVAGE, None
         index = self.plan.index
         if index is None or start <= index.date:
-            return "induction", None
+            return Phase.INDUCTION, None
         prior = [d for d in self.line1_tx_dates if d < start]
         last_tx = max(prior) if prior else index.date
         intents = [r.intent for e in new for r in e.rows]
-        if intents and all(i == "maintenance" for i in intents):
-            return "maintenance", None  # a recorded intent wins over the heuristics
+        if intents and all(i == Phase.MAINTENANCE for i in intents):
+            return Phase.MAINTENANCE, None  # a recorded intent wins over the heuristics
         ends = [e.end for e in new if e.end is not None]
         combo_end = min(ends) if ends else None
-        if "consolidation" in intents:
-            return "consolidation", combo_end
+        if Phase.CONSOLIDATION in intents:
+            return Phase.CONSOLIDATION, combo_end
         if (
             len({e.drug for e in new}) >= 2
             and (start - last_tx).days <= p.consolidation_start_max_days
             and combo_end is not None
             and (combo_end - start).days <= p.consolidation_max_duration_days
         ):
-            return "consolidation", combo_end
-        return "maintenance", None
+            return Phase.CONSOLIDATION, combo_end
+        return Phase.MAINTENANCE, None
 
 
 def _regimen(
     line: int,
-    phase: str,
+    phase: Phase,
     start: dt.date,
     members: Members,
     p: DerivationParameters,
@@ -344,10 +345,10 @@ def _close_lines(
         if nxt is not None and (line.end is None or line.end >= nxt.start):
             line.end = nxt.start - ONE_DAY
             if line.end_reason is None:
-                line.end_reason = "next_line"
+                line.end_reason = LineEnd.NEXT_LINE
         if line.end_reason is None and exps:
             last = max(exps, key=lambda e: (e.end or dt.date.max, e.start))
-            line.end_reason = "ongoing" if line.end is None else last.stop_reason
+            line.end_reason = LineEnd.ONGOING if line.end is None else last.stop_reason
         if (
             index_tx is not None
             and line.start <= index_tx.date
@@ -359,4 +360,6 @@ def _close_lines(
         nxt = starts.get(reg.line + 1)
         if nxt is not None and (reg.end is None or reg.end >= nxt.start):
             reg.end = nxt.start - ONE_DAY
-            reg.stop_reason = "progression" if nxt.start_rule == "progression" else "next_line"
+            reg.stop_reason = (
+                LineEnd.PROGRESSION if nxt.start_rule == StartRule.PROGRESSION else LineEnd.NEXT_LINE
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from registry.core.enums import ExposureRole, ProgressionSource, StartRule, TransplantRole
 from registry.derive.model import (
     MELPHALAN,
     Exposure,
@@ -21,13 +22,17 @@ def documented_progressions(inp: PatientInputs) -> list[Progression]:
     """Progression/relapse events (event date) and treatment rows stopped for progression
     (end date, whatever the drug: mapped, unmapped or supportive), sorted by date (events
     first on the same day)."""
-    found = [Progression(e.date, "event", e.key) for e in inp.events if e.type in ("progression", "relapse")]
+    found = [
+        Progression(e.date, ProgressionSource.EVENT, e.key)
+        for e in inp.events
+        if e.type in ("progression", "relapse")
+    ]
     found += [
-        Progression(t.end, "stop_reason", t.key)
+        Progression(t.end, ProgressionSource.STOP_REASON, t.key)
         for t in inp.treatments
         if t.stop_reason == "progression" and t.end is not None
     ]
-    return sorted(found, key=lambda p: (p.date, p.source != "event", p.key))
+    return sorted(found, key=lambda p: (p.date, p.source != ProgressionSource.EVENT, p.key))
 
 
 def _is_conditioning(t: TreatmentRow, transplant_dates: list[dt.date], p: DerivationParameters) -> bool:
@@ -47,12 +52,12 @@ def build_exposures(
     documented progression. Unmapped and supportive drugs make no exposure."""
     tx_dates = sorted(t.date for t in inp.transplants)
     prog_dates = [pr.date for pr in progressions]
-    groups: dict[tuple[str, bool, str], list[TreatmentRow]] = {}
+    groups: dict[tuple[ExposureRole, bool, str], list[TreatmentRow]] = {}
     for t in inp.treatments:
         if t.drug is None or t.drug_class in p.non_regimen_classes:
             continue
-        role = "conditioning" if _is_conditioning(t, tx_dates, p) else "regimen"
-        mobilisation = role == "regimen" and t.intent == "mobilisation"
+        role = ExposureRole.CONDITIONING if _is_conditioning(t, tx_dates, p) else ExposureRole.REGIMEN
+        mobilisation = role == ExposureRole.REGIMEN and t.intent == "mobilisation"
         groups.setdefault((role, mobilisation, t.drug), []).append(t)
 
     exposures: list[Exposure] = []
@@ -105,7 +110,7 @@ def _merges(
     return (nxt.start - cur_end).days <= p.drug_gap_days
 
 
-def _exposure(index: int, role: str, mobilisation: bool, rows: list[TreatmentRow]) -> Exposure:
+def _exposure(index: int, role: ExposureRole, mobilisation: bool, rows: list[TreatmentRow]) -> Exposure:
     end = latest_end(r.end for r in rows)
     last_ending = max(rows, key=lambda r: (r.end or dt.date.max, r.start))
     last_started = max(rows, key=lambda r: (r.start, r.end or dt.date.max))
@@ -130,13 +135,13 @@ def _exposure(index: int, role: str, mobilisation: bool, rows: list[TreatmentRow
 class TransplantPlan:
     """Each transplant's role, and the transplants that start a line of their own."""
 
-    roles: dict[str, str]  # key -> index | tandem | salvage | additional | allogeneic
+    roles: dict[str, TransplantRole]
     index: TransplantRow | None
     tandem: TransplantRow | None
     # (date, start rule) of transplants that start a new line: "transplant" (a later
     # transplant that is not a tandem) or "progression" (a salvage transplant with no
     # regimen between the progression and it)
-    line_starts: list[tuple[dt.date, str]]
+    line_starts: list[tuple[dt.date, StartRule]]
 
 
 def plan_transplants(
@@ -146,31 +151,33 @@ def plan_transplants(
     p: DerivationParameters,
 ) -> TransplantPlan:
     prog_dates = [pr.date for pr in progressions]
-    liners = [e for e in exposures if e.role == "regimen" and e.drug_class not in p.non_line_classes]
-    roles: dict[str, str] = {}
+    liners = [
+        e for e in exposures if e.role == ExposureRole.REGIMEN and e.drug_class not in p.non_line_classes
+    ]
+    roles: dict[str, TransplantRole] = {}
     index: TransplantRow | None = None
     tandem: TransplantRow | None = None
-    line_starts: list[tuple[dt.date, str]] = []
+    line_starts: list[tuple[dt.date, StartRule]] = []
     for t in sorted(inp.transplants, key=lambda t: (t.date, t.key)):
         auto = t.type == "autologous"
         preceding = [d for d in prog_dates if d < t.date]
         if index is None and auto and not preceding:
-            index, roles[t.key] = t, "index"
+            index, roles[t.key] = t, TransplantRole.INDEX
             continue
         if index is not None and tandem is None and _is_tandem(t, index, prog_dates, liners, p):
-            tandem, roles[t.key] = t, "tandem"
+            tandem, roles[t.key] = t, TransplantRole.TANDEM
             continue
         if preceding:
             # a salvage transplant belongs to the line in which it falls; it starts the new
             # line itself when no regimen started between the progression and it
-            roles[t.key] = "salvage" if auto else "allogeneic"
+            roles[t.key] = TransplantRole.SALVAGE if auto else TransplantRole.ALLOGENEIC
             last = preceding[-1]
             if not any(last <= e.start < t.date for e in liners):
-                line_starts.append((t.date, "progression"))
+                line_starts.append((t.date, StartRule.PROGRESSION))
             continue
-        roles[t.key] = "additional" if auto else "allogeneic"
+        roles[t.key] = TransplantRole.ADDITIONAL if auto else TransplantRole.ALLOGENEIC
         if index is not None:  # each transplant after line 1's, except a tandem, is a new line
-            line_starts.append((t.date, "transplant"))
+            line_starts.append((t.date, StartRule.TRANSPLANT))
     return TransplantPlan(roles, index, tandem, line_starts)
 
 

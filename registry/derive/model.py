@@ -9,6 +9,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from registry.core.enums import ExposureRole, Phase, ProgressionSource, StartRule, TransplantRole
+
 LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
 
@@ -68,7 +70,7 @@ class Exposure:
     end: dt.date | None
     stop_reason: str | None
     last_dose: float | None
-    role: str  # regimen | conditioning
+    role: ExposureRole
     source_keys: list[str]
     rows: list[TreatmentRow] = field(repr=False, default_factory=list)
     mobilisation: bool = False  # every row says intent = mobilisation
@@ -81,7 +83,7 @@ class Exposure:
 class Regimen:
     number: int
     line: int
-    phase: str  # induction | mobilisation | consolidation | maintenance | salvage
+    phase: Phase
     start: dt.date
     end: dt.date | None
     stop_reason: str | None
@@ -103,14 +105,14 @@ class Line:
     start: dt.date
     end: dt.date | None
     end_reason: str | None
-    start_rule: str  # first | progression | gap | new_drug | transplant
+    start_rule: StartRule
     includes_index_transplant: bool = False
 
 
 @dataclass
 class Progression:
     date: dt.date
-    source: str  # event | stop_reason
+    source: ProgressionSource
     key: str
 
 
@@ -136,7 +138,7 @@ class Derivation:
     exposures: list[Exposure]
     regimens: list[Regimen]
     lines: list[Line]
-    transplant_roles: dict[str, tuple[str, int | None]]  # key -> (role, line number)
+    transplant_roles: dict[str, tuple[TransplantRole, int | None]]  # key -> (role, line number)
     relapses: list[Relapse]
     index_transplant: TransplantRow | None
     tandem_transplant: TransplantRow | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from registry.core.enums import ExposureRole
 from registry.derive.model import LENALIDOMIDE, Exposure, Progression, Relapse, TransplantRow
 from registry.derive.params import DerivationParameters
 
@@ -33,7 +34,7 @@ def derive_relapses(
 ) -> list[Relapse]:
     out: list[Relapse] = []
     first_after_done = False
-    drug_exps = [e for e in exposures if e.role == "regimen"]
+    drug_exps = [e for e in exposures if e.role == ExposureRole.REGIMEN]
     for seq, pr in enumerate(relapse_episodes(progressions, index_tx, p), start=1):
         after = index_tx is not None and pr.date > index_tx.date
         first_after = after and not first_after_done

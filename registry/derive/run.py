@@ -9,6 +9,7 @@ writer at a time), so link tables can be bulk-inserted without ``RETURNING``.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -263,178 +264,142 @@ class _IdAllocator:
         return v
 
 
+DERIVED_TABLES = (
+    Exposure,
+    ExposureSource,
+    LineOfTherapy,
+    Regimen,
+    RegimenExposure,
+    TransplantRole,
+    Relapse,
+    RelapseRefractoriness,
+    PatientSummary,
+)
+
+
+class _Rows:
+    """Derived rows per table, built by column name and copied in the models' column order."""
+
+    def __init__(self) -> None:
+        self.rows: dict[type, list[dict[str, Any]]] = {m: [] for m in DERIVED_TABLES}
+
+    def add(self, model: type, **values: Any) -> None:
+        self.rows[model].append(values)
+
+    def copy(self, conn: Connection) -> None:
+        for model, rows in self.rows.items():
+            columns = [c.name for c in model.__table__.columns]  # type: ignore[attr-defined]
+            missing = set(columns) - set(rows[0]) if rows else set()
+            assert not missing, (model.__tablename__, missing)  # type: ignore[attr-defined]
+            row_tuple = operator.itemgetter(*columns)  # C-speed tuple of the columns, in order
+            copy_rows(conn, model.__tablename__, columns, map(row_tuple, rows))  # type: ignore[attr-defined]
+
+
 def _write(
     conn: Connection, derivations: list[Derivation], run_id: int, ids: _IdAllocator, drug_ids: dict[str, int]
 ) -> None:
-    rows: dict[str, list[tuple[Any, ...]]] = {
-        t: []
-        for t in (
-            "exposures",
-            "exposure_sources",
-            "lines_of_therapy",
-            "regimens",
-            "regimen_exposures",
-            "transplant_roles",
-            "relapses",
-            "relapse_refractoriness",
-            "patient_summaries",
-        )
-    }
+    out = _Rows()
     for d in derivations:
         pk = d.patient_key
         exp_ids = {}
         for e in d.exposures:
             eid = ids.take("exposure_id")
             exp_ids[e.index] = eid
-            rows["exposures"].append(
-                (eid, pk, drug_ids[e.drug], e.start, e.end, e.stop_reason, e.last_dose, e.role, run_id)
+            out.add(
+                Exposure,
+                exposure_id=eid,
+                patient_key=pk,
+                drug_id=drug_ids[e.drug],
+                start_date=e.start,
+                end_date=e.end,
+                stop_reason=e.stop_reason,
+                last_dose_mg=e.last_dose,
+                role=e.role,
+                derivation_run_id=run_id,
             )
             for sk in dict.fromkeys(e.source_keys):
-                rows["exposure_sources"].append((eid, sk, pk))
+                out.add(ExposureSource, exposure_id=eid, treatment_key=sk, patient_key=pk)
         line_ids = {}
         for ln in d.lines:
             lid = ids.take("line_id")
             line_ids[ln.number] = lid
-            rows["lines_of_therapy"].append(
-                (
-                    lid,
-                    pk,
-                    ln.number,
-                    ln.start,
-                    ln.end,
-                    ln.end_reason,
-                    ln.start_rule,
-                    ln.includes_index_transplant,
-                    run_id,
-                )
+            out.add(
+                LineOfTherapy,
+                line_id=lid,
+                patient_key=pk,
+                line_number=ln.number,
+                start_date=ln.start,
+                end_date=ln.end,
+                end_reason=ln.end_reason,
+                start_rule=ln.start_rule,
+                includes_index_transplant=ln.includes_index_transplant,
+                derivation_run_id=run_id,
             )
         for r in d.regimens:
             rid = ids.take("regimen_id")
-            rows["regimens"].append(
-                (
-                    rid,
-                    pk,
-                    line_ids[r.line],
-                    r.number,
-                    r.phase,
-                    r.name[:400],
-                    r.start,
-                    r.end,
-                    r.stop_reason,
-                    r.contains_lenalidomide,
-                    run_id,
-                )
+            out.add(
+                Regimen,
+                regimen_id=rid,
+                patient_key=pk,
+                line_id=line_ids[r.line],
+                regimen_number=r.number,
+                phase=r.phase,
+                name=r.name[:400],
+                start_date=r.start,
+                end_date=r.end,
+                stop_reason=r.stop_reason,
+                contains_lenalidomide=r.contains_lenalidomide,
+                derivation_run_id=run_id,
             )
             for idx, continued in r.exposures:
-                rows["regimen_exposures"].append((rid, exp_ids[idx], pk, continued))
+                out.add(
+                    RegimenExposure,
+                    regimen_id=rid,
+                    exposure_id=exp_ids[idx],
+                    patient_key=pk,
+                    continued=continued,
+                )
         for key, (role, line) in d.transplant_roles.items():
-            rows["transplant_roles"].append((key, pk, role, line_ids.get(line) if line else None, run_id))
+            out.add(
+                TransplantRole,
+                transplant_key=key,
+                patient_key=pk,
+                role=role,
+                line_id=line_ids.get(line) if line else None,
+                derivation_run_id=run_id,
+            )
         for rel in d.relapses:
             rel_id = ids.take("relapse_id")
-            rows["relapses"].append(
-                (
-                    rel_id,
-                    pk,
-                    rel.date,
-                    rel.sequence,
-                    rel.source,
-                    rel.source_key,
-                    rel.after_index_transplant,
-                    rel.is_first_after_index,
-                    line_ids.get(rel.line) if rel.line else None,
-                    rel.len_refractory,
-                    rel.len_last_dose,
-                    rel.len_exposure_days,
-                    rel.len_free_interval_days,
-                    run_id,
-                )
+            out.add(
+                Relapse,
+                relapse_id=rel_id,
+                patient_key=pk,
+                relapse_date=rel.date,
+                sequence=rel.sequence,
+                source=rel.source,
+                source_key=rel.source_key,
+                after_index_transplant=rel.after_index_transplant,
+                is_first_after_index=rel.is_first_after_index,
+                line_id=line_ids.get(rel.line) if rel.line else None,
+                len_refractory=rel.len_refractory,
+                len_last_dose_mg=rel.len_last_dose,
+                len_exposure_days=rel.len_exposure_days,
+                len_free_interval_days=rel.len_free_interval_days,
+                derivation_run_id=run_id,
             )
             for drug, refr in sorted(rel.refractory.items()):
-                rows["relapse_refractoriness"].append((rel_id, drug_ids[drug], pk, refr))
-        rows["patient_summaries"].append(_summary_row(d, line_ids, run_id))
-    for table, data in rows.items():
-        copy_rows(conn, table, COLUMNS[table], data)
+                out.add(
+                    RelapseRefractoriness,
+                    relapse_id=rel_id,
+                    drug_id=drug_ids[drug],
+                    patient_key=pk,
+                    refractory=refr,
+                )
+        out.add(PatientSummary, **_summary(d, line_ids, run_id))
+    out.copy(conn)
 
 
-COLUMNS = {
-    "exposures": [
-        "exposure_id",
-        "patient_key",
-        "drug_id",
-        "start_date",
-        "end_date",
-        "stop_reason",
-        "last_dose_mg",
-        "role",
-        "derivation_run_id",
-    ],
-    "exposure_sources": ["exposure_id", "treatment_key", "patient_key"],
-    "lines_of_therapy": [
-        "line_id",
-        "patient_key",
-        "line_number",
-        "start_date",
-        "end_date",
-        "end_reason",
-        "start_rule",
-        "includes_index_transplant",
-        "derivation_run_id",
-    ],
-    "regimens": [
-        "regimen_id",
-        "patient_key",
-        "line_id",
-        "regimen_number",
-        "phase",
-        "name",
-        "start_date",
-        "end_date",
-        "stop_reason",
-        "contains_lenalidomide",
-        "derivation_run_id",
-    ],
-    "regimen_exposures": ["regimen_id", "exposure_id", "patient_key", "continued"],
-    "transplant_roles": ["transplant_key", "patient_key", "role", "line_id", "derivation_run_id"],
-    "relapses": [
-        "relapse_id",
-        "patient_key",
-        "relapse_date",
-        "sequence",
-        "source",
-        "source_key",
-        "after_index_transplant",
-        "is_first_after_index",
-        "line_id",
-        "len_refractory",
-        "len_last_dose_mg",
-        "len_exposure_days",
-        "len_free_interval_days",
-        "derivation_run_id",
-    ],
-    "relapse_refractoriness": ["relapse_id", "drug_id", "patient_key", "refractory"],
-    "patient_summaries": [
-        "patient_key",
-        "index_transplant_key",
-        "index_transplant_date",
-        "tandem_transplant_date",
-        "maintenance",
-        "lenalidomide_maintenance",
-        "maintenance_agents",
-        "maintenance_start",
-        "maintenance_end",
-        "maintenance_stop_reason",
-        "relapse_date",
-        "l2_line_id",
-        "l2_start",
-        "l2_first_regimen",
-        "l2_lenalidomide",
-        "lines",
-        "derivation_run_id",
-    ],
-}
-
-
-def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[Any, ...]:
+def _summary(d: Derivation, line_ids: dict[int, int], run_id: int) -> dict[str, Any]:
     mt = d.maintenance_regimens
     agents = sorted({drug for r in mt for drug in r.drugs})
     mt_end: dt.date | None = None
@@ -446,25 +411,25 @@ def _summary_row(d: Derivation, line_ids: dict[int, int], run_id: int) -> tuple[
     rel = d.relapse_after_index
     l2 = d.line(2)
     l2_reg = d.first_regimen(2)
-    return (
-        d.patient_key,
-        d.index_transplant.key if d.index_transplant else None,
-        d.index_transplant.date if d.index_transplant else None,
-        d.tandem_transplant.date if d.tandem_transplant else None,
-        bool(mt),
-        d.lenalidomide_maintenance,
-        ", ".join(agents) or None,
-        min(r.start for r in mt) if mt else None,
-        mt_end,
-        mt_stop,
-        rel.date if rel else None,
-        line_ids.get(2) if l2 else None,
-        l2.start if l2 else None,
-        l2_reg.name if l2_reg else None,
-        bool(l2_reg and l2_reg.contains_lenalidomide),
-        len(d.lines),
-        run_id,
-    )
+    return {
+        "patient_key": d.patient_key,
+        "index_transplant_key": d.index_transplant.key if d.index_transplant else None,
+        "index_transplant_date": d.index_transplant.date if d.index_transplant else None,
+        "tandem_transplant_date": d.tandem_transplant.date if d.tandem_transplant else None,
+        "maintenance": bool(mt),
+        "lenalidomide_maintenance": d.lenalidomide_maintenance,
+        "maintenance_agents": ", ".join(agents) or None,
+        "maintenance_start": min(r.start for r in mt) if mt else None,
+        "maintenance_end": mt_end,
+        "maintenance_stop_reason": mt_stop,
+        "relapse_date": rel.date if rel else None,
+        "l2_line_id": line_ids.get(2) if l2 else None,
+        "l2_start": l2.start if l2 else None,
+        "l2_first_regimen": l2_reg.name if l2_reg else None,
+        "l2_lenalidomide": bool(l2_reg and l2_reg.contains_lenalidomide),
+        "lines": len(d.lines),
+        "derivation_run_id": run_id,
+    }
 
 
 @dataclass(frozen=True)
