@@ -31,8 +31,8 @@ def run_demo(
     from etl.pipeline import run_bundle
     from etl.synth import write_bundle
     from registry.cohorts.definition import load_definition
-    from registry.cohorts.sql import create_view
-    from registry.reports.render import to_html, to_json
+    from registry.cohorts.sql import create_view, read_cohort
+    from registry.reports.release import release
     from registry.reports.study import build_study_report
 
     t0 = time.perf_counter()
@@ -56,13 +56,13 @@ def run_demo(
         defn = load_definition("lenalidomide-relapse")
         with engine.begin() as conn:
             create_view(conn, defn)
-        rep = build_study_report(engine, defn)
+        rep = build_study_report(read_cohort(engine, defn), defn)
     finally:
         engine.dispose()
     html_path = out / "report.html"
     json_path = out / "report.json"
-    html_path.write_text(to_html(rep, rep.data), encoding="utf-8")
-    json_path.write_text(to_json(rep.data), encoding="utf-8")
+    html_path.write_text(release(rep, "html"), encoding="utf-8")
+    json_path.write_text(release(rep, "json"), encoding="utf-8")
     seconds = time.perf_counter() - t0
     headline = _headline(rep.data, summary.quarantined, html_path, seconds, db)
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry.cohorts.definition import load_definition
+from registry.cohorts.sql import read_cohort
 from registry.db.database import make_engine
 from registry.reports.study import build_study_report
 from tests.fixtures.e2e.make_table import build_table
@@ -24,7 +25,8 @@ def report(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     work = tmp_path_factory.mktemp("e2e")
     table_csv = build_table(work)
     engine = make_engine(f"sqlite:///{work / 'r.db'}")
-    rep = build_study_report(engine, load_definition("lenalidomide-relapse"))
+    defn = load_definition("lenalidomide-relapse")
+    rep = build_study_report(read_cohort(engine, defn), defn)
     engine.dispose()
     return table_csv, rep.data
 

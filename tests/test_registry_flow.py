@@ -195,7 +195,7 @@ def test_cohort_table_groups_and_endpoints(loaded: Engine) -> None:
 
 
 def test_attrition_counts_each_step(loaded: Engine) -> None:
-    rep = build_study_report(loaded, DEFN)
+    rep = build_study_report(read_cohort(loaded, DEFN), DEFN)
     assert [(a["remaining"], a["excluded"]) for a in rep.data["attrition"]] == [
         (7, 0),
         (6, 1),
@@ -226,15 +226,15 @@ def test_view_for_analysts_matches_the_export(loaded: Engine) -> None:
 
 def test_transplant_origin_comparison_is_refused_with_landmark_offered(loaded: Engine) -> None:
     with pytest.raises(StudyError, match="immortal-time") as err:
-        build_study_report(loaded, DEFN, endpoints=["os"])
+        build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os"])
     assert "--landmark-days" in (err.value.hint or "")
-    rep = build_study_report(loaded, DEFN, endpoints=["os"], landmark_days=1000)
+    rep = build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os"], landmark_days=1000)
     # landmark at index + 1000 days (2021-02-26): BB (2nd line 2021-01-10), C and DD qualify
     assert rep.data["landmark"]["n"] == 3
 
 
 def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: Engine) -> None:
-    data = suppress(build_study_report(loaded, DEFN).data, 5)
+    data = suppress(build_study_report(read_cohort(loaded, DEFN), DEFN).data, 5)
     assert all(g["n"] is None for g in data["groups"].values())
     assert data["attrition"][1]["excluded"] is None and data["attrition"][-1]["remaining"] is None
     assert data["suppressed"]

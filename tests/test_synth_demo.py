@@ -67,6 +67,7 @@ def test_synth_cli_writes_a_valid_bundle(tmp_path: Path, cli_env) -> None:  # ty
 def test_clean_default_bundle_gives_the_published_group_sizes(tmp_path: Path) -> None:
     from etl.pipeline import run_bundle
     from registry.cohorts.definition import load_definition
+    from registry.cohorts.sql import read_cohort
     from registry.db.database import make_engine
     from registry.db.setup import prepare
     from registry.reports.study import build_study_report
@@ -75,7 +76,8 @@ def test_clean_default_bundle_gives_the_published_group_sizes(tmp_path: Path) ->
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     prepare(engine)
     assert run_bundle(engine, tmp_path / "b", b"k" * 20).quarantined == 0
-    data = build_study_report(engine, load_definition("lenalidomide-relapse")).data
+    defn = load_definition("lenalidomide-relapse")
+    data = build_study_report(read_cohort(engine, defn), defn).data
     engine.dispose()
     assert {g: v["n"] for g, v in data["groups"].items()} == {"G1": 136, "G2": 161, "G3": 209, "G4": 69}
     # survival shaped like the paper: OS from the 2nd line G1 > G3 > G2 > G4, medians near 55/49/38

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from registry.cli.base import Context, check_output, cli, handle_errors, pass_ctx, write_output
-from registry.core.errors import UsageError
 
 
 @cli.group()
@@ -42,32 +41,22 @@ def report_study(
     Example: registry report study lenalidomide-relapse --format html --out report.html
     """
     from registry.cohorts.definition import load_definition
-    from registry.reports.render import to_csv, to_html, to_json
+    from registry.cohorts.sql import read_cohort
+    from registry.reports.release import release
     from registry.reports.study import build_study_report
-    from registry.reports.suppress import suppress
 
-    if fmt == "csv" and min_cell:
-        raise UsageError(
-            "the per-patient table cannot leave the registry with --min-cell",
-            hint="use --format json or html for released reports",
-        )
     if out:
         check_output(out)
     defn = load_definition(name)
-    rep = build_study_report(
-        ctx.ready_engine(),
+    as_of_date = as_of.date() if as_of else None
+    report = build_study_report(
+        read_cohort(ctx.ready_engine(), defn, as_of_date),
         defn,
-        as_of=as_of.date() if as_of else None,
+        as_of=as_of_date,
         endpoints=list(endpoints) or None,
         landmark_days=landmark_days,
     )
-    data = suppress(rep.data, min_cell) if min_cell else rep.data
-    if fmt == "json":
-        body = to_json(data)
-    elif fmt == "html":
-        body = to_html(rep, data)
-    else:
-        body = to_csv(rep)
+    body = release(report, fmt, min_cell)
     if out:
         write_output(out, body)
         ctx.note(f"wrote {out}")

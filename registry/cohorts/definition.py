@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -42,6 +42,31 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Covariate:
+    """An adjustment term of the Cox model: a numeric column, or a categorical one with its
+    reference level."""
+
+    column: str
+    label: str
+    kind: str = "categorical"  # categorical | numeric
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """How a study is analysed and drawn: the ``[analysis]`` table of a definition."""
+
+    reference_group: str
+    covariates: tuple[Covariate, ...] = ()
+    rate_months: tuple[int, ...] = (12, 24, 60)
+    at_risk_months: tuple[int, ...] = (0, 12, 24, 36, 48, 60)
+    baseline_heading: str = "Baseline"
+    # categorical columns tabulated per group in the baseline table (column, label)
+    baseline_tables: tuple[tuple[str, str], ...] = ()
+    colours: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CohortDefinition:
     name: str
     version: int
@@ -51,6 +76,7 @@ class CohortDefinition:
     steps: tuple[Step, ...]
     groups: tuple[Group, ...]
     endpoints: tuple[Endpoint, ...]
+    analysis: Analysis
 
     def endpoint(self, name: str) -> Endpoint:
         for e in self.endpoints:
@@ -67,6 +93,8 @@ def _parse(data: dict, source: str) -> CohortDefinition:
         for e in endpoints:
             if not _NAME.match(e.name) or e.origin not in ORIGINS or set(e.events) - set(EVENTS):
                 raise DefinitionError(f"{source}: endpoint {e.name!r} is not well formed")
+        groups = tuple(Group(g["name"], g["label"], g["condition"]) for g in data["groups"])
+        analysis = _analysis(data.get("analysis", {}), groups, source)
         return CohortDefinition(
             name=data["name"],
             version=int(data["version"]),
@@ -74,13 +102,43 @@ def _parse(data: dict, source: str) -> CohortDefinition:
             entry=data["entry"],
             baseline=data.get("baseline", "l2_start"),
             steps=tuple(Step(s["label"], s["condition"], s["reason"]) for s in data["steps"]),
-            groups=tuple(Group(g["name"], g["label"], g["condition"]) for g in data["groups"]),
+            groups=groups,
             endpoints=endpoints,
+            analysis=analysis,
         )
     except KeyError as exc:
         raise DefinitionError(f"{source}: missing key {exc}") from None
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"{source}: a value has the wrong type ({exc})") from None
+
+
+def _analysis(a: dict, groups: tuple[Group, ...], source: str) -> Analysis:
+    names = [g.name for g in groups]
+    reference = a.get("reference_group", names[0] if names else "")
+    if reference not in names:
+        raise DefinitionError(
+            f"{source}: analysis.reference_group {reference!r} is not one of the groups {names}"
+        )
+    covariates = tuple(
+        Covariate(c["column"], c.get("label", c["column"]), c.get("kind", "categorical"), c.get("reference"))
+        for c in a.get("covariates", [])
+    )
+    for c in covariates:
+        if c.kind not in ("categorical", "numeric") or (c.kind == "categorical" and not c.reference):
+            raise DefinitionError(
+                f"{source}: covariate {c.column!r} needs kind numeric, or categorical with a reference level"
+            )
+    return Analysis(
+        reference_group=reference,
+        covariates=covariates,
+        rate_months=tuple(int(m) for m in a.get("rate_months", (12, 24, 60))),
+        at_risk_months=tuple(int(m) for m in a.get("at_risk_months", (0, 12, 24, 36, 48, 60))),
+        baseline_heading=a.get("baseline_heading", "Baseline"),
+        baseline_tables=tuple(
+            (t["column"], t.get("label", t["column"])) for t in a.get("baseline_tables", [])
+        ),
+        colours=dict(a.get("colours", {})),
+    )
 
 
 def builtin_names() -> list[str]:

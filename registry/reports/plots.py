@@ -13,7 +13,7 @@ import numpy as np
 from registry.core.units import DAYS_PER_MONTH
 from registry.statistics.survival import KaplanMeier
 
-COLOURS = {"G1": "#1b6ca8", "G2": "#d1495b", "G3": "#2e8b57", "G4": "#8d6a9f"}
+PALETTE = ("#1b6ca8", "#d1495b", "#2e8b57", "#8d6a9f", "#e08e0b", "#5b5b5b")  # when none is given
 TICKS = (0, 12, 24, 36, 48, 60, 72)
 
 
@@ -22,15 +22,19 @@ def km_plot(
     title: str,
     labels: dict[str, str],
     at_risk: dict[str, dict[str, int | None]] | None = None,
+    colours: dict[str, str] | None = None,
 ) -> bytes:
-    """Step curves (months on x), censoring ticks, and a numbers-at-risk table below."""
+    """Step curves (months on x), censoring ticks, and a numbers-at-risk table below.
+    ``colours`` maps groups to colours (the definition's ``[analysis]``); others get the
+    palette in order."""
+    colour_of = {g: (colours or {}).get(g, PALETTE[i % len(PALETTE)]) for i, g in enumerate(curves)}
     fig = plt.figure(figsize=(8.5, 6.2), dpi=110)
     ax = fig.add_axes((0.1, 0.36, 0.85, 0.56))
     xmax = 72
     for g, km in curves.items():
         x = np.concatenate([[0.0], km.time / DAYS_PER_MONTH])
         y = np.concatenate([[1.0], km.surv])
-        colour = COLOURS.get(g)
+        colour = colour_of[g]
         ax.step(x, y, where="post", color=colour, lw=1.8, label=f"{g}: {labels.get(g, '')}")
         cens = km.n_censor > 0
         ax.plot(km.time[cens] / DAYS_PER_MONTH, km.surv[cens], "|", color=colour, ms=7)
@@ -47,7 +51,7 @@ def km_plot(
     fig.text(0.01, 0.25, "Number at risk", fontsize=9, weight="bold")
     for row, (g, km) in enumerate(curves.items()):
         ty = 0.21 - row * 0.045
-        fig.text(0.02, ty, g, fontsize=9, color=COLOURS.get(g))
+        fig.text(0.02, ty, g, fontsize=9, color=colour_of[g])
         for t in TICKS:
             n = km.n_risk_at(t * DAYS_PER_MONTH)
             if at_risk and g in at_risk and str(t) in at_risk[g]:

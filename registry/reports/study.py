@@ -1,7 +1,10 @@
 """The study report: cohort, attrition, per-group survival, log-rank, Cox and warnings.
 
-Computation only: the result is a plain dict (the JSON of the spec) plus the per-patient
-table; ``render_html`` draws it. Nothing is invented: a value that cannot be estimated is None.
+Computation only, from the cohort frame (``registry.cohorts.sql.read_cohort``) and the
+definition (whose ``[analysis]`` table names the reference group, the covariates, the time
+points and the baseline tables): no database here, nothing about one study hard-coded. The
+result is a plain dict (the report's JSON) plus the per-patient table; ``release`` renders
+what may leave the registry. Nothing is invented: a value that cannot be estimated is None.
 """
 
 from __future__ import annotations
@@ -14,19 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
 
 from registry import __version__
-from registry.cohorts.definition import CohortDefinition
-from registry.cohorts.sql import read_cohort
+from registry.cohorts.definition import Analysis, CohortDefinition
 from registry.core.errors import StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.statistics import cox_ph, cox_zph, kaplan_meier, logrank_test
 from registry.statistics.cox import dummies
 from registry.statistics.survival import KaplanMeier, reverse_km_median_follow_up
 
-RATE_MONTHS = (12, 24, 60)
-AT_RISK_MONTHS = (0, 12, 24, 36, 48, 60)
 SMALL_GROUP = 20
 HEAVY_CENSORING = 0.6
 PATIENT_COLUMNS = [
@@ -102,7 +101,7 @@ def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, An
     return rows
 
 
-def _endpoint_summary(km: KaplanMeier) -> dict[str, Any]:
+def _endpoint_summary(km: KaplanMeier, analysis: Analysis) -> dict[str, Any]:
     med, lo, hi = km.median()
     out: dict[str, Any] = {
         "n": km.n,
@@ -110,15 +109,15 @@ def _endpoint_summary(km: KaplanMeier) -> dict[str, Any]:
         "median_months": _m(med),
         "median_ci_months": [_m(lo), _m(hi)],
     }
-    for months in RATE_MONTHS:
+    for months in analysis.rate_months:
         at = km.at(months * DAYS_PER_MONTH)
         out[f"rate_{months}m"] = _r(at.surv)
         out[f"rate_{months}m_ci"] = [_r(at.lower), _r(at.upper)]
-    out["at_risk"] = {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in AT_RISK_MONTHS}
+    out["at_risk"] = {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in analysis.at_risk_months}
     return out
 
 
-def _baseline(df: pd.DataFrame) -> dict[str, Any]:
+def _baseline(df: pd.DataFrame, analysis: Analysis) -> dict[str, Any]:
     def counts(col: str) -> dict[str, int]:
         vc = df[col].fillna("not recorded").astype(str).value_counts()
         return {str(k): int(v) for k, v in sorted(vc.items())}
@@ -130,34 +129,61 @@ def _baseline(df: pd.DataFrame) -> dict[str, Any]:
         "age_at_l2_iqr": [_r(float(ages.quantile(0.25)), 1), _r(float(ages.quantile(0.75)), 1)]
         if len(ages)
         else [None, None],
-        "sex": counts("sex"),
-        "iss_stage": counts("iss_stage"),
-        "cytogenetic_risk": counts("cytogenetic_risk"),
+        **{column: counts(column) for column, _ in analysis.baseline_tables},
     }
 
 
-def _design(df: pd.DataFrame, adjusted: bool) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+def _design(
+    df: pd.DataFrame, analysis: Analysis, adjusted: bool
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The Cox design: the group against the reference group and, adjusted, the covariates
+    of the definition (numeric as they are, categorical against their reference level)."""
     d = df.copy()
-    terms = {"group": dummies(d, "group", "G1", prefix="")}
+    terms = {"group": dummies(d, "group", analysis.reference_group, prefix="")}
     if adjusted:
-        d["age_at_l2"] = d["age_at_l2"].astype(float)
-        terms["age_at_l2"] = ["age_at_l2"]
-        terms["sex"] = dummies(d, "sex", "F", prefix="sex=")
-        terms["iss_stage"] = dummies(d, "iss_stage", "I", prefix="iss=")
-        terms["cytogenetic_risk"] = dummies(d, "cytogenetic_risk", "standard", prefix="risk=")
+        for c in analysis.covariates:
+            if c.kind == "numeric":
+                d[c.column] = d[c.column].astype(float)
+                terms[c.column] = [c.column]
+            else:
+                assert c.reference is not None
+                terms[c.column] = dummies(d, c.column, c.reference, prefix=f"{c.label}=")
         terms = {k: v for k, v in terms.items() if v}
     return d, terms
 
 
 def build_study_report(
-    engine: Engine,
+    cohort: pd.DataFrame,
     defn: CohortDefinition,
     *,
     as_of: dt.date | None = None,
     endpoints: list[str] | None = None,
     landmark_days: int | None = None,
 ) -> StudyReport:
-    cohort = read_cohort(engine, defn, as_of)
+    """Compute a study report.
+
+    Parameters
+    ----------
+    cohort
+        Every current patient with the definition's step flags, group and endpoint columns
+        (``registry.cohorts.sql.read_cohort``).
+    defn
+        The cohort definition, with its ``[analysis]`` table.
+    as_of
+        The data cutoff the cohort was read at (None: each site's own cutoff).
+    endpoints
+        Endpoint names to analyse (default: those whose origin is the groups' baseline).
+    landmark_days
+        Landmark analysis from the index transplant, for endpoints whose origin is earlier
+        than the baseline (required for them: otherwise the comparison is refused).
+
+    Returns
+    -------
+    StudyReport
+        The report's JSON-able dict, the per-patient table and the Kaplan-Meier fits.
+    """
+    analysis = defn.analysis
+    ref = analysis.reference_group
     table = patient_table(cohort, defn)
     warnings: list[str] = []
     wanted = endpoints or [e.name for e in defn.endpoints if e.origin_is_baseline]
@@ -194,6 +220,14 @@ def build_study_report(
         "ph_check": [],
         "median_follow_up_months": {},
         "landmark": None,
+        "analysis": {
+            "reference_group": ref,
+            "baseline_heading": analysis.baseline_heading,
+            "baseline_tables": [{"column": c, "label": label} for c, label in analysis.baseline_tables],
+            "rate_months": list(analysis.rate_months),
+            "covariates": [c.column for c in analysis.covariates],
+            "colours": analysis.colours,
+        },
         "warnings": warnings,
     }
     curves: dict[str, dict[str, KaplanMeier]] = {}
@@ -220,7 +254,7 @@ def build_study_report(
             "label": grp.label,
             "n": len(sub),
             "endpoints": {},
-            "baseline": _baseline(sub),
+            "baseline": _baseline(sub, analysis),
         }
         if 0 < len(sub) < SMALL_GROUP:
             warnings.append(f"{grp.name} has only {len(sub)} patients: estimates are imprecise")
@@ -243,7 +277,7 @@ def build_study_report(
                 continue
             km = kaplan_meier(sub, tcol, ecol)
             curves[name][g] = km
-            data["groups"][g]["endpoints"][name] = _endpoint_summary(km)
+            data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis)
             censored = 1 - km.events / km.n
             if censored > HEAVY_CENSORING:
                 warnings.append(f"{name}, {g}: {censored:.0%} of patients censored")
@@ -274,9 +308,9 @@ def build_study_report(
                         "p": _r(lr.p, 8),
                     }
                 )
-        if "G1" in present and len(present) >= 2:
+        if ref in present and len(present) >= 2:
             for model in ("unadjusted", "adjusted"):
-                _cox(data, warnings, frame, name, tcol, ecol, model)
+                _cox(data, warnings, frame, name, tcol, ecol, model, analysis)
     return StudyReport(data=data, patients=table, curves=curves)
 
 
@@ -295,8 +329,9 @@ def _cox(
     tcol: str,
     ecol: str,
     model: str,
+    analysis: Analysis,
 ) -> None:
-    d, terms = _design(frame, adjusted=model == "adjusted")
+    d, terms = _design(frame, analysis, adjusted=model == "adjusted")
     try:
         fit = cox_ph(d, tcol, ecol, terms)
         zph = cox_zph(fit)
@@ -304,7 +339,7 @@ def _cox(
         warnings.append(f"{name}, {model} Cox model could not be fitted ({exc})")
         return
     for row in fit.rows:
-        term = f"{row.name} vs G1" if row.name in terms["group"] else row.name
+        term = f"{row.name} vs {analysis.reference_group}" if row.name in terms["group"] else row.name
         data["cox"].append(
             {
                 "endpoint": name,
@@ -333,7 +368,8 @@ def _cox(
             f"(cox.zph global p = {zph.global_p:.3g})"
         )
     if model == "adjusted" and fit.n < len(frame):
+        covariates = ", ".join(c.column for c in analysis.covariates)
         warnings.append(
-            f"{name}, adjusted Cox model: {len(frame) - fit.n} patients without "
-            f"ISS stage (or another covariate) left out"
+            f"{name}, adjusted Cox model: {len(frame) - fit.n} patients without a value for one "
+            f"of the covariates ({covariates}) left out"
         )

@@ -48,9 +48,9 @@ def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
         base = v.get("baseline", {})
         if sizes[g] is None:
             base["n"] = None
-        for table in ("sex", "iss_stage", "cytogenetic_risk"):
-            if table in base:
-                _complement(base[table], n, hidden, f"groups.{g}.baseline.{table}")
+        for table, cells in base.items():  # every tabulated baseline column
+            if isinstance(cells, dict):
+                _complement(cells, n, hidden, f"groups.{g}.baseline.{table}")
         for ep, s in v["endpoints"].items():
             if sizes[g] is None:
                 s["n"] = None
