@@ -48,7 +48,8 @@ FISH = {
 }
 
 
-def _identity(*values: str) -> dict[str, str]:
+def identity(*values: str) -> dict[str, str]:
+    """Coded values accepted as written (any case)."""
     return {v.lower(): v for v in values}
 
 
@@ -89,145 +90,6 @@ class FileContract:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
-
-FISH_COLS = tuple(
-    Column(n, "code", codes=FISH, description="FISH result; empty = not recorded")
-    for n in ("del17p", "t_4_14", "t_14_16", "gain_1q")
-)
-
-CONTRACTS: dict[str, FileContract] = {
-    "patients": FileContract(
-        "patients",
-        "patient_id",
-        "patient",
-        (
-            Column("patient_id", "id", True, description="source identifier (often the MRN)"),
-            Column(
-                "sex",
-                "code",
-                True,
-                {"f": "F", "female": "F", "m": "M", "male": "M", "u": "U", "unknown": "U"},
-            ),
-            Column("birth_date", "date", True),
-            Column("diagnosis_date", "date", True, description="multiple myeloma diagnosis"),
-            Column(
-                "iss_stage",
-                "code",
-                codes={"i": "I", "ii": "II", "iii": "III", "1": "I", "2": "II", "3": "III"},
-            ),
-            Column("riss_stage", "code", codes=_identity("I", "II", "III")),
-            Column("ldh_elevated", "code", codes=YES_NO),
-            *FISH_COLS,
-            Column("heavy_chain", "code", codes=_identity("IgG", "IgA", "IgD", "IgE", "IgM", "none")),
-            Column("light_chain", "code", codes=_identity("kappa", "lambda")),
-        ),
-    ),
-    "transplants": FileContract(
-        "transplants",
-        "transplant_id",
-        "transplant",
-        (
-            Column("transplant_id", "id", True),
-            Column("patient_id", "id", True, description="must exist in patients.csv"),
-            Column("transplant_date", "date", True, description="stem-cell infusion (day 0)"),
-            Column(
-                "transplant_type",
-                "code",
-                True,
-                {
-                    "autologous": "autologous",
-                    "auto": "autologous",
-                    "allogeneic": "allogeneic",
-                    "allo": "allogeneic",
-                },
-            ),
-            Column("conditioning_agent", "text", max_length=80, description="e.g. melphalan"),
-            Column("conditioning_dose_mg_m2", "number", description="> 0", positive=True),
-            Column("planned_tandem", "code", codes=YES_NO),
-            Column("response_before", "code", codes=RESPONSES),
-            Column("response_day100", "code", codes=RESPONSES),
-        ),
-    ),
-    "treatments": FileContract(
-        "treatments",
-        "treatment_id",
-        "treatment",
-        (
-            Column("treatment_id", "id", True),
-            Column("patient_id", "id", True, description="must exist in patients.csv"),
-            Column("drug", "text", True, description="generic or brand name, any case"),
-            Column("start_date", "date", True),
-            Column("end_date", "date", description=">= start_date; empty = ongoing"),
-            Column("dose_mg", "number", description="> 0", positive=True),
-            Column(
-                "intent",
-                "code",
-                codes={
-                    **_identity(
-                        "induction", "consolidation", "maintenance", "salvage", "conditioning", "mobilisation"
-                    ),
-                    "mobilization": "mobilisation",
-                },
-                description="mobilisation (synonym mobilization): stem-cell mobilisation, part of line 1",
-            ),
-            Column(
-                "stop_reason",
-                "code",
-                codes=_identity(
-                    "completed",
-                    "progression",
-                    "toxicity",
-                    "patient_choice",
-                    "death",
-                    "other",
-                    "ongoing",
-                ),
-            ),
-        ),
-    ),
-    "disease_events": FileContract(
-        "disease_events",
-        "event_id",
-        "event",
-        (
-            Column("event_id", "id", True),
-            Column("patient_id", "id", True, description="must exist in patients.csv"),
-            Column("event_date", "date", True),
-            Column(
-                "event_type",
-                "code",
-                True,
-                _identity("response_assessment", "progression", "relapse"),
-            ),
-            Column("response", "code", codes=RESPONSES, description="expected for response_assessment"),
-        ),
-    ),
-    "follow_up": FileContract(
-        "follow_up",
-        "patient_id",
-        "patient",
-        (
-            Column("patient_id", "id", True, description="one row per patient"),
-            Column("last_contact_date", "date", True),
-            Column("vital_status", "code", True, _identity("alive", "dead")),
-            Column("death_date", "date", description="required if and only if dead"),
-            Column(
-                "cause_of_death",
-                "code",
-                codes=_identity(
-                    "myeloma",
-                    "treatment_related",
-                    "infection",
-                    "second_malignancy",
-                    "other",
-                    "unknown",
-                ),
-            ),
-        ),
-    ),
-}
-
-FILE_ORDER = ("patients", "follow_up", "transplants", "treatments", "disease_events")
 
 # Columns that look like direct identifiers: never read into the registry.
 IDENTIFIER_NAMES = {
@@ -288,17 +150,18 @@ def _checks(col: Column) -> list[pa.Check]:
     return checks
 
 
-def schema(name: str) -> pa.DataFrameSchema:
-    """The Pandera schema of one input file, from its column catalogue."""
-    contract = CONTRACTS[name]
-    return pa.DataFrameSchema(
-        {
-            c.name: pa.Column(_DTYPES.get(c.kind, object), checks=_checks(c), nullable=True, coerce=False)
-            for c in contract.columns
-        },
-        name=f"{name}.csv",
-        strict=False,
-    )
+_SCHEMAS: dict[str, pa.DataFrameSchema] = {}
 
 
-SCHEMAS: dict[str, pa.DataFrameSchema] = {name: schema(name) for name in CONTRACTS}
+def schema(contract: FileContract) -> pa.DataFrameSchema:
+    """The Pandera schema of one input file, built from its column catalogue (once)."""
+    if contract.name not in _SCHEMAS:
+        _SCHEMAS[contract.name] = pa.DataFrameSchema(
+            {
+                c.name: pa.Column(_DTYPES.get(c.kind, object), checks=_checks(c), nullable=True, coerce=False)
+                for c in contract.columns
+            },
+            name=contract.filename,
+            strict=False,
+        )
+    return _SCHEMAS[contract.name]

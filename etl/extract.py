@@ -17,7 +17,8 @@ from typing import IO
 
 import pandas as pd
 
-from etl.contract import CONTRACTS, FORMAT, FORMAT_VERSION, looks_like_identifier
+from etl.contract import FORMAT, FORMAT_VERSION, looks_like_identifier
+from etl.specs import SPECS, FileSpec
 from registry.core.errors import BundleRefused, NoInput, Problem
 
 SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
@@ -40,6 +41,7 @@ class FileHeader:
     columns: list[str]  # normalised names, in file order
     ignored: list[str] = field(default_factory=list)  # unknown extra columns (warned)
     identifiers_dropped: list[str] = field(default_factory=list)  # never stored
+    present: bool = True  # False: an optional file the bundle does not have
 
 
 class Bundle:
@@ -86,7 +88,7 @@ class Bundle:
     def sha256(self) -> str:
         """Hash of the bundle's content (manifest and the five files, in a fixed order)."""
         h = hashlib.sha256()
-        for member in ["manifest.json", *(c.filename for c in CONTRACTS.values())]:
+        for member in ["manifest.json", *(c.filename for c in SPECS.values())]:
             if not self.exists(member):
                 continue
             h.update(member.encode() + b"\0")
@@ -143,10 +145,11 @@ def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(bundle.open(member), encoding="utf-8-sig", newline="")
 
 
-def read_header(bundle: Bundle, name: str) -> FileHeader:
-    contract = CONTRACTS[name]
+def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
     member = contract.filename
     if not bundle.exists(member):
+        if contract.optional:
+            return FileHeader(columns=[], present=False)
         raise BundleRefused([Problem(member, "missing")])
     try:
         with _text_stream(bundle, member) as fh:
@@ -183,12 +186,14 @@ class Chunk:
 
 
 def iter_chunks(
-    bundle: Bundle, name: str, header: FileHeader, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    bundle: Bundle, contract: FileSpec, header: FileHeader, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[Chunk]:
     """Yield chunks of the file: contract columns only (a missing optional column is added
     empty), values trimmed. Row numbers count the header as row 1. A record with more or
-    fewer fields than the header is returned as malformed (it is quarantined, not guessed)."""
-    contract = CONTRACTS[name]
+    fewer fields than the header is returned as malformed (it is quarantined, not guessed).
+    An optional file the bundle does not have yields nothing."""
+    if not header.present:
+        return
     member = contract.filename
     wanted = [c.name for c in contract.columns]
     width = len(header.columns)

@@ -14,17 +14,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Column, Connection, MetaData, Table, text
 
+from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_rows
 from registry.db.models import Base
 
-# target table, primary key column, per loaded file
-TARGETS: dict[str, tuple[str, str]] = {
-    "patients": ("patients", "patient_key"),
-    "follow_up": ("follow_up", "patient_key"),
-    "transplants": ("transplants", "transplant_key"),
-    "treatments": ("treatments", "treatment_key"),
-    "disease_events": ("disease_events", "event_key"),
-}
+# target table and primary key column, per loaded file (from the file specs)
+TARGETS: dict[str, tuple[str, str]] = {name: (spec.target, spec.key) for name, spec in SPECS.items()}
 LINEAGE = ("run_id", "source_row")
 CURRENCY = ("is_current", "retired_run_id", "needs_derivation")
 
@@ -53,7 +48,7 @@ def create_stages(conn: Connection) -> None:
         cols = [Column(c, src.columns[c].type) for c in loaded_columns(name)]
         stage = Table(stage_name(name), md, *cols, prefixes=["TEMPORARY"])
         stage.create(conn)
-    key_type = Base.metadata.tables["patients"].c.patient_key.type
+    key_type = Base.metadata.tables[TARGETS[ROOT][0]].c.patient_key.type
     qk = Table(
         "stage_quarantined_keys",
         md,
@@ -127,7 +122,7 @@ def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
 
 def mark_changed_patients(conn: Connection, name: str) -> None:
     """Flag for derivation every patient whose staged rows differ from the current ones."""
-    if name == "patients":
+    if name == ROOT:
         return  # the patients upsert sets the flag itself
     target, pk = TARGETS[name]
     st = stage_name(name)
@@ -147,7 +142,7 @@ def merge(conn: Connection, name: str) -> int:
     target, pk = TARGETS[name]
     cols = loaded_columns(name)
     extra_cols, extra_vals, extra_set = "", "", ""
-    if name == "patients":
+    if name == ROOT:
         extra_cols, extra_vals = ", needs_derivation", ", TRUE"
         extra_set = ", needs_derivation = TRUE"
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
@@ -170,7 +165,7 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
     st = stage_name(name)
     scope = (
         "site_code = :site"
-        if name == "patients"
+        if name == ROOT
         else "patient_key IN (SELECT patient_key FROM patients WHERE site_code = :site)"
     )
     missing = f"""

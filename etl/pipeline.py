@@ -20,7 +20,6 @@ import pandas as pd
 from sqlalchemy import Engine, insert, select, text, update
 
 from etl import load
-from etl.contract import CONTRACTS, FILE_ORDER
 from etl.extract import (
     DEFAULT_CHUNK_ROWS,
     Bundle,
@@ -31,6 +30,7 @@ from etl.extract import (
     read_manifest,
 )
 from etl.rules import RuleCode, reason
+from etl.specs import FILE_ORDER, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
@@ -170,7 +170,7 @@ def run_bundle(
             manifest: Manifest | None = None
             try:
                 manifest = read_manifest(bundle)
-                headers = {name: read_header(bundle, name) for name in FILE_ORDER}
+                headers = {name: read_header(bundle, spec) for name, spec in SPECS.items()}
                 summary.site_id, summary.mode = manifest.site_id, manifest.mode
                 summary.data_cutoff = manifest.data_cutoff
                 summary.bundle_hash = bundle_hash
@@ -319,13 +319,14 @@ def _load(
                     )
                 }
         load.create_stages(conn)
-        for name in FILE_ORDER:
+        row_context = RowContext(pseudo, vocab, manifest.site_id, unmapped)
+        for spec in SPECS.values():
+            name = spec.name
             t = time.perf_counter()
-            contract = CONTRACTS[name]
             counts = summary.files[name]
+            unmapped_before = sum(unmapped.values())
             file_q: list[dict[str, Any]] = []
-            followups: list[pd.DataFrame] = []
-            for piece in iter_chunks(bundle, name, headers[name], chunk_rows):
+            for piece in iter_chunks(bundle, spec, headers[name], chunk_rows):
                 chunk = piece.frame
                 counts.read += len(chunk) + len(piece.malformed)
                 for row_number, fields in piece.malformed:
@@ -348,15 +349,15 @@ def _load(
                     )
                 pkeys = (
                     pseudo.series("patient", chunk["patient_id"])
-                    if facts.registry_patients is not None and name != "patients"
+                    if facts.registry_patients is not None and not spec.is_root
                     else None
                 )
-                res = check_chunk(name, chunk, manifest.data_cutoff, facts, pkeys)
-                rows = to_rows(name, res.valid, pseudo, vocab, manifest.site_id, run_id, unmapped)
+                res = check_chunk(spec, chunk, manifest.data_cutoff, facts, pkeys)
+                rows = to_rows(spec, res.valid, row_context, run_id)
                 load.stage_frame(conn, name, rows)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
-                    data, reasons = quarantine_row(name, raw, reasons, pseudo)
+                    data, reasons = quarantine_row(spec, raw, reasons, pseudo)
                     file_q.append(
                         {
                             "file": name,
@@ -365,37 +366,18 @@ def _load(
                             "row_data": data,
                         }
                     )
-                if name == "patients":
-                    f = res.valid[["birth_date", "diagnosis_date"]].copy()
-                    f["key"] = rows["patient_key"]
-                    f.index = chunk.loc[res.valid.index, "patient_id"].to_numpy()
-                    facts.frame = pd.concat([facts.frame, f]) if len(facts.frame) else f
-                elif name == "follow_up":
-                    f = res.valid[["death_date", "last_contact_date"]].copy()
-                    f["key"] = rows["patient_key"]
-                    f.index = chunk.loc[res.valid.index, "patient_id"].to_numpy()
-                    followups.append(f)
+                if spec.on_valid is not None:
+                    ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
+                    spec.on_valid(facts, res.valid, rows["patient_key"], ids)
                 if progress:
                     progress(name, counts.read)
             load.index_stage(conn, name)
-            dup_keys = _quarantine_duplicates(conn, name, contract.id_column, file_q)
-            if name == "patients" and dup_keys:
-                facts.frame = facts.frame[~facts.frame["key"].isin(dup_keys)]
-            if name == "follow_up" and followups:
-                fu = pd.concat(followups)
-                fu = fu[~fu["key"].isin(dup_keys)]
-                for col in ("death_date", "last_contact_date"):
-                    facts.frame[col] = fu[col].reindex(facts.frame.index)
+            dup_keys = _quarantine_duplicates(conn, name, spec.id_column, file_q)
+            if spec.on_done is not None:
+                spec.on_done(facts, dup_keys)
             counts.quarantined = len(file_q)
             quarantine.extend(file_q)
-            if name == "patients":
-                facts.frame = facts.frame.astype(
-                    {c: "datetime64[ns]" for c in ("birth_date", "diagnosis_date")}
-                )
-                facts.frame["death_date"] = pd.Series(dtype="datetime64[ns]")
-                facts.frame["last_contact_date"] = pd.Series(dtype="datetime64[ns]")
-            if name == "treatments":
-                counts.warnings += sum(unmapped.values())
+            counts.warnings += sum(unmapped.values()) - unmapped_before
             summary.timings[f"{name}_s"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -412,7 +394,7 @@ def _load(
             summary.quarantine = quarantine
             trans.rollback()
             return
-        if manifest.mode == "full" and summary.files["patients"].read == 0 and not force:
+        if manifest.mode == "full" and summary.files[ROOT].read == 0 and not force:
             has_current = conn.execute(
                 select(Patient.patient_key)
                 .where(Patient.site_code == manifest.site_id, Patient.is_current)
@@ -420,7 +402,11 @@ def _load(
             ).first()
             if has_current is not None:
                 raise BundleRefused(
-                    [Problem("patients.csv", "a full bundle without patients would retire the whole site")],
+                    [
+                        Problem(
+                            SPECS[ROOT].filename, "a full bundle without patients would retire the whole site"
+                        )
+                    ],
                     hint="check the export; rerun with --force if the site really has no patients",
                 )
         _upsert_site(conn, manifest, run_id)
@@ -429,7 +415,8 @@ def _load(
             summary.files[name].changed = load.merge(conn, name)
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
-                summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
+                if headers[name].present:  # an optional file left out retires nothing
+                    summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
         if quarantine:
             for q in quarantine:
                 q["run_id"] = run_id

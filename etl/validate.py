@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from etl.contract import CONTRACTS, SCHEMAS
+from etl.contract import schema
 from etl.rules import RuleCode, reason
+from etl.specs.base import FileSpec, RuleContext
 
 MIN_DATE = pd.Timestamp("1900-01-01")
-DAYS_PER_YEAR = 365.25
 MAX_REASON_VALUE = 120
 
 Reason = dict[str, Any]
@@ -78,11 +78,12 @@ class PatientFacts:
     )
     # incremental mode: pseudonyms of the site's current patients already in the registry
     registry_patients: set[str] | None = None
+    # rows a file collected for the facts until the file is complete (follow-up)
+    pending: list[pd.DataFrame] = field(default_factory=list)
 
 
-def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
+def parse_typed(contract: FileSpec, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
     """Strings -> typed columns. Parse failures go to the log; failed cells become null."""
-    contract = CONTRACTS[name]
     typed = pd.DataFrame(index=chunk.index)
     for col in contract.columns:
         raw = chunk[col.name]
@@ -106,10 +107,10 @@ def parse_typed(name: str, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
     return typed
 
 
-def run_pandera(name: str, typed: pd.DataFrame, chunk: pd.DataFrame, log: ReasonLog) -> None:
+def run_pandera(spec: FileSpec, typed: pd.DataFrame, chunk: pd.DataFrame, log: ReasonLog) -> None:
     """The file's Pandera schema, lazily: every failing cell under its check's rule code."""
     try:
-        SCHEMAS[name].validate(typed, lazy=True)
+        schema(spec).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
         fc = fc[fc["index"].notna()]
@@ -122,143 +123,50 @@ def run_pandera(name: str, typed: pd.DataFrame, chunk: pd.DataFrame, log: Reason
                 # a value that failed to parse is already reported as invalid, not as empty
                 idx = idx[(chunk.loc[idx, col] == "").to_numpy()]
             elif code is RuleCode.NOT_ALLOWED and col is not None:
-                detail = "allowed: " + ", ".join(CONTRACTS[name].column(col).allowed)
+                detail = "allowed: " + ", ".join(spec.column(col).allowed)
             mask = pd.Series(True, index=idx)
             values = chunk[col].loc[idx] if col in chunk.columns else None
             log.add(mask, col, values, code, detail)
 
 
 def check_chunk(
-    name: str,
+    spec: FileSpec,
     chunk: pd.DataFrame,
     cutoff: dt.date,
     facts: PatientFacts,
     patient_keys: pd.Series | None = None,
 ) -> ChunkResult:
-    """Validate one chunk. ``patient_keys`` (the rows' patient pseudonyms) is needed only in
-    incremental mode, to accept children of patients already in the registry."""
+    """Validate one chunk of ``spec``'s file: typed parsing, the Pandera schema, the dates
+    every file shares, the patient link (children of ``patients.csv``) and the file's own
+    rules. ``patient_keys`` (the rows' patient pseudonyms) is needed only in incremental
+    mode, to accept children of patients already in the registry."""
     log = ReasonLog()
-    typed = parse_typed(name, chunk, log)
-    run_pandera(name, typed, chunk, log)
+    typed = parse_typed(spec, chunk, log)
+    run_pandera(spec, typed, chunk, log)
     cut = pd.Timestamp(cutoff)
-    contract = CONTRACTS[name]
-    date_cols = [c.name for c in contract.columns if c.kind == "date"]
-    for col in date_cols:
+    for col in (c.name for c in spec.columns if c.kind == "date"):
         log.add(typed[col] < MIN_DATE, col, chunk[col], RuleCode.DATE_BEFORE_1900)
-        # follow-up beyond the cutoff is kept and censored at the cutoff (docs/input-contract.md)
-        if name != "follow_up":
+        if not spec.dates_beyond_cutoff:
             log.add(typed[col] > cut, col, chunk[col], RuleCode.DATE_AFTER_CUTOFF, cutoff.isoformat())
-
-    if name == "patients":
-        _patient_rules(typed, chunk, log)
-    else:
-        _cross_file_rules(name, typed, chunk, log, facts, patient_keys)
-
+    context = RuleContext(typed, chunk, log)
+    if not spec.is_root:
+        _patient_link(context, facts, patient_keys)
+    spec.rules(context)
     bad_rows = pd.Index(sorted(log.by_row))
     valid = typed.drop(index=bad_rows)
     return ChunkResult(valid=valid, reasons=dict(log.by_row), raw=chunk.loc[bad_rows])
 
 
-def _patient_rules(t: pd.DataFrame, raw: pd.DataFrame, log: ReasonLog) -> None:
-    log.add(
-        t["birth_date"] >= t["diagnosis_date"],
-        "diagnosis_date",
-        raw["diagnosis_date"],
-        RuleCode.BIRTH_NOT_BEFORE_DIAGNOSIS,
-    )
-    age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
-    log.add(
-        (age < 18) | (age > 110),
-        "birth_date",
-        raw["birth_date"],
-        RuleCode.AGE_AT_DIAGNOSIS,
-    )
-
-
-def _cross_file_rules(
-    name: str,
-    t: pd.DataFrame,
-    raw: pd.DataFrame,
-    log: ReasonLog,
-    facts: PatientFacts,
-    patient_keys: pd.Series | None,
-) -> None:
-    pid = raw["patient_id"]
+def _patient_link(c: RuleContext, facts: PatientFacts, patient_keys: pd.Series | None) -> None:
+    """A child row's patient must be a valid row of patients.csv (or, incremental, current in
+    the registry); the patient's dates are aligned with the rows for the file's own rules."""
+    pid = c.raw["patient_id"]
     known = pid.isin(facts.frame.index)
     if facts.registry_patients is not None and patient_keys is not None:
         in_registry = patient_keys.isin(facts.registry_patients)
     else:
         in_registry = pd.Series(False, index=pid.index)
-    log.add(
-        ~known & ~in_registry & (pid != ""),
-        "patient_id",
-        pid,
-        RuleCode.ORPHAN,
-    )
+    c.log.add(~known & ~in_registry & (pid != ""), "patient_id", pid, RuleCode.ORPHAN)
     f = facts.frame.reindex(pid.to_numpy())
-    f.index = t.index
-    death, last, diag = f["death_date"], f["last_contact_date"], f["diagnosis_date"]
-
-    if name == "follow_up":
-        dead = t["vital_status"] == "dead"
-        log.add(
-            dead & t["death_date"].isna(),
-            "death_date",
-            raw["death_date"],
-            RuleCode.DEATH_DATE_REQUIRED,
-        )
-        log.add(
-            ~dead & t["death_date"].notna() & t["vital_status"].notna(),
-            "death_date",
-            raw["death_date"],
-            RuleCode.DEATH_DATE_NOT_ALLOWED,
-        )
-        log.add(
-            t["death_date"] < diag,
-            "death_date",
-            raw["death_date"],
-            RuleCode.BEFORE_DIAGNOSIS,
-        )
-        log.add(
-            t["last_contact_date"] < diag,
-            "last_contact_date",
-            raw["last_contact_date"],
-            RuleCode.BEFORE_DIAGNOSIS,
-        )
-        log.add(
-            t["last_contact_date"] > t["death_date"],
-            "last_contact_date",
-            raw["last_contact_date"],
-            RuleCode.AFTER_DEATH,
-        )
-        return
-
-    def not_after_end_of_follow_up(col: str) -> None:
-        values = t[col]
-        log.add(values > death, col, raw[col], RuleCode.AFTER_DEATH)
-        log.add(
-            values > last,
-            col,
-            raw[col],
-            RuleCode.AFTER_LAST_CONTACT,
-        )
-
-    if name == "transplants":
-        log.add(
-            t["transplant_date"] < diag - pd.Timedelta(days=30),
-            "transplant_date",
-            raw["transplant_date"],
-            RuleCode.TRANSPLANT_BEFORE_DIAGNOSIS,
-        )
-        not_after_end_of_follow_up("transplant_date")
-    elif name == "treatments":
-        log.add(
-            t["end_date"] < t["start_date"],
-            "end_date",
-            raw["end_date"],
-            RuleCode.END_BEFORE_START,
-        )
-        not_after_end_of_follow_up("start_date")
-        not_after_end_of_follow_up("end_date")  # empty end (ongoing) never compares true
-    elif name == "disease_events":
-        not_after_end_of_follow_up("event_date")
+    f.index = c.t.index
+    c.diagnosis, c.death, c.last_contact = f["diagnosis_date"], f["death_date"], f["last_contact_date"]

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from etl.contract import CONTRACTS
 from etl.rules import RuleCode
+from etl.specs import SPECS
 from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
 
 DEFAULT_PATIENTS = 1000
@@ -77,7 +77,7 @@ class _Dirt:
     def __init__(self, rng: random.Random, injected: dict[str, int]) -> None:
         self.rng = rng
         self.injected = injected
-        self.quarantined: dict[str, int] = {n: 0 for n in CONTRACTS}
+        self.quarantined: dict[str, int] = {n: 0 for n in SPECS}
         self.pending: Corruption | None = None
 
     def _count(self, key: str, file: str, rows: int) -> None:
@@ -148,7 +148,7 @@ def write_bundle(
     }
     writers = {}
     handles = []
-    for name, contract in CONTRACTS.items():
+    for name, contract in SPECS.items():
         fh = open(out / contract.filename, "w", newline="", encoding="utf-8")  # noqa: SIM115
         handles.append(fh)
         w = csv.DictWriter(fh, fieldnames=[c.name for c in contract.columns], lineterminator="\n")
@@ -176,7 +176,7 @@ def write_bundle(
                 if holder is not None:
                     recs.append(holder)
             for rec in recs:
-                for name in CONTRACTS:
+                for name in SPECS:
                     for row in getattr(rec, name):
                         writers[name].writerow(row)
                 truth_w.writerow(_truth_row(rec))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import Table
 
-from etl.contract import CONTRACTS, FILE_ORDER, FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, SCHEMAS
+from etl.contract import FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, schema
 from etl.rules import ALL_FILES, CATALOGUE
+from etl.specs import FILE_ORDER, SPECS
 from registry.core.errors import EXIT_CODES
 from registry.db.models import Base
 from registry.derive.params import parameter_table
@@ -85,7 +86,7 @@ def input_contract_markdown() -> str:
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
         f"A folder or `.zip` with `manifest.json` and "
-        f"{', '.join(CONTRACTS[n].filename for n in FILE_ORDER)}. "
+        f"{', '.join(SPECS[n].filename for n in FILE_ORDER)}. "
         f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "
         "(1-32 of A-Z 0-9 _ -), `exported_at` (ISO timestamp with offset), `data_cutoff` (ISO date); "
         "optional `mode` (`full` default, or `incremental`) and `source_system`.\n",
@@ -111,17 +112,17 @@ def input_contract_markdown() -> str:
     ]
     out.append("")
     for name in FILE_ORDER:
-        c = CONTRACTS[name]
-        schema = SCHEMAS[name]
+        c = SPECS[name]
+        file_schema = schema(c)
         out += [
             f"## `{c.filename}`\n",
-            f"Pandera schema `{schema.name}` (built from this table); source id "
+            f"Pandera schema `{file_schema.name}` (built from this table; spec `etl/specs/{name}.py`); source id "
             f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
             "| column | required | kind | allowed values (and accepted synonyms) |",
             "|---|---|---|---|",
         ]
         for col in c.columns:
-            assert col.name in schema.columns, col.name
+            assert col.name in file_schema.columns, col.name
             if col.codes:
                 syn: dict[str, list[str]] = {}
                 for s, canon in col.codes.items():

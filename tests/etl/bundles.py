@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from etl.contract import CONTRACTS
+from etl.specs import SPECS
 
 MANIFEST = {
     "format": "mm-registry-export",
@@ -182,7 +182,7 @@ def write_bundle(
     rows = base_rows() if rows is None else rows
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").write_text(json.dumps({**MANIFEST, **(manifest or {})}))
-    for name, contract in CONTRACTS.items():
+    for name, contract in SPECS.items():
         if name not in rows:
             continue
         cols = [c.name for c in contract.columns] + (extra_columns or {}).get(name, [])

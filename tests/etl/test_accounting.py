@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.contract import CONTRACTS
 from etl.pipeline import run_bundle
+from etl.specs import SPECS
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 
@@ -42,7 +42,7 @@ NASTY = [
 ]
 
 corruption = st.tuples(
-    st.sampled_from(list(CONTRACTS)),
+    st.sampled_from(list(SPECS)),
     st.integers(min_value=0, max_value=10),
     st.integers(min_value=0, max_value=10),
     st.sampled_from(NASTY),
@@ -62,7 +62,7 @@ def test_read_equals_loaded_plus_quarantined(engine, corruptions, duplicate) -> 
         if not rows[file]:
             continue
         row = rows[file][row_i % len(rows[file])]
-        cols = [c.name for c in CONTRACTS[file].columns]
+        cols = [c.name for c in SPECS[file].columns]
         row[cols[col_i % len(cols)]] = value
     if duplicate:
         rows["treatments"].append(dict(rows["treatments"][0]))

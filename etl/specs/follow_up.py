@@ -1,0 +1,81 @@
+"""follow_up.csv: one row per patient — last contact and vital status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from etl.contract import Column, identity
+from etl.rules import RuleCode
+from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.db.models import FollowUp
+
+COLUMNS = (
+    Column("patient_id", "id", True, description="one row per patient"),
+    Column("last_contact_date", "date", True),
+    Column("vital_status", "code", True, identity("alive", "dead")),
+    Column("death_date", "date", description="required if and only if dead"),
+    Column(
+        "cause_of_death",
+        "code",
+        codes=identity("myeloma", "treatment_related", "infection", "second_malignancy", "other", "unknown"),
+    ),
+)
+
+
+def rules(c: RuleContext) -> None:
+    t = c.t
+    dead = t["vital_status"] == "dead"
+    c.check(dead & t["death_date"].isna(), "death_date", RuleCode.DEATH_DATE_REQUIRED)
+    c.check(
+        ~dead & t["death_date"].notna() & t["vital_status"].notna(),
+        "death_date",
+        RuleCode.DEATH_DATE_NOT_ALLOWED,
+    )
+    c.check(t["death_date"] < c.diagnosis, "death_date", RuleCode.BEFORE_DIAGNOSIS)
+    c.check(t["last_contact_date"] < c.diagnosis, "last_contact_date", RuleCode.BEFORE_DIAGNOSIS)
+    c.check(t["last_contact_date"] > t["death_date"], "last_contact_date", RuleCode.AFTER_DEATH)
+
+
+def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    out = pd.DataFrame(index=valid.index)
+    out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
+    out["last_contact_date"] = iso(valid["last_contact_date"])
+    out["vital_status"] = valid["vital_status"]
+    out["death_date"] = iso(valid["death_date"])
+    out["cause_of_death"] = nullable(valid["cause_of_death"])
+    return out
+
+
+def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any) -> None:
+    f = valid[["death_date", "last_contact_date"]].copy()
+    f["key"] = keys.to_numpy()
+    f.index = patient_ids
+    facts.pending.append(f)
+
+
+def on_done(facts: Any, duplicated: set[str]) -> None:
+    """Death and last contact join the patients' facts (a duplicated row counts as absent)."""
+    if not facts.pending:
+        return
+    fu = pd.concat(facts.pending)
+    facts.pending.clear()
+    fu = fu[~fu["key"].isin(duplicated)]
+    for col in ("death_date", "last_contact_date"):
+        facts.frame[col] = fu[col].reindex(facts.frame.index)
+
+
+SPEC = FileSpec(
+    "follow_up",
+    "patient_id",
+    "patient",
+    COLUMNS,
+    model=FollowUp,
+    key="patient_key",
+    rules=rules,
+    to_rows=to_rows,
+    on_valid=on_valid,
+    on_done=on_done,
+    dates_beyond_cutoff=True,  # a later last contact is kept and censored at the cutoff
+)

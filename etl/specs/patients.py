@@ -1,0 +1,91 @@
+"""patients.csv: one row per patient; every other file's rows belong to one of these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etl.contract import FISH, YES_NO, Column, identity
+from etl.rules import RuleCode
+from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
+from registry.db.models import Patient
+
+DAYS_PER_YEAR = 365.25
+FISH_COLUMNS = ("del17p", "t_4_14", "t_14_16", "gain_1q")
+
+COLUMNS = (
+    Column("patient_id", "id", True, description="source identifier (often the MRN)"),
+    Column("sex", "code", True, {"f": "F", "female": "F", "m": "M", "male": "M", "u": "U", "unknown": "U"}),
+    Column("birth_date", "date", True),
+    Column("diagnosis_date", "date", True, description="multiple myeloma diagnosis"),
+    Column("iss_stage", "code", codes={"i": "I", "ii": "II", "iii": "III", "1": "I", "2": "II", "3": "III"}),
+    Column("riss_stage", "code", codes=identity("I", "II", "III")),
+    Column("ldh_elevated", "code", codes=YES_NO),
+    *(Column(n, "code", codes=FISH, description="FISH result; empty = not recorded") for n in FISH_COLUMNS),
+    Column("heavy_chain", "code", codes=identity("IgG", "IgA", "IgD", "IgE", "IgM", "none")),
+    Column("light_chain", "code", codes=identity("kappa", "lambda")),
+)
+
+
+def rules(c: RuleContext) -> None:
+    t = c.t
+    c.check(t["birth_date"] >= t["diagnosis_date"], "diagnosis_date", RuleCode.BIRTH_NOT_BEFORE_DIAGNOSIS)
+    age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
+    c.check((age < 18) | (age > 110), "birth_date", RuleCode.AGE_AT_DIAGNOSIS)
+
+
+def cytogenetic_risk(df: pd.DataFrame) -> pd.Series:
+    """high if any of del17p, t(4;14), t(14;16) present; standard if all three tested and
+    absent; otherwise unknown ("not tested" is never "absent")."""
+    trio = df[["del17p", "t_4_14", "t_14_16"]]
+    high = (trio == "present").any(axis=1)
+    standard = (trio == "absent").all(axis=1)
+    return pd.Series(np.where(high, "high", np.where(standard, "standard", "unknown")), index=df.index)
+
+
+def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    out = pd.DataFrame(index=valid.index)
+    out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
+    out["site_code"] = ctx.site_id
+    out["sex"] = valid["sex"]
+    out["birth_date"] = iso(valid["birth_date"])
+    out["diagnosis_date"] = iso(valid["diagnosis_date"])
+    for c in ("iss_stage", "riss_stage"):
+        out[c] = nullable(valid[c])
+    out["ldh_elevated"] = yes_no(valid["ldh_elevated"])
+    for c in (*FISH_COLUMNS, "heavy_chain", "light_chain"):
+        out[c] = nullable(valid[c])
+    out["cytogenetic_risk"] = cytogenetic_risk(valid)
+    return out
+
+
+def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any) -> None:
+    """The valid patients' birth and diagnosis dates, by source patient id."""
+    f = valid[["birth_date", "diagnosis_date"]].copy()
+    f["key"] = keys.to_numpy()
+    f.index = patient_ids
+    facts.frame = pd.concat([facts.frame, f]) if len(facts.frame) else f
+
+
+def on_done(facts: Any, duplicated: set[str]) -> None:
+    if duplicated:
+        facts.frame = facts.frame[~facts.frame["key"].isin(duplicated)]
+    facts.frame = facts.frame.astype({c: "datetime64[ns]" for c in ("birth_date", "diagnosis_date")})
+    facts.frame["death_date"] = pd.Series(dtype="datetime64[ns]")
+    facts.frame["last_contact_date"] = pd.Series(dtype="datetime64[ns]")
+
+
+SPEC = FileSpec(
+    "patients",
+    "patient_id",
+    "patient",
+    COLUMNS,
+    model=Patient,
+    key="patient_key",
+    rules=rules,
+    to_rows=to_rows,
+    on_valid=on_valid,
+    on_done=on_done,
+)

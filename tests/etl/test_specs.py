@@ -1,0 +1,58 @@
+"""One spec per input file: the ETL's stages loop over the specs and never name a file, and an
+optional file may be left out of a bundle without retiring anything of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from etl import load, pipeline
+from etl.pipeline import run_bundle
+from etl.specs import SPECS
+from registry.db.models import DiseaseEvent
+from tests.conftest import TEST_KEY
+from tests.etl.bundles import base_rows, write_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = TEST_KEY.encode()
+
+
+def test_no_stage_of_the_etl_names_an_input_file() -> None:
+    names = "|".join(SPECS)
+    for module in ("extract", "validate", "transform", "load", "pipeline"):
+        text = (ROOT / "etl" / f"{module}.py").read_text(encoding="utf-8")
+        assert not re.findall(rf'"({names})"', text), module
+
+
+def test_every_spec_has_its_model_mapping_and_contract() -> None:
+    for name, spec in SPECS.items():
+        assert spec.filename == f"{name}.csv" and spec.to_rows is not None
+        target_columns = set(load.loaded_columns(name)) - {"run_id", "source_row"}
+        rows = spec.to_rows  # the mapping produces exactly the target's data columns
+        assert rows.__module__ == f"etl.specs.{name}", name
+        assert spec.key in target_columns, name
+
+
+def test_an_optional_file_may_be_absent_and_retires_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "first"), KEY)
+    optional = dataclasses.replace(SPECS["disease_events"], optional=True)
+    monkeypatch.setitem(SPECS, "disease_events", optional)
+    rows = base_rows()
+    del rows["disease_events"]
+    bundle = write_bundle(tmp_path / "second", rows, {"exported_at": "2026-07-02T02:00:00+00:00"})
+    assert not (bundle / "disease_events.csv").exists()
+    s = run_bundle(engine, bundle, KEY)
+    assert s.status == "succeeded" and s.files["disease_events"].read == 0
+    assert s.files["disease_events"].retired == 0
+    with engine.connect() as conn:
+        current = conn.execute(
+            select(func.count()).select_from(DiseaseEvent).where(DiseaseEvent.is_current)
+        ).scalar()
+    assert current == 3  # still current: leaving an optional file out is not deleting its rows
+    assert pipeline.SPECS["disease_events"].optional  # the pipeline read the same registry of specs
