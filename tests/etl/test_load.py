@@ -40,25 +40,37 @@ def snapshot(engine: Engine) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------- structure
-@pytest.mark.parametrize(
-    ("breakage", "needle"),
-    [
-        ("missing_file", "follow_up.csv: missing"),
-        ("missing_column", "missing required column(s) ['drug']"),
-        ("format_version", "format_version"),
-        ("bad_site", "site_id"),
-        ("naive_timestamp", "UTC offset"),
-        ("not_utf8", "not valid UTF-8"),
-        ("empty_file", "empty file"),
-        ("no_manifest", "manifest.json: missing"),
-        ("bad_json", "not valid UTF-8 JSON"),
-        ("bad_mode", "'mode'"),
-        ("bad_quote", "unreadable CSV"),
-    ],
-)
-def test_structural_problem_refuses_the_bundle_and_changes_nothing(
+# refused while reading the rows, inside the load's transaction: on both engines
+MID_LOAD = [("not_utf8", "not valid UTF-8"), ("bad_quote", "unreadable CSV")]
+# refused from the manifest or a header, before anything is written: the engine plays no part
+BEFORE_LOAD = [
+    ("missing_file", "follow_up.csv: missing"),
+    ("missing_column", "missing required column(s) ['drug']"),
+    ("format_version", "format_version"),
+    ("bad_site", "site_id"),
+    ("naive_timestamp", "UTC offset"),
+    ("empty_file", "empty file"),
+    ("no_manifest", "manifest.json: missing"),
+    ("bad_json", "not valid UTF-8 JSON"),
+    ("bad_mode", "'mode'"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "needle"), MID_LOAD)
+def test_problem_found_mid_load_refuses_the_bundle_and_changes_nothing(
     engine: Engine, tmp_path: Path, breakage: str, needle: str
 ) -> None:
+    _refused_and_unchanged(engine, tmp_path, breakage, needle)
+
+
+@pytest.mark.parametrize(("breakage", "needle"), BEFORE_LOAD)
+def test_structural_problem_refuses_the_bundle_and_changes_nothing(
+    sqlite_engine: Engine, tmp_path: Path, breakage: str, needle: str
+) -> None:
+    _refused_and_unchanged(sqlite_engine, tmp_path, breakage, needle)
+
+
+def _refused_and_unchanged(engine: Engine, tmp_path: Path, breakage: str, needle: str) -> None:
     run_bundle(engine, write_bundle(tmp_path / "first"), KEY)
     before = snapshot(engine)
     b = write_bundle(tmp_path / "b", manifest={"exported_at": "2026-08-01T00:00:00+00:00"})
@@ -289,7 +301,7 @@ def test_refuses_to_run_without_a_key(db_url: str, tmp_path: Path, monkeypatch) 
 
 
 # --------------------------------------------------------------------------- CLI contract
-def test_json_summary_is_the_only_thing_on_stdout(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_summary_is_the_only_thing_on_stdout(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rows = base_rows()
     rows["treatments"][7]["drug"] = "mystery drug"
     b = write_bundle(tmp_path / "b", rows)
@@ -297,7 +309,7 @@ def test_json_summary_is_the_only_thing_on_stdout(cli_env, tmp_path: Path) -> No
         [sys.executable, "-m", "registry.cli", "etl", "run", str(b), "--format", "json"],
         capture_output=True,
         text=True,
-        env={**os.environ, **cli_env},
+        env={**os.environ, **sqlite_cli_env},
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

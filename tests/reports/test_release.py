@@ -7,54 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pandas as pd
 import pytest
 
-from registry.cohorts.definition import load_definition
 from registry.core.errors import UsageError
 from registry.reports.release import release
 from registry.reports.study import build_study_report
-
-DEFN = load_definition("lenalidomide-relapse")
-
-
-def _cohort(n_per_group: dict[str, int]) -> pd.DataFrame:
-    """A cohort frame as read_cohort returns it, every patient passing every step."""
-    rows = []
-    i = 0
-    for group, n in n_per_group.items():
-        for k in range(n):
-            i += 1
-            rows.append(
-                {
-                    "patient_key": f"p{i:04d}",
-                    "site_code": "S",
-                    "cutoff": pd.Timestamp("2026-06-30").date(),
-                    "sex": "F" if k % 2 else "M",
-                    "birth_date": pd.Timestamp("1955-01-01").date(),
-                    "iss_stage": ["I", "II", "III"][k % 3],
-                    "cytogenetic_risk": ["standard", "high"][k % 2],
-                    "index_transplant_date": pd.Timestamp("2015-01-01").date(),
-                    "relapse_date": pd.Timestamp("2017-01-01").date(),
-                    "l2_start": pd.Timestamp("2017-01-15").date(),
-                    "l2_first_regimen": "x",
-                    "maintenance_agents": None,
-                    "step_1": 1,
-                    "step_2": 1,
-                    "step_3": 1,
-                    "group": group,
-                    **{
-                        f"{e.name}_{col}": (100 + 37 * k if col == "days" else k % 2)
-                        for e in DEFN.endpoints
-                        for col in ("days", "event")
-                    },
-                }
-            )
-    return pd.DataFrame(rows)
+from tests.reports.helpers import DEFN, cohort_frame
 
 
 def test_report_needs_no_database_and_reads_its_analysis_from_the_definition() -> None:
-    cohort = _cohort({"G1": 30, "G2": 30, "G3": 30, "G4": 30})
+    cohort = cohort_frame({"G1": 30, "G2": 30, "G3": 30, "G4": 30})
     rep = build_study_report(cohort, DEFN)
     assert rep.data["n"] == 120 and rep.data["analysis"]["reference_group"] == "G1"
     assert {c["term"] for c in rep.data["cox"] if c["model"] == "unadjusted"} == {
@@ -69,7 +31,7 @@ def test_report_needs_no_database_and_reads_its_analysis_from_the_definition() -
 
 
 def test_release_suppresses_for_every_caller_and_keeps_the_patient_table_in() -> None:
-    rep = build_study_report(_cohort({"G1": 30, "G2": 4, "G3": 30, "G4": 30}), DEFN)
+    rep = build_study_report(cohort_frame({"G1": 30, "G2": 4, "G3": 30, "G4": 30}), DEFN)
     released = json.loads(release(rep, "json", min_cell=5))
     assert released["groups"]["G2"]["n"] is None and released["min_cell"] == 5
     assert json.loads(release(rep, "json"))["groups"]["G2"]["n"] == 4  # inside the registry

@@ -16,7 +16,7 @@ from registry.statistics import cox_ph, cox_zph, kaplan_meier, logrank_test
 from registry.statistics.cox import dummies
 from registry.statistics.survival import reverse_km_median_follow_up
 
-FIX = Path(__file__).parent / "fixtures" / "stats"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stats"
 EST = 1e-6
 PVAL = 1e-4
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from registry.cli.docgen import generated_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_docs_are_current() -> None:

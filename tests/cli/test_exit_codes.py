@@ -1,6 +1,7 @@
 """Every documented exit code (registry.core.errors.EXIT_CODES, the table in
 docs/operations.md) is produced by the CLI for the case it documents, with one clear line and
-no traceback — except 70, a bug, which prints one."""
+no traceback — except 70, a bug, which prints one. What the database engine changes (a load,
+a refused bundle, the lock) runs on both engines; the rest on SQLite."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_0_success(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-
         ["db", "downgrade", "base"],  # destructive: needs --yes
     ],
 )
-def test_64_usage(args: list[str], cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_64_usage(args: list[str], sqlite_cli_env) -> None:  # type: ignore[no-untyped-def]
     code, out = run(*args)
     assert code == EXIT_USAGE, out
     assert "Traceback" not in out
@@ -69,7 +70,7 @@ def test_65_bundle_refused(cli_env, tmp_path: Path) -> None:  # type: ignore[no-
     assert code == EXIT_DATA and "bundle refused" in out and one_clear_line(out), out
 
 
-def test_66_no_such_bundle(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_66_no_such_bundle(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, out = run("etl", "run", str(tmp_path / "nowhere"))
     assert code == EXIT_NO_INPUT and "does not exist" in out, out
 
@@ -79,7 +80,7 @@ def test_69_database_unreachable() -> None:
     assert code == EXIT_UNAVAILABLE and "unreachable" in out and one_clear_line(out), out
 
 
-def test_70_a_bug_prints_its_traceback(cli_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_70_a_bug_prints_its_traceback(sqlite_cli_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import registry.cohorts.definition as definition
 
     def broken() -> list[str]:
@@ -91,7 +92,7 @@ def test_70_a_bug_prints_its_traceback(cli_env, monkeypatch) -> None:  # type: i
 
 
 @pytest.mark.parametrize("command", ["report", "cohort"])
-def test_73_output_into_a_missing_folder(command: str, cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_73_output_into_a_missing_folder(command: str, sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out_file = str(tmp_path / "missing" / "x.csv")
     args = (
         ["report", "study", "lenalidomide-relapse", "--out", out_file]
@@ -121,9 +122,9 @@ def test_75_lock_held(cli_env, db_url: str, tmp_path: Path) -> None:  # type: ig
         (["report", "study", "{tmp}/broken.toml"], "step 2"),
     ],
 )
-def test_78_configuration(args: list[str], text: str, cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_78_configuration(args: list[str], text: str, sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     definition = (
-        Path(__file__).resolve().parent.parent / "registry/cohorts/lenalidomide-relapse.toml"
+        Path(__file__).resolve().parents[2] / "registry/cohorts/lenalidomide-relapse.toml"
     ).read_text()
     broken = definition.replace(
         'condition = "relapse_date IS NOT NULL', 'condition = "no_such_column IS NOT NULL', 1
