@@ -28,6 +28,9 @@ class DemoResult:
 def run_demo(
     out: str | Path, patients: int = 1000, log: Callable[[str], None] = lambda m: None
 ) -> DemoResult:
+    """The whole pipeline on synthetic data in folder ``out``: a realistic bundle, a fresh
+    SQLite registry, the load and derivation, the lenalidomide study report (HTML and JSON)
+    and a headline table next to the published figures. ``log`` receives the steps."""
     from etl.pipeline import run_bundle
     from etl.synth import write_bundle
     from registry.cohorts.definition import load_definition

@@ -29,7 +29,7 @@ from etl.extract import (
     read_header,
     read_manifest,
 )
-from etl.rules import RuleCode, reason
+from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
@@ -65,7 +65,7 @@ class RunSummary:
     unmapped_drugs: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     message: str = ""
-    quarantine: list[dict[str, Any]] = field(default_factory=list)  # filled by dry runs
+    quarantine: list[RejectedRow] = field(default_factory=list)  # filled by dry runs
     derived_patients: int | None = None
 
     @property
@@ -156,8 +156,42 @@ def run_bundle(
     progress: Progress | None = None,
     derive: bool = True,
 ) -> RunSummary:
-    """Load (or, with ``dry_run``, only validate) one bundle. Raises ``BundleRefused`` for a
-    structural problem after recording it in the ledger."""
+    """Load (or, with ``dry_run``, only validate) one export bundle, then derive the patients
+    whose rows changed.
+
+    Everything is written in one transaction under the writer lock: a refusal, an error or a
+    killed process leaves the registry as it was; every run is recorded in the ledger.
+
+    Parameters
+    ----------
+    engine
+        The registry (migrated).
+    path
+        The bundle: a folder or a ``.zip`` with ``manifest.json`` and the input files.
+    key
+        The deployment's pseudonym key.
+    force
+        Load a bundle older than the site's last one, or one already loaded.
+    dry_run
+        Run every check, write nothing (the rejected rows are in the summary).
+    chunk_rows
+        Rows read per chunk (memory is one chunk plus per-patient facts).
+    progress
+        Called with (file or stage, rows done) while reading and deriving.
+    derive
+        Derive the changed patients after the load.
+
+    Returns
+    -------
+    RunSummary
+        Status, per-file counts (read = loaded + quarantined), warnings, unmapped drug
+        names, timings.
+
+    Raises
+    ------
+    BundleRefused
+        For a structural problem (exit 65), after recording it in the ledger.
+    """
     t0 = time.perf_counter()
     with Bundle(path) as bundle:
         require_current_schema(engine)
@@ -291,7 +325,7 @@ def _load(
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
-    quarantine: list[dict[str, Any]] = []
+    quarantine: list[RejectedRow] = []
     facts = PatientFacts()
     for name, h in headers.items():
         counts = summary.files.setdefault(name, FileCounts())
@@ -325,27 +359,21 @@ def _load(
             t = time.perf_counter()
             counts = summary.files[name]
             unmapped_before = sum(unmapped.values())
-            file_q: list[dict[str, Any]] = []
+            file_q: list[RejectedRow] = []
             for piece in iter_chunks(bundle, spec, headers[name], chunk_rows):
                 chunk = piece.frame
                 counts.read += len(chunk) + len(piece.malformed)
                 for row_number, fields in piece.malformed:
+                    why = f"{fields} fields, the header has {len(headers[name].columns)}"
+                    # the row is not stored: its fields cannot be matched to columns, so its
+                    # source ids could not be pseudonymised
                     file_q.append(
-                        {
-                            "file": name,
-                            "row_number": row_number,
-                            "reasons": [
-                                reason(
-                                    RuleCode.WRONG_FIELD_COUNT,
-                                    None,
-                                    str(fields),
-                                    f"{fields} fields, the header has {len(headers[name].columns)}",
-                                )
-                            ],
-                            # the row is not stored: its fields cannot be matched to columns,
-                            # so its source ids could not be pseudonymised
-                            "row_data": {"_not_stored": "malformed row"},
-                        }
+                        RejectedRow(
+                            name,
+                            row_number,
+                            [reason(RuleCode.WRONG_FIELD_COUNT, None, str(fields), why)],
+                            {"_not_stored": "malformed row"},
+                        )
                     )
                 pkeys = (
                     pseudo.series("patient", chunk["patient_id"])
@@ -357,15 +385,7 @@ def _load(
                 load.stage_frame(conn, name, rows)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
-                    data, reasons = quarantine_row(spec, raw, reasons, pseudo)
-                    file_q.append(
-                        {
-                            "file": name,
-                            "row_number": row_number,
-                            "reasons": reasons,
-                            "row_data": data,
-                        }
-                    )
+                    file_q.append(quarantine_row(spec, row_number, raw, reasons, pseudo))
                 if spec.on_valid is not None:
                     ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
                     spec.on_valid(facts, res.valid, rows["patient_key"], ids)
@@ -418,9 +438,7 @@ def _load(
                 if headers[name].present:  # an optional file left out retires nothing
                     summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
         if quarantine:
-            for q in quarantine:
-                q["run_id"] = run_id
-            conn.execute(insert(QuarantinedRow), quarantine)
+            conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
         _fault_point()
@@ -443,11 +461,11 @@ def _fault_point() -> None:
         time.sleep(float(os.environ.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")))
 
 
-def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[dict[str, Any]]) -> set[str]:
+def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[RejectedRow]) -> set[str]:
     """Rows sharing a source id are all invalid: move staged ones to quarantine and add the
     reason to quarantined ones. Returns the duplicated keys (pseudonyms)."""
     key_field = load.TARGETS[name][1]
-    q_keys = [q["row_data"].get(id_column) for q in file_q]
+    q_keys = [q.row_data.get(id_column) for q in file_q]
     load.stage_quarantined_keys(conn, name, [k for k in q_keys if k])
     dups = load.duplicate_rows(conn, name)
     dup_keys = set(dups[key_field]) if len(dups) else set()
@@ -455,25 +473,17 @@ def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[di
     dup_keys |= {k for k, n in seen.items() if n > 1}
     dup_keys |= load.staged_keys_among(conn, name, [k for k in seen if k not in dup_keys])
     for q in file_q:
-        k = q["row_data"].get(id_column)
+        k = q.row_data.get(id_column)
         if k in dup_keys:
-            q["reasons"].append(reason(RuleCode.DUPLICATE_ID, id_column, k, f"{id_column} in {name}.csv"))
+            q.reasons.append(reason(RuleCode.DUPLICATE_ID, id_column, k, f"{id_column} in {name}.csv"))
     if len(dups):
         for rec in dups.to_dict("records"):
             data = {c: _jsonable(v) for c, v in rec.items() if c not in ("run_id", "source_row")}
             data["_form"] = "normalised (duplicate found after parsing)"
-            file_q.append(
-                {
-                    "file": name,
-                    "row_number": int(rec["source_row"]),
-                    "reasons": [
-                        reason(RuleCode.DUPLICATE_ID, id_column, rec[key_field], f"{id_column} in {name}.csv")
-                    ],
-                    "row_data": data,
-                }
-            )
+            why = reason(RuleCode.DUPLICATE_ID, id_column, rec[key_field], f"{id_column} in {name}.csv")
+            file_q.append(RejectedRow(name, int(rec["source_row"]), [why], data))
         load.unstage(conn, name, [int(r) for r in dups["source_row"]])
-    file_q.sort(key=lambda q: q["row_number"])
+    file_q.sort(key=lambda q: q.row_number)
     return dup_keys
 
 

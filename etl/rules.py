@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -175,14 +176,58 @@ CATALOGUE: dict[RuleCode, Rule] = {
 assert set(CATALOGUE) == set(RuleCode), "every rule code has its catalogue entry"
 
 
-def reason(code: RuleCode, column: str | None, value: object, detail: str | None = None) -> dict[str, object]:
-    """One reason of a failing row, as stored in the quarantine."""
+@dataclass(frozen=True)
+class Reason:
+    """Why a row failed: the rule, the column and value (source ids pseudonymised before
+    anything is stored), the rule's severity and the message."""
+
+    rule: RuleCode
+    column: str | None
+    value: Any
+    severity: Severity
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "value": self.value,
+            "rule": str(self.rule),
+            "severity": str(self.severity),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reason:
+        return cls(
+            RuleCode(data["rule"]),
+            data.get("column"),
+            data.get("value"),
+            Severity(data.get("severity", Severity.BLOCKING)),
+            data["message"],
+        )
+
+
+def reason(code: RuleCode, column: str | None, value: Any, detail: str | None = None) -> Reason:
+    """The reason for rule ``code``, its catalogue message with an optional detail."""
     rule = CATALOGUE[code]
     message = f"{rule.message} ({detail})" if detail else rule.message
-    return {
-        "column": column,
-        "value": value,
-        "rule": str(code),
-        "severity": str(rule.severity),
-        "message": message,
-    }
+    return Reason(code, column, value, rule.severity, message)
+
+
+@dataclass
+class RejectedRow:
+    """A row kept out of the registry: its file, row number (the header is row 1), every
+    reason, and its values as stored in the quarantine (source ids as pseudonyms)."""
+
+    file: str
+    row_number: int
+    reasons: list[Reason]
+    row_data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "row_number": self.row_number,
+            "reasons": [r.to_json() for r in self.reasons],
+            "row_data": self.row_data,
+        }

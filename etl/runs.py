@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Engine, func, select
 
+from etl.rules import Reason, RejectedRow
 from registry.db.models import EtlRun, QuarantinedRow
 
 
 def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The run ledger, newest first: status, site, counts, timings, unmapped drug names."""
     with engine.connect() as conn:
         rows = conn.execute(select(EtlRun).order_by(EtlRun.run_id.desc()).limit(limit)).all()
         q = dict(
@@ -42,8 +44,8 @@ def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
     return out
 
 
-def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[dict[str, Any]]:
-    """Quarantined rows of one run (default: the latest run that has any)."""
+def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[tuple[int, RejectedRow]]:
+    """(run id, rejected row) of one run's quarantine (default: the latest run that has any)."""
     with engine.connect() as conn:
         if run_id is None:
             run_id = conn.execute(select(func.max(QuarantinedRow.run_id))).scalar()
@@ -55,13 +57,8 @@ def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[dict[
             .order_by(QuarantinedRow.file, QuarantinedRow.row_number)
         )
         for r in conn.execute(stmt):
-            yield {
-                "run_id": r.run_id,
-                "file": r.file,
-                "row_number": r.row_number,
-                "reasons": r.reasons,
-                "row_data": r.row_data,
-            }
+            reasons = [Reason.from_json(x) for x in r.reasons]
+            yield r.run_id, RejectedRow(r.file, r.row_number, reasons, r.row_data)
 
 
 QUARANTINE_CSV_COLUMNS = [
@@ -77,7 +74,7 @@ QUARANTINE_CSV_COLUMNS = [
 ]
 
 
-def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
+def write_quarantine_csv(rows: Iterable[tuple[int | None, RejectedRow]], out: Path | IO[str]) -> int:
     """One CSV line per reason (a row with three problems gives three lines)."""
     fh: IO[str]
     close = False
@@ -90,19 +87,19 @@ def write_quarantine_csv(rows: Any, out: Path | IO[str]) -> int:
     try:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(QUARANTINE_CSV_COLUMNS)
-        for row in rows:
-            for reason in row["reasons"]:
+        for run_id, row in rows:
+            for reason in row.reasons:
                 w.writerow(
                     [
-                        row.get("run_id", ""),
-                        row["file"],
-                        row["row_number"],
-                        reason.get("column") or "",
-                        reason.get("value") or "",
-                        reason["rule"],
-                        reason.get("severity", "blocking"),
-                        reason["message"],
-                        json.dumps(row["row_data"], ensure_ascii=False),
+                        "" if run_id is None else run_id,
+                        row.file,
+                        row.row_number,
+                        reason.column or "",
+                        "" if reason.value is None else reason.value,
+                        reason.rule,
+                        reason.severity,
+                        reason.message,
+                        json.dumps(row.row_data, ensure_ascii=False),
                     ]
                 )
                 n += 1

@@ -4,11 +4,13 @@ coded values in their stored form, drug names through the vocabulary, cytogeneti
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from typing import Any
 
 import pandas as pd
 
+from etl.rules import Reason, RejectedRow
 from etl.specs.base import FileSpec, RowContext
 
 
@@ -52,21 +54,20 @@ def to_rows(spec: FileSpec, valid: pd.DataFrame, ctx: RowContext, run_id: int) -
 
 def quarantine_row(
     contract: FileSpec,
+    row_number: int,
     raw: dict[str, Any],
-    reasons: list[dict[str, Any]],
+    reasons: list[Reason],
     pseudo: Pseudonymiser,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The stored form of a quarantined row: source ids replaced by their pseudonyms (the
-    registry never stores a raw source id), everything else verbatim."""
+) -> RejectedRow:
+    """The stored form of a rejected row: source ids replaced by their pseudonyms (the
+    registry never stores a raw source id), also in its reasons; everything else verbatim."""
     data = dict(raw)
     id_cols = {"patient_id": "patient", contract.id_column: contract.id_namespace}
     for col, ns in id_cols.items():
         if data.get(col):
             data[col] = pseudo.one(ns, str(data[col]))
-    clean_reasons = []
-    for r in reasons:
-        r = dict(r)
-        if r.get("column") in id_cols and r.get("value") is not None:
-            r["value"] = data[r["column"]]
-        clean_reasons.append(r)
-    return data, clean_reasons
+    clean = [
+        dataclasses.replace(r, value=data[r.column]) if r.column in id_cols and r.value is not None else r
+        for r in reasons
+    ]
+    return RejectedRow(contract.name, row_number, clean, data)

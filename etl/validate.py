@@ -20,13 +20,11 @@ import pandas as pd
 import pandera.pandas as pa
 
 from etl.contract import schema
-from etl.rules import RuleCode, reason
+from etl.rules import Reason, RuleCode, reason
 from etl.specs.base import FileSpec, RuleContext
 
 MIN_DATE = pd.Timestamp("1900-01-01")
 MAX_REASON_VALUE = 120
-
-Reason = dict[str, Any]
 
 
 def _short(value: Any) -> Any:

@@ -107,7 +107,7 @@ def etl_validate(ctx: Context, bundle: str, quarantine_csv: str | None, fmt: str
     target = check_output(quarantine_csv) if quarantine_csv else None
     summary = run_bundle(ctx.existing_engine(), bundle, key, dry_run=True, progress=_progress(ctx))
     if target is not None:
-        write_quarantine_csv(summary.quarantine, target)
+        write_quarantine_csv(((None, q) for q in summary.quarantine), target)
     for w in summary.warnings:
         ctx.warn(w)
     if fmt == "json":

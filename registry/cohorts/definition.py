@@ -142,11 +142,14 @@ def _analysis(a: dict, groups: tuple[Group, ...], source: str) -> Analysis:
 
 
 def builtin_names() -> list[str]:
+    """The names of the cohort definitions shipped with the registry."""
     folder = resources.files("registry.cohorts")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def load_definition(name_or_path: str) -> CohortDefinition:
+    """A built-in definition by name, or a definition file (``.toml``); ``NotFound`` (64) for an
+    unknown name, ``DefinitionError`` (78) for a file that is not a valid definition."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.exists():
         try:

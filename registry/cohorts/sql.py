@@ -126,6 +126,7 @@ def analysis_sql(defn: CohortDefinition, dialect: str, as_of: dt.date | None = N
 
 
 def view_name(defn: CohortDefinition) -> str:
+    """The analysts' view of a cohort: ``cohort_<name>``."""
     return "cohort_" + defn.name.replace("-", "_")
 
 

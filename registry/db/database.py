@@ -28,6 +28,7 @@ LOCK_NAME = "mm-registry-load"
 
 
 def is_sqlite(url_or_engine: str | Engine | Connection) -> bool:
+    """Whether a URL, engine or connection is SQLite."""
     if isinstance(url_or_engine, str):
         return url_or_engine.startswith("sqlite")
     return url_or_engine.dialect.name == "sqlite"
@@ -45,6 +46,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (SQLite: pragmas, transactional DDL; PostgreSQL: pre-ping). Connects
+    to nothing; a bad URL, a missing SQLite folder or an unknown driver is a ``ConfigError`` (78)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -84,6 +87,7 @@ def require_existing_database(url: str) -> None:
 
 
 def check_reachable(engine: Engine) -> None:
+    """Connect once; ``DatabaseUnavailable`` (69) with the server's first line if that fails."""
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -119,6 +123,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the schema down to ``revision`` (``base``: nothing); an unknown revision is a
+    ``UsageError`` (64)."""
     check_reachable(engine)
     _known_revision(engine, revision)
     command.downgrade(alembic_config(engine), revision)
@@ -173,6 +179,7 @@ class MigrationState:
 
 
 def migration_state(engine: Engine) -> MigrationState:
+    """The database's revision and the code's head."""
     check_reachable(engine)
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as conn:
@@ -183,6 +190,7 @@ def migration_state(engine: Engine) -> MigrationState:
 
 
 def require_current_schema(engine: Engine) -> None:
+    """``ConfigError`` (78) unless the schema is at head."""
     state = migration_state(engine)
     if not state.up_to_date:
         raise ConfigError(

@@ -203,6 +203,7 @@ class VocabularyMap:
 
 
 def vocabulary_map(conn: Connection) -> VocabularyMap:
+    """The stored vocabulary as an in-memory lookup (synonyms, names, classes)."""
     names: dict[int, str] = {}
     classes: dict[int, str] = {}
     for did, name, cls in conn.execute(select(Drug.drug_id, Drug.generic_name, Drug.drug_class)):

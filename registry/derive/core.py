@@ -58,6 +58,21 @@ Members = list[tuple[Exposure, bool]]  # (exposure, continued from an earlier re
 
 
 def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMETERS) -> Derivation:
+    """Derive one patient's treatment history by the rules of docs/derivations.md.
+
+    Parameters
+    ----------
+    inp
+        The patient's current treatment, transplant and disease-event rows and follow-up.
+    p
+        The rules' parameters (defaults: revision 2).
+
+    Returns
+    -------
+    Derivation
+        Exposures, regimens with their phases, lines with start rules and end reasons,
+        transplant roles, relapse episodes with refractoriness, and the facts cohorts use.
+    """
     progressions = documented_progressions(inp)
     exposures = build_exposures(inp, progressions, p)
     plan = plan_transplants(inp, progressions, exposures, p)

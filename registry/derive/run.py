@@ -78,6 +78,26 @@ def derive_pending(
     params: DerivationParameters = DEFAULT_PARAMETERS,
     progress: Callable[[int, int], None] | None = None,
 ) -> DerivationResult:
+    """Derive the patients whose rows changed (or, with ``all_patients``, everyone) and store
+    the result in one transaction, under the writer lock.
+
+    Parameters
+    ----------
+    engine
+        The registry.
+    all_patients
+        Re-derive every patient (after a rules change) instead of the flagged ones.
+    params
+        The rules' parameters; their version is recorded with the run.
+    progress
+        Called with (patients done, patients to do) after each batch.
+
+    Returns
+    -------
+    DerivationResult
+        The derivation run's id, the patients derived and cleared, the parameters and the
+        rules version.
+    """
     with writer_lock(engine), engine.begin() as conn:
         return _derive(conn, all_patients, params, progress)
 
@@ -460,6 +480,8 @@ class DerivationStatus:
 def derivation_status(
     conn: Connection, params: DerivationParameters = DEFAULT_PARAMETERS
 ) -> DerivationStatus:
+    """How the stored derivations relate to the rules of this code: patients derived under
+    another rules version, and patients waiting for derivation."""
     version = params.rules_version(VOCABULARY_VERSION)
     counts = conn.execute(
         select(DerivationRun.rules_version, func.count())

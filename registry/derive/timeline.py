@@ -32,6 +32,9 @@ class TimelineEntry:
 
 
 def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object], list[TimelineEntry]]:
+    """One patient's registry record for ``registry patient show``: a header of facts and the
+    dated story (diagnosis, lines, regimens, transplants with their roles, events, relapses,
+    death). ``patient_key`` may be a unique prefix of the pseudonym; ``NotFound`` otherwise."""
     with engine.connect() as conn:
         if len(patient_key) < 64:  # allow a unique prefix of the pseudonym
             keys = (

@@ -13,10 +13,12 @@ from registry.reports.study import StudyReport
 
 
 def to_json(data: dict[str, Any]) -> str:
+    """The report's JSON (UTF-8, indented)."""
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def to_csv(report: StudyReport) -> str:
+    """The per-patient analysis table as CSV (never leaves the registry under suppression)."""
     df = report.patients.copy()
     for col in ("l2_start", "index_transplant_date", "relapse_date"):
         df[col] = [d.isoformat() if d is not None else "" for d in df[col]]

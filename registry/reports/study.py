@@ -60,6 +60,8 @@ def _r(x: float | None, nd: int = 8) -> float | None:
 
 
 def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
+    """The per-patient analysis table: the patients that pass every step, with the endpoint
+    columns (``<endpoint>_days``, ``<endpoint>_event``)."""
     last = f"step_{len(defn.steps)}"
     df = cohort[cohort[last] == 1].copy()
     df["age_at_l2"] = [
@@ -77,6 +79,7 @@ def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
 
 
 def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, Any]]:
+    """Remaining and excluded patients after each step, with the reason."""
     rows = []
     before = len(cohort)
     rows.append(

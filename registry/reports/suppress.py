@@ -29,6 +29,8 @@ def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: 
 
 
 def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
+    """A copy of a report's JSON with every count below ``n`` (and its complements) hidden; see
+    the module's notes. ``release`` applies it for every caller."""
     out = copy.deepcopy(report)
     hidden: list[str] = []
     chain_broken = False

@@ -127,6 +127,30 @@ def cox_ph(
     max_iter: int = 50,
     tol: float = 1e-12,
 ) -> CoxResult:
+    """Cox proportional-hazards model, Efron's method for ties, fitted by Newton-Raphson.
+
+    R equivalent: ``coxph(Surv(time, event) ~ terms, ties = "efron")`` and its ``summary``
+    (hazard ratio, Wald 95% CI, Wald p). Rows with a missing value in any column used are
+    left out (``fit.n`` says how many remain).
+
+    Parameters
+    ----------
+    df
+        One row per subject.
+    duration_col, event_col
+        Follow-up time and event indicator (1 = event).
+    terms
+        Model terms: name -> numeric design columns (``dummies`` makes them for a factor).
+    conf_level
+        Confidence level of the hazard-ratio intervals.
+    max_iter, tol
+        Newton-Raphson limits; a fit that does not converge raises ``CoxConvergenceError``.
+
+    Returns
+    -------
+    CoxResult
+        One ``CoxTerm`` per design column, with n, events and the log-likelihoods.
+    """
     columns = [c for cols in terms.values() for c in cols]
     data = df[[duration_col, event_col, *columns]].dropna()
     time = data[duration_col].to_numpy(dtype=float)

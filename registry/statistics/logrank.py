@@ -21,6 +21,25 @@ class LogRankResult:
 
 
 def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str) -> LogRankResult:
+    """Log-rank test of equal survival across the groups of ``group_col``.
+
+    R equivalent: ``survdiff(Surv(time, event) ~ group)`` (rho = 0): chi-square, degrees of
+    freedom (groups - 1) and p.
+
+    Parameters
+    ----------
+    df
+        One row per subject.
+    duration_col, event_col
+        Follow-up time and event indicator (1 = event).
+    group_col
+        The grouping column (compared as text, groups sorted).
+
+    Returns
+    -------
+    LogRankResult
+        Observed and expected events per group, chi-square, df and p.
+    """
     groups = tuple(sorted(str(g) for g in df[group_col].dropna().unique()))
     g_index = df[group_col].astype(str).map({g: i for i, g in enumerate(groups)}).to_numpy()
     t = df[duration_col].to_numpy(dtype=float)

@@ -77,6 +77,28 @@ def _num(x: float) -> float | None:
 def kaplan_meier(
     df: pd.DataFrame, duration_col: str, event_col: str, conf_level: float = 0.95
 ) -> KaplanMeier:
+    """Kaplan-Meier estimate of the survival function.
+
+    R equivalent: ``survfit(Surv(time, event) ~ 1, conf.type = "log-log")`` (pointwise CI from
+    Greenwood's variance on the log(-log) scale); medians and their CI as R's
+    ``quantile(fit, 0.5)`` reports them, edge cases included.
+
+    Parameters
+    ----------
+    df
+        One row per subject.
+    duration_col
+        Follow-up time (days); missing values are refused.
+    event_col
+        1 (or any positive value) for an event, 0 for censored.
+    conf_level
+        Confidence level of the pointwise intervals.
+
+    Returns
+    -------
+    KaplanMeier
+        Step function at the distinct times, with n at risk, events, censored and CI.
+    """
     t = df[duration_col].to_numpy(dtype=float)
     e = df[event_col].to_numpy(dtype=float) > 0
     if np.isnan(t).any():

@@ -154,8 +154,8 @@ def test_every_reason_carries_the_severity_of_its_rule(engine, tmp_path: Path) -
     rows = base_rows()
     rows["treatments"][7]["dose_mg"] = "-1"
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
-    (reason,) = s.quarantine[0]["reasons"]
-    assert reason["rule"] == "must_be_positive" and reason["severity"] == "blocking"
+    (reason,) = s.quarantine[0].reasons
+    assert reason.rule == "must_be_positive" and reason.severity == "blocking"
 
 
 def validate_in_memory(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
@@ -187,7 +187,7 @@ def test_bad_row_fails_its_rule(case, mutate, file, rule) -> None:  # type: igno
     failed = validate_in_memory(rows)
     assert len(failed[file]) == 1, failed
     (reasons,) = failed[file].values()
-    assert rule in {r["rule"] for r in reasons}
+    assert rule in {r.rule for r in reasons}
 
 
 def test_the_base_rows_fail_no_rule() -> None:
@@ -204,9 +204,9 @@ def test_bad_row_is_quarantined_with_its_rule(engine, tmp_path: Path, case, muta
     mutate(rows)
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
     assert s.status == "validated"
-    q = [r for r in s.quarantine if r["file"] == file]
+    q = [r for r in s.quarantine if r.file == file]
     assert len(q) == 1, s.quarantine
-    assert rule in {reason["rule"] for reason in q[0]["reasons"]}
+    assert rule in {reason.rule for reason in q[0].reasons}
     for name, counts in s.files.items():
         assert counts.read == counts.loaded + counts.quarantined, name
 
@@ -284,10 +284,10 @@ def test_every_reason_of_a_row_is_reported(engine, tmp_path: Path) -> None:  # t
     rows = base_rows()
     rows["treatments"][7].update(stop_reason="lost", dose_mg="-1", end_date="2020-01-01")
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY, dry_run=True)
-    (q,) = [r for r in s.quarantine if r["file"] == "treatments"]
-    assert {r["rule"] for r in q["reasons"]} == {
+    (q,) = [r for r in s.quarantine if r.file == "treatments"]
+    assert {r.rule for r in q.reasons} == {
         "not_allowed",
         "must_be_positive",
         "end_before_start",
     }
-    assert q["row_number"] == 9  # header is row 1
+    assert q.row_number == 9  # header is row 1
