@@ -31,12 +31,12 @@ from etl.extract import (
 )
 from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, ROOT, SPECS, RowContext
-from etl.transform import Pseudonymiser, quarantine_row, to_rows
+from etl.transform import Pseudonymiser, finding_rows, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
 from registry.db.database import require_current_schema, writer_lock
-from registry.db.models import EtlRun, Patient, QuarantinedRow, Site
+from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site
 from registry.db.vocabulary import vocabulary_map
 
 Progress = Callable[[str, int], None]  # (file name, rows done so far)
@@ -50,6 +50,7 @@ class FileCounts:
     warnings: int = 0
     changed: int = 0
     retired: int = 0
+    findings: int = 0  # advisory findings on loaded rows
 
 
 @dataclass
@@ -326,6 +327,7 @@ def _load(
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
     quarantine: list[RejectedRow] = []
+    findings: list[dict[str, Any]] = []
     facts = PatientFacts()
     for name, h in headers.items():
         counts = summary.files.setdefault(name, FileCounts())
@@ -360,6 +362,7 @@ def _load(
             counts = summary.files[name]
             unmapped_before = sum(unmapped.values())
             file_q: list[RejectedRow] = []
+            file_findings: list[dict[str, Any]] = []
             for piece in iter_chunks(bundle, spec, headers[name], chunk_rows):
                 chunk = piece.frame
                 counts.read += len(chunk) + len(piece.malformed)
@@ -383,6 +386,7 @@ def _load(
                 res = check_chunk(spec, chunk, manifest.data_cutoff, facts, pkeys)
                 rows = to_rows(spec, res.valid, row_context, run_id)
                 load.stage_frame(conn, name, rows)
+                file_findings += finding_rows(spec, res.findings, rows, pseudo)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
                     file_q.append(quarantine_row(spec, row_number, raw, reasons, pseudo))
@@ -397,6 +401,9 @@ def _load(
                 spec.on_done(facts, dup_keys)
             counts.quarantined = len(file_q)
             quarantine.extend(file_q)
+            file_findings = [f for f in file_findings if f["record_key"] not in dup_keys]
+            counts.findings = len(file_findings)
+            findings.extend(file_findings)
             counts.warnings += sum(unmapped.values()) - unmapped_before
             summary.timings[f"{name}_s"] = round(time.perf_counter() - t, 3)
 
@@ -439,6 +446,8 @@ def _load(
                     summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
         if quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])
+        if findings:
+            conn.execute(insert(InputFinding), [{**f, "run_id": run_id} for f in findings])
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
         _fault_point()

@@ -1,8 +1,8 @@
 """The rule catalogue: every check an input row can fail, with its code, severity, the files it
 applies to, the message recorded with the row and a line for the docs.
 
-A ``blocking`` rule quarantines the row (kept with every reason, not loaded). ``advisory`` is
-the severity of a finding that should not stop a row from loading. The Pandera checks of the
+A ``blocking`` rule quarantines the row (kept with every reason, not loaded). An ``advisory``
+rule loads the row and records a finding (``input_findings``). The Pandera checks of the
 input contract are named with these codes (``etl/contract.py``); validation, the quarantine,
 the generated docs (``docs/input-contract.md``), the synthetic generator's bad rows and the
 tests all read this one catalogue.
@@ -45,6 +45,8 @@ class RuleCode(StrEnum):
     TRANSPLANT_BEFORE_DIAGNOSIS = "transplant_before_diagnosis"
     AFTER_DEATH = "after_death"
     AFTER_LAST_CONTACT = "after_last_contact"
+    # advisory: the row loads, the finding is recorded
+    RESPONSE_MISSING = "response_missing"
 
 
 ALL_FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events")
@@ -169,9 +171,17 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
         "date after the patient's last_contact_date",
         "a date after the patient's last_contact_date (an ongoing treatment's missing end date never counts)",
     ),
+    (
+        RuleCode.RESPONSE_MISSING,
+        ("disease_events",),
+        "a response assessment without a response",
+        "a response_assessment event without its IMWG response (loaded; recorded as a finding)",
+    ),
 )
+ADVISORY = {RuleCode.RESPONSE_MISSING}
 CATALOGUE: dict[RuleCode, Rule] = {
-    code: Rule(code, Severity.BLOCKING, files, message, doc) for code, files, message, doc in _SPECS
+    code: Rule(code, Severity.ADVISORY if code in ADVISORY else Severity.BLOCKING, files, message, doc)
+    for code, files, message, doc in _SPECS
 }
 assert set(CATALOGUE) == set(RuleCode), "every rule code has its catalogue entry"
 

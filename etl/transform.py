@@ -71,3 +71,30 @@ def quarantine_row(
         for r in reasons
     ]
     return RejectedRow(contract.name, row_number, clean, data)
+
+
+def finding_rows(
+    contract: FileSpec, findings: dict[int, list[Reason]], rows: pd.DataFrame, pseudo: Pseudonymiser
+) -> list[dict[str, Any]]:
+    """Advisory findings on loaded rows, as ``input_findings`` rows (without the run id): the
+    row's key and patient as pseudonyms, source ids in values pseudonymised too."""
+    out = []
+    id_cols = {"patient_id": "patient", contract.id_column: contract.id_namespace}
+    for row_number, reasons in findings.items():
+        for r in reasons:
+            value = r.value
+            if r.column in id_cols and value is not None:
+                value = pseudo.one(id_cols[r.column], str(value))
+            out.append(
+                {
+                    "file": contract.name,
+                    "row_number": int(row_number),
+                    "record_key": rows.at[row_number, contract.key],
+                    "patient_key": rows.at[row_number, "patient_key"],
+                    "rule": str(r.rule),
+                    "column": r.column,
+                    "value": None if value is None else str(value),
+                    "message": r.message,
+                }
+            )
+    return out

@@ -20,7 +20,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from etl.contract import schema
-from etl.rules import Reason, RuleCode, reason
+from etl.rules import Reason, RuleCode, Severity, reason
 from etl.specs.base import FileSpec, RuleContext
 
 MIN_DATE = pd.Timestamp("1900-01-01")
@@ -36,9 +36,10 @@ def _short(value: Any) -> Any:
 
 @dataclass
 class ChunkResult:
-    valid: pd.DataFrame  # typed rows that passed every rule (index = source row number)
-    reasons: dict[int, list[Reason]]  # source row number -> reasons
-    raw: pd.DataFrame  # the raw strings of the failing rows (index = source row number)
+    valid: pd.DataFrame  # typed rows that passed every blocking rule (index = source row number)
+    reasons: dict[int, list[Reason]]  # rejected rows: source row number -> every reason
+    raw: pd.DataFrame  # the raw strings of the rejected rows (index = source row number)
+    findings: dict[int, list[Reason]] = field(default_factory=dict)  # valid rows' advisory reasons
 
 
 class ReasonLog:
@@ -150,9 +151,15 @@ def check_chunk(
     if not spec.is_root:
         _patient_link(context, facts, patient_keys)
     spec.rules(context)
-    bad_rows = pd.Index(sorted(log.by_row))
+    rejected = {
+        row: reasons
+        for row, reasons in log.by_row.items()
+        if any(r.severity is Severity.BLOCKING for r in reasons)
+    }
+    findings = {row: reasons for row, reasons in log.by_row.items() if row not in rejected}
+    bad_rows = pd.Index(sorted(rejected))
     valid = typed.drop(index=bad_rows)
-    return ChunkResult(valid=valid, reasons=dict(log.by_row), raw=chunk.loc[bad_rows])
+    return ChunkResult(valid=valid, reasons=rejected, raw=chunk.loc[bad_rows], findings=findings)
 
 
 def _patient_link(c: RuleContext, facts: PatientFacts, patient_keys: pd.Series | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from etl.contract import RESPONSES, Column, identity
+from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
 from registry.db.models import DiseaseEvent
 
@@ -19,6 +20,8 @@ COLUMNS = (
 
 def rules(c: RuleContext) -> None:
     c.not_after_end_of_follow_up("event_date")
+    assessment = c.t["event_type"] == "response_assessment"
+    c.check(assessment & c.t["response"].isna(), "response", RuleCode.RESPONSE_MISSING)
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:

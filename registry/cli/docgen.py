@@ -26,6 +26,7 @@ TABLE_NOTES = {
     "drug_synonyms": "Brand names and spellings (lower case) mapping to a drug.",
     "etl_runs": "The run ledger: every ETL run, refused ones included.",
     "quarantine": "Rejected rows with every reason; ids pseudonymised, identifier columns never read.",
+    "input_findings": "Advisory findings on loaded rows (rule, column, value, message); keys are pseudonyms.",
     "patients": "One row per patient; `patient_key` is HMAC-SHA256 of site, file and source id.",
     "transplants": "Stem-cell transplants as delivered.",
     "treatments": "Raw drug exposure rows as delivered, linked to the vocabulary when known.",
@@ -102,7 +103,8 @@ def input_contract_markdown() -> str:
         "Exit code 65.\n",
         "## Row problems\n",
         "The rule catalogue (`etl/rules.py`). A `blocking` rule quarantines the row with every "
-        "reason found; the rest of the bundle loads.\n",
+        "reason found; the rest of the bundle loads. An `advisory` rule loads the row and records "
+        "a finding (table `input_findings`, counted per file as `findings` in the run summary).\n",
         "| rule | severity | files | meaning |",
         "|---|---|---|---|",
     ]

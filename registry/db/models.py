@@ -115,6 +115,23 @@ class QuarantinedRow(Base):
     row_data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class InputFinding(Base):
+    """An advisory finding on an input row that was loaded (the rule catalogue's ``advisory``
+    severity): the row stays, the finding is kept for the site and for data-quality review."""
+
+    __tablename__ = "input_findings"
+    finding_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Id, ForeignKey("etl_runs.run_id"), index=True)
+    file: Mapped[str] = mapped_column(String(32))
+    row_number: Mapped[int] = mapped_column(Integer)
+    record_key: Mapped[str] = mapped_column(KEY)  # the loaded row's key (a pseudonym)
+    patient_key: Mapped[str | None] = mapped_column(KEY, index=True)
+    rule: Mapped[str] = mapped_column(String(48))
+    column: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+
+
 class SourceRow:
     """Lineage and currency shared by every table loaded from a bundle.
 

@@ -16,7 +16,7 @@ from etl.rules import CATALOGUE, RuleCode
 from etl.specs import SPECS
 from etl.transform import Pseudonymiser
 from etl.validate import PatientFacts, check_chunk
-from registry.db.models import Patient, QuarantinedRow, Transplant, Treatment
+from registry.db.models import InputFinding, Patient, QuarantinedRow, Transplant, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
 
@@ -143,6 +143,7 @@ BAD = [
 ELSEWHERE = {
     RuleCode.WRONG_FIELD_COUNT: "tests/etl/test_load.py",
     RuleCode.DUPLICATE_ID: "test_duplicate_ids_make_every_copy_invalid",
+    RuleCode.RESPONSE_MISSING: "test_an_advisory_rule_loads_the_row_and_records_a_finding",
 }
 
 
@@ -291,3 +292,17 @@ def test_every_reason_of_a_row_is_reported(engine, tmp_path: Path) -> None:  # t
         "end_before_start",
     }
     assert q.row_number == 9  # header is row 1
+
+
+def test_an_advisory_rule_loads_the_row_and_records_a_finding(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = base_rows()
+    assessment = next(r for r in rows["disease_events"] if r["event_type"] == "response_assessment")
+    assessment["response"] = ""
+    s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
+    events = s.files["disease_events"]
+    assert events.quarantined == 0 and events.loaded == 3 and events.findings == 1
+    with engine.connect() as conn:
+        (finding,) = conn.execute(select(InputFinding)).all()
+    assert finding.rule == "response_missing" and finding.file == "disease_events"
+    assert finding.record_key != assessment["event_id"] and len(finding.record_key) == 64  # a pseudonym
+    assert CATALOGUE[RuleCode.RESPONSE_MISSING].severity == "advisory"
