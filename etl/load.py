@@ -57,6 +57,7 @@ def create_stages(conn: Connection) -> None:
         prefixes=["TEMPORARY"],
     )
     qk.create(conn)
+    conn.execute(text("CREATE INDEX ix_stage_quarantined_keys ON stage_quarantined_keys (key, file)"))
 
 
 def index_stage(conn: Connection, name: str) -> None:
@@ -163,15 +164,19 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
     it; its correction is pending)."""
     target, pk = TARGETS[name]
     st = stage_name(name)
+    patients = TARGETS[ROOT][0]
     scope = (
         "site_code = :site"
         if name == ROOT
-        else "patient_key IN (SELECT patient_key FROM patients WHERE site_code = :site)"
+        else f"EXISTS (SELECT 1 FROM {patients} p WHERE p.patient_key = {target}.patient_key "
+        f"AND p.site_code = :site)"
     )
+    # anti-joins, not NOT IN: PostgreSQL runs NOT IN over a subquery larger than work_mem as a
+    # scan per row (quadratic); NOT EXISTS is a hash or merge anti-join on both engines
     missing = f"""
         {target}.is_current = TRUE AND {scope}
-        AND {pk} NOT IN (SELECT {pk} FROM {st})
-        AND {pk} NOT IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
+        AND NOT EXISTS (SELECT 1 FROM {st} s WHERE s.{pk} = {target}.{pk})
+        AND NOT EXISTS (SELECT 1 FROM stage_quarantined_keys q WHERE q.file = :f AND q.key = {target}.{pk})
     """
     params = {"site": site, "run": run_id, "f": name}
     earlier = conn.execute(

@@ -1,0 +1,131 @@
+"""Second-night benchmark: what a nightly full export costs once the registry holds the site.
+
+    python bench/bench_nights.py [--patients N] [--engines sqlite,postgresql] [--pg-url URL]
+
+For each engine, in the same run and on the same machine:
+  night 1  the bundle loaded into an empty registry (the baseline);
+  night 2  the next night's full export: exported_at one day later, about 1% of the treatment
+           rows changed and 0.5% deleted by the hospital;
+  night 3  night 2's bundle delivered again with a new exported_at and no change.
+It prints each night's seconds (load, derivation) and its ratio to the first night. Not a test:
+figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from etl.pipeline import run_bundle
+from etl.synth import write_bundle
+from registry.db.database import make_engine
+from registry.db.setup import prepare
+
+KEY = b"benchmark-key-not-secret-0123456789"
+
+
+def next_night(src: Path, dst: Path, day: int, change: float, delete: float, seed: int) -> tuple[int, int]:
+    """Copy a bundle as the next night's export: treatments changed / deleted at the given
+    rates, exported_at ``day`` days later. Returns (changed, deleted) rows."""
+    shutil.copytree(src, dst)
+    rng = random.Random(seed)
+    path = dst / "treatments.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    kept, changed, deleted = [], 0, 0
+    for row in rows:
+        u = rng.random()
+        if u < delete:
+            deleted += 1
+            continue
+        if u < delete + change:
+            row["dose_mg"] = "7" if row["dose_mg"] != "7" else "8"
+            changed += 1
+        kept.append(row)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(kept)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["exported_at"] = manifest["exported_at"].replace("T02:00", f"T{2 + day:02d}:00")
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return changed, deleted
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mmreg-nights-"))
+    write_bundle(work / "night1", patients=args.patients, seed=42)
+    changed, deleted = next_night(work / "night1", work / "night2", 1, 0.01, 0.005, seed=7)
+    shutil.copytree(work / "night2", work / "night3")
+    manifest = json.loads((work / "night3" / "manifest.json").read_text())
+    manifest["exported_at"] = manifest["exported_at"].replace("T03:00", "T04:00")
+    (work / "night3" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    print(f"{args.patients:,} patients; night 2: {changed:,} treatment rows changed, {deleted:,} deleted")
+    for name in args.engines.split(","):
+        cleanup = None
+        if name == "sqlite":
+            url = f"sqlite:///{work / 'nights.db'}"
+        else:
+            admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+            db = f"mmreg_nights_{uuid.uuid4().hex[:8]}"
+            try:
+                with admin.connect() as c:
+                    c.execute(text(f"CREATE DATABASE {db}"))
+            except Exception as exc:
+                print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
+                continue
+            url = args.pg_url.rsplit("/", 1)[0] + f"/{db}"
+            cleanup = (admin, db)
+        try:
+            engine = make_engine(url)
+            prepare(engine)
+            first = None
+            for night in ("night1", "night2", "night3"):
+                t = time.perf_counter()
+                s = run_bundle(engine, work / night, KEY)
+                total = time.perf_counter() - t
+                first = first or total
+                files = s.files["treatments"]
+                print(
+                    f"{name:<11}{night}: {total:7.1f} s ({total / first:4.2f}x the first night)  "
+                    f"load {s.timings.get('load_s', 0):.1f} s, merge {s.timings.get('merge_s', 0):.1f} s, "
+                    f"derive {s.timings.get('derive_s', 0):.1f} s for {s.derived_patients or 0:,} patients; "
+                    f"treatments changed {files.changed:,}, retired {files.retired:,}"
+                )
+            engine.dispose()
+        finally:
+            if cleanup:
+                admin, db = cleanup
+                with admin.connect() as c:
+                    c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                admin.dispose()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
