@@ -16,13 +16,13 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.databases import bench_database
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from registry.db.database import make_engine
@@ -94,21 +94,9 @@ def main() -> None:
         f"{'derive s':>10}{'total s':>9}"
     )
     for name in args.engines.split(","):
-        if name == "sqlite":
-            url = f"sqlite:///{work / 'bench.db'}"
-            cleanup = None
-        else:
-            admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-            db = f"mmreg_bench_{uuid.uuid4().hex[:8]}"
-            try:
-                with admin.connect() as c:
-                    c.execute(text(f"CREATE DATABASE {db}"))
-            except Exception as exc:
-                print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
+        with bench_database(name, args.pg_url, work) as url:
+            if url is None:
                 continue
-            url = args.pg_url.rsplit("/", 1)[0] + f"/{db}"
-            cleanup = (admin, db)
-        try:
             eng = make_engine(url)
             prepare(eng)
             fl = floor(url, n_rows)
@@ -132,12 +120,6 @@ def main() -> None:
                 f"({1000 * rederive_s / max(again.patients, 1):.2f} ms each; first derivation "
                 f"{1000 * s.timings.get('derive_s', 0) / max(s.derived_patients or 1, 1):.2f} ms each)"
             )
-        finally:
-            if cleanup:
-                admin, db = cleanup
-                with admin.connect() as c:
-                    c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                admin.dispose()
 
 
 if __name__ == "__main__":

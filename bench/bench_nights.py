@@ -22,13 +22,11 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.databases import bench_database
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from registry.db.database import make_engine
@@ -87,21 +85,9 @@ def main() -> None:
     (work / "night3" / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(f"{args.patients:,} patients; night 2: {changed:,} treatment rows changed, {deleted:,} deleted")
     for name in args.engines.split(","):
-        cleanup = None
-        if name == "sqlite":
-            url = f"sqlite:///{work / 'nights.db'}"
-        else:
-            admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-            db = f"mmreg_nights_{uuid.uuid4().hex[:8]}"
-            try:
-                with admin.connect() as c:
-                    c.execute(text(f"CREATE DATABASE {db}"))
-            except Exception as exc:
-                print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
+        with bench_database(name, args.pg_url, work) as url:
+            if url is None:
                 continue
-            url = args.pg_url.rsplit("/", 1)[0] + f"/{db}"
-            cleanup = (admin, db)
-        try:
             engine = make_engine(url)
             prepare(engine)
             first = None
@@ -118,12 +104,6 @@ def main() -> None:
                     f"treatments changed {files.changed:,}, retired {files.retired:,}"
                 )
             engine.dispose()
-        finally:
-            if cleanup:
-                admin, db = cleanup
-                with admin.connect() as c:
-                    c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                admin.dispose()
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,36 @@
+"""The databases a benchmark runs on: a SQLite file in the work folder, or a throw-away
+PostgreSQL database on the test server, dropped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+
+@contextlib.contextmanager
+def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | None]:
+    """The URL of a fresh database for ``engine_name`` (None, with a printed reason, when no
+    PostgreSQL server can be reached)."""
+    if engine_name == "sqlite":
+        yield f"sqlite:///{work / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    db = f"mmreg_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {db}"))
+    except Exception as exc:
+        print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
+        admin.dispose()
+        yield None
+        return
+    try:
+        yield pg_url.rsplit("/", 1)[0] + f"/{db}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
