@@ -40,6 +40,8 @@ from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Si
 from registry.db.vocabulary import vocabulary_map
 
 Progress = Callable[[str, int], None]  # (file name, rows done so far)
+DEFAULT_MAX_QUARANTINE_RATE = 0.5  # a file losing more than this to the quarantine: refuse all
+MIN_ROWS_FOR_RATE = 10  # ... when it has at least this many rows
 
 
 @dataclass
@@ -156,6 +158,7 @@ def run_bundle(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
     derive: bool = True,
+    max_quarantine_rate: float | None = DEFAULT_MAX_QUARANTINE_RATE,
 ) -> RunSummary:
     """Load (or, with ``dry_run``, only validate) one export bundle, then derive the patients
     whose rows changed.
@@ -181,6 +184,9 @@ def run_bundle(
         Called with (file or stage, rows done) while reading and deriving.
     derive
         Derive the changed patients after the load.
+    max_quarantine_rate
+        Refuse the whole bundle when a file (of at least 10 rows) would lose a larger share of
+        its rows to the quarantine (None: never). A dry run reports it as a warning.
 
     Returns
     -------
@@ -228,6 +234,7 @@ def run_bundle(
                     force=force,
                     chunk_rows=chunk_rows,
                     progress=progress,
+                    max_quarantine_rate=max_quarantine_rate,
                 )
                 summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
             except BundleRefused as exc:
@@ -323,6 +330,7 @@ def _load(
     force: bool,
     chunk_rows: int,
     progress: Progress | None,
+    max_quarantine_rate: float | None,
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
@@ -417,6 +425,16 @@ def _load(
         summary.unmapped_drugs = dict(unmapped.most_common())
         for drug, n in unmapped.most_common(20):
             summary.warnings.append(f"treatments.csv: drug {drug!r} not in the vocabulary ({n} rows)")
+        mostly_rejected = _mostly_rejected(summary, quarantine, max_quarantine_rate)
+        if mostly_rejected and dry_run:
+            summary.warnings += [str(p) + ": a load would be refused" for p in mostly_rejected]
+        elif mostly_rejected:
+            raise BundleRefused(
+                mostly_rejected,
+                hint="the export itself is probably broken (a date format, a column mix-up): fix it and "
+                "deliver again; `registry etl validate` shows every row's reasons; "
+                "--max-quarantine-rate changes the threshold",
+            )
         if dry_run:
             summary.quarantine = quarantine
             trans.rollback()
@@ -458,6 +476,41 @@ def _load(
         raise
     finally:
         conn.close()
+
+
+def root_causes(rows: list[RejectedRow]) -> list[tuple[str, str | None, int]]:
+    """(rule, column, rows) of rejected rows, most frequent first, with orphans — which follow
+    from their patient's own rejection — after every other cause."""
+    counts = Counter(
+        (r.rule, r.column) for row in rows for r in {(x.rule, x.column): x for x in row.reasons}.values()
+    )
+    ranked = sorted(
+        counts.items(), key=lambda kv: (kv[0][0] == RuleCode.ORPHAN, -kv[1], kv[0][0], kv[0][1] or "")
+    )
+    return [(str(rule), column, n) for (rule, column), n in ranked]
+
+
+def _mostly_rejected(
+    summary: RunSummary, quarantine: list[RejectedRow], max_rate: float | None
+) -> list[Problem]:
+    """Files whose share of rejected rows passes ``max_rate`` (files of at least
+    ``MIN_ROWS_FOR_RATE`` rows), each with its most frequent root causes."""
+    if max_rate is None:
+        return []
+    problems = []
+    for name, c in summary.files.items():
+        if c.read < MIN_ROWS_FOR_RATE or c.quarantined / c.read <= max_rate:
+            continue
+        causes = root_causes([q for q in quarantine if q.file == name])[:3]
+        text = ", ".join(f"{rule} in {column or 'the row'} ({n:,})" for rule, column, n in causes)
+        problems.append(
+            Problem(
+                f"{name}.csv",
+                f"{c.quarantined:,} of {c.read:,} rows ({c.quarantined / c.read:.0%}) would be quarantined, "
+                f"more than {max_rate:.0%}; most frequent: {text}",
+            )
+        )
+    return problems
 
 
 def _fault_point() -> None:

@@ -39,6 +39,13 @@ def _print_counts(summary) -> None:
 @format_option("text", "json")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True)
 @click.option("--no-derive", is_flag=True, help="Skip the derivation stage after loading.")
+@click.option(
+    "--max-quarantine-rate",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Refuse the bundle when a file (10+ rows) would lose a larger share of rows to the quarantine.",
+)
 @click.option("--demo-key", is_flag=True, hidden=True)
 @pass_ctx
 @handle_errors
@@ -49,6 +56,7 @@ def etl_run(
     fmt: str,
     chunk_rows: int,
     no_derive: bool,
+    max_quarantine_rate: float,
     demo_key: bool,
 ) -> None:
     """Load BUNDLE (a folder or .zip) in one transaction; bad rows are quarantined.
@@ -70,6 +78,7 @@ def etl_run(
         chunk_rows=chunk_rows,
         progress=_progress(ctx),
         derive=not no_derive,
+        max_quarantine_rate=max_quarantine_rate,
     )
     if ctx.interactive:
         click.echo("", err=True)
@@ -152,17 +161,34 @@ def etl_runs(ctx: Context, limit: int, fmt: str) -> None:
 @etl.command("quarantine")
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest with quarantine).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="CSV file (default: stdout).")
+@click.option(
+    "--causes",
+    is_flag=True,
+    help="Instead of the rows: the root causes (rule, column, rows), orphans last.",
+)
 @pass_ctx
 @handle_errors
-def etl_quarantine(ctx: Context, run_id: int | None, out: str | None) -> None:
-    """Quarantined rows with every reason, as CSV (one line per reason).
+def etl_quarantine(ctx: Context, run_id: int | None, out: str | None, causes: bool) -> None:
+    """Quarantined rows with every reason, as CSV (one line per reason), or their causes.
+
+    Orphans (rows whose patient was itself quarantined) follow from another cause: --causes
+    ranks every other cause first.
 
     Example: registry etl quarantine --run 12 --out run12-problems.csv
     """
+    from etl.pipeline import root_causes
     from etl.runs import iter_quarantine, write_quarantine_csv
 
     target = check_output(out) if out else None
     rows = iter_quarantine(ctx.ready_engine(), run_id)
+    if causes:
+        ranked = root_causes([row for _, row in rows])
+        body = "rule,column,rows\n" + "".join(f"{r},{c or ''},{n}\n" for r, c, n in ranked)
+        if target is not None:
+            target.write_text(body, encoding="utf-8")
+        else:
+            click.echo(body, nl=False)
+        return
     if target is not None:
         n = write_quarantine_csv(rows, target)
         ctx.note(f"wrote {n} reason line(s) to {out}")

@@ -25,7 +25,7 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "see `registry COMMAND --help`",
     ),
     EXIT_DATA: (
-        "bundle refused (structure, manifest, older than the last bundle)",
+        "bundle refused (structure, manifest, older than the last bundle, a file mostly quarantined)",
         "fix the export; `--force` for an intentional re-load of an older bundle",
     ),
     EXIT_NO_INPUT: ("the bundle path does not exist", "check the path"),

@@ -3,6 +3,7 @@ privacy and the CLI contract — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import json
@@ -398,3 +399,45 @@ def test_second_concurrent_run_exits_with_lock_held(db_url: str, engine: Engine,
     finally:
         proc.kill()
         proc.communicate()
+
+
+# --------------------------------------------------------------------------- a mostly broken file
+def _dd_mm_yyyy(folder: Path) -> None:
+    """Rewrite every treatment start date as DD/MM/YYYY (a site switched its date format)."""
+    path = folder / "treatments.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    for r in rows:
+        y, m, d = r["start_date"].split("-")
+        r["start_date"] = f"{d}/{m}/{y}"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_a_file_mostly_quarantined_refuses_the_whole_bundle(engine: Engine, tmp_path: Path) -> None:
+    synth_bundle(tmp_path / "b", patients=40, seed=3)
+    _dd_mm_yyyy(tmp_path / "b")
+    before = snapshot(engine)
+    with pytest.raises(BundleRefused) as err:
+        run_bundle(engine, tmp_path / "b", KEY)
+    assert "treatments.csv" in err.value.message and "invalid_date in start_date" in err.value.message
+    assert snapshot(engine) == before  # nothing loaded, not even the valid patients
+    dry = run_bundle(engine, tmp_path / "b", KEY, dry_run=True)  # validation reports it
+    assert any("a load would be refused" in w for w in dry.warnings)
+    s = run_bundle(engine, tmp_path / "b", KEY, max_quarantine_rate=1.0)  # an explicit choice
+    assert s.status == "succeeded" and s.files["treatments"].loaded == 0
+
+
+def test_root_causes_come_before_the_orphans_that_follow(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = base_rows()
+    rows["patients"][0]["birth_date"] = "01/03/1960"  # its children become orphans
+    runner = CliRunner()
+    assert runner.invoke(cli, ["etl", "run", str(write_bundle(tmp_path / "b", rows))]).exit_code == 0
+    res = runner.invoke(cli, ["etl", "quarantine", "--causes"])
+    lines = res.output.strip().splitlines()
+    assert lines[0] == "rule,column,rows" and lines[1] == "invalid_date,birth_date,1"
+    assert all(line.startswith("orphan,") for line in lines[2:]) and len(lines) > 2
