@@ -11,8 +11,6 @@ Not a test: figures go to docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +20,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.databases import bench_database
+from bench.databases import bench_arguments, bench_database
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from registry.db.database import make_engine
@@ -67,16 +65,7 @@ def floor(engine_url: str, rows: int, width: int = 8) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
-    ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
-    args = ap.parse_args()
+    args = bench_arguments(__doc__.splitlines()[0] if __doc__ else "")
     work = Path(tempfile.mkdtemp(prefix="mmreg-bench-"))
     t = time.perf_counter()
     write_bundle(work / "bundle", patients=args.patients, seed=42, dirty=True)

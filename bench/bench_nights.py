@@ -13,10 +13,8 @@ figures go to docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import os
 import random
 import shutil
 import sys
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.databases import bench_database
+from bench.databases import bench_arguments, bench_database
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from registry.db.database import make_engine
@@ -66,16 +64,7 @@ def next_night(src: Path, dst: Path, day: int, change: float, delete: float, see
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
-    ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
-    args = ap.parse_args()
+    args = bench_arguments(__doc__.splitlines()[0] if __doc__ else "")
     work = Path(tempfile.mkdtemp(prefix="mmreg-nights-"))
     write_bundle(work / "night1", patients=args.patients, seed=42)
     changed, deleted = next_night(work / "night1", work / "night2", 1, 0.01, 0.005, seed=7)

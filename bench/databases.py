@@ -3,7 +3,9 @@ PostgreSQL database on the test server, dropped afterwards."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,3 +36,17 @@ def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | 
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
+
+
+def bench_arguments(description: str) -> argparse.Namespace:
+    """The options every benchmark takes: --patients, --engines, --pg-url."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    return ap.parse_args()

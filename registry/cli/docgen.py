@@ -82,7 +82,7 @@ def data_model_markdown() -> str:
 def input_contract_markdown() -> str:
     out = [
         "# Input contract (export format version 1)\n",
-        "Generated from `etl/contract.py` (the Pandera models and the column catalogue) by "
+        "Generated from the file specs (`etl/specs/`: the column catalogue the Pandera schemas are built from) by "
         "`python -m registry.cli.docgen`; a test fails if this file is stale. It is what the registry "
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
