@@ -1,0 +1,290 @@
+"""The nightly job: take every bundle waiting in an inbox, per site in ``exported_at`` order and
+each exactly once; derive once; write the night's report set and what changed since the last
+night; keep the last N nights of reports.
+
+Bundles that load move to ``<inbox>/processed/<night>/``; refused ones (structure, stale,
+already loaded) to ``<inbox>/rejected/<night>/`` with ``<name>.reason.txt`` beside them. A
+bundle is moved only after its load committed, so a night that dies leaves each bundle either
+loaded and moved, or loaded and still waiting (the next night sees it was already loaded and
+moves it aside without loading it again), or untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from etl.extract import Bundle, read_manifest
+from etl.pipeline import run_bundle
+from registry.core.enums import RunStatus
+from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError
+from registry.db.models import FollowUp, Patient, PatientSummary
+
+Log = Callable[[str, dict[str, Any]], None]  # (event, fields without identifiers)
+REPORTS = ("lenalidomide-relapse",)  # the study reports regenerated every night
+
+
+@dataclass
+class BundleOutcome:
+    path: str  # the bundle's name in the inbox
+    site_id: str | None
+    status: str  # succeeded | refused | unchanged
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    retired: int = 0
+    message: str = ""
+    moved_to: str = ""
+
+
+@dataclass
+class NightResult:
+    night: str
+    bundles: list[BundleOutcome] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+    reports: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every bundle loaded (quarantined rows are no failure), 65 when one was refused."""
+        return EXIT_DATA if any(b.status != RunStatus.SUCCEEDED for b in self.bundles) else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "night": self.night,
+            "bundles": [asdict(b) for b in self.bundles],
+            "changes": self.changes,
+            "reports": self.reports,
+            "exit_code": self.exit_code,
+        }
+
+
+@contextlib.contextmanager
+def inbox_lock(inbox: Path) -> Iterator[None]:
+    """One nightly run per inbox (``flock`` on ``<inbox>/.nightly.lock``; released if the
+    process dies)."""
+    fd = os.open(inbox / ".nightly.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(
+                f"another nightly run is working on {inbox}",
+                hint="wait for it; the next night takes the rest",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def waiting_bundles(inbox: Path) -> list[Path]:
+    """Folders with a manifest and ``.zip`` files in the inbox (not the processed/rejected areas)."""
+    out = []
+    for p in sorted(inbox.iterdir()):
+        if p.name in ("processed", "rejected") or p.name.startswith("."):
+            continue
+        if (p.is_dir() and (p / "manifest.json").exists()) or (p.is_file() and p.suffix == ".zip"):
+            out.append(p)
+    return out
+
+
+def _order(paths: list[Path]) -> list[tuple[Path, str | None, dt.datetime | None, str | None]]:
+    """(path, site, exported_at, problem) sorted per site by exported_at; unreadable manifests
+    first (they are rejected without a load)."""
+    items: list[tuple[Path, str | None, dt.datetime | None, str | None]] = []
+    for p in paths:
+        try:
+            with Bundle(p) as b:
+                m = read_manifest(b)
+            items.append((p, m.site_id, m.exported_at, None))
+        except RegistryError as exc:
+            items.append((p, None, None, exc.message))
+    return sorted(
+        items,
+        key=lambda it: (
+            it[1] is not None,
+            it[1] or "",
+            it[2] or dt.datetime.min.replace(tzinfo=dt.UTC),
+            it[0].name,
+        ),
+    )
+
+
+def _facts(engine: Engine) -> dict[str, int]:
+    """Counts the night's changes are measured with (current records only)."""
+    with engine.connect() as conn:
+
+        def count(q: Any) -> int:
+            return int(conn.execute(q).scalar() or 0)
+
+        return {
+            "patients": count(select(func.count()).select_from(Patient).where(Patient.is_current)),
+            "deaths": count(
+                select(func.count())
+                .select_from(FollowUp)
+                .where(FollowUp.is_current, FollowUp.vital_status == "dead")
+            ),
+            "relapses": count(
+                select(func.count())
+                .select_from(PatientSummary)
+                .where(PatientSummary.relapse_date.is_not(None))
+            ),
+            "second_lines": count(
+                select(func.count()).select_from(PatientSummary).where(PatientSummary.l2_start.is_not(None))
+            ),
+        }
+
+
+def _study(engine: Engine, name: str) -> Any:
+    from registry.cohorts.definition import load_definition
+    from registry.cohorts.sql import read_cohort
+    from registry.reports.study import build_study_report
+
+    defn = load_definition(name)
+    return build_study_report(read_cohort(engine, defn), defn)
+
+
+def _groups(report: Any) -> dict[str, dict[str, Any]]:
+    return {
+        g: {"n": v["n"], "median_os_2l_months": v["endpoints"].get("os_2l", {}).get("median_months")}
+        for g, v in report.data["groups"].items()
+    }
+
+
+def _move(path: Path, area: Path, reason: str | None = None) -> str:
+    area.mkdir(parents=True, exist_ok=True)
+    target = area / path.name
+    if target.exists():  # a name delivered twice the same night: keep both
+        target = area / f"{path.stem}-{dt.datetime.now(dt.UTC).strftime('%H%M%S%f')}{path.suffix}"
+    shutil.move(str(path), target)
+    if reason is not None:
+        (area / f"{target.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return str(target)
+
+
+def run_night(
+    engine: Engine,
+    inbox: Path,
+    key: bytes,
+    *,
+    reports_dir: Path | None = None,
+    keep_nights: int = 14,
+    night: dt.date | None = None,
+    min_cell: int | None = None,
+    log: Log = lambda event, fields: None,
+) -> NightResult:
+    """Take every waiting bundle, derive once, write the night's reports and changes.
+
+    Parameters
+    ----------
+    engine
+        The registry (migrated).
+    inbox
+        The folder the sites deliver into.
+    key
+        The deployment's pseudonym key.
+    reports_dir
+        Where ``<YYYY-MM-DD>/`` report folders go (None: no reports, changes only in the result).
+    keep_nights
+        How many nights of report folders to keep.
+    night
+        The night's date (default: today, UTC).
+    min_cell
+        The small-cell threshold for the reports (None: reports stay inside the registry).
+    log
+        Receives each event with fields that identify no patient.
+
+    Returns
+    -------
+    NightResult
+        Every bundle's outcome, what changed, the reports written; ``exit_code`` 0 or 65.
+    """
+    from registry.derive.run import derive_pending
+    from registry.reports.release import release
+
+    today = (night or dt.datetime.now(dt.UTC).date()).isoformat()
+    result = NightResult(today)
+    with inbox_lock(inbox):
+        before = _facts(engine)
+        studies_before = (
+            {name: _groups(_study(engine, name)) for name in REPORTS} if before["patients"] else {}
+        )
+        for path, site, _exported, problem in _order(waiting_bundles(inbox)):
+            outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
+            if problem is not None:
+                outcome.message = problem
+            else:
+                try:
+                    s = run_bundle(engine, path, key, derive=False)
+                except LockHeld:
+                    raise
+                except RegistryError as exc:
+                    outcome.message = exc.message
+                else:
+                    outcome.status = s.status
+                    outcome.message = s.message
+                    outcome.read = sum(f.read for f in s.files.values())
+                    outcome.loaded = sum(f.loaded for f in s.files.values())
+                    outcome.quarantined = s.quarantined
+                    outcome.retired = sum(f.retired for f in s.files.values())
+            if outcome.status == RunStatus.SUCCEEDED:
+                outcome.moved_to = _move(path, inbox / "processed" / today)
+            else:
+                outcome.moved_to = _move(path, inbox / "rejected" / today, outcome.message)
+            log("bundle", {k: v for k, v in asdict(outcome).items() if k != "moved_to"})
+            result.bundles.append(outcome)
+        derived = derive_pending(engine)
+        log("derived", {"patients": derived.patients, "rules_version": derived.rules_version})
+        after = _facts(engine)
+        studies_after = {}
+        folder = None
+        if reports_dir is not None:
+            folder = reports_dir / today
+            folder.mkdir(parents=True, exist_ok=True)
+        for name in REPORTS:
+            report = _study(engine, name)
+            studies_after[name] = _groups(report)
+            if folder is not None:
+                for fmt in ("html", "json"):
+                    path = folder / f"{name}.{fmt}"
+                    path.write_text(release(report, fmt, min_cell), encoding="utf-8")
+                    result.reports.append(str(path))
+        result.changes = {
+            "bundles_taken": sum(b.status == RunStatus.SUCCEEDED for b in result.bundles),
+            "bundles_refused": sum(b.status != RunStatus.SUCCEEDED for b in result.bundles),
+            "patients_added": max(after["patients"] - before["patients"], 0),
+            "patients_retired": max(before["patients"] - after["patients"], 0),
+            "patients_changed": max(derived.patients - max(after["patients"] - before["patients"], 0), 0),
+            "deaths_added": after["deaths"] - before["deaths"],
+            "relapses_added": after["relapses"] - before["relapses"],
+            "second_lines_added": after["second_lines"] - before["second_lines"],
+            "studies": {
+                name: {"before": studies_before.get(name), "after": studies_after.get(name)}
+                for name in REPORTS
+            },
+        }
+        if folder is not None:
+            import json
+
+            changes = folder / "changes.json"
+            changes.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+            result.reports.append(str(changes))
+            _keep_last(reports_dir, keep_nights)  # type: ignore[arg-type]
+    return result
+
+
+def _keep_last(reports_dir: Path, nights: int) -> None:
+    folders = sorted(
+        p for p in reports_dir.iterdir() if p.is_dir() and len(p.name) == 10 and p.name[4] == "-"
+    )
+    for old in folders[:-nights] if nights > 0 else []:
+        shutil.rmtree(old)

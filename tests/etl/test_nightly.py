@@ -1,0 +1,141 @@
+"""`registry nightly` over two nights on both engines: each bundle taken once and moved, refused
+ones set aside with their reason, a report set and a correct record of what changed per night,
+old nights dropped, exit codes a scheduler can act on."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from etl.nightly import inbox_lock, run_night
+from etl.synth import write_bundle
+from registry.cli import cli
+from tests.conftest import TEST_KEY
+
+KEY = TEST_KEY.encode()
+NIGHT1, NIGHT2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _next_export(src: Path, dst: Path, hours: int) -> tuple[str, str]:
+    """The next night's full export: one alive patient has died, another is no longer sent.
+    Returns (the patient who died, the patient dropped) as source ids."""
+    shutil.copytree(src, dst)
+    fields, follow_up = _rows(dst / "follow_up.csv")
+    alive = [r for r in follow_up if r["vital_status"] == "alive"]
+    died, dropped = alive[0]["patient_id"], alive[1]["patient_id"]
+    for r in follow_up:
+        if r["patient_id"] == died:
+            r.update(vital_status="dead", death_date=r["last_contact_date"], cause_of_death="myeloma")
+    _write(dst / "follow_up.csv", fields, [r for r in follow_up if r["patient_id"] != dropped])
+    for name in ("patients", "transplants", "treatments", "disease_events"):
+        fields, rows = _rows(dst / f"{name}.csv")
+        _write(dst / f"{name}.csv", fields, [r for r in rows if r["patient_id"] != dropped])
+    manifest = json.loads((dst / "manifest.json").read_text())
+    exported = dt.datetime.fromisoformat(manifest["exported_at"]) + dt.timedelta(hours=hours)
+    manifest["exported_at"] = exported.isoformat()
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return died, dropped
+
+
+def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path: Path) -> None:
+    inbox, reports, source = tmp_path / "inbox", tmp_path / "reports", tmp_path / "source"
+    inbox.mkdir()
+    write_bundle(source / "night1", patients=150, seed=5)
+    shutil.copytree(source / "night1", inbox / "site-night1")
+
+    first = run_night(engine, inbox, KEY, reports_dir=reports, keep_nights=1, night=NIGHT1)
+    assert first.exit_code == 0 and [b.status for b in first.bundles] == ["succeeded"]
+    assert (inbox / "processed" / "2026-07-01" / "site-night1").is_dir()
+    assert not (inbox / "site-night1").exists()
+    assert first.changes["patients_added"] == 150 and first.changes["bundles_taken"] == 1
+    night_folder = reports / "2026-07-01"
+    assert {p.name for p in night_folder.iterdir()} == {
+        "lenalidomide-relapse.html",
+        "lenalidomide-relapse.json",
+        "changes.json",
+    }
+
+    _next_export(source / "night1", inbox / "site-night2", hours=24)
+    second = run_night(engine, inbox, KEY, reports_dir=reports, keep_nights=1, night=NIGHT2)
+    assert second.exit_code == 0
+    c = second.changes
+    assert (c["patients_added"], c["patients_retired"], c["deaths_added"]) == (0, 1, 1)
+    assert c["patients_changed"] >= 1  # the patient who died, re-derived
+    saved = json.loads((reports / "2026-07-02" / "changes.json").read_text())
+    assert saved["changes"]["deaths_added"] == 1 and saved["bundles"][0]["retired"] > 0
+    assert not night_folder.exists()  # --keep-nights 1: only the last night stays
+    assert set(c["studies"]["lenalidomide-relapse"]["before"]) == {"G1", "G2", "G3", "G4"}
+
+
+def test_refused_bundles_are_set_aside_with_their_reason_and_the_good_one_loads(
+    engine: Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_bundle(inbox / "good", patients=60, seed=2)
+    write_bundle(inbox / "broken", patients=60, seed=3, site="SITE-B")
+    (inbox / "broken" / "patients.csv").unlink()
+    result = run_night(engine, inbox, KEY, night=NIGHT1)
+    assert result.exit_code == 65
+    by_name = {b.path: b for b in result.bundles}
+    assert by_name["good"].status == "succeeded" and by_name["broken"].status == "refused"
+    reason = (inbox / "rejected" / "2026-07-01" / "broken.reason.txt").read_text()
+    assert "patients.csv: missing" in reason
+
+    # the same good bundle delivered again: already loaded, set aside, never loaded twice
+    shutil.copytree(inbox / "processed" / "2026-07-01" / "good", inbox / "good-again")
+    again = run_night(engine, inbox, KEY, night=NIGHT2)
+    assert [b.status for b in again.bundles] == ["unchanged"] and again.exit_code == 65
+    assert "already loaded" in (inbox / "rejected" / "2026-07-02" / "good-again.reason.txt").read_text()
+    assert again.changes["patients_added"] == 0
+
+
+def test_cli_json_summary_and_the_lock(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_bundle(inbox / "b", patients=40, seed=9)
+    runner = CliRunner()
+    with inbox_lock(inbox):
+        res = runner.invoke(cli, ["nightly", "--inbox", str(inbox)])
+        assert res.exit_code == 75 and "another nightly run" in res.output
+    res = runner.invoke(cli, ["nightly", "--inbox", str(inbox), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert set(data) >= {"bundles", "changes", "reports"}
+    assert set(data["bundles"][0]) >= {
+        "path",
+        "site_id",
+        "status",
+        "read",
+        "loaded",
+        "quarantined",
+        "retired",
+    }
+    assert set(data["changes"]) >= {
+        "patients_added",
+        "patients_changed",
+        "patients_retired",
+        "deaths_added",
+        "relapses_added",
+    }
+    res = runner.invoke(cli, ["nightly", "--inbox", str(tmp_path / "nowhere")])
+    assert res.exit_code == 66
