@@ -158,10 +158,9 @@ def merge(conn: Connection, name: str) -> int:
     return int(conn.execute(text(sql)).rowcount or 0)
 
 
-def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
-    """``mode: full``: current records of the site that this bundle no longer sends become
-    history. A record whose new version was quarantined stays current (the site still sends
-    it; its correction is pending)."""
+def missing_records(name: str) -> tuple[str, str]:
+    """(scope, missing): SQL conditions on the file's target table for the site's records and
+    for those among them the bundle no longer sends (parameters ``:site`` and ``:f``)."""
     target, pk = TARGETS[name]
     st = stage_name(name)
     patients = TARGETS[ROOT][0]
@@ -178,6 +177,15 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
         AND NOT EXISTS (SELECT 1 FROM {st} s WHERE s.{pk} = {target}.{pk})
         AND NOT EXISTS (SELECT 1 FROM stage_quarantined_keys q WHERE q.file = :f AND q.key = {target}.{pk})
     """
+    return scope, missing
+
+
+def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
+    """``mode: full``: current records of the site that this bundle no longer sends become
+    history. A record whose new version was quarantined stays current (the site still sends
+    it; its correction is pending)."""
+    target = TARGETS[name][0]
+    scope, missing = missing_records(name)
     params = {"site": site, "run": run_id, "f": name}
     earlier = conn.execute(
         text(f"SELECT 1 FROM {target} WHERE {scope} AND run_id <> :run AND is_current = TRUE LIMIT 1"),

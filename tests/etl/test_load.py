@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 
+from etl import load
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle as synth_bundle
 from registry.cli import cli
@@ -441,3 +442,31 @@ def test_root_causes_come_before_the_orphans_that_follow(sqlite_cli_env, tmp_pat
     lines = res.output.strip().splitlines()
     assert lines[0] == "rule,column,rows" and lines[1] == "invalid_date,birth_date,1"
     assert all(line.startswith("orphan,") for line in lines[2:]) and len(lines) > 2
+
+
+def test_retirement_is_an_anti_join_not_a_scan_per_row(engine: Engine, tmp_path: Path) -> None:
+    """The plan of the retirement statement, on a registry holding thousands of treatment
+    rows: PostgreSQL must use an anti-join (NOT IN over a staging table became a per-row scan
+    once it outgrew work_mem); SQLite must search the staging table by its index."""
+    synth_bundle(tmp_path / "b", patients=300, seed=5)
+    run_bundle(engine, tmp_path / "b", KEY)
+    _, missing = load.missing_records("treatments")
+    with engine.begin() as conn:
+        load.create_stages(conn)
+        load.index_stage(conn, "treatments")
+        params = {"site": "SYNTH-01", "f": "treatments"}
+        if conn.dialect.name == "postgresql":
+            plan = "\n".join(
+                r[0] for r in conn.execute(text(f"EXPLAIN SELECT 1 FROM treatments WHERE {missing}"), params)
+            )
+            assert "Anti Join" in plan, plan
+            assert "SubPlan" not in plan, plan
+        else:
+            plan = " ".join(
+                str(r)
+                for r in conn.execute(
+                    text(f"EXPLAIN QUERY PLAN SELECT 1 FROM treatments WHERE {missing}"), params
+                )
+            )
+            assert "ix_stage_treatments_key" in plan, plan
+        conn.rollback()
