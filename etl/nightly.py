@@ -250,9 +250,18 @@ def run_night(
         if reports_dir is not None:
             folder = reports_dir / today
             folder.mkdir(parents=True, exist_ok=True)
+        night_changes = {
+            "patients added": max(after["patients"] - before["patients"], 0),
+            "patients retired": max(before["patients"] - after["patients"], 0),
+            "deaths": after["deaths"] - before["deaths"],
+            "relapses": after["relapses"] - before["relapses"],
+            "second lines started": after["second_lines"] - before["second_lines"],
+        }
         for name in REPORTS:
             report = _study(engine, name)
             studies_after[name] = _groups(report)
+            # a short summary at the top of the page (counts go through the small-cell rule)
+            report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
             if folder is not None:
                 for fmt in ("html", "json"):
                     path = folder / f"{name}.{fmt}"
@@ -261,12 +270,12 @@ def run_night(
         result.changes = {
             "bundles_taken": sum(b.status == RunStatus.SUCCEEDED for b in result.bundles),
             "bundles_refused": sum(b.status != RunStatus.SUCCEEDED for b in result.bundles),
-            "patients_added": max(after["patients"] - before["patients"], 0),
-            "patients_retired": max(before["patients"] - after["patients"], 0),
+            "patients_added": night_changes["patients added"],
+            "patients_retired": night_changes["patients retired"],
             "patients_changed": max(derived.patients - max(after["patients"] - before["patients"], 0), 0),
-            "deaths_added": after["deaths"] - before["deaths"],
-            "relapses_added": after["relapses"] - before["relapses"],
-            "second_lines_added": after["second_lines"] - before["second_lines"],
+            "deaths_added": night_changes["deaths"],
+            "relapses_added": night_changes["relapses"],
+            "second_lines_added": night_changes["second lines started"],
             "studies": {
                 name: {"before": studies_before.get(name), "after": studies_after.get(name)}
                 for name in REPORTS

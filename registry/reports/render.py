@@ -43,6 +43,11 @@ def _months(v: float | None) -> str:
     return "not reached" if v is None else f"{v:.1f}"
 
 
+def _count(x: int | None) -> str:
+    """A count that may have been suppressed (None): said as such, never a bare symbol."""
+    return "fewer than the release threshold" if x is None else str(x)
+
+
 def _pct(x: float | None) -> str:
     return _num(None if x is None else x * 100)
 
@@ -53,7 +58,7 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=False,
 )
-_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct)
+_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct, count=_count)
 
 
 def to_html(report: StudyReport, data: dict[str, Any]) -> str:

@@ -69,6 +69,12 @@ def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
         for key in ("n", "events"):
             if row.get(key) is not None and 0 < row[key] < n:
                 row[key] = None
+    night = out.get("since_last_night")
+    if night:
+        for label, v in night["counts"].items():
+            if v is not None and 0 < v < n:
+                night["counts"][label] = None
+                hidden.append(f"since_last_night.{label}")
     out["min_cell"] = n
     out["suppressed"] = hidden
     return out

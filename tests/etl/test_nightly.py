@@ -7,15 +7,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from etl.nightly import inbox_lock, run_night
 from etl.synth import write_bundle
 from registry.cli import cli
+from registry.db.models import EtlRun
 from tests.conftest import TEST_KEY
 
 KEY = TEST_KEY.encode()
@@ -84,6 +90,8 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
     assert saved["changes"]["deaths_added"] == 1 and saved["bundles"][0]["retired"] > 0
     assert not night_folder.exists()  # --keep-nights 1: only the last night stays
     assert set(c["studies"]["lenalidomide-relapse"]["before"]) == {"G1", "G2", "G3", "G4"}
+    page = (reports / "2026-07-02" / "lenalidomide-relapse.html").read_text()
+    assert "Since the last night" in page and "patients retired 1" in page and "deaths 1" in page
 
 
 def test_refused_bundles_are_set_aside_with_their_reason_and_the_good_one_loads(
@@ -139,3 +147,50 @@ def test_cli_json_summary_and_the_lock(sqlite_cli_env, tmp_path: Path) -> None: 
     }
     res = runner.invoke(cli, ["nightly", "--inbox", str(tmp_path / "nowhere")])
     assert res.exit_code == 66
+
+
+def _nightly_process(db_url: str, inbox: Path, extra_env: dict[str, str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY, **extra_env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry.cli", "nightly", "--inbox", str(inbox)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_night_killed_mid_load_loses_nothing_and_loads_nothing_twice(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_bundle(inbox / "b", patients=80, seed=4)
+    marker = tmp_path / "paused"
+    proc = _nightly_process(
+        db_url, inbox, {"REGISTRY_FAULT_PAUSE_FILE": str(marker), "REGISTRY_FAULT_PAUSE_SECONDS": "60"}
+    )
+    deadline = time.time() + 60
+    while not marker.exists():  # every row written, nothing committed
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the night never reached the pause point"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert (inbox / "b").is_dir()  # untouched, still waiting
+    again = run_night(engine, inbox, KEY, night=NIGHT1)  # the re-run takes it, once
+    assert [b.status for b in again.bundles] == ["succeeded"] and again.changes["patients_added"] == 80
+    with engine.connect() as conn:
+        statuses = [s for (s,) in conn.execute(select(EtlRun.status).order_by(EtlRun.run_id))]
+    assert statuses == ["killed", "succeeded"]
+
+
+def test_under_cron_it_prints_one_summary_line_and_nothing_else(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_bundle(inbox / "b", patients=40, seed=6)
+    proc = _nightly_process(sqlite_cli_env["REGISTRY_DATABASE_URL"], inbox, {})  # no TTY, no stdin
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == "" and len(out.strip().splitlines()) == 1 and out.startswith("night ")

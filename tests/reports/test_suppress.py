@@ -41,11 +41,12 @@ def reports(draw: st.DrawFn) -> dict[str, Any]:
         {"step": "a", "remaining": middle, "excluded": registry - middle},
         {"step": "b", "remaining": total, "excluded": middle - total},
     ]
-    return {"n": total, "groups": groups, "attrition": attrition, "cox": []}
+    night = {"night": "2026-07-01", "counts": {"deaths": draw(count), "relapses": draw(count)}}
+    return {"n": total, "groups": groups, "attrition": attrition, "cox": [], "since_last_night": night}
 
 
 def shown_counts(data: dict[str, Any]) -> list[int]:
-    out = [data["n"]]
+    out = [data["n"], *data["since_last_night"]["counts"].values()]
     for step in data["attrition"]:
         out += [step["remaining"], step["excluded"]]
     for v in data["groups"].values():
