@@ -53,6 +53,7 @@ class Bundle:
             raise NoInput(f"bundle {self.path} does not exist")
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
+        self.member_hashes: dict[str, str] = {}  # filled by sha256()
         if self.path.is_file():
             try:
                 self._zip = zipfile.ZipFile(self.path)
@@ -86,15 +87,19 @@ class Bundle:
         return (self.path / member).open("rb")
 
     def sha256(self) -> str:
-        """Hash of the bundle's content (manifest and the five files, in a fixed order)."""
+        """Hash of the bundle's content (manifest and the input files, in a fixed order); the
+        same pass records each member's own hash in ``member_hashes``."""
         h = hashlib.sha256()
         for member in ["manifest.json", *(c.filename for c in SPECS.values())]:
             if not self.exists(member):
                 continue
             h.update(member.encode() + b"\0")
+            own = hashlib.sha256()
             with self.open(member) as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
+                    own.update(block)
+            self.member_hashes[member] = own.hexdigest()
         return h.hexdigest()
 
 

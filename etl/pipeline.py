@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 
 from etl import load
 from etl.extract import (
@@ -33,10 +33,11 @@ from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
+from registry import __version__
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
 from registry.db.database import require_current_schema, writer_lock
-from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site
+from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site, SourceFile
 from registry.db.vocabulary import vocabulary_map
 
 Progress = Callable[[str, int], None]  # (file name, rows done so far)
@@ -53,6 +54,7 @@ class FileCounts:
     changed: int = 0
     retired: int = 0
     findings: int = 0  # advisory findings on loaded rows
+    unchanged_file: bool = False  # identical to the site's last full delivery: not read
 
 
 @dataclass
@@ -222,6 +224,7 @@ def run_bundle(
                         summary.message = done
                         ledger.finish(summary, manifest)
                         return summary
+                unchanged = set() if dry_run or force else _unchanged_files(engine, bundle, manifest, headers)
                 _load(
                     engine,
                     bundle,
@@ -235,6 +238,7 @@ def run_bundle(
                     chunk_rows=chunk_rows,
                     progress=progress,
                     max_quarantine_rate=max_quarantine_rate,
+                    unchanged=unchanged,
                 )
                 summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
             except BundleRefused as exc:
@@ -277,14 +281,70 @@ def _warn_stale_derivations(engine: Engine, summary: RunSummary) -> None:
         summary.warnings.append(message)
 
 
+def _unchanged_files(
+    engine: Engine, bundle: Bundle, manifest: Manifest, headers: dict[str, FileHeader]
+) -> set[str]:
+    """Files of a full bundle identical, byte for byte, to the site's last full delivery read
+    by this version of the registry. The files other files are checked against (patients,
+    follow-up) count as unchanged only when every file is."""
+    if manifest.mode != "full":
+        return set()
+    with engine.connect() as conn:
+        stored = {
+            r.file: r
+            for r in conn.execute(select(SourceFile).where(SourceFile.site_code == manifest.site_id))
+        }
+    same = {
+        name
+        for name, spec in SPECS.items()
+        if headers[name].present
+        and name in stored
+        and stored[name].sha256 == bundle.member_hashes.get(spec.filename)
+        and stored[name].registry_version == __version__
+    }
+    facts = {name for name, spec in SPECS.items() if spec.on_valid is not None}
+    if any(name not in same for name in SPECS):
+        same -= facts  # any changed file is checked against the patients' facts: read them
+    return same
+
+
+def _remember_files(
+    conn: Any, bundle: Bundle, manifest: Manifest, summary: RunSummary, run_id: int, unchanged: set[str]
+) -> None:
+    """A full delivery's files become the site's reference for the next night; an incremental
+    one changes the registry behind them, so the site's references are dropped."""
+    conn.execute(
+        delete(SourceFile).where(SourceFile.site_code == manifest.site_id, SourceFile.file.not_in(unchanged))
+    )
+    if manifest.mode != "full":
+        conn.execute(delete(SourceFile).where(SourceFile.site_code == manifest.site_id))
+        return
+    rows = [
+        {
+            "site_code": manifest.site_id,
+            "file": name,
+            "sha256": bundle.member_hashes[spec.filename],
+            "rows": summary.files[name].read,
+            "run_id": run_id,
+            "registry_version": __version__,
+        }
+        for name, spec in SPECS.items()
+        if name not in unchanged and spec.filename in bundle.member_hashes
+    ]
+    if rows:
+        conn.execute(insert(SourceFile), rows)
+
+
 def _describe(s: RunSummary) -> str:
     changed = sum(f.changed for f in s.files.values())
     retired = sum(f.retired for f in s.files.values())
     if s.status == RunStatus.VALIDATED:
         return f"validation only: {s.quarantined} row(s) would be quarantined; nothing written"
+    same = [f"{name}.csv" for name, f in s.files.items() if f.unchanged_file]
+    note = f"; {', '.join(same)} unchanged since the last load, not read again" if same else ""
     if changed == 0 and retired == 0:
-        return f"loaded; no record changed ({s.quarantined} row(s) quarantined)"
-    return f"loaded; {changed} record(s) new or changed, {retired} retired, {s.quarantined} quarantined"
+        return f"loaded; no record changed ({s.quarantined} row(s) quarantined){note}"
+    return f"loaded; {changed} record(s) new or changed, {retired} retired, {s.quarantined} quarantined{note}"
 
 
 def _check_order(engine: Engine, manifest: Manifest, bundle_hash: str, force: bool) -> str | None:
@@ -331,6 +391,7 @@ def _load(
     chunk_rows: int,
     progress: Progress | None,
     max_quarantine_rate: float | None,
+    unchanged: set[str],
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
@@ -368,6 +429,9 @@ def _load(
             name = spec.name
             t = time.perf_counter()
             counts = summary.files[name]
+            if name in unchanged:  # byte for byte the site's last full delivery: not read again
+                counts.unchanged_file = True
+                continue
             unmapped_before = sum(unmapped.values())
             file_q: list[RejectedRow] = []
             file_findings: list[dict[str, Any]] = []
@@ -439,7 +503,8 @@ def _load(
             summary.quarantine = quarantine
             trans.rollback()
             return
-        if manifest.mode == "full" and summary.files[ROOT].read == 0 and not force:
+        root = summary.files[ROOT]
+        if manifest.mode == "full" and root.read == 0 and not root.unchanged_file and not force:
             has_current = conn.execute(
                 select(Patient.patient_key)
                 .where(Patient.site_code == manifest.site_id, Patient.is_current)
@@ -460,8 +525,10 @@ def _load(
             summary.files[name].changed = load.merge(conn, name)
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
-                if headers[name].present:  # an optional file left out retires nothing
+                # an optional file left out, or an unchanged one not read again, retires nothing
+                if headers[name].present and name not in unchanged:
                     summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
+        _remember_files(conn, bundle, manifest, summary, run_id, unchanged)
         if quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])
         if findings:

@@ -115,6 +115,19 @@ class QuarantinedRow(Base):
     row_data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class SourceFile(Base):
+    """The last full delivery of each file per site: a file delivered again byte for byte (with
+    the patient files it is checked against) is not read again."""
+
+    __tablename__ = "source_files"
+    site_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    file: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(Id)
+    registry_version: Mapped[str] = mapped_column(String(32))  # the code that read it
+
+
 class InputFinding(Base):
     """An advisory finding on an input row that was loaded (the rule catalogue's ``advisory``
     severity): the row stays, the finding is kept for the site and for data-quality review."""

@@ -4,10 +4,12 @@ privacy and the CLI contract — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,6 +326,7 @@ def test_json_summary_is_the_only_thing_on_stdout(sqlite_cli_env, tmp_path: Path
         "changed": 8,
         "retired": 0,
         "findings": 0,
+        "unchanged_file": False,
     }
     assert "mystery drug" in proc.stderr  # warnings go to stderr
 
@@ -470,3 +473,41 @@ def test_retirement_is_an_anti_join_not_a_scan_per_row(engine: Engine, tmp_path:
             )
             assert "ix_stage_treatments_key" in plan, plan
         conn.rollback()
+
+
+# --------------------------------------------------------------------------- unchanged files
+def _redeliver(src: Path, dst: Path, hours: int) -> Path:
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    exported = dt.datetime.fromisoformat(manifest["exported_at"]) + dt.timedelta(hours=hours)
+    (dst / "manifest.json").write_text(json.dumps({**manifest, "exported_at": exported.isoformat()}))
+    return dst
+
+
+def test_files_delivered_again_unchanged_are_not_read_and_retire_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    synth_bundle(tmp_path / "n1", patients=60, seed=8)
+    first = run_bundle(engine, tmp_path / "n1", KEY)
+    before = snapshot(engine)
+    again = run_bundle(engine, _redeliver(tmp_path / "n1", tmp_path / "n2", 24), KEY)
+    assert again.status == "succeeded"
+    assert all(f.unchanged_file and f.read == 0 and f.retired == 0 for f in again.files.values())
+    after = snapshot(engine)
+    assert "not read again" in again.message
+    del after["sites"], before["sites"]  # only the site's last export moved on
+    assert after == before
+
+    # one file changed: it is read, and the patient files it is checked against with it
+    n3 = _redeliver(tmp_path / "n1", tmp_path / "n3", 48)
+    text_ = (n3 / "disease_events.csv").read_text()
+    (n3 / "disease_events.csv").write_text("\n".join(text_.splitlines()[:-1]) + "\n")  # one event fewer
+    third = run_bundle(engine, n3, KEY)
+    read = {name for name, f in third.files.items() if not f.unchanged_file}
+    assert read == {"patients", "follow_up", "disease_events"}
+    assert third.files["disease_events"].retired == 1 and third.files["treatments"].retired == 0
+    assert third.files["patients"].read == first.files["patients"].read
+
+    # --force reads everything again
+    forced = run_bundle(engine, _redeliver(n3, tmp_path / "n4", 1), KEY, force=True)
+    assert not any(f.unchanged_file for f in forced.files.values())
