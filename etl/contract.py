@@ -55,6 +55,8 @@ def identity(*values: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Column:
+    """One column of an input file: kind, required, allowed codes with synonyms, limits."""
+
     name: str
     kind: str  # id | date | number | code | text
     required: bool = False
@@ -74,6 +76,8 @@ class Column:
 
 @dataclass(frozen=True)
 class FileContract:
+    """One input file's name, source id, pseudonym namespace and columns."""
+
     name: str  # file name without .csv
     id_column: str
     id_namespace: str  # the <file> part of the pseudonym recipe
@@ -127,6 +131,7 @@ IDENTIFIER_FRAGMENTS = ("name", "address", "phone", "email", "ssn", "passport", 
 
 
 def looks_like_identifier(column: str) -> bool:
+    """Whether a column name looks like a direct identifier (never read, never stored)."""
     return column in IDENTIFIER_NAMES or any(f in column for f in IDENTIFIER_FRAGMENTS)
 
 

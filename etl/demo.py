@@ -17,6 +17,8 @@ from registry.db.setup import prepare
 
 @dataclass(frozen=True)
 class DemoResult:
+    """What the demo wrote and the headline it prints."""
+
     report_html: Path
     report_json: Path
     data: dict[str, Any]

@@ -27,6 +27,8 @@ DEFAULT_CHUNK_ROWS = 50_000
 
 @dataclass(frozen=True)
 class Manifest:
+    """A bundle's manifest, checked."""
+
     site_id: str
     exported_at: dt.datetime
     data_cutoff: dt.date
@@ -104,6 +106,8 @@ class Bundle:
 
 
 def read_manifest(bundle: Bundle) -> Manifest:
+    """The bundle's manifest, checked against the format; ``BundleRefused`` (65) otherwise."""
+
     def refuse(problem: str) -> BundleRefused:
         return BundleRefused([Problem("manifest.json", problem)])
 
@@ -151,6 +155,8 @@ def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
 
 
 def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
+    """A file's header, checked (required columns, no repeats, readable UTF-8); unknown and
+    identifier-like columns listed. An optional file that is absent reads as not present."""
     member = contract.filename
     if not bundle.exists(member):
         if contract.optional:
@@ -186,6 +192,8 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
 
 @dataclass
 class Chunk:
+    """A chunk of rows of one file, and its malformed records."""
+
     frame: pd.DataFrame  # well-formed rows, all strings, index = source row number
     malformed: list[tuple[int, int]]  # (row number, field count) of rows with a wrong count
 

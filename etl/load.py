@@ -25,11 +25,13 @@ CURRENCY = ("is_current", "retired_run_id", "needs_derivation")
 
 
 def loaded_columns(name: str) -> list[str]:
+    """The target table's columns a load writes (data and lineage)."""
     table = Base.metadata.tables[TARGETS[name][0]]
     return [c.name for c in table.columns if c.name not in CURRENCY]
 
 
 def data_columns(name: str) -> list[str]:
+    """The target table's data columns (what a change is judged on)."""
     return [c for c in loaded_columns(name) if c not in LINEAGE]
 
 
@@ -38,10 +40,12 @@ def _distinct(conn: Connection) -> str:
 
 
 def stage_name(name: str) -> str:
+    """The temporary staging table of a file."""
     return f"stage_{name}"
 
 
 def create_stages(conn: Connection) -> None:
+    """Create every file's temporary staging table (and the quarantined-keys one)."""
     md = MetaData()
     for name, (target, _pk) in TARGETS.items():
         src = Base.metadata.tables[target]
@@ -72,6 +76,7 @@ def index_stage(conn: Connection, name: str) -> None:
 
 
 def drop_stages(conn: Connection) -> None:
+    """Drop the staging tables."""
     for name in TARGETS:
         conn.execute(text(f"DROP TABLE IF EXISTS {stage_name(name)}"))
     conn.execute(text("DROP TABLE IF EXISTS stage_quarantined_keys"))
@@ -84,11 +89,13 @@ def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
 
 
 def stage_frame(conn: Connection, name: str, frame: pd.DataFrame) -> int:
+    """Bulk-copy a chunk of target rows into the file's staging table."""
     cols = loaded_columns(name)
     return copy_rows(conn, stage_name(name), cols, _tuples(frame, cols))
 
 
 def stage_quarantined_keys(conn: Connection, name: str, keys: Iterable[str]) -> None:
+    """Remember the keys of a file's quarantined rows (for duplicates and retirement)."""
     copy_rows(conn, "stage_quarantined_keys", ["file", "key"], [(name, k) for k in keys])
 
 
@@ -115,6 +122,7 @@ def staged_keys_among(conn: Connection, name: str, keys: Sequence[str]) -> set[s
 
 
 def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
+    """Remove staged rows by source row number (duplicates moved to the quarantine)."""
     if not source_rows:
         return
     st = stage_name(name)

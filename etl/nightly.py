@@ -35,6 +35,8 @@ REPORTS = ("lenalidomide-relapse",)  # the study reports regenerated every night
 
 @dataclass
 class BundleOutcome:
+    """What became of one bundle in a night."""
+
     path: str  # the bundle's name in the inbox
     site_id: str | None
     status: str  # succeeded | refused | unchanged
@@ -48,6 +50,8 @@ class BundleOutcome:
 
 @dataclass
 class NightResult:
+    """A night: every bundle's outcome, what changed, the reports written."""
+
     night: str
     bundles: list[BundleOutcome] = field(default_factory=list)
     changes: dict[str, Any] = field(default_factory=dict)

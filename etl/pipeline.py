@@ -47,6 +47,8 @@ MIN_ROWS_FOR_RATE = 10  # ... when it has at least this many rows
 
 @dataclass
 class FileCounts:
+    """Per-file counts of a run: read = loaded + quarantined."""
+
     read: int = 0
     loaded: int = 0
     quarantined: int = 0
@@ -59,6 +61,8 @@ class FileCounts:
 
 @dataclass
 class RunSummary:
+    """What a run did, as the CLI and the ledger report it."""
+
     status: RunStatus
     run_id: int | None = None
     site_id: str | None = None

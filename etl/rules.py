@@ -16,12 +16,16 @@ from typing import Any
 
 
 class Severity(StrEnum):
+    """What a failing rule does to the row."""
+
     BLOCKING = "blocking"
     ADVISORY = "advisory"
 
 
 class RuleCode(StrEnum):
     # the row itself
+    """Every rule's code, as stored with the reasons."""
+
     WRONG_FIELD_COUNT = "wrong_field_count"
     DUPLICATE_ID = "duplicate_id"
     # one value
@@ -55,6 +59,8 @@ CHILD_FILES = ("follow_up", "transplants", "treatments", "disease_events")
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule of the catalogue."""
+
     code: RuleCode
     severity: Severity
     files: tuple[str, ...]

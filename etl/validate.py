@@ -36,6 +36,8 @@ def _short(value: Any) -> Any:
 
 @dataclass
 class ChunkResult:
+    """A validated chunk: the valid typed rows, the rejected rows' reasons and raw values, the findings."""
+
     valid: pd.DataFrame  # typed rows that passed every blocking rule (index = source row number)
     reasons: dict[int, list[Reason]]  # rejected rows: source row number -> every reason
     raw: pd.DataFrame  # the raw strings of the rejected rows (index = source row number)
@@ -43,6 +45,8 @@ class ChunkResult:
 
 
 class ReasonLog:
+    """Reasons collected per source row while a chunk is checked."""
+
     def __init__(self) -> None:
         self.by_row: dict[int, list[Reason]] = defaultdict(list)
 

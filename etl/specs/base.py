@@ -96,8 +96,10 @@ def iso(series: pd.Series) -> pd.Series:
 
 
 def yes_no(series: pd.Series) -> pd.Series:
+    """``yes``/``no`` as booleans, None for nulls."""
     return series.map({"yes": True, "no": False}).astype(object).where(series.notna(), None)
 
 
 def nullable(series: pd.Series) -> pd.Series:
+    """Values as objects, None for nulls."""
     return series.astype(object).where(series.notna(), None)

@@ -19,12 +19,14 @@ COLUMNS = (
 
 
 def rules(c: RuleContext) -> None:
+    """Events within follow-up; a response assessment should carry its response (advisory)."""
     c.not_after_end_of_follow_up("event_date")
     assessment = c.t["event_type"] == "response_assessment"
     c.check(assessment & c.t["response"].isna(), "response", RuleCode.RESPONSE_MISSING)
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``disease_events`` rows (keys pseudonymised)."""
     out = pd.DataFrame(index=valid.index)
     out["event_key"] = ctx.pseudo.series("event", valid["event_id"])
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])

@@ -25,6 +25,7 @@ COLUMNS = (
 
 
 def rules(c: RuleContext) -> None:
+    """Death date present exactly when dead; no date before diagnosis; last contact not after death."""
     t = c.t
     dead = t["vital_status"] == "dead"
     c.check(dead & t["death_date"].isna(), "death_date", RuleCode.DEATH_DATE_REQUIRED)
@@ -39,6 +40,7 @@ def rules(c: RuleContext) -> None:
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``follow_up`` rows."""
     out = pd.DataFrame(index=valid.index)
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
     out["last_contact_date"] = iso(valid["last_contact_date"])
@@ -49,6 +51,7 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 
 def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any) -> None:
+    """Keep the valid rows' death and last contact until the file is complete."""
     f = valid[["death_date", "last_contact_date"]].copy()
     f["key"] = keys.to_numpy()
     f.index = patient_ids

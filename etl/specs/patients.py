@@ -30,6 +30,7 @@ COLUMNS = (
 
 
 def rules(c: RuleContext) -> None:
+    """Birth before diagnosis; an age at diagnosis of 18 to 110 years."""
     t = c.t
     c.check(t["birth_date"] >= t["diagnosis_date"], "diagnosis_date", RuleCode.BIRTH_NOT_BEFORE_DIAGNOSIS)
     age = (t["diagnosis_date"] - t["birth_date"]).dt.days / DAYS_PER_YEAR
@@ -46,6 +47,7 @@ def cytogenetic_risk(df: pd.DataFrame) -> pd.Series:
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``patients`` rows, with the cytogenetic risk derived."""
     out = pd.DataFrame(index=valid.index)
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
     out["site_code"] = ctx.site_id
@@ -70,6 +72,7 @@ def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any)
 
 
 def on_done(facts: Any, duplicated: set[str]) -> None:
+    """Drop duplicated patients from the facts and give them their date types."""
     if duplicated:
         facts.frame = facts.frame[~facts.frame["key"].isin(duplicated)]
     facts.frame = facts.frame.astype({c: "datetime64[ns]" for c in ("birth_date", "diagnosis_date")})

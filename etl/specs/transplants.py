@@ -29,6 +29,7 @@ BEFORE_DIAGNOSIS_TOLERANCE = pd.Timedelta(days=30)
 
 
 def rules(c: RuleContext) -> None:
+    """Not more than 30 days before diagnosis; within follow-up."""
     c.check(
         c.t["transplant_date"] < c.diagnosis - BEFORE_DIAGNOSIS_TOLERANCE,
         "transplant_date",
@@ -38,6 +39,7 @@ def rules(c: RuleContext) -> None:
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``transplants`` rows."""
     out = pd.DataFrame(index=valid.index)
     out["transplant_key"] = ctx.pseudo.series("transplant", valid["transplant_id"])
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])

@@ -38,12 +38,14 @@ COLUMNS = (
 
 
 def rules(c: RuleContext) -> None:
+    """End not before start; within follow-up (an ongoing treatment's empty end never counts)."""
     c.check(c.t["end_date"] < c.t["start_date"], "end_date", RuleCode.END_BEFORE_START)
     c.not_after_end_of_follow_up("start_date")
     c.not_after_end_of_follow_up("end_date")  # empty end (ongoing) never compares true
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``treatments`` rows, drug names mapped through the vocabulary."""
     out = pd.DataFrame(index=valid.index)
     out["treatment_key"] = ctx.pseudo.series("treatment", valid["treatment_id"])
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])

@@ -129,6 +129,8 @@ def _day(date: dt.date) -> int:
 
 @dataclass
 class PatientRecord:
+    """One synthetic patient's rows per file, and what the registry must derive."""
+
     pid: str
     category: str
     patients: list[dict[str, Any]] = field(default_factory=list)
@@ -294,12 +296,14 @@ def _exp_months(rng: random.Random, median: float, u: float | None = None) -> in
 
 
 def patient_id(site: str, index: int) -> str:
+    """The synthetic source id of patient ``index`` at ``site``."""
     return f"{site[:3]}{index:07d}"
 
 
 def generate_patient(
     seed: int, index: int, category: str, site: str, cutoff: dt.date, strata_u: float | None = None
 ) -> PatientRecord:
+    """One synthetic patient of ``category``, from its own seeded stream (deterministic)."""
     rng = random.Random(f"{seed}:{site}:{index}")
     pid = patient_id(site, index)
     cut = _day(cutoff)

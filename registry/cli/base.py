@@ -106,6 +106,7 @@ def handle_errors(fn: F) -> F:
 
 
 def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2, default=str))
 
 
@@ -197,4 +198,5 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def main() -> None:
+    """The ``registry`` console script."""
     cli()

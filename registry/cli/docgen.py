@@ -70,6 +70,7 @@ def _table_md(t: Table) -> str:
 
 
 def data_model_markdown() -> str:
+    """docs/data-model.md: every table of the models with its columns, keys and indexes."""
     head = (
         "# Data model\n\nGenerated from `registry/db/models.py` by `python -m registry.cli.docgen`; "
         "a test fails if this file is stale. Every clinical table carries `patient_key`. "
@@ -80,6 +81,7 @@ def data_model_markdown() -> str:
 
 
 def input_contract_markdown() -> str:
+    """docs/input-contract.md: the bundle, the rule catalogue and every file's columns."""
     out = [
         "# Input contract (export format version 1)\n",
         "Generated from the file specs (`etl/specs/`: the column catalogue the Pandera schemas are built from) by "
@@ -141,12 +143,14 @@ def input_contract_markdown() -> str:
 
 
 def exit_codes_markdown() -> str:
+    """The exit-code table of docs/operations.md, from ``registry.core.errors.EXIT_CODES``."""
     rows = ["| code | meaning | what to do |", "|---|---|---|"]
     rows += [f"| {code} | {meaning} | {todo} |" for code, (meaning, todo) in sorted(EXIT_CODES.items())]
     return "\n".join(rows)
 
 
 def parameters_markdown() -> str:
+    """The parameter table of docs/derivations.md, from the derivation parameters."""
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
     rows += [f"| `{name}` | {default} | {doc} |" for name, default, doc in parameter_table()]
     return "\n".join(rows)
@@ -203,6 +207,7 @@ def generated_files() -> dict[Path, str]:
 
 
 def write_all() -> list[Path]:
+    """Rewrite every generated file; returns their paths."""
     DOCS.mkdir(exist_ok=True)
     files = generated_files()
     for path, text in files.items():

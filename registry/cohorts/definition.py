@@ -17,6 +17,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Step:
+    """An inclusion step: SQL condition over the base columns, and why patients fail it."""
+
     label: str
     condition: str
     reason: str
@@ -24,6 +26,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Group:
+    """A study group: its name, label and SQL condition."""
+
     name: str
     label: str
     condition: str
@@ -31,6 +35,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A time-to-event endpoint: origin column and the events that end it."""
+
     name: str
     label: str
     origin: str
@@ -68,6 +74,8 @@ class Analysis:
 
 @dataclass(frozen=True)
 class CohortDefinition:
+    """A cohort as data (a TOML file): steps, groups, endpoints and its analysis."""
+
     name: str
     version: int
     title: str

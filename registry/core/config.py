@@ -25,6 +25,8 @@ MIN_KEY_LENGTH = 16
 
 @dataclass(frozen=True)
 class Settings:
+    """The configuration in force and where each value came from (never the key's value in output)."""
+
     database_url: str
     database_url_source: str
     pseudonym_key: str | None = None
@@ -80,6 +82,8 @@ def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
+    """Settings from flags, then the environment, then the TOML file, then defaults;
+    ``ConfigError`` (78) for an unreadable file or a bad value."""
     env = os.environ if environ is None else environ
     cfg_path: Path | None = None
     if config_file is not None:

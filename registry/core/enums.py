@@ -19,6 +19,8 @@ class RunStatus(StrEnum):
 
 
 class ExposureRole(StrEnum):
+    """What an exposure is part of (``exposures.role``)."""
+
     REGIMEN = "regimen"
     CONDITIONING = "conditioning"
 

@@ -65,6 +65,8 @@ class OutputError(RegistryError):
 
 
 class ConfigError(RegistryError):
+    """Bad configuration (78): URL, driver, key, TOML, schema, definitions."""
+
     exit_code = EXIT_CONFIG
 
 
@@ -73,14 +75,20 @@ class DefinitionError(ConfigError):
 
 
 class DatabaseUnavailable(RegistryError):
+    """The database cannot be reached (69)."""
+
     exit_code = EXIT_UNAVAILABLE
 
 
 class LockHeld(RegistryError):
+    """Another run holds the lock (75): try again later."""
+
     exit_code = EXIT_TEMPFAIL
 
 
 class NoInput(RegistryError):
+    """An input path does not exist (66)."""
+
     exit_code = EXIT_NO_INPUT
 
 
@@ -114,4 +122,6 @@ class StudyError(RegistryError):
 
 
 class NotFound(RegistryError):
+    """An unknown name on the command line: cohort, patient (64)."""
+
     exit_code = EXIT_USAGE

@@ -106,6 +106,7 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(engine: Engine, connection: Connection | None = None) -> Config:
+    """An Alembic configuration for ``engine`` and the shipped migrations."""
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
@@ -170,6 +171,8 @@ def upgrade_sql(engine: Engine, revision: str = "head", start: str | None = None
 
 @dataclass(frozen=True)
 class MigrationState:
+    """The database's migration revision and the code's head."""
+
     current: str | None
     head: str
 

@@ -43,6 +43,8 @@ KEY = String(64)  # HMAC-SHA256 hex pseudonym
 
 
 class Base(DeclarativeBase):
+    """Declarative base with the naming convention; the models are the schema's truth."""
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 - read by SQLAlchemy
 
@@ -160,6 +162,8 @@ class SourceRow:
 
 # --------------------------------------------------------------------------- loaded records
 class Patient(SourceRow, Base):
+    """A patient as delivered (current or retired), keyed by pseudonym, with derived cytogenetic risk."""
+
     __tablename__ = "patients"
     patient_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     site_code: Mapped[str] = mapped_column(String(32), ForeignKey("sites.site_code"), index=True)
@@ -181,6 +185,8 @@ class Patient(SourceRow, Base):
 
 
 class Transplant(SourceRow, Base):
+    """A stem-cell transplant as delivered."""
+
     __tablename__ = "transplants"
     transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
@@ -210,6 +216,8 @@ class Treatment(SourceRow, Base):
 
 
 class DiseaseEvent(SourceRow, Base):
+    """A response assessment or a documented progression/relapse as delivered."""
+
     __tablename__ = "disease_events"
     event_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     # indexed by ix_disease_events_patient_date (patient_key first)
@@ -220,6 +228,8 @@ class DiseaseEvent(SourceRow, Base):
 
 
 class FollowUp(SourceRow, Base):
+    """Last contact and vital status, one row per patient."""
+
     __tablename__ = "follow_up"
     patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), primary_key=True)
     last_contact_date: Mapped[dt.date] = mapped_column(Date)
@@ -230,6 +240,8 @@ class FollowUp(SourceRow, Base):
 
 # --------------------------------------------------------------------------- derived history
 class DerivationRun(Base):
+    """A derivation run: when, which patients, the parameters and rules version it used."""
+
     __tablename__ = "derivation_runs"
     derivation_run_id: Mapped[int] = mapped_column(Id, primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
@@ -242,6 +254,8 @@ class DerivationRun(Base):
 
 
 class Derived:
+    """Mixin: derived rows record the derivation run that made them."""
+
     @declared_attr
     def derivation_run_id(cls) -> Mapped[int]:
         return mapped_column(Id, ForeignKey("derivation_runs.derivation_run_id"))
@@ -262,6 +276,8 @@ class Exposure(Derived, Base):
 
 
 class ExposureSource(Base):
+    """Which treatment rows an exposure was merged from (lineage)."""
+
     __tablename__ = "exposure_sources"
     exposure_id: Mapped[int] = mapped_column(
         Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True
@@ -271,6 +287,8 @@ class ExposureSource(Base):
 
 
 class LineOfTherapy(Derived, Base):
+    """A line of therapy: number, dates, why it started and why it ended."""
+
     __tablename__ = "lines_of_therapy"
     __table_args__ = (UniqueConstraint("patient_key", "line_number"),)
     line_id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -286,6 +304,8 @@ class LineOfTherapy(Derived, Base):
 
 
 class Regimen(Derived, Base):
+    """A regimen within a line, with its phase."""
+
     __tablename__ = "regimens"
     regimen_id: Mapped[int] = mapped_column(Id, primary_key=True)
     patient_key: Mapped[str] = mapped_column(KEY, index=True)
@@ -303,6 +323,8 @@ class Regimen(Derived, Base):
 
 
 class RegimenExposure(Base):
+    """The exposures a regimen contains; ``continued`` when carried over from an earlier one."""
+
     __tablename__ = "regimen_exposures"
     regimen_id: Mapped[int] = mapped_column(
         Id, ForeignKey("regimens.regimen_id", ondelete="CASCADE"), primary_key=True
@@ -349,6 +371,8 @@ class Relapse(Derived, Base):
 
 
 class RelapseRefractoriness(Base):
+    """Refractory or not to each drug at each relapse."""
+
     __tablename__ = "relapse_refractoriness"
     relapse_id: Mapped[int] = mapped_column(
         Id, ForeignKey("relapses.relapse_id", ondelete="CASCADE"), primary_key=True

@@ -131,6 +131,8 @@ def normalise_drug_name(raw: str) -> str:
 
 @dataclass(frozen=True)
 class DrugEntry:
+    """One drug of the shipped vocabulary with its normalised synonyms."""
+
     generic_name: str
     drug_class: str
     atc_code: str | None
@@ -138,6 +140,7 @@ class DrugEntry:
 
 
 def read_vocabulary(path: Path | None = None) -> list[DrugEntry]:
+    """The vocabulary file (default: the shipped ``registry/data/drugs.csv``), names normalised."""
     if path is None:
         text = resources.files("registry").joinpath("data/drugs.csv").read_text("utf-8")
     else:

@@ -150,6 +150,8 @@ def plan_transplants(
     exposures: list[Exposure],
     p: DerivationParameters,
 ) -> TransplantPlan:
+    """Each transplant's role (index, tandem, salvage, additional, allogeneic) and the
+    transplants that start a line of their own."""
     prog_dates = [pr.date for pr in progressions]
     liners = [
         e for e in exposures if e.role == ExposureRole.REGIMEN and e.drug_class not in p.non_line_classes

@@ -18,6 +18,8 @@ MELPHALAN = "melphalan"
 # --------------------------------------------------------------------------- inputs
 @dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class TreatmentRow:
+    """One treatment row as the rules read it (drug already mapped; None when unmapped)."""
+
     key: str
     drug: str | None  # generic name; None = not in the vocabulary (ignored)
     drug_class: str | None
@@ -31,6 +33,8 @@ class TreatmentRow:
 
 @dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class TransplantRow:
+    """One transplant as the rules read it."""
+
     key: str
     date: dt.date
     type: str = "autologous"
@@ -39,6 +43,8 @@ class TransplantRow:
 
 @dataclass(slots=True)  # built once per source row: slots, not frozen, for speed
 class EventRow:
+    """One disease event as the rules read it."""
+
     key: str
     date: dt.date
     type: str  # response_assessment | progression | relapse
@@ -46,6 +52,8 @@ class EventRow:
 
 @dataclass(frozen=True)
 class PatientInputs:
+    """Everything the rules read for one patient."""
+
     patient_key: str
     treatments: tuple[TreatmentRow, ...] = ()
     transplants: tuple[TransplantRow, ...] = ()
@@ -62,6 +70,8 @@ class PatientInputs:
 # --------------------------------------------------------------------------- outputs
 @dataclass
 class Exposure:
+    """Same-drug rows merged into one period of exposure."""
+
     index: int
     drug: str
     drug_class: str | None
@@ -81,6 +91,8 @@ class Exposure:
 
 @dataclass
 class Regimen:
+    """Exposures started together (and those continued into them), with a phase."""
+
     number: int
     line: int
     phase: Phase
@@ -101,6 +113,8 @@ class Regimen:
 
 @dataclass
 class Line:
+    """A line of therapy: its start, end, start rule and end reason."""
+
     number: int
     start: dt.date
     end: dt.date | None
@@ -111,6 +125,8 @@ class Line:
 
 @dataclass
 class Progression:
+    """One record documenting a progression (an event or a stop reason)."""
+
     date: dt.date
     source: ProgressionSource
     key: str
@@ -118,6 +134,8 @@ class Progression:
 
 @dataclass
 class Relapse:
+    """A relapse episode with refractoriness and the lenalidomide facts at it."""
+
     sequence: int
     date: dt.date
     source: str
@@ -134,6 +152,8 @@ class Relapse:
 
 @dataclass
 class Derivation:
+    """Everything derived for one patient, and the facts cohorts start from."""
+
     patient_key: str
     exposures: list[Exposure]
     regimens: list[Regimen]

@@ -32,6 +32,8 @@ def derive_relapses(
     line_of: Callable[[Progression], int | None],
     p: DerivationParameters,
 ) -> list[Relapse]:
+    """One ``Relapse`` per episode, with refractoriness to each drug started before it and the
+    lenalidomide facts; ``line_of`` names the line a progression happened in."""
     out: list[Relapse] = []
     first_after_done = False
     drug_exps = [e for e in exposures if e.role == ExposureRole.REGIMEN]

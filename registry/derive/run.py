@@ -64,6 +64,8 @@ DERIVED_BY_PATIENT = (
 
 @dataclass(frozen=True)
 class DerivationResult:
+    """What a derivation run did: its id, patients derived and cleared, parameters, rules version."""
+
     derivation_run_id: int | None
     patients: int
     retired: int

@@ -26,6 +26,8 @@ from registry.db.models import (
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One dated line of a patient's story."""
+
     date: dt.date
     kind: str
     text: str

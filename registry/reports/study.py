@@ -46,6 +46,8 @@ PATIENT_COLUMNS = [
 
 @dataclass
 class StudyReport:
+    """A computed study report: the JSON-able dict, the per-patient table and the Kaplan-Meier fits."""
+
     data: dict[str, Any]
     patients: pd.DataFrame  # the per-patient analysis table
     curves: dict[str, dict[str, KaplanMeier]]  # endpoint -> group -> fit (for plots)

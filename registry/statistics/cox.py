@@ -21,6 +21,8 @@ class CoxConvergenceError(ValueError):
 
 @dataclass(frozen=True)
 class CoxTerm:
+    """One design column of a Cox model: coefficient, hazard ratio with CI, Wald p."""
+
     name: str
     coef: float
     se: float
@@ -33,6 +35,8 @@ class CoxTerm:
 
 @dataclass(frozen=True)
 class CoxResult:
+    """A fitted Cox model (R: ``summary(coxph(...))``)."""
+
     columns: tuple[str, ...]
     terms: dict[str, tuple[str, ...]]  # model term -> its design columns
     coef: np.ndarray
@@ -54,6 +58,8 @@ class CoxResult:
 
 @dataclass(frozen=True)
 class ZphResult:
+    """The proportional-hazards score test per term and global (R: ``cox.zph``)."""
+
     terms: dict[str, tuple[float, int, float]]  # term -> (chisq, df, p)
     global_chisq: float
     global_df: int

@@ -11,6 +11,8 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class LogRankResult:
+    """A log-rank test (R: ``survdiff``): groups, observed and expected, chi-square, df, p."""
+
     groups: tuple[str, ...]
     n: tuple[int, ...]
     observed: tuple[float, ...]

@@ -16,6 +16,8 @@ TOLERANCE = float(np.sqrt(np.finfo(float).eps))  # R: sqrt(.Machine$double.eps)
 
 @dataclass(frozen=True)
 class SurvivalAt:
+    """Survival at one time with its confidence interval (R: ``summary(fit, times=)``)."""
+
     time: float
     surv: float | None
     lower: float | None
@@ -25,6 +27,8 @@ class SurvivalAt:
 
 @dataclass(frozen=True)
 class KaplanMeier:
+    """A Kaplan-Meier fit (R: ``survfit``, log-log CI) with medians and numbers at risk."""
+
     time: np.ndarray  # every distinct observed time
     n_risk: np.ndarray
     n_event: np.ndarray
