@@ -94,6 +94,19 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
     assert "Since the last night" in page and "patients retired 1" in page and "deaths 1" in page
 
 
+def test_a_stale_bundle_beside_a_newer_one_is_refused(engine: Engine, tmp_path: Path) -> None:
+    inbox, source = tmp_path / "inbox", tmp_path / "source"
+    inbox.mkdir()
+    write_bundle(source / "old", patients=50, seed=1)
+    _next_export(source / "old", source / "new", hours=24)
+    shutil.copytree(source / "new", inbox / "new")
+    assert run_night(engine, inbox, KEY, night=NIGHT1).exit_code == 0
+    shutil.copytree(source / "old", inbox / "old")  # delivered late: older than what is loaded
+    late = run_night(engine, inbox, KEY, night=NIGHT2)
+    assert late.exit_code == 65 and late.bundles[0].status == "refused"
+    assert "older than the last bundle" in (inbox / "rejected" / "2026-07-02" / "old.reason.txt").read_text()
+
+
 def test_refused_bundles_are_set_aside_with_their_reason_and_the_good_one_loads(
     engine: Engine, tmp_path: Path
 ) -> None:
