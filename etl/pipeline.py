@@ -30,10 +30,9 @@ from etl.extract import (
     read_manifest,
 )
 from etl.rules import RejectedRow, RuleCode, reason
-from etl.specs import FILE_ORDER, ROOT, SPECS, RowContext
+from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
-from registry import __version__
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
 from registry.db.database import require_current_schema, writer_lock
@@ -289,8 +288,8 @@ def _unchanged_files(
     engine: Engine, bundle: Bundle, manifest: Manifest, headers: dict[str, FileHeader]
 ) -> set[str]:
     """Files of a full bundle identical, byte for byte, to the site's last full delivery read
-    by this version of the registry. The files other files are checked against (patients,
-    follow-up) count as unchanged only when every file is."""
+    under the same reading version (registry, specs, rules, vocabulary). The files the others
+    are checked against (patients, follow-up) count as unchanged only when every file is."""
     if manifest.mode != "full":
         return set()
     with engine.connect() as conn:
@@ -304,7 +303,7 @@ def _unchanged_files(
         if headers[name].present
         and name in stored
         and stored[name].sha256 == bundle.member_hashes.get(spec.filename)
-        and stored[name].registry_version == __version__
+        and stored[name].registry_version == READING_VERSION
     }
     facts = {name for name, spec in SPECS.items() if spec.on_valid is not None}
     if any(name not in same for name in SPECS):
@@ -330,7 +329,7 @@ def _remember_files(
             "sha256": bundle.member_hashes[spec.filename],
             "rows": summary.files[name].read,
             "run_id": run_id,
-            "registry_version": __version__,
+            "registry_version": READING_VERSION,
         }
         for name, spec in SPECS.items()
         if name not in unchanged and spec.filename in bundle.member_hashes

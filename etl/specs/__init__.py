@@ -4,6 +4,8 @@ spec module here, its model and migration, and the synthetic generator's rows.""
 
 from __future__ import annotations
 
+import hashlib
+
 from etl.specs import disease_events, follow_up, patients, transplants, treatments
 from etl.specs.base import ROOT, FileSpec, RowContext, RuleContext
 
@@ -12,4 +14,28 @@ SPECS: dict[str, FileSpec] = {
 }
 FILE_ORDER = tuple(SPECS)
 
-__all__ = ["FILE_ORDER", "ROOT", "SPECS", "FileSpec", "RowContext", "RuleContext"]
+
+def _reading_version() -> str:
+    """What reading a file depends on: the registry's version, the columns of every spec, the
+    rule catalogue and the drug vocabulary. A file remembered under another reading version is
+    read again even when its bytes did not change."""
+    from etl.rules import CATALOGUE
+    from registry import __version__
+    from registry.db.vocabulary import VOCABULARY_VERSION
+
+    text = repr(
+        (
+            [
+                (s.name, [(c.name, c.kind, c.required, sorted(c.codes.items())) for c in s.columns])
+                for s in SPECS.values()
+            ],
+            sorted((str(r.code), str(r.severity), r.files) for r in CATALOGUE.values()),
+            VOCABULARY_VERSION,
+        )
+    )
+    return f"{__version__}+{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+READING_VERSION = _reading_version()
+
+__all__ = ["FILE_ORDER", "READING_VERSION", "ROOT", "SPECS", "FileSpec", "RowContext", "RuleContext"]

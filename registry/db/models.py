@@ -127,7 +127,7 @@ class SourceFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     rows: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int] = mapped_column(Id)
-    registry_version: Mapped[str] = mapped_column(String(32))  # the code that read it
+    registry_version: Mapped[str] = mapped_column(String(32))  # <version>+<specs, rules, vocabulary digest>
 
 
 class InputFinding(Base):

@@ -511,3 +511,14 @@ def test_files_delivered_again_unchanged_are_not_read_and_retire_nothing(
     # --force reads everything again
     forced = run_bundle(engine, _redeliver(n3, tmp_path / "n4", 1), KEY, force=True)
     assert not any(f.unchanged_file for f in forced.files.values())
+
+
+def test_a_file_remembered_under_another_reading_version_is_read_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    synth_bundle(tmp_path / "n1", patients=30, seed=8)
+    run_bundle(engine, tmp_path / "n1", KEY)
+    with engine.begin() as conn:  # as if an earlier release (other rules or vocabulary) read them
+        conn.execute(text("UPDATE source_files SET registry_version = '0.0.9+000000000000'"))
+    again = run_bundle(engine, _redeliver(tmp_path / "n1", tmp_path / "n2", 24), KEY)
+    assert not any(f.unchanged_file for f in again.files.values())
