@@ -184,6 +184,7 @@ def run_night(
     keep_nights: int = 14,
     night: dt.date | None = None,
     min_cell: int | None = None,
+    dq_thresholds: dict[str, float] | None = None,
     log: Log = lambda event, fields: None,
 ) -> NightResult:
     """Take every waiting bundle, derive once, write the night's reports and changes.
@@ -204,6 +205,8 @@ def run_night(
         The night's date (default: today, UTC).
     min_cell
         The small-cell threshold for the reports (None: reports stay inside the registry).
+    dq_thresholds
+        Data-quality thresholds from the configuration file.
     log
         Receives each event with fields that identify no patient.
 
@@ -271,6 +274,9 @@ def run_night(
                     path = folder / f"{name}.{fmt}"
                     path.write_text(release(report, fmt, min_cell), encoding="utf-8")
                     result.reports.append(str(path))
+        quality = _quality(engine, folder, dq_thresholds, min_cell)
+        if quality["page"] is not None:
+            result.reports.append(quality["page"])
         result.changes = {
             "bundles_taken": sum(b.status == RunStatus.SUCCEEDED for b in result.bundles),
             "bundles_refused": sum(b.status != RunStatus.SUCCEEDED for b in result.bundles),
@@ -284,6 +290,7 @@ def run_night(
                 name: {"before": studies_before.get(name), "after": studies_after.get(name)}
                 for name in REPORTS
             },
+            "data_quality": {k: v for k, v in quality.items() if k != "page"},
         }
         if folder is not None:
             import json
@@ -293,6 +300,32 @@ def run_night(
             result.reports.append(str(changes))
             _keep_last(reports_dir, keep_nights)  # type: ignore[arg-type]
     return result
+
+
+def _quality(
+    engine: Engine, folder: Path | None, overrides: dict[str, float] | None, min_cell: int | None
+) -> dict[str, Any]:
+    """Run the data-quality checks: the failures, the diff with the previous run and (with a
+    report folder) the quality page."""
+    from registry.quality.run import FAILED, diff, previous_run_ids, run_checks
+    from registry.reports.quality import quality_html, trends
+
+    run_id, results = run_checks(engine, overrides)
+    previous = [r for r in previous_run_ids(engine, 2) if r != run_id]
+    changes = diff(engine, previous[-1], run_id, overrides) if previous else None
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "failed": [r.check_id for r in results if r.status == FAILED],
+        "new": changes["new"] if changes else [],
+        "resolved": changes["resolved"] if changes else [],
+        "persisting": changes["persisting"] if changes else [],
+        "page": None,
+    }
+    if folder is not None:
+        page = folder / "data-quality.html"
+        page.write_text(quality_html(run_id, results, trends(engine), changes, min_cell), encoding="utf-8")
+        out["page"] = str(page)
+    return out
 
 
 def _keep_last(reports_dir: Path, nights: int) -> None:

@@ -186,6 +186,49 @@ def cli_markdown() -> str:
     return "\n".join(out)
 
 
+def data_quality_markdown() -> str:
+    from registry.quality.checks import CATALOGUE
+
+    out = [
+        "# Data quality\n",
+        "Generated from the check catalogue (`registry/quality/checks.py`) by "
+        "`python -m registry.cli.docgen`; a test fails if this file is stale.\n",
+        "Two layers watch the data. Input rules (`docs/input-contract.md`) judge each delivered "
+        "row: a `blocking` rule quarantines it, an `advisory` one loads it and records a finding. "
+        "The checks below judge the loaded registry (current records only): each counts the "
+        "violating rows and the rows it applies to, and fails when the violating percentage "
+        "passes its threshold. `registry dq run` stores every check's raw counts, so a changed "
+        "threshold is re-applied to old runs without running them again (`registry dq show`); "
+        "`registry dq diff` lists the failures that are new, resolved or persisting between two "
+        "runs; `registry dq show --check ID --rows` lists a check's violating records by "
+        "pseudonymous key with the load run and source row they came from, never with a direct "
+        "identifier. `registry nightly` runs the checks every night and puts the summary and the "
+        "diff with the previous night in its report set.\n",
+        "Statuses: `passed`, `failed`, `not_applicable` (no rows to judge), `error` (the check "
+        "itself failed; the others still run). Severities: `fatal` (studies should not be trusted "
+        "while it fails), `warning`, `info`. Thresholds can be overridden in the configuration "
+        "file:\n",
+        "```toml\n[quality.thresholds]\npatients_iss_missing = 10\n```\n",
+        "| check | category | severity | threshold % | meaning |",
+        "|---|---|---|---:|---|",
+    ]
+    out += [
+        f"| `{c.check_id}` | {c.category} | {c.severity} | {c.threshold:g} | {c.description} |"
+        for c in CATALOGUE
+    ]
+    out += [
+        "",
+        "## Adding a check",
+        "Write a function `(connection) -> (violating, denominator)` (or two counting queries with "
+        "`_ratio`) over current records, add a `Check` to `CATALOGUE` with an id, category, "
+        "severity, threshold and description, and, when its violations are rows of one table, a "
+        "`rows` query giving `record_key, patient_key, run_id, source_row`. Test it on a small "
+        "registry with exact counts (`tests/quality/`), then run `python -m registry.cli.docgen`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     """Replace what stands between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``."""
     start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
@@ -201,6 +244,7 @@ def generated_files() -> dict[Path, str]:
         DOCS / "data-model.md": data_model_markdown(),
         DOCS / "input-contract.md": input_contract_markdown(),
         DOCS / "cli.md": cli_markdown(),
+        DOCS / "data-quality.md": data_quality_markdown(),
         DOCS / "operations.md": replace_section(operations, "exit-codes", exit_codes_markdown()),
         DOCS / "derivations.md": replace_section(derivations, "parameters", parameters_markdown()),
     }

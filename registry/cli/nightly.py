@@ -73,6 +73,7 @@ def nightly(
         reports_dir=Path(reports_dir) if reports_dir else None,
         keep_nights=keep_nights,
         min_cell=min_cell,
+        dq_thresholds=ctx.settings.dq_thresholds,
         log=log,
     )
     if fmt == "json":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.core.errors import ConfigError
@@ -32,6 +32,8 @@ class Settings:
     pseudonym_key: str | None = None
     pseudonym_key_source: str | None = None
     config_file: str | None = None
+    # data-quality thresholds overriding the catalogue's ([quality.thresholds] in the TOML file)
+    dq_thresholds: dict[str, float] = field(default_factory=dict)
 
     def require_key(self, *, demo: bool = False) -> bytes:
         if self.pseudonym_key:
@@ -68,13 +70,19 @@ def _read_config_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    section = data.get("registry", data)
+    section = data.get("registry", {k: v for k, v in data.items() if k != "quality"})
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [registry] must be a table")
     unknown = set(section) - {"database_url", "pseudonym_key"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown keys {sorted(unknown)}")
-    return section
+    quality = data.get("quality", {})
+    thresholds = quality.get("thresholds", {}) if isinstance(quality, dict) else None
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 100 for v in thresholds.values()
+    ):
+        raise ConfigError(f"config file {path}: [quality.thresholds] must map check ids to percentages 0-100")
+    return {**section, "dq_thresholds": {str(k): float(v) for k, v in thresholds.items()}}
 
 
 def load_settings(
@@ -129,4 +137,5 @@ def load_settings(
         pseudonym_key=key,
         pseudonym_key_source=key_source,
         config_file=str(cfg_path) if cfg_path else None,
+        dq_thresholds=dict(cfg.get("dq_thresholds", {})),  # type: ignore[call-overload]
     )

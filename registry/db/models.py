@@ -420,3 +420,32 @@ DERIVED_TABLES = (
     "exposures",
     "patient_summaries",
 )
+
+
+# --------------------------------------------------------------------------- data quality
+class DqRun(Base):
+    """A run of the data-quality checks."""
+
+    __tablename__ = "dq_runs"
+    dq_run_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DqResult(Base):
+    """One check's raw counts in one run (so thresholds can be re-applied without re-running)."""
+
+    __tablename__ = "dq_results"
+    dq_run_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("dq_runs.dq_run_id", ondelete="CASCADE"), primary_key=True
+    )
+    check_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    threshold: Mapped[float] = mapped_column(Float)
+    violated: Mapped[int | None] = mapped_column(Integer)
+    denominator: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # passed | failed | not_applicable | error
+    seconds: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -77,6 +77,7 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
     assert {p.name for p in night_folder.iterdir()} == {
         "lenalidomide-relapse.html",
         "lenalidomide-relapse.json",
+        "data-quality.html",
         "changes.json",
     }
 
@@ -90,6 +91,12 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
     assert saved["changes"]["deaths_added"] == 1 and saved["bundles"][0]["retired"] > 0
     assert not night_folder.exists()  # --keep-nights 1: only the last night stays
     assert set(c["studies"]["lenalidomide-relapse"]["before"]) == {"G1", "G2", "G3", "G4"}
+    dq = c["data_quality"]  # the checks ran each night; the second night compares with the first
+    assert dq["run_id"] == first.changes["data_quality"]["run_id"] + 1
+    assert set(dq["new"]) | set(dq["resolved"]) | set(dq["persisting"]) <= set(dq["failed"]) | set(
+        dq["resolved"]
+    )
+    assert "Data quality" in (reports / "2026-07-02" / "data-quality.html").read_text()
     page = (reports / "2026-07-02" / "lenalidomide-relapse.html").read_text()
     assert "Since the last night" in page and "patients retired 1" in page and "deaths 1" in page
 

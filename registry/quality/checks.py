@@ -1,0 +1,370 @@
+"""The data-quality check catalogue: each check is a small named unit that counts, over the
+current records of the loaded registry, the violating rows and the rows it applies to.
+
+A check has an id, a category (conformance, completeness, plausibility), a severity, a
+threshold (the percentage of violating rows tolerated, 0-100; overridable in the
+configuration file) and a description. ``violations`` returns (violating, denominator);
+``rows`` (where given) lists the violating records by pseudonymous key and lineage for a
+site to fix them. docs/data-quality.md is generated from this catalogue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, exists, func, select
+
+from registry.db.models import (
+    DiseaseEvent,
+    EtlRun,
+    FollowUp,
+    Patient,
+    PatientSummary,
+    Regimen,
+    Site,
+    Transplant,
+    Treatment,
+)
+
+STALE_FOLLOW_UP_DAYS = 365
+NO_NEXT_LINE_DAYS = 180
+EARLY_TREATMENT_DAYS = 90  # treatment starting this long before diagnosis is implausible
+MAX_LENALIDOMIDE_MG = 50  # no lenalidomide schedule goes above 25 mg a day; 50 allows a typo margin
+FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events")
+
+
+class Category(StrEnum):
+    CONFORMANCE = "conformance"
+    COMPLETENESS = "completeness"
+    PLAUSIBILITY = "plausibility"
+
+
+class CheckSeverity(StrEnum):
+    FATAL = "fatal"  # the registry cannot be trusted for studies while it fails
+    WARNING = "warning"
+    INFO = "info"
+
+
+Counts = Callable[[Connection], tuple[int, int]]
+Rows = Callable[[], Any]  # a SELECT of record_key, patient_key, run_id, source_row
+
+
+@dataclass(frozen=True)
+class Check:
+    """One data-quality check of the catalogue."""
+
+    check_id: str
+    category: Category
+    severity: CheckSeverity
+    threshold: float  # percent of violating rows tolerated
+    description: str
+    violations: Counts
+    rows: Rows | None = None  # the violating records (pseudonymous key, lineage)
+
+
+def _count(conn: Connection, q: Select[Any]) -> int:
+    return int(conn.execute(q).scalar() or 0)
+
+
+def _ratio(numerator: Select[Any], denominator: Select[Any]) -> Counts:
+    def counts(conn: Connection) -> tuple[int, int]:
+        return _count(conn, numerator), _count(conn, denominator)
+
+    return counts
+
+
+def _n(model: Any, *where: Any) -> Select[Any]:
+    return select(func.count()).select_from(model).where(*where)
+
+
+def _as_date(v: Any) -> dt.date | None:
+    if v is None or isinstance(v, dt.date):
+        return v
+    return dt.date.fromisoformat(str(v)[:10])
+
+
+# --------------------------------------------------------------------------- conditions
+CURRENT_PATIENT = Patient.is_current
+ISS_MISSING = and_(CURRENT_PATIENT, Patient.iss_stage.is_(None))
+CYTO_UNKNOWN = and_(CURRENT_PATIENT, Patient.cytogenetic_risk == "unknown")
+NO_FOLLOW_UP = and_(
+    CURRENT_PATIENT,
+    ~exists().where(FollowUp.patient_key == Patient.patient_key, FollowUp.is_current),
+)
+UNMAPPED = and_(Treatment.is_current, Treatment.drug_id.is_(None))
+DEAD = and_(FollowUp.is_current, FollowUp.vital_status == "dead")
+CAUSE_MISSING = and_(DEAD, FollowUp.cause_of_death.is_(None))
+WITH_INDEX = PatientSummary.index_transplant_date.is_not(None)
+NO_INDUCTION = and_(
+    WITH_INDEX,
+    ~exists().where(
+        Regimen.patient_key == PatientSummary.patient_key,
+        Regimen.start_date < PatientSummary.index_transplant_date,
+    ),
+)
+
+
+def _followup_stale(conn: Connection) -> tuple[int, int]:
+    """Alive at last contact, last contact more than 365 days before the site's cutoff."""
+    rows = conn.execute(
+        select(FollowUp.last_contact_date, Site.last_data_cutoff)
+        .join(Patient, Patient.patient_key == FollowUp.patient_key)
+        .join(Site, Site.site_code == Patient.site_code)
+        .where(FollowUp.is_current, CURRENT_PATIENT, FollowUp.vital_status == "alive")
+    ).all()
+    stale = 0
+    for last, cutoff in rows:
+        last_d, cut = _as_date(last), _as_date(cutoff)
+        if last_d is not None and cut is not None and (cut - last_d).days > STALE_FOLLOW_UP_DAYS:
+            stale += 1
+    return stale, len(rows)
+
+
+def _relapse_no_next_line(conn: Connection) -> tuple[int, int]:
+    """Relapses after the index transplant more than 180 days before the cutoff, patient alive
+    at last contact: how many have no next line."""
+    rows = conn.execute(
+        select(PatientSummary.relapse_date, PatientSummary.l2_start, Site.last_data_cutoff)
+        .join(Patient, Patient.patient_key == PatientSummary.patient_key)
+        .join(Site, Site.site_code == Patient.site_code)
+        .join(FollowUp, and_(FollowUp.patient_key == Patient.patient_key, FollowUp.is_current))
+        .where(CURRENT_PATIENT, FollowUp.vital_status == "alive", PatientSummary.relapse_date.is_not(None))
+    ).all()
+    due, missing = 0, 0
+    for relapse, l2, cutoff in rows:
+        rel, cut = _as_date(relapse), _as_date(cutoff)
+        if rel is None or cut is None or (cut - rel).days <= NO_NEXT_LINE_DAYS:
+            continue
+        due += 1
+        l2_d = _as_date(l2)
+        missing += l2_d is None or l2_d < rel
+    return missing, due
+
+
+def _early_treatment(conn: Connection) -> tuple[int, int]:
+    rows = conn.execute(
+        select(Treatment.start_date, Patient.diagnosis_date)
+        .join(Patient, Patient.patient_key == Treatment.patient_key)
+        .where(Treatment.is_current, CURRENT_PATIENT)
+    ).all()
+    early = 0
+    for start, diagnosis in rows:
+        s, d = _as_date(start), _as_date(diagnosis)
+        if s is not None and d is not None and (d - s).days > EARLY_TREATMENT_DAYS:
+            early += 1
+    return early, len(rows)
+
+
+def _lenalidomide_dose(conn: Connection) -> tuple[int, int]:
+    from registry.db.models import Drug
+
+    rows = (
+        select(func.count())
+        .select_from(Treatment)
+        .join(Drug, Drug.drug_id == Treatment.drug_id)
+        .where(Treatment.is_current, Drug.generic_name == "lenalidomide", Treatment.dose_mg.is_not(None))
+    )
+    return _count(conn, rows.where(Treatment.dose_mg > MAX_LENALIDOMIDE_MG)), _count(conn, rows)
+
+
+def _quarantine_rate(file: str) -> Counts:
+    """Rows quarantined / rows read for ``file`` in the latest load of each site."""
+
+    def counts(conn: Connection) -> tuple[int, int]:
+        latest = (
+            select(EtlRun.site_code, func.max(EtlRun.run_id).label("run_id"))
+            .where(EtlRun.status == "succeeded")
+            .group_by(EtlRun.site_code)
+            .subquery()
+        )
+        quarantined = read = 0
+        for (file_counts,) in conn.execute(
+            select(EtlRun.file_counts).join(latest, latest.c.run_id == EtlRun.run_id)
+        ):
+            c = (file_counts or {}).get(file) or {}
+            if c.get("unchanged_file"):
+                continue  # not read again this time: nothing new to say
+            quarantined += int(c.get("quarantined", 0))
+            read += int(c.get("read", 0))
+        return quarantined, read
+
+    return counts
+
+
+# --------------------------------------------------------------------------- drill-down
+def _rows_of(model: Any, key: Any, *where: Any) -> Rows:
+    def rows() -> Any:
+        return select(
+            key.label("record_key"),
+            model.patient_key.label("patient_key"),
+            model.run_id.label("run_id"),
+            model.source_row.label("source_row"),
+        ).where(*where)
+
+    return rows
+
+
+def _summary_rows(*where: Any) -> Rows:
+    def rows() -> Any:
+        return (
+            select(
+                Patient.patient_key.label("record_key"),
+                Patient.patient_key.label("patient_key"),
+                Patient.run_id.label("run_id"),
+                Patient.source_row.label("source_row"),
+            )
+            .join(PatientSummary, PatientSummary.patient_key == Patient.patient_key)
+            .where(CURRENT_PATIENT, *where)
+        )
+
+    return rows
+
+
+CATALOGUE: tuple[Check, ...] = (
+    Check(
+        "patients_iss_missing",
+        Category.COMPLETENESS,
+        CheckSeverity.WARNING,
+        20.0,
+        "patients without ISS stage (of patients)",
+        _ratio(_n(Patient, ISS_MISSING), _n(Patient, CURRENT_PATIENT)),
+        _rows_of(Patient, Patient.patient_key, ISS_MISSING),
+    ),
+    Check(
+        "patients_cytogenetics_unknown",
+        Category.COMPLETENESS,
+        CheckSeverity.WARNING,
+        30.0,
+        "patients whose cytogenetic risk is unknown (of patients)",
+        _ratio(_n(Patient, CYTO_UNKNOWN), _n(Patient, CURRENT_PATIENT)),
+        _rows_of(Patient, Patient.patient_key, CYTO_UNKNOWN),
+    ),
+    Check(
+        "followup_stale",
+        Category.COMPLETENESS,
+        CheckSeverity.WARNING,
+        10.0,
+        f"patients alive at last contact whose last contact is more than {STALE_FOLLOW_UP_DAYS} days "
+        "before the site's data cutoff (of patients alive at last contact)",
+        _followup_stale,
+    ),
+    Check(
+        "followup_missing",
+        Category.COMPLETENESS,
+        CheckSeverity.FATAL,
+        1.0,
+        "patients without a follow-up row (of patients)",
+        _ratio(_n(Patient, NO_FOLLOW_UP), _n(Patient, CURRENT_PATIENT)),
+        _rows_of(Patient, Patient.patient_key, NO_FOLLOW_UP),
+    ),
+    Check(
+        "treatments_unmapped_drug",
+        Category.CONFORMANCE,
+        CheckSeverity.WARNING,
+        1.0,
+        "treatment rows whose drug is not in the vocabulary (of treatment rows)",
+        _ratio(_n(Treatment, UNMAPPED), _n(Treatment, Treatment.is_current)),
+        _rows_of(Treatment, Treatment.treatment_key, UNMAPPED),
+    ),
+    Check(
+        "death_cause_missing",
+        Category.COMPLETENESS,
+        CheckSeverity.INFO,
+        25.0,
+        "dead patients without a cause of death (of dead patients)",
+        _ratio(_n(FollowUp, CAUSE_MISSING), _n(FollowUp, DEAD)),
+        _rows_of(FollowUp, FollowUp.patient_key, CAUSE_MISSING),
+    ),
+    Check(
+        "transplant_no_induction",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        5.0,
+        "patients with an index transplant and no regimen before it (of patients with an index transplant)",
+        _ratio(_n(PatientSummary, NO_INDUCTION), _n(PatientSummary, WITH_INDEX)),
+        _summary_rows(NO_INDUCTION),
+    ),
+    Check(
+        "relapse_no_next_line_180d",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        15.0,
+        f"relapses after the index transplant more than {NO_NEXT_LINE_DAYS} days before the cutoff, "
+        "patient alive at last contact, with no next line started (of those relapses)",
+        _relapse_no_next_line,
+    ),
+    Check(
+        "treatment_before_diagnosis",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        1.0,
+        f"treatment rows starting more than {EARLY_TREATMENT_DAYS} days before the patient's diagnosis "
+        "(of treatment rows)",
+        _early_treatment,
+    ),
+    Check(
+        "lenalidomide_dose_implausible",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        0.5,
+        f"lenalidomide rows with a daily dose above {MAX_LENALIDOMIDE_MG} mg "
+        "(of lenalidomide rows with a dose)",
+        _lenalidomide_dose,
+    ),
+    Check(
+        "disease_events_response_missing",
+        Category.COMPLETENESS,
+        CheckSeverity.INFO,
+        10.0,
+        "response assessments without a response (of response assessments)",
+        _ratio(
+            _n(
+                DiseaseEvent,
+                DiseaseEvent.is_current,
+                DiseaseEvent.event_type == "response_assessment",
+                DiseaseEvent.response.is_(None),
+            ),
+            _n(DiseaseEvent, DiseaseEvent.is_current, DiseaseEvent.event_type == "response_assessment"),
+        ),
+    ),
+    Check(
+        "transplants_same_day",
+        Category.PLAUSIBILITY,
+        CheckSeverity.INFO,
+        0.0,
+        "patients with two transplants on the same day (of patients with a transplant)",
+        lambda conn: _same_day_transplants(conn),
+    ),
+    *(
+        Check(
+            f"quarantine_rate_{file}",
+            Category.CONFORMANCE,
+            CheckSeverity.WARNING,
+            5.0,
+            f"rows of {file}.csv quarantined in the latest load of each site (of rows read)",
+            _quarantine_rate(file),
+        )
+        for file in FILES
+    ),
+)
+
+
+def _same_day_transplants(conn: Connection) -> tuple[int, int]:
+    per_day = (
+        select(Transplant.patient_key, Transplant.transplant_date, func.count().label("n"))
+        .where(Transplant.is_current)
+        .group_by(Transplant.patient_key, Transplant.transplant_date)
+        .subquery()
+    )
+    twice = _count(conn, select(func.count(func.distinct(per_day.c.patient_key))).where(per_day.c.n > 1))
+    patients = _count(
+        conn, select(func.count(func.distinct(Transplant.patient_key))).where(Transplant.is_current)
+    )
+    return twice, patients
+
+
+CHECKS: dict[str, Check] = {c.check_id: c for c in CATALOGUE}
