@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, func, select
+from sqlalchemy import Connection, Select, and_, exists, func, literal, select
 
 from registry.db.models import (
     DiseaseEvent,
@@ -50,7 +50,7 @@ class CheckSeverity(StrEnum):
 
 
 Counts = Callable[[Connection], tuple[int, int]]
-Rows = Callable[[], Any]  # a SELECT of record_key, patient_key, run_id, source_row
+Rows = Callable[[], Any]  # a SELECT of record_key, patient_key, file, run_id, source_row
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,7 @@ def _rows_of(model: Any, key: Any, *where: Any) -> Rows:
         return select(
             key.label("record_key"),
             model.patient_key.label("patient_key"),
+            literal(model.__tablename__).label("file"),
             model.run_id.label("run_id"),
             model.source_row.label("source_row"),
         ).where(*where)
@@ -214,6 +215,7 @@ def _summary_rows(*where: Any) -> Rows:
             select(
                 Patient.patient_key.label("record_key"),
                 Patient.patient_key.label("patient_key"),
+                literal("patients").label("file"),
                 Patient.run_id.label("run_id"),
                 Patient.source_row.label("source_row"),
             )

@@ -235,6 +235,7 @@ def violating_rows(engine: Engine, check_id: str, limit: int = 1000) -> list[dic
             "record_key": r.record_key,
             "patient_key": r.patient_key,
             "site": r.site_code,
+            "file": f"{r.file}.csv",
             "run_id": r.run_id,
             "bundle_sha256": r.bundle_hash,
             "source_row": r.source_row,
