@@ -11,6 +11,7 @@ from typing import IO, Any
 from sqlalchemy import Engine, func, select
 
 from etl.rules import Reason, RejectedRow
+from registry.core.csvsafe import safe_cell
 from registry.db.models import EtlRun, QuarantinedRow
 
 
@@ -90,7 +91,8 @@ def write_quarantine_csv(rows: Iterable[tuple[int | None, RejectedRow]], out: Pa
         for run_id, row in rows:
             for reason in row.reasons:
                 w.writerow(
-                    [
+                    safe_cell(v)
+                    for v in [
                         "" if run_id is None else run_id,
                         row.file,
                         row.row_number,

@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 
+from registry.core.csvsafe import safe_cell
 from registry.reports.plots import km_plot
 from registry.reports.study import StudyReport
 
@@ -22,6 +23,9 @@ def to_csv(report: StudyReport) -> str:
     df = report.patients.copy()
     for col in ("l2_start", "index_transplant_date", "relapse_date"):
         df[col] = [d.isoformat() if d is not None else "" for d in df[col]]
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(safe_cell)
     return df.to_csv(index=False, lineterminator="\n")
 
 
