@@ -16,6 +16,7 @@ from etl.rules import ALL_FILES, CATALOGUE
 from etl.specs import FILE_ORDER, SPECS
 from registry.core.errors import EXIT_CODES
 from registry.db.models import Base
+from registry.db.views import VIEWS
 from registry.derive.params import parameter_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -77,7 +78,19 @@ def data_model_markdown() -> str:
         "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
         "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n"
     )
-    return head + "\n" + "\n".join(_table_md(t) for t in Base.metadata.sorted_tables)
+    views = [
+        "# Views for analysts\n",
+        "Created and kept current by `registry db upgrade` (`registry/db/views.py`), with the same "
+        "names and columns on SQLite and PostgreSQL (where every column carries this description as "
+        "a comment). Current records only: no lineage, no retired history, no quarantine, and the "
+        "year of birth instead of the date.\n",
+    ]
+    for view in VIEWS:
+        views += [f"## `{view.name}`\n", view.description + "\n", "| column | meaning |", "|---|---|"]
+        views += [f"| `{c}` | {d} |" for c, d in view.columns]
+        views.append("")
+    tables = "\n".join(_table_md(t) for t in Base.metadata.sorted_tables)
+    return head + "\n" + "\n".join(views) + "\n# Tables\n\n" + tables
 
 
 def input_contract_markdown() -> str:

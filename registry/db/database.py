@@ -120,6 +120,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic). Reference data are loaded separately
     (``registry.db.setup.seed_reference_data``); ``registry.db.setup.prepare`` does both."""
     check_reachable(engine)
+    _drop_views(engine)
     command.upgrade(alembic_config(engine), revision)
 
 
@@ -128,7 +129,17 @@ def downgrade(engine: Engine, revision: str) -> None:
     ``UsageError`` (64)."""
     check_reachable(engine)
     _known_revision(engine, revision)
+    _drop_views(engine)
     command.downgrade(alembic_config(engine), revision)
+
+
+def _drop_views(engine: Engine) -> None:
+    """The analysts' views go before a migration changes the tables under them (PostgreSQL
+    refuses to drop a table a view reads); seeding creates them again."""
+    from registry.db.views import drop_views
+
+    with engine.begin() as conn:
+        drop_views(conn)
 
 
 def _known_revision(engine: Engine, revision: str) -> None:

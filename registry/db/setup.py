@@ -6,12 +6,14 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from registry.db.database import upgrade
+from registry.db.views import create_views
 from registry.db.vocabulary import load_vocabulary, remap_treatments
 
 
 def seed_reference_data(engine: Engine) -> int:
-    """Load (insert or update) the drug vocabulary and re-map stored treatment rows that it now
-    maps differently, flagging their patients for derivation.
+    """Load (insert or update) the drug vocabulary, re-map stored treatment rows that it now
+    maps differently (flagging their patients for derivation), and (re)create the analysts'
+    views.
 
     Returns
     -------
@@ -20,7 +22,9 @@ def seed_reference_data(engine: Engine) -> int:
     """
     with engine.begin() as conn:
         load_vocabulary(conn)
-        return remap_treatments(conn)
+        remapped = remap_treatments(conn)
+        create_views(conn)  # the analysts' views follow the schema
+        return remapped
 
 
 def prepare(engine: Engine) -> int:

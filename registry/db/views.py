@@ -1,0 +1,270 @@
+"""The analysts' views: the same names and columns on SQLite and PostgreSQL, current records only,
+no lineage, no retired history, no quarantine, and no full birth date (the year only).
+``registry db upgrade`` creates them and keeps them current; on PostgreSQL each column carries
+its description (``COMMENT ON``), and docs/data-model.md lists them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    description: str
+    columns: tuple[tuple[str, str], ...]  # (column, description), in the view's order
+    sql: str  # a SELECT with {days(later, earlier)}, {year(date)}, {age(later, earlier)}, {agents()}
+
+
+def _days(dialect: str, later: str, earlier: str) -> str:
+    if dialect == "sqlite":
+        return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+    return f"({later} - {earlier})"
+
+
+def _year(dialect: str, date: str) -> str:
+    if dialect == "sqlite":
+        return f"CAST(substr({date}, 1, 4) AS INTEGER)"
+    return f"CAST(EXTRACT(YEAR FROM {date}) AS INTEGER)"
+
+
+def _age(dialect: str, later: str, earlier: str) -> str:
+    days = _days(dialect, later, earlier)
+    if dialect == "sqlite":
+        return f"ROUND({days} / 365.25, 1)"
+    return f"ROUND(CAST({days} / 365.25 AS NUMERIC), 1)"
+
+
+_LINE_AGENTS_FROM = """FROM regimens g
+              JOIN regimen_exposures re ON re.regimen_id = g.regimen_id
+              JOIN exposures e ON e.exposure_id = re.exposure_id
+              JOIN drugs d ON d.drug_id = e.drug_id WHERE g.line_id = l.line_id"""
+
+
+def _line_agents(dialect: str) -> str:
+    """Every drug of a line (generic names, distinct, sorted, joined by ', ')."""
+    if dialect == "sqlite":
+        return (
+            "(SELECT group_concat(name, ', ') FROM (SELECT DISTINCT d.generic_name AS name "
+            f"{_LINE_AGENTS_FROM} ORDER BY name))"
+        )
+    return f"(SELECT string_agg(DISTINCT d.generic_name, ', ' ORDER BY d.generic_name) {_LINE_AGENTS_FROM})"
+
+
+VIEWS: tuple[View, ...] = (
+    View(
+        "v_patients",
+        "One row per current patient: demographics at diagnosis, staging, vital status.",
+        (
+            ("patient_key", "the patient's pseudonym (HMAC of site and source id)"),
+            ("site_code", "the delivering centre"),
+            ("sex", "F, M or U"),
+            ("birth_year", "year of birth (the full date is never shown)"),
+            ("age_at_diagnosis", "age at diagnosis in years, one decimal"),
+            ("diagnosis_date", "date of the myeloma diagnosis"),
+            ("iss_stage", "ISS stage I-III, null when not recorded"),
+            ("riss_stage", "R-ISS stage I-III, null when not recorded"),
+            ("cytogenetic_risk", "high, standard or unknown (from the FISH results)"),
+            ("vital_status", "alive or dead at last contact; null without a follow-up row"),
+            ("last_contact_date", "last date known alive (or the death date)"),
+            ("death_date", "date of death, null when alive"),
+            ("cause_of_death", "cause of death as recorded"),
+        ),
+        """SELECT p.patient_key, p.site_code, p.sex, {year(p.birth_date)} AS birth_year,
+           {age(p.diagnosis_date, p.birth_date)} AS age_at_diagnosis, p.diagnosis_date,
+           p.iss_stage, p.riss_stage, p.cytogenetic_risk, f.vital_status, f.last_contact_date,
+           f.death_date, f.cause_of_death
+           FROM patients p LEFT JOIN follow_up f ON f.patient_key = p.patient_key AND f.is_current
+           WHERE p.is_current""",
+    ),
+    View(
+        "v_follow_up",
+        "Last contact and vital status of each current patient who has a follow-up row.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("last_contact_date", "last date known alive (or the death date)"),
+            ("vital_status", "alive or dead"),
+            ("death_date", "date of death, null when alive"),
+            ("cause_of_death", "cause of death as recorded"),
+        ),
+        """SELECT f.patient_key, f.last_contact_date, f.vital_status, f.death_date, f.cause_of_death
+           FROM follow_up f JOIN patients p ON p.patient_key = f.patient_key AND p.is_current
+           WHERE f.is_current""",
+    ),
+    View(
+        "v_transplants",
+        "Current transplants with their derived role.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("transplant_date", "day 0: the stem-cell infusion"),
+            ("transplant_type", "autologous or allogeneic"),
+            ("role", "index, tandem, salvage, additional or allogeneic (docs/derivations.md)"),
+            ("line_number", "the line of therapy the transplant belongs to"),
+            ("conditioning_agent", "conditioning agent as recorded"),
+            ("conditioning_dose_mg_m2", "conditioning dose, mg/m2"),
+            ("planned_tandem", "recorded as a planned tandem"),
+            ("response_before", "IMWG response before conditioning"),
+            ("response_day100", "IMWG response at day 100"),
+        ),
+        """SELECT t.patient_key, t.transplant_date, t.transplant_type, r.role, l.line_number,
+           t.conditioning_agent, t.conditioning_dose_mg_m2, t.planned_tandem, t.response_before,
+           t.response_day100
+           FROM transplants t JOIN patients p ON p.patient_key = t.patient_key AND p.is_current
+           LEFT JOIN transplant_roles r ON r.transplant_key = t.transplant_key
+           LEFT JOIN lines_of_therapy l ON l.line_id = r.line_id
+           WHERE t.is_current""",
+    ),
+    View(
+        "v_treatments",
+        "Current treatment rows with the drug's generic name and class and the line they belong to.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("drug", "generic name (null when the name is not in the vocabulary)"),
+            ("drug_class", "IMiD, PI, anti-CD38, ..., steroid, supportive"),
+            ("drug_raw", "the name as recorded by the site"),
+            ("start_date", "first day of the period"),
+            ("end_date", "last day, null when ongoing at the cutoff"),
+            ("dose_mg", "dose in mg as recorded"),
+            ("intent", "intent as recorded"),
+            ("stop_reason", "why it stopped, as recorded"),
+            (
+                "line_number",
+                "the line of therapy the row counts in (null: conditioning, supportive, unmapped)",
+            ),
+        ),
+        """SELECT t.patient_key, d.generic_name AS drug, d.drug_class, t.drug_raw, t.start_date,
+           t.end_date, t.dose_mg, t.intent, t.stop_reason,
+           (SELECT MIN(l.line_number) FROM exposure_sources es
+              JOIN regimen_exposures re ON re.exposure_id = es.exposure_id AND re.continued = FALSE
+              JOIN regimens g ON g.regimen_id = re.regimen_id
+              JOIN lines_of_therapy l ON l.line_id = g.line_id
+            WHERE es.treatment_key = t.treatment_key) AS line_number
+           FROM treatments t JOIN patients p ON p.patient_key = t.patient_key AND p.is_current
+           LEFT JOIN drugs d ON d.drug_id = t.drug_id
+           WHERE t.is_current""",
+    ),
+    View(
+        "v_lines",
+        "Lines of therapy: dates, why each started and ended, its first regimen and its agents.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("line_number", "1 for the first line"),
+            ("start_date", "first day of the line"),
+            ("end_date", "last day (never after the next line starts); null when ongoing"),
+            ("end_reason", "a stop reason, progression, next_line or ongoing"),
+            ("start_rule", "first, progression, gap, new_drug or transplant"),
+            ("regimen_name", "the line's first regimen (generic names joined by +)"),
+            ("agents", "every drug given in the line, generic names"),
+        ),
+        """SELECT l.patient_key, l.line_number, l.start_date, l.end_date, l.end_reason, l.start_rule,
+           (SELECT g.name FROM regimens g WHERE g.line_id = l.line_id
+            ORDER BY g.start_date, g.regimen_id LIMIT 1) AS regimen_name,
+           {agents()} AS agents
+           FROM lines_of_therapy l JOIN patients p ON p.patient_key = l.patient_key AND p.is_current""",
+    ),
+    View(
+        "v_regimens",
+        "Regimens within their lines, numbered within the line, with their phase.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("line_number", "the line the regimen belongs to"),
+            ("regimen_number", "1 for the line's first regimen"),
+            ("phase", "induction, mobilisation, consolidation, maintenance or salvage"),
+            ("name", "generic names joined by +"),
+            ("start_date", "first day"),
+            ("end_date", "last day its last non-steroid drug was given; null when ongoing"),
+            ("stop_reason", "why it stopped"),
+            ("contains_lenalidomide", "lenalidomide is one of its drugs"),
+        ),
+        """SELECT g.patient_key, l.line_number,
+           ROW_NUMBER() OVER (PARTITION BY g.line_id ORDER BY g.start_date, g.regimen_id) AS regimen_number,
+           g.phase, g.name, g.start_date, g.end_date, g.stop_reason, g.contains_lenalidomide
+           FROM regimens g JOIN lines_of_therapy l ON l.line_id = g.line_id
+           JOIN patients p ON p.patient_key = g.patient_key AND p.is_current""",
+    ),
+    View(
+        "v_maintenance",
+        "Maintenance after the index transplant (line 1), one row per patient who had it.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("agents", "maintenance drugs, generic names"),
+            ("start_date", "first day of maintenance"),
+            ("end_date", "last day; null when ongoing"),
+            ("stop_reason", "why it stopped"),
+            ("duration_days", "end - start + 1 in days; null when ongoing"),
+        ),
+        """SELECT s.patient_key, s.maintenance_agents AS agents, s.maintenance_start AS start_date,
+           s.maintenance_end AS end_date, s.maintenance_stop_reason AS stop_reason,
+           {days(s.maintenance_end, s.maintenance_start)} + 1 AS duration_days
+           FROM patient_summaries s JOIN patients p ON p.patient_key = s.patient_key AND p.is_current
+           WHERE s.maintenance = TRUE""",
+    ),
+    View(
+        "v_relapses",
+        "Relapse episodes with lenalidomide refractoriness and exposure at each.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("relapse_number", "1 for the first documented progression"),
+            ("relapse_date", "date of the episode's first record"),
+            ("source", "event or stop_reason"),
+            ("after_index_transplant", "dated after the index transplant"),
+            ("first_after_index_transplant", "the relapse the studies count from"),
+            ("lenalidomide_refractory", "progressed on lenalidomide or within 60 days of its end"),
+            ("lenalidomide_last_dose_mg", "the last lenalidomide dose before the relapse"),
+            ("lenalidomide_exposure_days", "days on lenalidomide up to the relapse"),
+            (
+                "lenalidomide_free_interval_days",
+                "days from the last lenalidomide to the relapse (0 if running)",
+            ),
+        ),
+        """SELECT r.patient_key, r.sequence AS relapse_number, r.relapse_date, r.source,
+           r.after_index_transplant, r.is_first_after_index AS first_after_index_transplant,
+           r.len_refractory AS lenalidomide_refractory, r.len_last_dose_mg AS lenalidomide_last_dose_mg,
+           r.len_exposure_days AS lenalidomide_exposure_days,
+           r.len_free_interval_days AS lenalidomide_free_interval_days
+           FROM relapses r JOIN patients p ON p.patient_key = r.patient_key AND p.is_current""",
+    ),
+)
+
+
+def view_sql(view: View, dialect: str) -> str:
+    """The view's SELECT for one engine."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, args = match.group(1), [a.strip() for a in match.group(2).split(",") if a.strip()]
+        if name == "days":
+            return _days(dialect, *args)
+        if name == "year":
+            return _year(dialect, *args)
+        if name == "age":
+            return _age(dialect, *args)
+        return _line_agents(dialect)
+
+    return re.sub(r"\{(days|year|age|agents)\(([^)]*)\)\}", sub, view.sql)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def create_views(conn: Connection) -> list[str]:
+    """(Re)create every analysts' view, with its column comments on PostgreSQL."""
+    dialect = conn.dialect.name
+    for view in VIEWS:
+        conn.execute(text(f"DROP VIEW IF EXISTS {view.name}"))
+        conn.execute(text(f"CREATE VIEW {view.name} AS {view_sql(view, dialect)}"))
+        if dialect == "postgresql":  # utility statements take no parameters: quote the text
+            conn.exec_driver_sql(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}")
+            for column, description in view.columns:
+                conn.exec_driver_sql(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(description)}")
+    return [v.name for v in VIEWS]
+
+
+def drop_views(conn: Connection) -> None:
+    """Drop the analysts' views (before migrations change the tables under them; the next
+    ``registry db upgrade`` creates them again)."""
+    for view in VIEWS:
+        conn.execute(text(f"DROP VIEW IF EXISTS {view.name}"))

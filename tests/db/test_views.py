@@ -1,0 +1,91 @@
+"""The analysts' views: the same names and columns on both engines, current records only, no
+lineage and no full birth date, values that agree with the registry's own derivation, and a
+description on every PostgreSQL column."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from etl.pipeline import run_bundle
+from registry.db.views import VIEWS
+from tests.conftest import TEST_KEY
+from tests.etl.bundles import base_rows, write_bundle
+
+KEY = TEST_KEY.encode()
+HIDDEN = {"birth_date", "run_id", "source_row", "is_current", "retired_run_id", "needs_derivation"}
+
+
+def _rows(engine: Engine, sql: str) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text(sql)).mappings()]
+
+
+def _date(v: object) -> dt.date:
+    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
+
+
+def test_views_have_their_documented_columns_and_nothing_internal(engine: Engine) -> None:
+    with engine.connect() as conn:
+        for view in VIEWS:
+            columns = list(conn.execute(text(f"SELECT * FROM {view.name} WHERE 1 = 0")).keys())
+            assert columns == [c for c, _ in view.columns], view.name
+            assert not HIDDEN & set(columns), view.name
+
+
+def test_view_values_follow_the_registry(engine: Engine, tmp_path: Path) -> None:
+    run_bundle(engine, write_bundle(tmp_path / "b"), KEY)
+    patients = _rows(engine, "SELECT * FROM v_patients ORDER BY birth_year")
+    assert [p["birth_year"] for p in patients] == [1950, 1955, 1960]
+    first = patients[2]  # MRN-0001: born 1960-03-01, diagnosed 2019-01-10
+    assert float(first["age_at_diagnosis"]) == 58.9 and first["vital_status"] == "alive"
+
+    key = first["patient_key"]
+    treatments = _rows(
+        engine,
+        f"SELECT drug, drug_raw, start_date, line_number FROM v_treatments WHERE patient_key = '{key}'",
+    )
+    by_start = {(t["drug_raw"], str(t["start_date"])[:10]): t["line_number"] for t in treatments}
+    assert by_start[("REVLIMID", "2019-01-20")] == 1 and by_start[("lenalidomide", "2019-09-01")] == 1
+    assert by_start[("Darzalex", "2022-03-15")] == 2
+
+    regimens = _rows(
+        engine, f"SELECT line_number, regimen_number, phase FROM v_regimens WHERE patient_key = '{key}'"
+    )
+    assert sorted((r["line_number"], r["regimen_number"], r["phase"]) for r in regimens) == [
+        (1, 1, "induction"),
+        (1, 2, "maintenance"),
+        (2, 1, "salvage"),
+    ]
+    (mt,) = _rows(engine, f"SELECT * FROM v_maintenance WHERE patient_key = '{key}'")
+    assert mt["agents"] == "lenalidomide" and mt["stop_reason"] == "progression"
+    assert mt["duration_days"] == (_date(mt["end_date"]) - _date(mt["start_date"])).days + 1 == 913
+    (line2,) = _rows(engine, f"SELECT * FROM v_lines WHERE patient_key = '{key}' AND line_number = 2")
+    assert line2["start_rule"] == "progression" and line2["agents"] == "daratumumab, lenalidomide"
+    relapse = _rows(
+        engine, f"SELECT * FROM v_relapses WHERE patient_key = '{key}' AND first_after_index_transplant"
+    )
+    assert len(relapse) == 1 and bool(relapse[0]["lenalidomide_refractory"])
+    assert _rows(engine, f"SELECT role FROM v_transplants WHERE patient_key = '{key}'") == [{"role": "index"}]
+
+    # retired history is not in the views: the next full export no longer sends MRN-0003
+    rows = base_rows()
+    for name in ("patients", "follow_up", "treatments", "disease_events", "transplants"):
+        rows[name] = [r for r in rows[name] if r["patient_id"] != "MRN-0003"]
+    run_bundle(engine, write_bundle(tmp_path / "b2", rows, {"exported_at": "2026-07-02T02:00:00+00:00"}), KEY)
+    assert len(_rows(engine, "SELECT patient_key FROM v_patients")) == 2
+    assert len(_rows(engine, "SELECT patient_key FROM v_treatments")) == 7
+
+
+def test_every_postgresql_view_column_is_described(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    missing = _rows(
+        engine,
+        """SELECT c.relname AS view, a.attname AS column FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+           WHERE c.relkind = 'v' AND c.relname LIKE 'v\\_%' AND col_description(c.oid, a.attnum) IS NULL""",
+    )
+    assert missing == []
