@@ -72,7 +72,9 @@ def cohort_views(ctx: Context) -> None:
     """
     from registry.cohorts.definition import builtin_names, load_definition
     from registry.cohorts.sql import create_view
+    from registry.db.roles import grant_views
 
     with ctx.ready_engine().begin() as conn:
         for name in builtin_names():
             click.echo(f"view {create_view(conn, load_definition(name))}")
+        grant_views(conn)  # analysts (PostgreSQL) read the cohort views too

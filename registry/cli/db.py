@@ -139,3 +139,62 @@ def db_stamp(ctx: Context, revision: str, yes: bool) -> None:
         raise UsageError("stamping records a schema state without checking it", hint="add --yes")
     stamp(engine, revision)
     click.echo(f"database recorded at revision {migration_state(engine).current or 'base'}")
+
+
+@db.command("grant-analyst")
+@click.argument("role")
+@click.option("--login", is_flag=True, help="Let the role log in.")
+@click.option("--password-stdin", is_flag=True, help="With --login: read its password from stdin.")
+@pass_ctx
+@handle_errors
+def db_grant_analyst(ctx: Context, role: str, login: bool, password_stdin: bool) -> None:
+    """PostgreSQL: make ROLE an analyst — SELECT on the analysts' views, nothing else.
+
+    No base table, no quarantine, no ledger, no write, no CREATE. Idempotent; the access
+    survives `registry db upgrade`.
+
+    Example: echo "$PW" | registry db grant-analyst ana --login --password-stdin
+    """
+    import sys
+
+    from registry.db.roles import grant_analyst
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    if password_stdin and not login:
+        raise UsageError("--password-stdin goes with --login")
+    group = grant_analyst(ctx.ready_engine(), role, login=login, password=password)
+    click.echo(f"{role} can read the analysts' views (through {group})")
+
+
+@db.command("revoke-analyst")
+@click.argument("role")
+@pass_ctx
+@handle_errors
+def db_revoke_analyst(ctx: Context, role: str) -> None:
+    """PostgreSQL: take ROLE out of this registry's analysts.
+
+    Example: registry db revoke-analyst ana
+    """
+    from registry.db.roles import revoke_analyst
+
+    revoke_analyst(ctx.ready_engine(), role)
+    click.echo(f"{role} is no longer an analyst of this registry")
+
+
+@db.command("analyst-copy")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=str))
+@pass_ctx
+@handle_errors
+def db_analyst_copy(ctx: Context, out: str) -> None:
+    """SQLite: write OUT, a new file holding only the analysts' views' data.
+
+    Example: registry db analyst-copy for-analysts.db
+    """
+    from pathlib import Path
+
+    from registry.cli.base import check_output
+    from registry.db.roles import analyst_copy
+
+    check_output(out)
+    tables = analyst_copy(ctx.ready_engine(), Path(out))
+    click.echo(f"wrote {out}: {', '.join(tables)}")

@@ -260,6 +260,9 @@ def create_views(conn: Connection) -> list[str]:
             conn.exec_driver_sql(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}")
             for column, description in view.columns:
                 conn.exec_driver_sql(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(description)}")
+    from registry.db.roles import grant_views
+
+    grant_views(conn)  # analysts keep their access to the recreated views
     return [v.name for v in VIEWS]
 
 
