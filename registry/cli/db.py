@@ -198,3 +198,15 @@ def db_analyst_copy(ctx: Context, out: str) -> None:
     check_output(out)
     tables = analyst_copy(ctx.ready_engine(), Path(out))
     click.echo(f"wrote {out}: {', '.join(tables)}")
+
+
+@db.command("dictionary")
+@format_option("md", "csv", "json", default="md")
+def db_dictionary(fmt: str) -> None:
+    """The data dictionary: every analysts' view and table, column by column.
+
+    Example: registry db dictionary --format csv > dictionary.csv
+    """
+    from registry.db.dictionary import dictionary, render
+
+    click.echo(render(dictionary(), fmt), nl=False)

@@ -59,11 +59,14 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
                ps.index_transplant_date, ps.relapse_date, ps.l2_start, ps.l2_first_regimen,
                ps.lenalidomide_maintenance, ps.l2_lenalidomide, ps.maintenance_agents,
                ps.maintenance_start, ps.maintenance_end, ps.maintenance_stop_reason,
-               f.death_date, f.last_contact_date, seen.d AS last_record_date
+               f.death_date, f.last_contact_date, seen.d AS last_record_date,
+               r.len_refractory AS relapse_lenalidomide_refractory,
+               r.len_free_interval_days AS relapse_lenalidomide_free_days
         FROM patients p
         JOIN sites s ON s.site_code = p.site_code
         JOIN patient_summaries ps ON ps.patient_key = p.patient_key
         LEFT JOIN follow_up f ON f.patient_key = p.patient_key AND f.is_current = TRUE
+        LEFT JOIN relapses r ON r.patient_key = p.patient_key AND r.is_first_after_index = TRUE
         LEFT JOIN seen ON seen.patient_key = p.patient_key
         WHERE p.is_current = TRUE
     ),
@@ -113,6 +116,7 @@ def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None =
            index_transplant_date, relapse_date, l2_start, l2_first_regimen,
            lenalidomide_maintenance, l2_lenalidomide, maintenance_agents, maintenance_start,
            maintenance_end, maintenance_stop_reason, death_date, last_contact_date,
+           relapse_lenalidomide_refractory, relapse_lenalidomide_free_days,
            {", ".join(flags)},
            CASE WHEN {acc} THEN CASE {groups} END END AS "group",
            {endpoints}
@@ -191,6 +195,7 @@ def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = 
         "last_contact_date",
     ):
         df[col] = pd.to_datetime(df[col]).dt.date
-    for col in ("lenalidomide_maintenance", "l2_lenalidomide"):
+    for col in ("lenalidomide_maintenance", "l2_lenalidomide", "relapse_lenalidomide_refractory"):
         df[col] = df[col].astype("boolean")
+    df["relapse_lenalidomide_free_days"] = df["relapse_lenalidomide_free_days"].astype("Int64")
     return df

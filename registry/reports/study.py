@@ -41,6 +41,8 @@ PATIENT_COLUMNS = [
     "relapse_date",
     "l2_first_regimen",
     "maintenance_agents",
+    "relapse_lenalidomide_refractory",
+    "relapse_lenalidomide_free_days",
 ]
 
 

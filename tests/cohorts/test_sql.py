@@ -39,3 +39,17 @@ def test_a_condition_the_database_refuses_names_its_step(engine: Engine) -> None
     steps[1] = dataclasses.replace(steps[1], condition="no_such_column IS NOT NULL")
     with pytest.raises(DefinitionError, match=r"step 2 \(\.\.\. with a relapse"):
         read_cohort(engine, dataclasses.replace(DEFN, steps=tuple(steps)))
+
+
+def test_the_cohort_carries_lenalidomide_refractoriness_at_the_first_relapse(
+    engine: Engine, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from etl.pipeline import run_bundle
+    from registry.reports.study import patient_table
+    from tests.conftest import TEST_KEY
+    from tests.etl.bundles import write_bundle
+
+    run_bundle(engine, write_bundle(tmp_path / "b"), TEST_KEY.encode())
+    table = patient_table(read_cohort(engine, DEFN), DEFN)
+    (row,) = table.to_dict("records")  # MRN-0001: relapsed on lenalidomide maintenance, then DRd
+    assert row["relapse_lenalidomide_refractory"] is True and row["relapse_lenalidomide_free_days"] == 0

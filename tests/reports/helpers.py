@@ -31,6 +31,8 @@ def cohort_frame(n_per_group: dict[str, int]) -> pd.DataFrame:
                     "l2_start": pd.Timestamp("2017-01-15").date(),
                     "l2_first_regimen": "x",
                     "maintenance_agents": None,
+                    "relapse_lenalidomide_refractory": k % 2,
+                    "relapse_lenalidomide_free_days": None if k % 2 else 200 + k,
                     "step_1": 1,
                     "step_2": 1,
                     "step_3": 1,

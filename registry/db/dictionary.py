@@ -1,0 +1,68 @@
+"""The data dictionary: every view an analyst reads and every table, column by column, from the
+models and the views' own descriptions (``registry db dictionary``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from registry.db.models import Base
+from registry.db.views import VIEWS
+
+
+def dictionary() -> list[dict[str, Any]]:
+    """One entry per column: object kind (view / table), object, column, type, nullable and
+    description (views first, then tables in dependency order)."""
+    out: list[dict[str, Any]] = []
+    for view in VIEWS:
+        for view_column, description in view.columns:
+            out.append(
+                {
+                    "kind": "view",
+                    "object": view.name,
+                    "column": view_column,
+                    "type": "",
+                    "nullable": "",
+                    "description": description,
+                }
+            )
+    docs: dict[str, str] = {}
+    for mapper in Base.registry.mappers:
+        name = getattr(mapper.class_, "__tablename__", None)
+        if isinstance(name, str):
+            docs[name] = (mapper.class_.__doc__ or "").strip().split("\n")[0]
+    for table in Base.metadata.sorted_tables:
+        table_doc = docs.get(table.name, "")
+        for col in table.columns:
+            out.append(
+                {
+                    "kind": "table",
+                    "object": table.name,
+                    "column": col.name,
+                    "type": str(col.type.compile()),
+                    "nullable": "yes" if col.nullable else "no",
+                    "description": col.comment or col.doc or (table_doc if col.primary_key else ""),
+                }
+            )
+    return out
+
+
+def render(entries: list[dict[str, Any]], fmt: str) -> str:
+    """The dictionary as csv, json or a Markdown table."""
+    if fmt == "json":
+        return json.dumps(entries, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(entries[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(entries)
+        return buf.getvalue()
+    lines = ["| kind | object | column | type | nullable | description |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {e['kind']} | `{e['object']}` | `{e['column']}` | {e['type']} "
+        f"| {e['nullable']} | {e['description']} |"
+        for e in entries
+    ]
+    return "\n".join(lines) + "\n"
