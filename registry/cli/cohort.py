@@ -70,11 +70,10 @@ def cohort_views(ctx: Context) -> None:
 
     Example: registry cohort views && psql -c 'SELECT * FROM cohort_lenalidomide_relapse'
     """
-    from registry.cohorts.definition import builtin_names, load_definition
-    from registry.cohorts.sql import create_view
+    from registry.cohorts.sql import create_builtin_views
     from registry.db.roles import grant_views
 
     with ctx.ready_engine().begin() as conn:
-        for name in builtin_names():
-            click.echo(f"view {create_view(conn, load_definition(name))}")
+        for name in create_builtin_views(conn):
+            click.echo(f"view {name}")
         grant_views(conn)  # analysts (PostgreSQL) read the cohort views too

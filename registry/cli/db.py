@@ -32,7 +32,9 @@ def db_upgrade(ctx: Context, revision: str, sql_out: str | None, start: str | No
 
     Example: registry db upgrade
     """
+    from registry.cohorts.sql import create_builtin_views
     from registry.db.database import migration_state, upgrade, upgrade_sql
+    from registry.db.roles import grant_views
     from registry.db.setup import seed_reference_data
     from registry.derive.run import derivation_status
 
@@ -52,6 +54,9 @@ def db_upgrade(ctx: Context, revision: str, sql_out: str | None, start: str | No
     click.echo(f"database at revision {state.current}")
     if state.up_to_date:
         remapped = seed_reference_data(engine)
+        with engine.begin() as conn:
+            create_builtin_views(conn)  # the cohorts' views follow the schema too
+            grant_views(conn)
         if remapped:
             ctx.note(f"drug vocabulary: {remapped} stored treatment row(s) re-mapped")
         with engine.connect() as conn:

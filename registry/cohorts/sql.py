@@ -102,6 +102,32 @@ def _endpoint_columns(dialect: str, e: Endpoint) -> str:
     )
 
 
+# the per-patient facts every cohort row carries, before its step flags, group and endpoints
+EXPORT_COLUMNS = [
+    "patient_key",
+    "site_code",
+    "cutoff",
+    "sex",
+    "birth_date",
+    "iss_stage",
+    "cytogenetic_risk",
+    "index_transplant_date",
+    "relapse_date",
+    "l2_start",
+    "l2_first_regimen",
+    "lenalidomide_maintenance",
+    "l2_lenalidomide",
+    "maintenance_agents",
+    "maintenance_start",
+    "maintenance_end",
+    "maintenance_stop_reason",
+    "death_date",
+    "last_contact_date",
+    "relapse_lenalidomide_refractory",
+    "relapse_lenalidomide_free_days",
+]
+
+
 def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None = None) -> str:
     """SELECT of every current patient with step flags, group and endpoints."""
     flags = []
@@ -112,11 +138,7 @@ def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None =
     groups = " ".join(f"WHEN {g.condition} THEN '{g.name}'" for g in defn.groups)
     endpoints = ",\n".join(_endpoint_columns(dialect, e) for e in defn.endpoints)
     return f"""{base_sql(dialect, as_of)}
-    SELECT patient_key, site_code, cutoff, sex, birth_date, iss_stage, cytogenetic_risk,
-           index_transplant_date, relapse_date, l2_start, l2_first_regimen,
-           lenalidomide_maintenance, l2_lenalidomide, maintenance_agents, maintenance_start,
-           maintenance_end, maintenance_stop_reason, death_date, last_contact_date,
-           relapse_lenalidomide_refractory, relapse_lenalidomide_free_days,
+    SELECT {", ".join(EXPORT_COLUMNS)},
            {", ".join(flags)},
            CASE WHEN {acc} THEN CASE {groups} END END AS "group",
            {endpoints}
@@ -134,12 +156,51 @@ def view_name(defn: CohortDefinition) -> str:
     return "cohort_" + defn.name.replace("-", "_")
 
 
+# what the analysts' view shows instead of the export's own columns: the year, never the full
+# birth date; ``study_group`` because ``group`` is a reserved word an analyst would have to quote
+VIEW_RENAMES = {"birth_date": "birth_year", "group": "study_group"}
+
+
+def view_columns(defn: CohortDefinition) -> list[str]:
+    """The columns of the cohort's analysts' view, in order."""
+    cols = [VIEW_RENAMES.get(c, c) for c in EXPORT_COLUMNS]
+    cols += [f"step_{i}" for i in range(1, len(defn.steps) + 1)]
+    cols.append("study_group")
+    cols += [f"{e.name}_{part}" for e in defn.endpoints for part in ("days", "event")]
+    return cols
+
+
 def create_view(conn: Connection, defn: CohortDefinition) -> str:
-    """(Re)create the analysts' view of the cohort (each site's own cutoff)."""
+    """(Re)create the analysts' view of the cohort (each site's own cutoff): the patients that
+    pass every step, with the birth year instead of the birth date and ``study_group``."""
+    dialect = conn.dialect.name
+    year = (
+        "CAST(substr(c.birth_date, 1, 4) AS INTEGER)"
+        if dialect == "sqlite"
+        else "CAST(EXTRACT(YEAR FROM c.birth_date) AS INTEGER)"
+    )
+    select = []
+    for col in view_columns(defn):
+        if col == "birth_year":
+            select.append(f"{year} AS birth_year")
+        elif col == "study_group":
+            select.append('c."group" AS study_group')
+        else:
+            select.append(f"c.{col}")
     name = view_name(defn)
     conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
-    conn.execute(text(f"CREATE VIEW {name} AS {analysis_sql(defn, conn.dialect.name)}"))
+    conn.execute(
+        text(f"CREATE VIEW {name} AS SELECT {', '.join(select)} FROM ({analysis_sql(defn, dialect)}) c")
+    )
     return name
+
+
+def create_builtin_views(conn: Connection) -> list[str]:
+    """(Re)create the view of every built-in cohort (``registry db upgrade`` and ``registry
+    cohort views`` both call this, so the views follow the definitions and the schema)."""
+    from registry.cohorts.definition import builtin_names, load_definition
+
+    return [create_view(conn, load_definition(name)) for name in builtin_names()]
 
 
 def find_broken_condition(engine: Engine, defn: CohortDefinition) -> DefinitionError | None:

@@ -268,6 +268,15 @@ def create_views(conn: Connection) -> list[str]:
 
 def drop_views(conn: Connection) -> None:
     """Drop the analysts' views (before migrations change the tables under them; the next
-    ``registry db upgrade`` creates them again)."""
+    ``registry db upgrade`` creates them again), the cohorts' views (``cohort_*``) with them."""
     for view in VIEWS:
         conn.execute(text(f"DROP VIEW IF EXISTS {view.name}"))
+    if conn.dialect.name == "sqlite":
+        catalog = "SELECT name FROM sqlite_master WHERE type = 'view' AND name LIKE 'cohort\\_%' ESCAPE '\\'"
+    else:
+        catalog = (
+            "SELECT viewname FROM pg_views WHERE schemaname = current_schema() "
+            "AND viewname LIKE 'cohort\\_%'"
+        )
+    for (name,) in conn.execute(text(catalog)).all():
+        conn.execute(text(f'DROP VIEW IF EXISTS "{name}"'))

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select, text
 from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.cohorts.definition import load_definition
-from registry.cohorts.sql import create_view, read_cohort
+from registry.cohorts.sql import create_view, read_cohort, view_columns
 from registry.core.errors import StudyError
 from registry.db.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.derive.run import derive_pending
@@ -216,8 +216,23 @@ def test_view_for_analysts_matches_the_export(loaded: Engine) -> None:
     with loaded.begin() as conn:
         name = create_view(conn, DEFN)
     with loaded.connect() as conn:
-        rows = conn.execute(text(f'SELECT patient_key, "group", os_2l_days, os_2l_event FROM {name}')).all()
-    table = patient_table(read_cohort(loaded, DEFN), DEFN)
+        rows = conn.execute(
+            text(f"SELECT patient_key, study_group, os_2l_days, os_2l_event FROM {name}")
+        ).all()
+        columns = list(conn.execute(text(f"SELECT * FROM {name} WHERE 1 = 0")).keys())
+        years = dict(conn.execute(text(f"SELECT patient_key, birth_year FROM {name}")).all())
+    # names an analyst can type, and the birth year only
+    assert columns == view_columns(DEFN)
+    assert "birth_date" not in columns and "group" not in columns
+    cohort = read_cohort(loaded, DEFN)
+    assert years == {
+        k: b.year
+        for k, b, s in zip(
+            cohort["patient_key"], cohort["birth_date"], cohort[f"step_{len(DEFN.steps)}"], strict=True
+        )
+        if s
+    }
+    table = patient_table(cohort, DEFN)
     assert sorted((r[0], r[1], int(r[2]), int(r[3])) for r in rows) == sorted(
         (k, g, int(d), int(e))
         for k, g, d, e in table[["patient_key", "group", "os_2l_days", "os_2l_event"]].itertuples(index=False)
