@@ -275,8 +275,7 @@ def drop_views(conn: Connection) -> None:
         catalog = "SELECT name FROM sqlite_master WHERE type = 'view' AND name LIKE 'cohort\\_%' ESCAPE '\\'"
     else:
         catalog = (
-            "SELECT viewname FROM pg_views WHERE schemaname = current_schema() "
-            "AND viewname LIKE 'cohort\\_%'"
+            "SELECT viewname FROM pg_views WHERE schemaname = current_schema() AND viewname LIKE 'cohort\\_%'"
         )
     for (name,) in conn.execute(text(catalog)).all():
         conn.execute(text(f'DROP VIEW IF EXISTS "{name}"'))
