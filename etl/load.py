@@ -146,6 +146,29 @@ def mark_changed_patients(conn: Connection, name: str) -> None:
     )
 
 
+def log_changes(conn: Connection, name: str, run_id: int) -> None:
+    """Write to the change log (``record_changes``) every staged record the merge will add,
+    change (with the names of the columns that differ) or reinstate. Run before ``merge``."""
+    target, pk = TARGETS[name]
+    st = stage_name(name)
+    distinct = _distinct(conn)
+    cols = data_columns(name)
+    differs = " OR ".join(f"t.{c} {distinct} s.{c}" for c in cols)
+    changed = " || ".join(f"CASE WHEN t.{c} {distinct} s.{c} THEN '{c},' ELSE '' END" for c in cols)
+    conn.execute(
+        text(f"""
+        INSERT INTO record_changes (run_id, patient_key, file, record_key, action, columns)
+        SELECT :run, s.patient_key, :f, s.{pk},
+               CASE WHEN t.{pk} IS NULL THEN 'added' WHEN t.is_current = FALSE THEN 'reinstated'
+                    ELSE 'changed' END,
+               CASE WHEN t.{pk} IS NOT NULL AND t.is_current = TRUE THEN rtrim({changed}, ',') END
+        FROM {st} s LEFT JOIN {target} t ON t.{pk} = s.{pk}
+        WHERE t.{pk} IS NULL OR t.is_current = FALSE OR {differs}
+        """),
+        {"run": run_id, "f": name},
+    )
+
+
 def merge(conn: Connection, name: str) -> int:
     """Upsert staged rows; returns how many rows were inserted or changed."""
     target, pk = TARGETS[name]
@@ -207,6 +230,15 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
             f"(SELECT patient_key FROM {target} WHERE {missing})"
         ),
         params,
+    )
+    pk = TARGETS[name][1]
+    conn.execute(
+        text(
+            f"INSERT INTO record_changes (run_id, patient_key, file, record_key, action) "
+            f"SELECT :run, patient_key, CAST(:fname AS VARCHAR(32)), {pk}, 'retired' "
+            f"FROM {target} WHERE {missing}"
+        ),
+        {**params, "fname": name},
     )
     res = conn.execute(
         text(f"UPDATE {target} SET is_current = FALSE, retired_run_id = :run WHERE {missing}"),

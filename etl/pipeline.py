@@ -525,6 +525,7 @@ def _load(
         _upsert_site(conn, manifest, run_id)
         for name in FILE_ORDER:
             load.mark_changed_patients(conn, name)
+            load.log_changes(conn, name, run_id)
             summary.files[name].changed = load.merge(conn, name)
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):

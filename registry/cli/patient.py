@@ -1,4 +1,4 @@
-"""`registry derive` and `registry patient show`."""
+"""`registry derive`, `registry patient show` and `registry patient history`."""
 
 from __future__ import annotations
 
@@ -73,3 +73,33 @@ def patient_show(ctx: Context, patient_key: str, fmt: str) -> None:
     click.echo("")
     for e in entries:
         click.echo(f"{e.date.isoformat()}  {e.kind:<10} {e.text}")
+
+
+@patient.command("history")
+@click.argument("patient_key")
+@format_option("text", "json")
+@pass_ctx
+@handle_errors
+def patient_history_cmd(ctx: Context, patient_key: str, fmt: str) -> None:
+    """What each run changed in one patient's loaded records (the audit trail).
+
+    Per run: the records added, changed (with the columns that changed), reinstated or
+    retired, by file and pseudonymous record key; values and identifiers are never shown.
+    PATIENT_KEY is the pseudonym (or a unique prefix of it).
+
+    Example: registry patient history 3f29a1c0
+    """
+    from registry.db.history import patient_history
+
+    key, runs = patient_history(ctx.ready_engine(), patient_key)
+    if fmt == "json":
+        echo_json({"patient_key": key, "runs": [r.to_json() for r in runs]})
+        return
+    click.echo(f"patient {key}")
+    for run in runs:
+        click.echo(f"\nrun {run.run_id}  {run.started_at}  data cutoff {run.data_cutoff or '-'}")
+        for c in run.changes:
+            cols = f" ({', '.join(c['columns'])})" if c["columns"] else ""
+            click.echo(f"  {c['action']:<10} {c['file']:<16} {c['record'][:12]}{cols}")
+    if not runs:
+        click.echo("no recorded changes (loaded before the change log existed)")

@@ -147,6 +147,23 @@ class InputFinding(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class RecordChange(Base):
+    """The change log: one row per loaded record a run added, changed, reinstated or retired
+    (pseudonymous keys and column names only, never values), for ``registry patient history``.
+    Like lineage, ``run_id`` carries no foreign-key constraint (ledger rows are never deleted)."""
+
+    __tablename__ = "record_changes"
+    change_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Id, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    file: Mapped[str] = mapped_column(String(32))
+    record_key: Mapped[str] = mapped_column(KEY)
+    # added | changed | reinstated | retired
+    action: Mapped[str] = mapped_column(String(16))
+    # for 'changed': the data columns whose value changed, comma-separated
+    columns: Mapped[str | None] = mapped_column(Text)
+
+
 class SourceRow:
     """Lineage and currency shared by every table loaded from a bundle.
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from registry.core.errors import NotFound
+from registry.db.history import resolve_patient_key
 from registry.db.models import (
     DiseaseEvent,
     Drug,
@@ -38,23 +38,8 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
     dated story (diagnosis, lines, regimens, transplants with their roles, events, relapses,
     death). ``patient_key`` may be a unique prefix of the pseudonym; ``NotFound`` otherwise."""
     with engine.connect() as conn:
-        if len(patient_key) < 64:  # allow a unique prefix of the pseudonym
-            keys = (
-                conn.execute(
-                    select(Patient.patient_key).where(Patient.patient_key.like(patient_key + "%")).limit(2)
-                )
-                .scalars()
-                .all()
-            )
-            if len(keys) != 1:
-                raise NotFound(
-                    f"{'no' if not keys else 'more than one'} patient matches {patient_key!r}",
-                    hint="give more characters of the key",
-                )
-            patient_key = keys[0]
-        p = conn.execute(select(Patient).where(Patient.patient_key == patient_key)).first()
-        if p is None:
-            raise NotFound(f"no patient {patient_key!r}")
+        patient_key = resolve_patient_key(conn, patient_key)
+        p = conn.execute(select(Patient).where(Patient.patient_key == patient_key)).one()
         head: dict[str, object] = {
             "patient_key": p.patient_key,
             "site": p.site_code,

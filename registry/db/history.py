@@ -1,0 +1,83 @@
+"""One patient's audit trail (``registry patient history``): per run, which of the patient's
+loaded records were added, changed (and which columns), reinstated or retired — pseudonymous
+record keys and column names only, never values or identifiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from registry.core.errors import NotFound
+from registry.db.models import EtlRun, Patient, RecordChange
+
+
+def resolve_patient_key(conn: Connection, patient_key: str) -> str:
+    """The full pseudonym for ``patient_key`` or a unique prefix of it; ``NotFound`` otherwise."""
+    if len(patient_key) >= 64:
+        keys = [patient_key]
+    else:
+        like = select(Patient.patient_key).where(Patient.patient_key.like(patient_key + "%")).limit(2)
+        keys = list(conn.execute(like).scalars().all())
+        if len(keys) != 1:
+            raise NotFound(
+                f"{'no' if not keys else 'more than one'} patient matches {patient_key!r}",
+                hint="give more characters of the key",
+            )
+    found = conn.execute(select(Patient.patient_key).where(Patient.patient_key == keys[0])).first()
+    if found is None:
+        raise NotFound(f"no patient {patient_key!r}")
+    return keys[0]
+
+
+@dataclass
+class RunChanges:
+    """What one run changed for the patient."""
+
+    run_id: int
+    started_at: str
+    data_cutoff: str | None
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "data_cutoff": self.data_cutoff,
+            "changes": self.changes,
+        }
+
+
+def patient_history(engine: Engine, patient_key: str) -> tuple[str, list[RunChanges]]:
+    """The patient's full pseudonym and, oldest run first, what each run changed."""
+    with engine.connect() as conn:
+        key = resolve_patient_key(conn, patient_key)
+        rows = conn.execute(
+            select(
+                RecordChange.run_id,
+                EtlRun.started_at,
+                EtlRun.data_cutoff,
+                RecordChange.file,
+                RecordChange.record_key,
+                RecordChange.action,
+                RecordChange.columns,
+            )
+            .join(EtlRun, EtlRun.run_id == RecordChange.run_id)
+            .where(RecordChange.patient_key == key)
+            .order_by(RecordChange.run_id, RecordChange.change_id)
+        ).all()
+    runs: list[RunChanges] = []
+    for r in rows:
+        if not runs or runs[-1].run_id != r.run_id:
+            cutoff = r.data_cutoff.isoformat() if r.data_cutoff else None
+            runs.append(RunChanges(r.run_id, r.started_at.isoformat(timespec="seconds"), cutoff))
+        runs[-1].changes.append(
+            {
+                "file": r.file,
+                "record": r.record_key,
+                "action": r.action,
+                "columns": r.columns.split(",") if r.columns else [],
+            }
+        )
+    return key, runs
