@@ -337,6 +337,8 @@ class Regimen(Derived, Base):
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     stop_reason: Mapped[str | None] = mapped_column(String(16))
     contains_lenalidomide: Mapped[bool] = mapped_column(Boolean, default=False)
+    acronym: Mapped[str | None] = mapped_column(String(16))  # VRd, KRd, ... when a known combination
+    backbone: Mapped[str | None] = mapped_column(String(120))  # drug classes: "PI + IMiD + steroid"
 
 
 class RegimenExposure(Base):

@@ -174,6 +174,8 @@ VIEWS: tuple[View, ...] = (
             ("regimen_number", "1 for the line's first regimen"),
             ("phase", "induction, mobilisation, consolidation, maintenance or salvage"),
             ("name", "generic names joined by +"),
+            ("acronym", "VRd, KRd, DRd, ... when a known combination; null otherwise"),
+            ("backbone", "the drug classes it combines, e.g. PI + IMiD + steroid"),
             ("start_date", "first day"),
             ("end_date", "last day its last non-steroid drug was given; null when ongoing"),
             ("stop_reason", "why it stopped"),
@@ -181,7 +183,8 @@ VIEWS: tuple[View, ...] = (
         ),
         """SELECT g.patient_key, l.line_number,
            ROW_NUMBER() OVER (PARTITION BY g.line_id ORDER BY g.start_date, g.regimen_id) AS regimen_number,
-           g.phase, g.name, g.start_date, g.end_date, g.stop_reason, g.contains_lenalidomide
+           g.phase, g.name, g.acronym, g.backbone, g.start_date, g.end_date, g.stop_reason,
+           g.contains_lenalidomide
            FROM regimens g JOIN lines_of_therapy l ON l.line_id = g.line_id
            JOIN patients p ON p.patient_key = g.patient_key AND p.is_current""",
     ),

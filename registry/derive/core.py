@@ -334,6 +334,7 @@ def _regimen(
         stop_reason=stop,
         exposures=[(e.index, c) for e, c in members],
         drugs=sorted({e.drug for e, _ in members}),
+        classes=sorted({e.drug_class for e, _ in members if e.drug_class}),
     )
 
 

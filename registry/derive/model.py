@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from registry.core.enums import ExposureRole, Phase, ProgressionSource, StartRule, TransplantRole
+from registry.derive import regimen_names
 
 LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
@@ -101,10 +102,19 @@ class Regimen:
     stop_reason: str | None
     exposures: list[tuple[int, bool]]  # (exposure index, continued from an earlier regimen)
     drugs: list[str]
+    classes: list[str] = field(default_factory=list)  # the drugs' classes
 
     @property
     def name(self) -> str:
         return " + ".join(self.drugs)
+
+    @property
+    def acronym(self) -> str | None:
+        return regimen_names.acronym(self.drugs)
+
+    @property
+    def backbone(self) -> str:
+        return regimen_names.backbone(self.classes)
 
     @property
     def contains_lenalidomide(self) -> bool:

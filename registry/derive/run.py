@@ -371,6 +371,8 @@ def _write(
                 end_date=r.end,
                 stop_reason=r.stop_reason,
                 contains_lenalidomide=r.contains_lenalidomide,
+                acronym=r.acronym,
+                backbone=r.backbone[:120],
                 derivation_run_id=run_id,
             )
             for idx, continued in r.exposures:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
+from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.db.database import alembic_config, downgrade, make_engine, migration_state, upgrade
 from registry.db.models import Base
 from registry.db.setup import prepare
+from registry.derive.run import derive_pending
+from tests.conftest import TEST_KEY
+from tests.etl.bundles import write_bundle
 
 
 def test_upgrade_head_then_check_reports_no_drift(empty_db_url: str) -> None:
@@ -51,3 +57,25 @@ def test_cli_upgrade_then_doctor(empty_db_url: str, monkeypatch) -> None:  # typ
     assert "up to date" in res.output
     assert "a-long-enough-test-key" not in res.output
     assert "set (from REGISTRY_PSEUDONYM_KEY)" in res.output
+
+
+def test_upgrading_to_regimen_acronyms_flags_derived_patients_until_derived(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(empty_db_url)
+    prepare(engine)
+    run_bundle(engine, write_bundle(tmp_path / "b"), TEST_KEY.encode())
+    derive_pending(engine)
+    downgrade(engine, "0007")  # a registry derived before the columns existed
+    upgrade(engine)
+    with engine.connect() as conn:
+        flagged = conn.execute(text("SELECT COUNT(*) FROM patients WHERE needs_derivation = TRUE")).scalar()
+        with_regimens = conn.execute(text("SELECT COUNT(DISTINCT patient_key) FROM regimens")).scalar()
+        named = conn.execute(text("SELECT COUNT(*) FROM regimens WHERE backbone IS NOT NULL")).scalar()
+    assert flagged == with_regimens == 3 and named == 0
+    derive_pending(engine)
+    with engine.connect() as conn:
+        acronyms = set(conn.execute(text("SELECT acronym FROM regimens")).scalars())
+        unnamed = conn.execute(text("SELECT COUNT(*) FROM regimens WHERE backbone IS NULL")).scalar()
+    assert "VRd" in acronyms and unnamed == 0
+    engine.dispose()

@@ -52,12 +52,14 @@ def test_view_values_follow_the_registry(engine: Engine, tmp_path: Path) -> None
     assert by_start[("Darzalex", "2022-03-15")] == 2
 
     regimens = _rows(
-        engine, f"SELECT line_number, regimen_number, phase FROM v_regimens WHERE patient_key = '{key}'"
+        engine,
+        "SELECT line_number, regimen_number, phase, acronym, backbone "
+        f"FROM v_regimens WHERE patient_key = '{key}'",
     )
-    assert sorted((r["line_number"], r["regimen_number"], r["phase"]) for r in regimens) == [
-        (1, 1, "induction"),
-        (1, 2, "maintenance"),
-        (2, 1, "salvage"),
+    assert sorted(tuple(r.values()) for r in regimens) == [  # type: ignore[type-var]
+        (1, 1, "induction", "VRd", "PI + IMiD + steroid"),
+        (1, 2, "maintenance", "R", "IMiD"),
+        (2, 1, "salvage", None, "anti-CD38 + IMiD"),  # daratumumab + lenalidomide, no steroid
     ]
     (mt,) = _rows(engine, f"SELECT * FROM v_maintenance WHERE patient_key = '{key}'")
     assert mt["agents"] == "lenalidomide" and mt["stop_reason"] == "progression"

@@ -39,6 +39,12 @@ def test_01_vrd_asct_len_maintenance_relapse_drd() -> None:
     assert rel.len_refractory and rel.len_free_interval_days == 0 and rel.len_last_dose == 10
     assert dv.first_regimen(2).contains_lenalidomide  # type: ignore[union-attr]
     assert dv.transplant_roles[dv.index_transplant.key][0] == "index"  # type: ignore[union-attr]
+    # what a clinician calls them: VRd, R maintenance, DRd
+    assert [(r.acronym, r.backbone) for r in dv.regimens] == [
+        ("VRd", "PI + IMiD + steroid"),
+        ("R", "IMiD"),
+        ("DRd", "anti-CD38 + IMiD + steroid"),
+    ]
 
 
 def test_02_tandem_transplant_is_one_line() -> None:
