@@ -63,6 +63,7 @@ def test_an_analyst_role_reads_the_views_and_nothing_else(
         assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
         with analyst.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM v_treatments")).scalar() == 7  # one quarantined
+            conn.execute(text("SELECT study_group, birth_year FROM cohort_lenalidomide_relapse")).all()
         assert runner.invoke(cli, ["db", "revoke-analyst", role]).exit_code == 0
         with analyst.connect() as conn, pytest.raises(ProgrammingError, match="permission denied"):
             conn.execute(text("SELECT * FROM v_patients"))
