@@ -212,6 +212,24 @@ def db_dictionary(fmt: str) -> None:
 
     Example: registry db dictionary --format csv > dictionary.csv
     """
+    from registry.cohorts.definition import builtin_names, load_definition
+    from registry.cohorts.sql import view_descriptions, view_name
     from registry.db.dictionary import dictionary, render
 
-    click.echo(render(dictionary(), fmt), nl=False)
+    entries = dictionary()
+    for name in builtin_names():  # the cohorts' views, after the analysts' views
+        defn = load_definition(name)
+        described = [
+            {
+                "kind": "view",
+                "object": view_name(defn),
+                "column": c,
+                "type": "",
+                "nullable": "",
+                "description": d,
+            }
+            for c, d in view_descriptions(defn)
+        ]
+        last_view = max(i for i, e in enumerate(entries) if e["kind"] == "view")
+        entries[last_view + 1 : last_view + 1] = described
+    click.echo(render(entries, fmt), nl=False)

@@ -161,6 +161,43 @@ def view_name(defn: CohortDefinition) -> str:
 VIEW_RENAMES = {"birth_date": "birth_year", "group": "study_group"}
 
 
+EXPORT_DESCRIPTIONS = {
+    "patient_key": "the patient's pseudonym",
+    "site_code": "the delivering centre",
+    "cutoff": "the site's data cutoff (or the --as-of date)",
+    "sex": "F, M or U",
+    "birth_year": "year of birth (the full date is never shown)",
+    "iss_stage": "ISS stage at diagnosis",
+    "cytogenetic_risk": "standard, high or unknown",
+    "index_transplant_date": "date of the index autologous transplant",
+    "relapse_date": "first relapse after the index transplant",
+    "l2_start": "start of the second line",
+    "l2_first_regimen": "the second line's first regimen (generic names)",
+    "lenalidomide_maintenance": "line-1 maintenance contained lenalidomide",
+    "l2_lenalidomide": "the second line's first regimen contains lenalidomide",
+    "maintenance_agents": "maintenance drugs, generic names",
+    "maintenance_start": "first day of maintenance",
+    "maintenance_end": "last day of maintenance; null when ongoing",
+    "maintenance_stop_reason": "why maintenance stopped",
+    "death_date": "date of death",
+    "last_contact_date": "last contact",
+    "relapse_lenalidomide_refractory": "refractory to lenalidomide at the first relapse after transplant",
+    "relapse_lenalidomide_free_days": "days from the last lenalidomide to that relapse (0 if running)",
+}
+
+
+def view_descriptions(defn: CohortDefinition) -> list[tuple[str, str]]:
+    """(column, description) of every column of the cohort's analysts' view, in order."""
+    described = dict(EXPORT_DESCRIPTIONS)
+    for i, step in enumerate(defn.steps, start=1):
+        described[f"step_{i}"] = f"1 when the patient passes steps 1-{i} (step {i}: {step.label})"
+    described["study_group"] = "; ".join(f"{g.name} = {g.label}" for g in defn.groups)
+    for e in defn.endpoints:
+        described[f"{e.name}_days"] = f"{e.label}: days from {e.origin} to the event or censoring"
+        described[f"{e.name}_event"] = f"{e.label}: 1 event, 0 censored"
+    return [(c, described[c]) for c in view_columns(defn)]
+
+
 def view_columns(defn: CohortDefinition) -> list[str]:
     """The columns of the cohort's analysts' view, in order."""
     cols = [VIEW_RENAMES.get(c, c) for c in EXPORT_COLUMNS]
@@ -192,6 +229,14 @@ def create_view(conn: Connection, defn: CohortDefinition) -> str:
     conn.execute(
         text(f"CREATE VIEW {name} AS SELECT {', '.join(select)} FROM ({analysis_sql(defn, dialect)}) c")
     )
+    if dialect == "postgresql":  # described like the other views (utility statements take no parameters)
+
+        def quoted(value: str) -> str:
+            return "'" + value.replace("'", "''") + "'"
+
+        conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS {quoted(defn.title)}")
+        for column, description in view_descriptions(defn):
+            conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{column} IS {quoted(description)}")
     return name
 
 

@@ -10,9 +10,13 @@ import json
 from click.testing import CliRunner
 
 from registry.cli import cli
+from registry.cohorts.definition import load_definition
+from registry.cohorts.sql import view_columns, view_name
 from registry.db.dictionary import dictionary
 from registry.db.models import Base
 from registry.db.views import VIEWS
+
+DEFN = load_definition("lenalidomide-relapse")
 
 
 def test_every_view_and_table_column_is_listed_once() -> None:
@@ -32,12 +36,16 @@ def test_the_three_formats_carry_the_same_rows() -> None:
         res = CliRunner().invoke(cli, ["db", "dictionary", "--format", fmt])
         assert res.exit_code == 0, res.output
         outputs[fmt] = res.output
-    assert json.loads(outputs["json"]) == entries
+    shown = json.loads(outputs["json"])
+    assert [e for e in shown if not e["object"].startswith("cohort_")] == entries
     assert list(csv.DictReader(io.StringIO(outputs["csv"]))) == [
-        {k: str(v) for k, v in e.items()} for e in entries
+        {k: str(v) for k, v in e.items()} for e in shown
     ]
     md_rows = [
         line for line in outputs["md"].splitlines() if line.startswith("| view") or line.startswith("| table")
     ]
-    assert len(md_rows) == len(entries)
+    assert len(md_rows) == len(shown)
     assert "`v_patients` | `patient_key`" in outputs["md"]
+    # the cohorts' views too, every column described
+    cohort = [e for e in json.loads(outputs["json"]) if e["object"] == view_name(DEFN)]
+    assert [e["column"] for e in cohort] == view_columns(DEFN) and all(e["description"] for e in cohort)

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from etl.pipeline import run_bundle
+from registry.cohorts.sql import create_builtin_views
 from registry.db.views import VIEWS
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -84,10 +85,13 @@ def test_view_values_follow_the_registry(engine: Engine, tmp_path: Path) -> None
 def test_every_postgresql_view_column_is_described(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
+    with engine.begin() as conn:
+        assert create_builtin_views(conn)  # the cohorts' views too
     missing = _rows(
         engine,
         """SELECT c.relname AS view, a.attname AS column FROM pg_class c
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-           WHERE c.relkind = 'v' AND c.relname LIKE 'v\\_%' AND col_description(c.oid, a.attnum) IS NULL""",
+           WHERE c.relkind = 'v' AND (c.relname LIKE 'v\\_%' OR c.relname LIKE 'cohort\\_%')
+             AND col_description(c.oid, a.attnum) IS NULL""",
     )
     assert missing == []
