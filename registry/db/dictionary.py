@@ -8,6 +8,7 @@ import io
 import json
 from typing import Any
 
+from registry.core.csvsafe import safe_cell
 from registry.db.models import Base
 from registry.db.views import VIEWS
 
@@ -57,7 +58,7 @@ def render(entries: list[dict[str, Any]], fmt: str) -> str:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(entries[0]), lineterminator="\n")
         w.writeheader()
-        w.writerows(entries)
+        w.writerows({k: safe_cell(v) for k, v in e.items()} for e in entries)  # like every CSV we write
         return buf.getvalue()
     lines = ["| kind | object | column | type | nullable | description |", "|---|---|---|---|---|---|"]
     lines += [
