@@ -1,4 +1,4 @@
-"""`registry nightly` over two nights on both engines: each bundle taken once and moved, refused
+"""`registry nightly` over three nights on both engines: each bundle taken once and moved, refused
 ones set aside with their reason, a report set and a correct record of what changed per night,
 old nights dropped, exit codes a scheduler can act on."""
 
@@ -25,7 +25,7 @@ from registry.db.models import EtlRun
 from tests.conftest import TEST_KEY
 
 KEY = TEST_KEY.encode()
-NIGHT1, NIGHT2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+NIGHT1, NIGHT2, NIGHT3 = dt.date(2026, 7, 1), dt.date(2026, 7, 2), dt.date(2026, 7, 3)
 
 
 def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -62,7 +62,7 @@ def _next_export(src: Path, dst: Path, hours: int) -> tuple[str, str]:
     return died, dropped
 
 
-def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path: Path) -> None:
+def test_three_nights_move_report_and_record_what_changed(engine: Engine, tmp_path: Path) -> None:
     inbox, reports, source = tmp_path / "inbox", tmp_path / "reports", tmp_path / "source"
     inbox.mkdir()
     write_bundle(source / "night1", patients=150, seed=5)
@@ -81,7 +81,8 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
         "changes.json",
     }
 
-    _next_export(source / "night1", inbox / "site-night2", hours=24)
+    _next_export(source / "night1", source / "night2", hours=24)
+    shutil.copytree(source / "night2", inbox / "site-night2")
     second = run_night(engine, inbox, KEY, reports_dir=reports, keep_nights=1, night=NIGHT2)
     assert second.exit_code == 0
     c = second.changes
@@ -99,6 +100,21 @@ def test_two_nights_move_report_and_record_what_changed(engine: Engine, tmp_path
     assert "Data quality" in (reports / "2026-07-02" / "data-quality.html").read_text()
     page = (reports / "2026-07-02" / "lenalidomide-relapse.html").read_text()
     assert "Since the last night" in page and "patients retired 1" in page and "deaths 1" in page
+
+    # night 3 follows night 2: another death, another patient no longer sent
+    _next_export(source / "night2", inbox / "site-night3", hours=24)
+    third = run_night(engine, inbox, KEY, reports_dir=reports, keep_nights=2, night=NIGHT3)
+    assert third.exit_code == 0 and [b.status for b in third.bundles] == ["succeeded"]
+    c3 = third.changes
+    assert (c3["patients_added"], c3["patients_retired"], c3["deaths_added"]) == (0, 1, 1)
+    assert c3["bundles_taken"] == 1 and (inbox / "processed" / "2026-07-03" / "site-night3").is_dir()
+    study = "lenalidomide-relapse"
+    assert c3["studies"][study]["before"] == c["studies"][study]["after"]  # nights chain up
+    assert c3["data_quality"]["run_id"] == dq["run_id"] + 1
+    assert {p.name for p in reports.iterdir()} == {"2026-07-02", "2026-07-03"}  # --keep-nights 2
+    with engine.connect() as conn:
+        runs = conn.execute(select(EtlRun.status).order_by(EtlRun.run_id)).scalars().all()
+    assert runs == ["succeeded"] * 3
 
 
 def test_a_stale_bundle_beside_a_newer_one_is_refused(engine: Engine, tmp_path: Path) -> None:
