@@ -4,6 +4,7 @@ ended. Opens nothing it would have to create (a missing SQLite file is reported,
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ def diagnose(settings: Settings) -> DoctorReport:
         The checks, and the exit code of the first that failed (0 when all passed).
     """
     from registry.db.database import make_engine, migration_state, require_existing_database
+    from registry.db.keyprint import fingerprint, recorded_fingerprint
     from registry.derive.run import derivation_status
 
     report = DoctorReport()
@@ -84,6 +86,18 @@ def diagnose(settings: Settings) -> DoctorReport:
         with engine.connect() as conn:
             status = derivation_status(conn)
             last = _last_run(conn)
+            recorded = recorded_fingerprint(conn)
+        if settings.pseudonym_key and recorded is not None:
+            if hmac.compare_digest(recorded, fingerprint(settings.pseudonym_key.encode("utf-8"))):
+                report.add("key fingerprint", "matches the key this registry was loaded with")
+            else:
+                report.add(
+                    "key fingerprint",
+                    "DIFFERENT from the key this registry was loaded with: loads are refused",
+                    ok=False,
+                )
+        elif recorded is None:
+            report.add("key fingerprint", "none yet (recorded by the first load)")
         if status.message:
             report.add("derivations", status.message, ok=False)
         else:

@@ -27,6 +27,7 @@ from etl.extract import Bundle, read_manifest
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError
+from registry.db.keyprint import check_key
 from registry.db.models import FollowUp, Patient, PatientSummary
 
 Log = Callable[[str, dict[str, Any]], None]  # (event, fields without identifiers)
@@ -221,6 +222,8 @@ def run_night(
     today = (night or dt.datetime.now(dt.UTC).date()).isoformat()
     result = NightResult(today)
     with inbox_lock(inbox):
+        with engine.connect() as conn:
+            check_key(conn, key)  # a wrong key is the night's problem (78), not the bundles'
         before = _facts(engine)
         studies_before = (
             {name: _groups(_study(engine, name)) for name in REPORTS} if before["patients"] else {}

@@ -36,6 +36,7 @@ from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
 from registry.db.database import require_current_schema, writer_lock
+from registry.db.keyprint import check_key, remember_key
 from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site, SourceFile
 from registry.db.vocabulary import vocabulary_map
 
@@ -209,6 +210,8 @@ def run_bundle(
         require_current_schema(engine)
         lock = writer_lock(engine) if not dry_run else contextlib.nullcontext()
         with lock:
+            with engine.connect() as conn:
+                check_key(conn, key)  # another key would re-pseudonymise and retire everything
             bundle_hash = bundle.sha256()  # one pass over the bundle's bytes
             ledger = _Ledger(engine, enabled=not dry_run)
             ledger.start(bundle_hash, force)
@@ -523,6 +526,7 @@ def _load(
                     hint="check the export; rerun with --force if the site really has no patients",
                 )
         _upsert_site(conn, manifest, run_id)
+        remember_key(conn, key, run_id)
         for name in FILE_ORDER:
             load.mark_changed_patients(conn, name)
             load.log_changes(conn, name, run_id)

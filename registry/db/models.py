@@ -147,6 +147,16 @@ class InputFinding(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
+class KeyFingerprint(Base):
+    """The fingerprint of the pseudonym key the registry's pseudonyms were made with (an HMAC of
+    a fixed label under the key, never the key), recorded by the first load (one row)."""
+
+    __tablename__ = "key_fingerprints"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[int | None] = mapped_column(Id)
+
+
 class RecordChange(Base):
     """The change log: one row per loaded record a run added, changed, reinstated or retired
     (pseudonymous keys and column names only, never values), for ``registry patient history``.
