@@ -67,5 +67,6 @@ def test_cli_and_doctor_say_so_with_exit_78(sqlite_cli_env, tmp_path: Path, monk
     res = runner.invoke(cli, ["etl", "run", str(newer)])
     assert res.exit_code == EXIT_CONFIG and "Traceback" not in res.output
     assert "not the one this registry" in res.output and OTHER.decode() not in res.output
+    assert runner.invoke(cli, ["etl", "validate", str(newer)]).exit_code == EXIT_CONFIG  # validation too
     res = runner.invoke(cli, ["doctor"])
     assert res.exit_code == EXIT_CONFIG and "DIFFERENT" in res.output
