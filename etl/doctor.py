@@ -5,6 +5,8 @@ ended. Opens nothing it would have to create (a missing SQLite file is reported,
 from __future__ import annotations
 
 import hmac
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +73,14 @@ def diagnose(settings: Settings) -> DoctorReport:
         report.add("engine", exc.message, ok=False, exit_code=exc.exit_code)
         return report
     report.add("engine", engine.dialect.name)
+    if engine.dialect.name == "sqlite" and engine.url.database and os.path.exists(engine.url.database):
+        mode = os.stat(engine.url.database).st_mode
+        if mode & 0o077:
+            # a warning, not a failure: the registry works, but other accounts can read it
+            shown = stat.filemode(mode)
+            report.add("file mode", f"WARNING: {shown}: readable beyond its owner; chmod 600 it")
+        else:
+            report.add("file mode", f"{stat.filemode(mode)} (private)")
     try:
         require_existing_database(settings.database_url)
         state = migration_state(engine)

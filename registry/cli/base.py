@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -168,6 +169,9 @@ class RegistryGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+PRIVATE_UMASK = 0o077
+
+
 @click.group(cls=RegistryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="registry")
 @click.option(
@@ -192,6 +196,10 @@ def cli(ctx: click.Context, database_url: str | None, config_file: str | None, q
     """
     ctx.obj = Context(database_url, config_file, quiet)
     ctx.call_on_close(ctx.obj.close)
+    # everything the command creates — the SQLite registry, its lock, reports, exports, moved
+    # bundles — is private to the registry's account (files 0600, folders 0700)
+    previous = os.umask(PRIVATE_UMASK)
+    ctx.call_on_close(lambda: os.umask(previous))
 
 
 pass_ctx = click.make_pass_decorator(Context)
