@@ -46,6 +46,10 @@ class FileHeader:
     present: bool = True  # False: an optional file the bundle does not have
 
 
+# what a bundle may hold; nothing else in it is read
+KNOWN_MEMBERS = ("manifest.json", *(spec.filename for spec in SPECS.values()))
+
+
 class Bundle:
     """Read access to a bundle's members, folder or zip alike."""
 
@@ -56,6 +60,7 @@ class Bundle:
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
         self.member_hashes: dict[str, str] = {}  # filled by sha256()
+        self._names: list[str] = []
         if self.path.is_file():
             try:
                 self._zip = zipfile.ZipFile(self.path)
@@ -64,9 +69,40 @@ class Bundle:
                     [Problem(self.path.name, "not a folder and not a readable .zip file")]
                 ) from None
             names = [n for n in self._zip.namelist() if not n.endswith("/")]
+            unsafe = [
+                n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")
+            ]
+            if unsafe:  # nothing is ever extracted, but such an archive is hostile or broken
+                raise BundleRefused(
+                    [
+                        Problem(
+                            self.path.name,
+                            f"{len(unsafe)} member(s) with an absolute path or '..': refused, nothing read",
+                        )
+                    ]
+                )
             manifests = [n for n in names if n.rsplit("/", 1)[-1] == "manifest.json"]
             if len(manifests) == 1 and "/" in manifests[0]:
                 self._prefix = manifests[0].rsplit("/", 1)[0] + "/"
+            self._names = names
+        else:
+            root = self.path.resolve()
+            for member in KNOWN_MEMBERS:
+                target = self.path / member
+                if target.is_symlink() and not target.resolve().is_relative_to(root):
+                    raise BundleRefused(
+                        [
+                            Problem(
+                                member, "a link to a file outside the bundle's folder: refused, not followed"
+                            )
+                        ]
+                    )
+            self._names = [p.name for p in self.path.iterdir() if p.is_file()]
+
+    def unexpected_members(self) -> int:
+        """How many members are neither the manifest nor an input file (ignored, never read)."""
+        known = {self._prefix + m for m in KNOWN_MEMBERS} if self._zip is not None else set(KNOWN_MEMBERS)
+        return sum(1 for n in self._names if n not in known)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -92,7 +128,7 @@ class Bundle:
         """Hash of the bundle's content (manifest and the input files, in a fixed order); the
         same pass records each member's own hash in ``member_hashes``."""
         h = hashlib.sha256()
-        for member in ["manifest.json", *(c.filename for c in SPECS.values())]:
+        for member in KNOWN_MEMBERS:
             if not self.exists(member):
                 continue
             h.update(member.encode() + b"\0")

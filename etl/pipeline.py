@@ -216,6 +216,12 @@ def run_bundle(
             ledger = _Ledger(engine, enabled=not dry_run)
             ledger.start(bundle_hash, force)
             summary = RunSummary(status=RunStatus.RUNNING)
+            extra = bundle.unexpected_members()
+            if extra:  # counted, not named: a file name can identify a patient
+                summary.warnings.append(
+                    f"{extra} unexpected file(s) in the bundle ignored "
+                    "(only manifest.json and the input files are read)"
+                )
             manifest: Manifest | None = None
             try:
                 manifest = read_manifest(bundle)

@@ -105,7 +105,8 @@ def input_contract_markdown() -> str:
         f"{', '.join(SPECS[n].filename for n in FILE_ORDER)}. "
         f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "
         "(1-32 of A-Z 0-9 _ -), `exported_at` (ISO timestamp with offset), `data_cutoff` (ISO date); "
-        "optional `mode` (`full` default, or `incremental`) and `source_system`.\n",
+        "optional `mode` (`full` default, or `incremental`) and `source_system`. Nothing else in a "
+        "bundle is read: other files are ignored with a warning that counts them (never names them).\n",
         "CSV: UTF-8 (BOM tolerated), comma, RFC 4180 quotes, CRLF or LF. Headers match "
         "case-insensitively after trimming; order is free; unknown columns are ignored with a "
         "warning; columns that look like direct identifiers (e.g. "
@@ -114,8 +115,9 @@ def input_contract_markdown() -> str:
         "empty = not recorded; coded values are case-insensitive. Row numbers count the header as row 1.\n",
         "## Structural problems (the whole bundle is refused, nothing changes)\n",
         "Missing file or manifest, bad manifest, unsupported format version, missing required "
-        "column, repeated column, not UTF-8, unreadable CSV (e.g. a broken quote), empty file. "
-        "Exit code 65.\n",
+        "column, repeated column, not UTF-8, unreadable CSV (e.g. a broken quote), empty file; a "
+        "zip member with an absolute path or `..` in it; a file of a folder bundle that is a link "
+        "to a file outside the folder (never followed). Exit code 65.\n",
         "## Row problems\n",
         "The rule catalogue (`etl/rules.py`). A `blocking` rule quarantines the row with every "
         "reason found; the rest of the bundle loads. An `advisory` rule loads the row and records "
