@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pandas as pd
 
 from etl.contract import FORMAT, FORMAT_VERSION, looks_like_identifier
 from etl.specs import SPECS, FileSpec
-from registry.core.errors import BundleRefused, NoInput, Problem
+from registry.core.errors import BundleRefused, ConfigError, NoInput, Problem
 
 SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
 DEFAULT_CHUNK_ROWS = 50_000
@@ -44,6 +45,39 @@ class FileHeader:
     ignored: list[str] = field(default_factory=list)  # unknown extra columns (warned)
     identifiers_dropped: list[str] = field(default_factory=list)  # never stored
     present: bool = True  # False: an optional file the bundle does not have
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How big a bundle may be, checked before anything is read (a zip's declared sizes, which
+    the zip reader also holds each member to; a folder's file sizes). The defaults pass a
+    1,000,000-patient export (about 3 GB of CSV, compressing 5-20x) and refuse a zip bomb at
+    once. Environment overrides: ``REGISTRY_MAX_MEMBER_BYTES``, ``REGISTRY_MAX_BUNDLE_BYTES``,
+    ``REGISTRY_MAX_COMPRESSION_RATIO``."""
+
+    member_bytes: int = 16 * 2**30
+    bundle_bytes: int = 48 * 2**30
+    ratio: float = 200.0  # uncompressed / compressed, for members over ratio_floor
+    ratio_floor: int = 1 << 20
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        d = cls()
+        try:
+            return cls(
+                member_bytes=int(os.environ.get("REGISTRY_MAX_MEMBER_BYTES", d.member_bytes)),
+                bundle_bytes=int(os.environ.get("REGISTRY_MAX_BUNDLE_BYTES", d.bundle_bytes)),
+                ratio=float(os.environ.get("REGISTRY_MAX_COMPRESSION_RATIO", d.ratio)),
+            )
+        except ValueError:
+            raise ConfigError(
+                "REGISTRY_MAX_MEMBER_BYTES, REGISTRY_MAX_BUNDLE_BYTES and REGISTRY_MAX_COMPRESSION_RATIO "
+                "must be numbers"
+            ) from None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 # what a bundle may hold; nothing else in it is read
@@ -85,6 +119,13 @@ class Bundle:
             if len(manifests) == 1 and "/" in manifests[0]:
                 self._prefix = manifests[0].rsplit("/", 1)[0] + "/"
             self._names = names
+            self._check_sizes(
+                {
+                    m: (info.file_size, info.compress_size)
+                    for m in KNOWN_MEMBERS
+                    if (info := self._info(m)) is not None
+                }
+            )
         else:
             root = self.path.resolve()
             for member in KNOWN_MEMBERS:
@@ -98,6 +139,52 @@ class Bundle:
                         ]
                     )
             self._names = [p.name for p in self.path.iterdir() if p.is_file()]
+            self._check_sizes(
+                {m: (size, size) for m in KNOWN_MEMBERS if (size := self._file_size(m)) is not None}
+            )
+
+    def _info(self, member: str) -> zipfile.ZipInfo | None:
+        assert self._zip is not None
+        try:
+            return self._zip.getinfo(self._prefix + member)
+        except KeyError:
+            return None
+
+    def _file_size(self, member: str) -> int | None:
+        p = self.path / member
+        return p.stat().st_size if p.is_file() else None
+
+    def _check_sizes(self, sizes: dict[str, tuple[int, int]]) -> None:
+        """Refuse (65) before reading when a member or the bundle is larger than the limits allow,
+        or a zip member expands implausibly (a zip bomb)."""
+        limits = Limits.from_env()
+        problems = []
+        for member, (size, packed) in sizes.items():
+            if size > limits.member_bytes:
+                problems.append(
+                    Problem(member, f"{_gib(size)} uncompressed, over the {_gib(limits.member_bytes)} limit")
+                )
+            elif size > limits.ratio_floor and size > limits.ratio * max(packed, 1):
+                problems.append(
+                    Problem(
+                        member,
+                        f"expands {size / max(packed, 1):.0f}-fold ({_gib(packed)} -> {_gib(size)}), "
+                        f"over the {limits.ratio:.0f}-fold limit: not a plausible export (a zip bomb?)",
+                    )
+                )
+        total = sum(size for size, _ in sizes.values())
+        if not problems and total > limits.bundle_bytes:
+            problems.append(
+                Problem(
+                    self.path.name, f"{_gib(total)} uncompressed, over the {_gib(limits.bundle_bytes)} limit"
+                )
+            )
+        if problems:
+            raise BundleRefused(
+                problems,
+                hint="limits: REGISTRY_MAX_MEMBER_BYTES, REGISTRY_MAX_BUNDLE_BYTES, "
+                "REGISTRY_MAX_COMPRESSION_RATIO (docs/operations.md)",
+            )
 
     def unexpected_members(self) -> int:
         """How many members are neither the manifest nor an input file (ignored, never read)."""

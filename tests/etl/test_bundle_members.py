@@ -4,6 +4,8 @@ files are ignored with a warning that counts them without naming them."""
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from etl.extract import Bundle
 from etl.pipeline import run_bundle
-from registry.core.errors import BundleRefused
+from registry.core.errors import BundleRefused, ConfigError
 from registry.db.database import make_engine
 from registry.db.setup import prepare
 from tests.conftest import TEST_KEY
@@ -65,3 +67,43 @@ def test_unexpected_files_are_ignored_and_counted_not_named(tmp_path: Path) -> N
     (warning,) = [w for w in s.warnings if "unexpected" in w]
     assert warning.startswith("2 unexpected file(s)") and "smith" not in warning
     engine.dispose()
+
+
+def test_a_zip_bomb_is_refused_at_once_in_constant_memory(tmp_path: Path) -> None:
+    folder = write_bundle(tmp_path / "b")
+    header = (folder / "treatments.csv").read_bytes().splitlines()[0] + b"\n"
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(folder.iterdir()):
+            if p.name != "treatments.csv":
+                zf.write(p, p.name)
+        with zf.open("treatments.csv", "w") as fh:  # 64 MiB of one repeated row, ~1000-fold
+            fh.write(header)
+            row = b"R1,MRN-0001,lenalidomide,2020-01-01,2020-02-01,,,,\n" * 16384
+            for _ in range(64 * 2**20 // len(row)):
+                fh.write(row)
+    tracemalloc.start()
+    t = time.perf_counter()
+    with pytest.raises(BundleRefused) as err:
+        Bundle(bomb)
+    seconds = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    (problem,) = err.value.problems
+    assert problem.file == "treatments.csv" and "zip bomb" in problem.problem
+    assert seconds < 2 and peak < 20 * 2**20  # nothing was decompressed
+
+
+def test_size_limits_are_configurable_and_checked_before_reading(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    folder = write_bundle(tmp_path / "b")
+    Bundle(folder).close()  # the defaults pass an ordinary bundle
+    monkeypatch.setenv("REGISTRY_MAX_MEMBER_BYTES", "300")  # treatments.csv is 484 bytes
+    with pytest.raises(BundleRefused) as err:
+        Bundle(folder)
+    assert {p.file for p in err.value.problems} >= {"treatments.csv"}
+    assert "over the" in err.value.problems[0].problem and "REGISTRY_MAX_MEMBER_BYTES" in (
+        err.value.hint or ""
+    )
+    monkeypatch.setenv("REGISTRY_MAX_MEMBER_BYTES", "lots")
+    with pytest.raises(ConfigError, match="must be numbers"):
+        Bundle(folder)
