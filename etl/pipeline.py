@@ -206,81 +206,104 @@ def run_bundle(
         For a structural problem (exit 65), after recording it in the ledger.
     """
     t0 = time.perf_counter()
-    with Bundle(path) as bundle:
-        require_current_schema(engine)
-        lock = writer_lock(engine) if not dry_run else contextlib.nullcontext()
-        with lock:
-            with engine.connect() as conn:
-                check_key(conn, key)  # another key would re-pseudonymise and retire everything
-            bundle_hash = bundle.sha256()  # one pass over the bundle's bytes
-            ledger = _Ledger(engine, enabled=not dry_run)
-            ledger.start(bundle_hash, force)
-            summary = RunSummary(status=RunStatus.RUNNING)
-            extra = bundle.unexpected_members()
-            if extra:  # counted, not named: a file name can identify a patient
-                summary.warnings.append(
-                    f"{extra} unexpected file(s) in the bundle ignored "
-                    "(only manifest.json and the input files are read)"
-                )
-            manifest: Manifest | None = None
-            try:
-                manifest = read_manifest(bundle)
-                headers = {name: read_header(bundle, spec) for name, spec in SPECS.items()}
-                summary.site_id, summary.mode = manifest.site_id, manifest.mode
-                summary.data_cutoff = manifest.data_cutoff
-                summary.bundle_hash = bundle_hash
-                if not dry_run:
-                    done = _check_order(engine, manifest, bundle_hash, force)
+    try:
+        with Bundle(path) as bundle:
+            require_current_schema(engine)
+            lock = writer_lock(engine) if not dry_run else contextlib.nullcontext()
+            with lock:
+                with engine.connect() as conn:
+                    check_key(conn, key)  # another key would re-pseudonymise and retire everything
+                bundle_hash = bundle.sha256()  # one pass over the bundle's bytes
+                ledger = _Ledger(engine, enabled=not dry_run)
+                ledger.start(bundle_hash, force)
+                summary = RunSummary(status=RunStatus.RUNNING)
+                extra = bundle.unexpected_members()
+                if extra:  # counted, not named: a file name can identify a patient
+                    summary.warnings.append(
+                        f"{extra} unexpected file(s) in the bundle ignored "
+                        "(only manifest.json and the input files are read)"
+                    )
+                manifest: Manifest | None = None
+                try:
+                    manifest = read_manifest(bundle)
+                    headers = {name: read_header(bundle, spec) for name, spec in SPECS.items()}
+                    summary.site_id, summary.mode = manifest.site_id, manifest.mode
+                    summary.data_cutoff = manifest.data_cutoff
+                    summary.bundle_hash = bundle_hash
+                    done = None if dry_run else _check_order(engine, manifest, bundle_hash, force)
                     if done is not None:
                         summary.status = RunStatus.UNCHANGED
                         summary.message = done
                         ledger.finish(summary, manifest)
-                        return summary
-                unchanged = set() if dry_run or force else _unchanged_files(engine, bundle, manifest, headers)
-                _load(
-                    engine,
-                    bundle,
-                    manifest,
-                    headers,
-                    key,
-                    summary,
-                    ledger.run_id or 0,
-                    dry_run=dry_run,
-                    force=force,
-                    chunk_rows=chunk_rows,
-                    progress=progress,
-                    max_quarantine_rate=max_quarantine_rate,
-                    unchanged=unchanged,
-                )
-                summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
-            except BundleRefused as exc:
-                summary.status = RunStatus.REFUSED
-                summary.message = exc.message
-                summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                        raise _AlreadyLoaded  # leaves the lock; the derivation below takes it again
+                    unchanged = (
+                        set() if dry_run or force else _unchanged_files(engine, bundle, manifest, headers)
+                    )
+                    _load(
+                        engine,
+                        bundle,
+                        manifest,
+                        headers,
+                        key,
+                        summary,
+                        ledger.run_id or 0,
+                        dry_run=dry_run,
+                        force=force,
+                        chunk_rows=chunk_rows,
+                        progress=progress,
+                        max_quarantine_rate=max_quarantine_rate,
+                        unchanged=unchanged,
+                    )
+                    summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
+                except _AlreadyLoaded:
+                    raise
+                except BundleRefused as exc:
+                    summary.status = RunStatus.REFUSED
+                    summary.message = exc.message
+                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    ledger.finish(summary, manifest)
+                    raise
+                except BaseException as exc:
+                    summary.status = RunStatus.FAILED
+                    summary.message = (
+                        exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
+                    )
+                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    ledger.finish(summary, manifest)
+                    raise
+                summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
+                summary.message = _describe(summary)
                 ledger.finish(summary, manifest)
-                raise
-            except BaseException as exc:
-                summary.status = RunStatus.FAILED
-                summary.message = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
-                summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
-                ledger.finish(summary, manifest)
-                raise
-            summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
-            summary.message = _describe(summary)
-            ledger.finish(summary, manifest)
+    except _AlreadyLoaded:
+        if derive:  # finish what a run killed during its derivation left flagged
+            _derive_pending(engine, summary, progress, pause=False)
+        return summary
     if derive and not dry_run:
-        from registry.derive.run import derive_pending
-
-        t1 = time.perf_counter()
-        derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
-        summary.derived_patients = derive_pending(engine, progress=derive_progress).patients
-        summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
-        _warn_stale_derivations(engine, summary)
+        _derive_pending(engine, summary, progress)
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:
         with engine.begin() as conn:
             conn.execute(update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings))
     return summary
+
+
+class _AlreadyLoaded(Exception):
+    """Internal: the bundle was loaded before; leave the lock, then finish a pending derivation."""
+
+
+def _derive_pending(
+    engine: Engine, summary: RunSummary, progress: Progress | None, *, pause: bool = True
+) -> None:
+    """Derive the patients the load flagged (and any a killed run left flagged)."""
+    from registry.derive.run import derive_pending
+
+    if pause:
+        _fault_point("derive")  # the load committed, its patients flagged, nothing derived yet
+    t1 = time.perf_counter()
+    derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
+    summary.derived_patients = derive_pending(engine, progress=derive_progress).patients
+    summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
+    _warn_stale_derivations(engine, summary)
 
 
 def _warn_stale_derivations(engine: Engine, summary: RunSummary) -> None:
@@ -470,6 +493,7 @@ def _load(
                 res = check_chunk(spec, chunk, manifest.data_cutoff, facts, pkeys)
                 rows = to_rows(spec, res.valid, row_context, run_id)
                 load.stage_frame(conn, name, rows)
+                _fault_point("read")  # the first chunk read, validated and staged
                 file_findings += finding_rows(spec, res.findings, rows, pseudo)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
@@ -537,19 +561,22 @@ def _load(
             load.mark_changed_patients(conn, name)
             load.log_changes(conn, name, run_id)
             summary.files[name].changed = load.merge(conn, name)
+        _fault_point("merge")
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
                 # an optional file left out, or an unchanged one not read again, retires nothing
                 if headers[name].present and name not in unchanged:
                     summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
+        _fault_point("retire")
         _remember_files(conn, bundle, manifest, summary, run_id, unchanged)
         if quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])
+        _fault_point("quarantine")
         if findings:
             conn.execute(insert(InputFinding), [{**f, "run_id": run_id} for f in findings])
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
-        _fault_point()
+        _fault_point("commit")
         trans.commit()
     except BaseException:
         if trans.is_active:
@@ -594,12 +621,16 @@ def _mostly_rejected(
     return problems
 
 
-def _fault_point() -> None:
-    """Test hook: with REGISTRY_FAULT_PAUSE_FILE set, announce (by creating that file) that
-    every write of the load is done but not committed, then wait — so tests can kill the
-    process or start a competing run at the worst moment (docs/operations.md)."""
+FAULT_STAGES = ("read", "merge", "retire", "quarantine", "commit", "derive")
+
+
+def _fault_point(stage: str = "commit") -> None:
+    """Test hook: with REGISTRY_FAULT_PAUSE_FILE set, announce (by creating that file) that the
+    run reached ``stage`` (REGISTRY_FAULT_STAGE, default ``commit``: every write of the load done
+    but not committed), then wait — so tests can kill the process or start a competing run at
+    that moment (docs/operations.md)."""
     marker = os.environ.get("REGISTRY_FAULT_PAUSE_FILE")
-    if marker:
+    if marker and os.environ.get("REGISTRY_FAULT_STAGE", "commit") == stage:
         Path(marker).touch()
         time.sleep(float(os.environ.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")))
 
