@@ -42,6 +42,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # write-ahead log: analysts and reports keep reading (the last committed state) while a
+    # load writes; a reader never waits for the writer, nor the writer for readers
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
 
 
