@@ -11,6 +11,7 @@ import json
 import os
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +270,9 @@ def read_manifest(bundle: Bundle) -> Manifest:
 
 
 def _not_utf8(member: str, exc: UnicodeDecodeError) -> BundleRefused:
-    return BundleRefused([Problem(member, f"not valid UTF-8 (byte offset {exc.start}); re-export as UTF-8")])
+    utf16 = exc.start == 0 and bytes(exc.object[:2]) in (b"\xff\xfe", b"\xfe\xff")
+    what = "UTF-16, not UTF-8" if utf16 else f"not valid UTF-8 (byte offset {exc.start})"
+    return BundleRefused([Problem(member, f"{what}; re-export as UTF-8")])
 
 
 def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
@@ -295,12 +298,16 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
     if not header:
         raise BundleRefused([Problem(member, "empty file: no header row")])
     cols = [h.strip().lower() for h in header]
-    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    seen = Counter(cols)
+    dupes = sorted(c for c, n in seen.items() if n > 1)
     if dupes:
-        raise BundleRefused([Problem(member, f"repeated column(s) {dupes}")])
-    missing = [c for c in contract.required if c not in cols]
+        raise BundleRefused([Problem(member, f"repeated column(s) {dupes[:10]}")])
+    missing = [c for c in contract.required if c not in seen]
     if missing:
-        raise BundleRefused([Problem(member, f"missing required column(s) {missing}")])
+        hint = None
+        if len(cols) == 1 and any(d in cols[0] for d in ";\t|"):
+            hint = "the file seems to use another delimiter; the contract asks for commas"
+        raise BundleRefused([Problem(member, f"missing required column(s) {missing}")], hint=hint)
     known = {c.name for c in contract.columns}
     result = FileHeader(columns=cols)
     for c in cols:

@@ -435,9 +435,14 @@ def _load(
     facts = PatientFacts()
     for name, h in headers.items():
         counts = summary.files.setdefault(name, FileCounts())
-        for col in h.ignored:
+        if len(h.ignored) > 5:  # one line, not thousands
             counts.warnings += 1
-            summary.warnings.append(f"{name}.csv: unknown column {col!r} ignored")
+            shown = ", ".join(repr(c) for c in h.ignored[:5])
+            summary.warnings.append(f"{name}.csv: {len(h.ignored)} unknown columns ignored ({shown}, ...)")
+        else:
+            for col in h.ignored:
+                counts.warnings += 1
+                summary.warnings.append(f"{name}.csv: unknown column {col!r} ignored")
         for col in h.identifiers_dropped:
             counts.warnings += 1
             summary.warnings.append(

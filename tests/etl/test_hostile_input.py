@@ -1,0 +1,84 @@
+"""A first hostile-input corpus: each case gives one clear line (a refusal naming the problem)
+or a clean load with the bad row quarantined — never a traceback, never raw control bytes on
+the terminal, read = loaded + quarantined, and a refusal changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from registry.cli import cli
+from tests.etl.bundles import write_bundle
+
+
+def _edit(fn: Callable[[str], str]) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        p = folder / "treatments.csv"
+        p.write_text(fn(p.read_text()))
+
+    return apply
+
+
+def _bytes(fn: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        p = folder / "treatments.csv"
+        p.write_bytes(fn(p.read_bytes()))
+
+    return apply
+
+
+def _wide(text: str) -> str:
+    header, *rows = text.splitlines()
+    extra = ",".join(f"c{i}" for i in range(10_000))
+    return "\n".join([f"{header},{extra}", *(f"{r}," + "," * 9_999 for r in rows)]) + "\n"
+
+
+REFUSED = {
+    "utf16": (_bytes(lambda b: b.decode().encode("utf-16")), "UTF-16, not UTF-8"),
+    "semicolons": (_edit(lambda t: t.replace(",", ";")), "another delimiter"),
+    "huge field": (_edit(lambda t: t.replace("Velcade", "V" * 300_000)), "field larger than field limit"),
+}
+LOADED = {
+    "NUL byte": (_bytes(lambda b: b.replace(b"Velcade", b"Vel\x00cade")), 0),
+    "ANSI escapes": (_edit(lambda t: t.replace("Velcade", "\x1b[31mVelcade\x1b[0m")), 0),
+    "impossible dates": (_edit(lambda t: t.replace("2019-01-20", "0000-00-00", 1)), 1),
+    "Feb 30": (_edit(lambda t: t.replace("2019-04-20", "2026-02-30", 1)), 1),
+    "far future": (_edit(lambda t: t.replace("2019-04-20", "9999-12-31", 1)), 1),
+    "numbers as text": (_edit(lambda t: t.replace('"25"', "1e3").replace(",25,", ",NaN,")), None),
+    "negative dose": (_edit(lambda t: t.replace(",10,", ",-10,", 1)), 1),
+    "10,000 columns": (_edit(_wide), 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_with_one_clear_line(case: str, sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    edit, expected = REFUSED[case]
+    folder = write_bundle(tmp_path / "b")
+    edit(folder)
+    res = CliRunner().invoke(cli, ["etl", "run", str(folder)])
+    assert res.exit_code == 65, res.output
+    assert "Traceback" not in res.output and expected in res.output
+    assert CliRunner().invoke(cli, ["db", "current"]).exit_code == 0
+    runs = CliRunner().invoke(cli, ["etl", "runs", "--format", "json"])
+    assert '"refused"' in runs.output
+
+
+@pytest.mark.parametrize("case", sorted(LOADED))
+def test_loaded_with_bad_rows_quarantined(case: str, sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    edit, quarantined = LOADED[case]
+    folder = write_bundle(tmp_path / "b")
+    edit(folder)
+    res = CliRunner().invoke(cli, ["etl", "run", str(folder), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "\x1b" not in res.output and "\x00" not in res.output
+    files = json.loads(res.stdout)["files"]
+    for counts in files.values():
+        assert counts["read"] == counts["loaded"] + counts["quarantined"]
+    if quarantined is not None:
+        assert files["treatments"]["quarantined"] == quarantined, files["treatments"]
+    if case == "10,000 columns":  # one warning line, not ten thousand
+        assert res.stderr.count("unknown column") == 1 and "10000 unknown columns ignored" in res.stderr
