@@ -216,20 +216,6 @@ def db_dictionary(fmt: str) -> None:
     from registry.cohorts.sql import view_descriptions, view_name
     from registry.db.dictionary import dictionary, render
 
-    entries = dictionary()
-    for name in builtin_names():  # the cohorts' views, after the analysts' views
-        defn = load_definition(name)
-        described = [
-            {
-                "kind": "view",
-                "object": view_name(defn),
-                "column": c,
-                "type": "",
-                "nullable": "",
-                "description": d,
-            }
-            for c, d in view_descriptions(defn)
-        ]
-        last_view = max(i for i, e in enumerate(entries) if e["kind"] == "view")
-        entries[last_view + 1 : last_view + 1] = described
+    cohorts = [load_definition(name) for name in builtin_names()]
+    entries = dictionary([(view_name(d), view_descriptions(d)) for d in cohorts])
     click.echo(render(entries, fmt), nl=False)

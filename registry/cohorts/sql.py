@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from registry.cohorts.definition import CohortDefinition, Endpoint
 from registry.core.errors import DefinitionError
+from registry.db.views import describe_view, year_of
 
 
 def _days(dialect: str, later: str, earlier: str) -> str:
@@ -211,15 +212,10 @@ def create_view(conn: Connection, defn: CohortDefinition) -> str:
     """(Re)create the analysts' view of the cohort (each site's own cutoff): the patients that
     pass every step, with the birth year instead of the birth date and ``study_group``."""
     dialect = conn.dialect.name
-    year = (
-        "CAST(substr(c.birth_date, 1, 4) AS INTEGER)"
-        if dialect == "sqlite"
-        else "CAST(EXTRACT(YEAR FROM c.birth_date) AS INTEGER)"
-    )
     select = []
     for col in view_columns(defn):
         if col == "birth_year":
-            select.append(f"{year} AS birth_year")
+            select.append(f"{year_of(dialect, 'c.birth_date')} AS birth_year")
         elif col == "study_group":
             select.append('c."group" AS study_group')
         else:
@@ -229,14 +225,7 @@ def create_view(conn: Connection, defn: CohortDefinition) -> str:
     conn.execute(
         text(f"CREATE VIEW {name} AS SELECT {', '.join(select)} FROM ({analysis_sql(defn, dialect)}) c")
     )
-    if dialect == "postgresql":  # described like the other views (utility statements take no parameters)
-
-        def quoted(value: str) -> str:
-            return "'" + value.replace("'", "''") + "'"
-
-        conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS {quoted(defn.title)}")
-        for column, description in view_descriptions(defn):
-            conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{column} IS {quoted(description)}")
+    describe_view(conn, name, defn.title, view_descriptions(defn))  # like the other views
     return name
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from registry.core.csvsafe import safe_cell
@@ -13,16 +14,18 @@ from registry.db.models import Base
 from registry.db.views import VIEWS
 
 
-def dictionary() -> list[dict[str, Any]]:
+def dictionary(extra_views: Sequence[tuple[str, Sequence[tuple[str, str]]]] = ()) -> list[dict[str, Any]]:
     """One entry per column: object kind (view / table), object, column, type, nullable and
-    description (views first, then tables in dependency order)."""
+    description — the analysts' views, then ``extra_views`` ((name, (column, description)...),
+    e.g. the cohorts' views, which this layer does not know), then tables in dependency order."""
     out: list[dict[str, Any]] = []
-    for view in VIEWS:
-        for view_column, description in view.columns:
+    views = [(v.name, v.columns) for v in VIEWS] + list(extra_views)
+    for name, columns in views:
+        for view_column, description in columns:
             out.append(
                 {
                     "kind": "view",
-                    "object": view.name,
+                    "object": name,
                     "column": view_column,
                     "type": "",
                     "nullable": "",
@@ -31,9 +34,9 @@ def dictionary() -> list[dict[str, Any]]:
             )
     docs: dict[str, str] = {}
     for mapper in Base.registry.mappers:
-        name = getattr(mapper.class_, "__tablename__", None)
-        if isinstance(name, str):
-            docs[name] = (mapper.class_.__doc__ or "").strip().split("\n")[0]
+        tablename = getattr(mapper.class_, "__tablename__", None)
+        if isinstance(tablename, str):
+            docs[tablename] = (mapper.class_.__doc__ or "").strip().split("\n")[0]
     for table in Base.metadata.sorted_tables:
         table_doc = docs.get(table.name, "")
         for col in table.columns:

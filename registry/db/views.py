@@ -6,6 +6,7 @@ its description (``COMMENT ON``), and docs/data-model.md lists them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -25,7 +26,8 @@ def _days(dialect: str, later: str, earlier: str) -> str:
     return f"({later} - {earlier})"
 
 
-def _year(dialect: str, date: str) -> str:
+def year_of(dialect: str, date: str) -> str:
+    """SQL for the year of a date column, as an integer (what views show instead of a date)."""
     if dialect == "sqlite":
         return f"CAST(substr({date}, 1, 4) AS INTEGER)"
     return f"CAST(EXTRACT(YEAR FROM {date}) AS INTEGER)"
@@ -241,7 +243,7 @@ def view_sql(view: View, dialect: str) -> str:
         if name == "days":
             return _days(dialect, *args)
         if name == "year":
-            return _year(dialect, *args)
+            return year_of(dialect, *args)
         if name == "age":
             return _age(dialect, *args)
         return _line_agents(dialect)
@@ -253,16 +255,23 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def describe_view(conn: Connection, name: str, description: str, columns: Sequence[tuple[str, str]]) -> None:
+    """On PostgreSQL, comment a view and each of its columns (a no-op on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return
+    # utility statements take no parameters: quote the text
+    conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS {_quote(description)}")
+    for column, text_ in columns:
+        conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{column} IS {_quote(text_)}")
+
+
 def create_views(conn: Connection) -> list[str]:
     """(Re)create every analysts' view, with its column comments on PostgreSQL."""
     dialect = conn.dialect.name
     for view in VIEWS:
         conn.execute(text(f"DROP VIEW IF EXISTS {view.name}"))
         conn.execute(text(f"CREATE VIEW {view.name} AS {view_sql(view, dialect)}"))
-        if dialect == "postgresql":  # utility statements take no parameters: quote the text
-            conn.exec_driver_sql(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}")
-            for column, description in view.columns:
-                conn.exec_driver_sql(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(description)}")
+        describe_view(conn, view.name, view.description, view.columns)
     from registry.db.roles import grant_views
 
     grant_views(conn)  # analysts keep their access to the recreated views
