@@ -129,26 +129,10 @@ def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
     conn.execute(text(f"DELETE FROM {st} WHERE source_row = :r"), [{"r": int(r)} for r in source_rows])
 
 
-def mark_changed_patients(conn: Connection, name: str) -> None:
-    """Flag for derivation every patient whose staged rows differ from the current ones."""
-    if name == ROOT:
-        return  # the patients upsert sets the flag itself
-    target, pk = TARGETS[name]
-    st = stage_name(name)
-    differs = " OR ".join(f"t.{c} {_distinct(conn)} s.{c}" for c in data_columns(name))
-    conn.execute(
-        text(f"""
-        UPDATE patients SET needs_derivation = TRUE
-        WHERE patient_key IN (
-            SELECT s.patient_key FROM {st} s LEFT JOIN {target} t ON t.{pk} = s.{pk}
-            WHERE t.{pk} IS NULL OR t.is_current = FALSE OR {differs})
-        """)
-    )
-
-
 def log_changes(conn: Connection, name: str, run_id: int) -> None:
     """Write to the change log (``record_changes``) every staged record the merge will add,
-    change (with the names of the columns that differ) or reinstate. Run before ``merge``."""
+    change (with the names of the columns that differ) or reinstate, and flag those records'
+    patients for derivation. Run before ``merge``."""
     target, pk = TARGETS[name]
     st = stage_name(name)
     distinct = _distinct(conn)
@@ -165,6 +149,19 @@ def log_changes(conn: Connection, name: str, run_id: int) -> None:
         FROM {st} s LEFT JOIN {target} t ON t.{pk} = s.{pk}
         WHERE t.{pk} IS NULL OR t.is_current = FALSE OR {differs}
         """),
+        {"run": run_id, "f": name},
+    )
+    if name != ROOT:  # the patients upsert sets the flag itself
+        _flag_logged_patients(conn, name, run_id)
+
+
+def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
+    """Flag for derivation the patients of the file's records this run logged as changed."""
+    conn.execute(
+        text(
+            "UPDATE patients SET needs_derivation = TRUE WHERE patient_key IN "
+            "(SELECT patient_key FROM record_changes WHERE run_id = :run AND file = :f)"
+        ),
         {"run": run_id, "f": name},
     )
 
@@ -224,13 +221,6 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
     ).first()
     if earlier is None:
         return 0  # nothing of this site predates the run: nothing to retire
-    conn.execute(
-        text(
-            f"UPDATE patients SET needs_derivation = TRUE WHERE patient_key IN "
-            f"(SELECT patient_key FROM {target} WHERE {missing})"
-        ),
-        params,
-    )
     pk = TARGETS[name][1]
     conn.execute(
         text(
@@ -240,6 +230,7 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
         ),
         {**params, "fname": name},
     )
+    _flag_logged_patients(conn, name, run_id)  # the retired records' patients
     res = conn.execute(
         text(f"UPDATE {target} SET is_current = FALSE, retired_run_id = :run WHERE {missing}"),
         params,

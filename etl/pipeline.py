@@ -563,8 +563,7 @@ def _load(
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, key, run_id)
         for name in FILE_ORDER:
-            load.mark_changed_patients(conn, name)
-            load.log_changes(conn, name, run_id)
+            load.log_changes(conn, name, run_id)  # and flags the changed records' patients
             summary.files[name].changed = load.merge(conn, name)
         _fault_point("merge")
         if manifest.mode == "full":
