@@ -11,8 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, select, text
 
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
@@ -30,6 +29,7 @@ from registry.db.models import (
 )
 from registry.db.roles import grant_analyst
 from tests.conftest import TEST_KEY
+from tests.db.analysts import as_role, drop_analyst_roles
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "docs" / "sql-cookbook.md"
 
@@ -210,7 +210,7 @@ def test_every_cookbook_answer_equals_the_registry(engine: Engine, db_url: str, 
     analyst = engine
     if engine.dialect.name == "postgresql":
         grant_analyst(engine, role, login=True)
-        analyst = create_engine(make_url(db_url).set(username=role, password=None))
+        analyst = as_role(db_url, role)
     try:
         for number, variants in sorted(questions().items()):
             sql = variants.get(engine.dialect.name, variants.get("any"))
@@ -222,9 +222,4 @@ def test_every_cookbook_answer_equals_the_registry(engine: Engine, db_url: str, 
     finally:
         if analyst is not engine:
             analyst.dispose()
-            with engine.connect() as conn:
-                group = str(conn.execute(text("SELECT current_database()")).scalar()) + "_analysts"
-                for name in (role, group):  # roles are the server's: leave none behind
-                    conn.execute(text(f"DROP OWNED BY {name}"))
-                    conn.execute(text(f"DROP ROLE IF EXISTS {name}"))
-                conn.commit()
+            drop_analyst_roles(engine, role)  # roles are the server's: leave none behind

@@ -11,21 +11,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.db.views import VIEWS
 from tests.conftest import TEST_KEY
+from tests.db.analysts import as_role, drop_analyst_roles
 from tests.etl.bundles import base_rows, write_bundle
 
 KEY = TEST_KEY.encode()
-
-
-def _as_role(db_url: str, role: str) -> Engine:
-    return create_engine(make_url(db_url).set(username=role, password=None), isolation_level="AUTOCOMMIT")
 
 
 def test_an_analyst_role_reads_the_views_and_nothing_else(
@@ -43,7 +39,7 @@ def test_an_analyst_role_reads_the_views_and_nothing_else(
         res = runner.invoke(cli, ["db", "grant-analyst", role, "--login"])
         assert res.exit_code == 0, res.output
         assert runner.invoke(cli, ["db", "grant-analyst", role, "--login"]).exit_code == 0  # idempotent
-        analyst = _as_role(db_url, role)
+        analyst = as_role(db_url, role)
         with analyst.connect() as conn:
             for view in VIEWS:
                 conn.execute(text(f"SELECT * FROM {view.name}")).all()
@@ -69,12 +65,7 @@ def test_an_analyst_role_reads_the_views_and_nothing_else(
             conn.execute(text("SELECT * FROM v_patients"))
         analyst.dispose()
     finally:
-        with engine.connect() as conn:
-            group = str(conn.execute(text("SELECT current_database()")).scalar()) + "_analysts"
-            for name in (role, group):  # roles are the server's: leave none behind
-                conn.execute(text(f"DROP OWNED BY {name}"))
-                conn.execute(text(f"DROP ROLE IF EXISTS {name}"))
-            conn.commit()
+        drop_analyst_roles(engine, role)  # roles are the server's: leave none behind
 
 
 def test_an_analyst_copy_holds_only_the_views(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

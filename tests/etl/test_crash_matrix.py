@@ -5,11 +5,7 @@ way the re-run completes and the registry ends where an uninterrupted run would.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from etl.pipeline import FAULT_STAGES, run_bundle
 from registry.db.models import Base, EtlRun, Patient
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.faults import start_paused
 
 KEY = TEST_KEY.encode()
 
@@ -48,27 +45,7 @@ def test_a_load_killed_at_each_stage(stage: str, engine: Engine, db_url: str, tm
     run_bundle(engine, write_bundle(tmp_path / "night1"), KEY)
     before = _state(engine)
     night2 = _second_night(tmp_path)
-    marker = tmp_path / "paused"
-    env = {
-        **os.environ,
-        "REGISTRY_DATABASE_URL": db_url,
-        "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
-        "REGISTRY_FAULT_PAUSE_FILE": str(marker),
-        "REGISTRY_FAULT_STAGE": stage,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "-q", "etl", "run", str(night2)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, f"the run never reached {stage}"
-        time.sleep(0.02)
+    proc = start_paused(db_url, ["-q", "etl", "run", str(night2)], tmp_path / "paused", stage)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -23,6 +22,7 @@ from etl.synth import write_bundle
 from registry.cli import cli
 from registry.db.models import EtlRun
 from tests.conftest import TEST_KEY
+from tests.etl.faults import start_paused
 
 KEY = TEST_KEY.encode()
 NIGHT1, NIGHT2, NIGHT3 = dt.date(2026, 7, 1), dt.date(2026, 7, 2), dt.date(2026, 7, 3)
@@ -203,15 +203,7 @@ def test_a_night_killed_mid_load_loses_nothing_and_loads_nothing_twice(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_bundle(inbox / "b", patients=80, seed=4)
-    marker = tmp_path / "paused"
-    proc = _nightly_process(
-        db_url, inbox, {"REGISTRY_FAULT_PAUSE_FILE": str(marker), "REGISTRY_FAULT_PAUSE_SECONDS": "60"}
-    )
-    deadline = time.time() + 60
-    while not marker.exists():  # every row written, nothing committed
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the night never reached the pause point"
-        time.sleep(0.05)
+    proc = start_paused(db_url, ["nightly", "--inbox", str(inbox)], tmp_path / "paused")  # rows written
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert (inbox / "b").is_dir()  # untouched, still waiting

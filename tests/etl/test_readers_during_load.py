@@ -4,10 +4,7 @@ last committed state at once."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import read_cohort
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.faults import start_paused
 
 
 def test_a_query_during_a_load_reads_the_committed_state_without_waiting(
@@ -31,28 +29,8 @@ def test_a_query_during_a_load_reads_the_committed_state_without_waiting(
     rows["disease_events"] = [r for r in rows["disease_events"] if r["patient_id"] == "MRN-0001"]
     rows["transplants"] = [r for r in rows["transplants"] if r["patient_id"] == "MRN-0001"]
     night2 = write_bundle(tmp_path / "night2", rows, {"exported_at": "2026-07-02T02:00:00+00:00"})
-    marker = tmp_path / "paused"
-    env = {
-        **os.environ,
-        "REGISTRY_DATABASE_URL": db_url,
-        "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
-        "REGISTRY_FAULT_PAUSE_FILE": str(marker),
-        "REGISTRY_FAULT_STAGE": "commit",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "-q", "etl", "run", str(night2)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_paused(db_url, ["-q", "etl", "run", str(night2)], tmp_path / "paused")
     try:
-        deadline = time.time() + 60
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.time() < deadline, "the load never reached its commit"
-            time.sleep(0.02)
         t = time.perf_counter()
         with engine.connect() as conn:
             patients = conn.execute(text("SELECT COUNT(*) FROM v_patients")).scalar()
