@@ -36,9 +36,9 @@ def run_demo(
     from etl.pipeline import run_bundle
     from etl.synth import write_bundle
     from registry.cohorts.definition import load_definition
-    from registry.cohorts.sql import create_view, read_cohort
+    from registry.cohorts.sql import create_view
+    from registry.reports.inputs import study_report
     from registry.reports.release import release
-    from registry.reports.study import build_study_report
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -61,7 +61,7 @@ def run_demo(
         defn = load_definition("lenalidomide-relapse")
         with engine.begin() as conn:
             create_view(conn, defn)
-        rep = build_study_report(read_cohort(engine, defn), defn)
+        rep = study_report(engine, defn)
     finally:
         engine.dispose()
     html_path = out / "report.html"
@@ -73,19 +73,18 @@ def run_demo(
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)
 
 
-# The founding study's published figures (Eur J Haematol 2021, 575 patients): group sizes and
-# median OS from the start of the second line in months (G4's median was not reported).
-PUBLISHED = {"G1": (136, 55.3), "G2": (161, 37.9), "G3": (209, 49.0), "G4": (69, None)}
-
-
 def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float, db: Path) -> str:
+    # the founding study's published figures, from the definition's [published] table
+    published = data.get("published") or {"groups": {}, "note": ""}
+    figures = {g: (v["n"], v["median_months"]) for g, v in published["groups"].items()}
+
     def months(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.1f}"
 
     lines = [
         "",
         f"Lenalidomide study, data cutoff {data['data_cutoff']}: {data['n']} patients "
-        f"(published: {sum(n for n, _ in PUBLISHED.values())})",
+        f"(published: {sum(n for n, _ in figures.values())})",
         f"{'':<6}{'n':>12}  {'median OS from 2nd line, months':>46}",
         f"{'group':<6}{'published':>10}{'here':>6}  {'published':>10}  {'here (95% CI)':<30}label",
     ]
@@ -93,7 +92,7 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
         s = v["endpoints"].get("os_2l", {})
         ci = s.get("median_ci_months", [None, None])
         here = f"{months(s.get('median_months'))} ({months(ci[0])}-{months(ci[1])})"
-        pub_n, pub_median = PUBLISHED.get(g, (None, None))
+        pub_n, pub_median = figures.get(g, (None, None))
         pub_text = "n/r" if pub_median is None else f"{pub_median:.1f}"
         pub_n_text = "-" if pub_n is None else str(pub_n)
         lines.append(f"{g:<6}{pub_n_text:>10}{v['n']:>6}  {pub_text:>10}  {here:<30}{v['label']}")
@@ -105,7 +104,7 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
         lines.append(
             f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = " + ("n/a" if p is None else f"{p:.4f}")
         )
-    lines.append("published: G1 vs G2 significant, G1 vs G3 not significant; n/r = not reported")
+    lines.append(f"published: {published['note']}; n/r = not reported")
     url = f"sqlite:///{db.resolve()}"
     lines.append(f"rows quarantined by the ETL: {quarantined}; to look at them and at the registry:")
     lines.append("  . .venv/bin/activate   # puts `registry` on the PATH (from the project folder)")

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 from etl.extract import Bundle, read_manifest
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
-from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError
+from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError, ReportRefused
 from registry.db.keyprint import check_key
 from registry.db.models import FollowUp, Patient, PatientSummary
 
@@ -57,11 +57,15 @@ class NightResult:
     bundles: list[BundleOutcome] = field(default_factory=list)
     changes: dict[str, Any] = field(default_factory=dict)
     reports: list[str] = field(default_factory=list)
+    # report name -> why it was not written (e.g. an empty cohort, a cohort below --min-cell)
+    reports_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        """0 when every bundle loaded (quarantined rows are no failure), 65 when one was refused."""
-        return EXIT_DATA if any(b.status != RunStatus.SUCCEEDED for b in self.bundles) else EXIT_OK
+        """0 when every bundle loaded (quarantined rows are no failure) and every report was
+        written; 65 when a bundle or a report was refused."""
+        refused = any(b.status != RunStatus.SUCCEEDED for b in self.bundles) or self.reports_refused
+        return EXIT_DATA if refused else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +73,7 @@ class NightResult:
             "bundles": [asdict(b) for b in self.bundles],
             "changes": self.changes,
             "reports": self.reports,
+            "reports_refused": self.reports_refused,
             "exit_code": self.exit_code,
         }
 
@@ -150,12 +155,16 @@ def _facts(engine: Engine) -> dict[str, int]:
 
 
 def _study(engine: Engine, name: str) -> Any:
-    from registry.cohorts.definition import load_definition
-    from registry.cohorts.sql import read_cohort
-    from registry.reports.study import build_study_report
+    from registry.reports.inputs import study_report
 
-    defn = load_definition(name)
-    return build_study_report(read_cohort(engine, defn), defn)
+    return study_report(engine, name)
+
+
+def _groups_or_none(engine: Engine, name: str) -> dict[str, dict[str, Any]] | None:
+    try:
+        return _groups(_study(engine, name))
+    except ReportRefused:
+        return None
 
 
 def _groups(report: Any) -> dict[str, dict[str, Any]]:
@@ -226,7 +235,7 @@ def run_night(
             check_key(conn, key)  # a wrong key is the night's problem (78), not the bundles'
         before = _facts(engine)
         studies_before = (
-            {name: _groups(_study(engine, name)) for name in REPORTS} if before["patients"] else {}
+            {name: _groups_or_none(engine, name) for name in REPORTS} if before["patients"] else {}
         )
         for path, site, _exported, problem in _order(waiting_bundles(inbox)):
             outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
@@ -268,14 +277,22 @@ def run_night(
             "second lines started": after["second_lines"] - before["second_lines"],
         }
         for name in REPORTS:
-            report = _study(engine, name)
-            studies_after[name] = _groups(report)
-            # a short summary at the top of the page (counts go through the small-cell rule)
-            report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
+            try:
+                report = _study(engine, name)
+                studies_after[name] = _groups(report)
+                # a short summary at the top of the page (counts go through the small-cell rule)
+                report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
+                bodies = {fmt: release(report, fmt, min_cell) for fmt in ("html", "json")}
+            except ReportRefused as exc:  # said in the result and the log; the night exits 65
+                result.reports_refused[name] = exc.message
+                log("report_refused", {"report": name, "reason": exc.message})
+                if folder is not None:
+                    (folder / f"{name}.refused.txt").write_text(exc.message + "\n", encoding="utf-8")
+                continue
             if folder is not None:
-                for fmt in ("html", "json"):
+                for fmt, body in bodies.items():
                     path = folder / f"{name}.{fmt}"
-                    path.write_text(release(report, fmt, min_cell), encoding="utf-8")
+                    path.write_text(body, encoding="utf-8")
                     result.reports.append(str(path))
         quality = _quality(engine, folder, dq_thresholds, min_cell)
         if quality["page"] is not None:

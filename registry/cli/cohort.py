@@ -53,12 +53,12 @@ def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:
     from registry.cohorts.definition import load_definition
     from registry.cohorts.sql import read_cohort
     from registry.reports.render import to_csv
-    from registry.reports.study import StudyReport, patient_table
+    from registry.reports.study import patient_table
 
     check_output(out)
     defn = load_definition(name)
     table = patient_table(read_cohort(ctx.ready_engine(), defn, as_of.date() if as_of else None), defn)
-    write_output(out, to_csv(StudyReport({}, table, {})))
+    write_output(out, to_csv(table))
     ctx.note(f"wrote {len(table)} patient(s) to {out}")
 
 

@@ -24,6 +24,20 @@ def report() -> None:
     type=click.IntRange(min=0),
     help="Landmark analysis from the index transplant (for transplant-origin endpoints).",
 )
+@click.option(
+    "--table",
+    type=click.Choice(["patients", "summary"]),
+    default="patients",
+    show_default=True,
+    help="With --format csv: the per-patient table (internal only) or the tidy summary tables.",
+)
+@click.option(
+    "--figures",
+    "figures_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Also write every figure into this folder as SVG and 300-dpi PNG.",
+)
+@click.option("--horizon-months", type=click.IntRange(min=1), help="End of the plots' time axis.")
 @pass_ctx
 @handle_errors
 def report_study(
@@ -35,28 +49,38 @@ def report_study(
     as_of,
     endpoints: tuple[str, ...],
     landmark_days: int | None,
+    table: str,
+    figures_dir: str | None,
+    horizon_months: int | None,
 ) -> None:
     """Study report NAME as JSON (stdout by default), HTML or the per-patient CSV.
 
-    Example: registry report study lenalidomide-relapse --format html --out report.html
-    """
-    from registry.cohorts.definition import load_definition
-    from registry.cohorts.sql import read_cohort
-    from registry.reports.release import release
-    from registry.reports.study import build_study_report
+    Without --min-cell the report is internal (marked so on every page); with it, every count
+    below N is suppressed in every output. A registry with patients awaiting derivation, an
+    --as-of outside the data, or an empty cohort is refused (exit 65).
 
+    Example: registry report study lenalidomide-relapse --format html --min-cell 11 --out report.html
+    """
+    from pathlib import Path
+
+    from registry.reports.inputs import study_report
+    from registry.reports.release import check_release, release, write_figures
+
+    check_release(fmt, min_cell, table)
     if out:
         check_output(out)
-    defn = load_definition(name)
-    as_of_date = as_of.date() if as_of else None
-    report = build_study_report(
-        read_cohort(ctx.ready_engine(), defn, as_of_date),
-        defn,
-        as_of=as_of_date,
+    report = study_report(
+        ctx.ready_engine(),
+        name,
+        as_of=as_of.date() if as_of else None,
         endpoints=list(endpoints) or None,
         landmark_days=landmark_days,
+        horizon_months=horizon_months,
     )
-    body = release(report, fmt, min_cell)
+    body = release(report, fmt, min_cell, table)
+    if figures_dir:
+        written = write_figures(report, Path(figures_dir), min_cell)
+        ctx.note(f"wrote {len(written)} figures into {figures_dir}")
     if out:
         write_output(out, body)
         ctx.note(f"wrote {out}")

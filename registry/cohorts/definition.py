@@ -67,9 +67,36 @@ class Analysis:
     rate_months: tuple[int, ...] = (12, 24, 60)
     at_risk_months: tuple[int, ...] = (0, 12, 24, 36, 48, 60)
     baseline_heading: str = "Baseline"
-    # categorical columns tabulated per group in the baseline table (column, label)
-    baseline_tables: tuple[tuple[str, str], ...] = ()
+    # the rows of Table 1, in order: categorical (n, %) or continuous (median, IQR)
+    table1: tuple[Table1Variable, ...] = ()
     colours: dict[str, str] = field(default_factory=dict)
+    groups_note: str = ""  # what the groups' terms mean, for the report's Methods
+
+    @property
+    def baseline_tables(self) -> tuple[tuple[str, str], ...]:
+        """The categorical rows of Table 1 as (column, label)."""
+        return tuple((v.column, v.label) for v in self.table1 if v.kind == "categorical")
+
+
+@dataclass(frozen=True)
+class Table1Variable:
+    """A row of Table 1: a column of the per-patient table, its label and how it is summarised
+    (``categorical``: n (%) per level; ``continuous``: median (IQR))."""
+
+    column: str
+    label: str
+    kind: str = "categorical"
+
+
+@dataclass(frozen=True)
+class Published:
+    """Published figures a study reproduces, shown side by side with the registry's: group sizes
+    and the median of one endpoint (None: not reported)."""
+
+    source: str
+    endpoint: str
+    groups: dict[str, tuple[int | None, float | None]]
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,7 @@ class CohortDefinition:
     groups: tuple[Group, ...]
     endpoints: tuple[Endpoint, ...]
     analysis: Analysis
+    published: Published | None = None
 
     def endpoint(self, name: str) -> Endpoint:
         for e in self.endpoints:
@@ -113,6 +141,7 @@ def _parse(data: dict, source: str) -> CohortDefinition:
             groups=groups,
             endpoints=endpoints,
             analysis=analysis,
+            published=_published(data.get("published"), endpoints, groups, source),
         )
     except KeyError as exc:
         raise DefinitionError(f"{source}: missing key {exc}") from None
@@ -136,17 +165,40 @@ def _analysis(a: dict, groups: tuple[Group, ...], source: str) -> Analysis:
             raise DefinitionError(
                 f"{source}: covariate {c.column!r} needs kind numeric, or categorical with a reference level"
             )
+    table1 = tuple(
+        Table1Variable(t["column"], t.get("label", t["column"]), t.get("kind", "categorical"))
+        for t in a.get("table1", [])
+    )
+    for v in table1:
+        if v.kind not in ("categorical", "continuous"):
+            raise DefinitionError(f"{source}: table1 row {v.column!r} needs kind categorical or continuous")
     return Analysis(
         reference_group=reference,
         covariates=covariates,
         rate_months=tuple(int(m) for m in a.get("rate_months", (12, 24, 60))),
         at_risk_months=tuple(int(m) for m in a.get("at_risk_months", (0, 12, 24, 36, 48, 60))),
         baseline_heading=a.get("baseline_heading", "Baseline"),
-        baseline_tables=tuple(
-            (t["column"], t.get("label", t["column"])) for t in a.get("baseline_tables", [])
-        ),
+        table1=table1,
         colours=dict(a.get("colours", {})),
+        groups_note=str(a.get("groups_note", "")),
     )
+
+
+def _published(
+    p: dict | None, endpoints: tuple[Endpoint, ...], groups: tuple[Group, ...], source: str
+) -> Published | None:
+    if p is None:
+        return None
+    if p["endpoint"] not in {e.name for e in endpoints}:
+        raise DefinitionError(f"{source}: published.endpoint {p['endpoint']!r} is not an endpoint")
+    names = {g.name for g in groups}
+    figures = {}
+    for g, v in p.get("groups", {}).items():
+        if g not in names:
+            raise DefinitionError(f"{source}: published group {g!r} is not one of the groups")
+        median = v.get("median_months")
+        figures[g] = (v.get("n"), None if median is None else float(median))
+    return Published(p["source"], p["endpoint"], figures, p.get("note", ""))
 
 
 def builtin_names() -> list[str]:

@@ -267,8 +267,44 @@ def _run_or_explain(engine: Engine, defn: CohortDefinition, query: Callable[[], 
         raise
 
 
-def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = None) -> pd.DataFrame:
-    """Every current patient with step flags (for attrition) and, where defined, endpoints.
+# facts Table 1 describes besides the cohort's own columns: diagnosis, staging, FISH, the index
+# transplant's response and tandem, the first induction regimen and the 2nd line's drug classes
+BASELINE_SQL = """
+WITH reg AS (
+    SELECT r.patient_key, r.line_id, r.phase, r.name, r.acronym, r.backbone,
+           ROW_NUMBER() OVER (PARTITION BY r.patient_key, r.line_id, r.phase
+                              ORDER BY r.regimen_number) AS k
+    FROM regimens r
+)
+SELECT p.patient_key, p.diagnosis_date, p.riss_stage, p.ldh_elevated, p.del17p, p.t_4_14,
+       p.t_14_16, p.gain_1q, t.response_day100, ps.tandem_transplant_date,
+       ind.acronym AS induction_acronym, ind.backbone AS induction_backbone,
+       l2.backbone AS l2_backbone
+FROM patients p
+JOIN patient_summaries ps ON ps.patient_key = p.patient_key
+LEFT JOIN transplants t ON t.transplant_key = ps.index_transplant_key
+LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
+LEFT JOIN reg ind ON ind.line_id = l1.line_id AND ind.phase = 'induction' AND ind.k = 1
+LEFT JOIN reg l2 ON l2.line_id = ps.l2_line_id AND l2.k = 1 AND l2.phase = 'salvage'
+WHERE p.is_current = TRUE
+"""
+
+
+def read_baseline_facts(engine: Engine) -> pd.DataFrame:
+    """Per current derived patient: the facts Table 1 describes besides the cohort's columns."""
+    with engine.connect() as conn:
+        df = pd.read_sql_query(text(BASELINE_SQL), conn)
+    for col in ("diagnosis_date", "tandem_transplant_date"):
+        df[col] = pd.to_datetime(df[col]).dt.date
+    df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
+    return df
+
+
+def read_cohort(
+    engine: Engine, defn: CohortDefinition, as_of: dt.date | None = None, *, baseline: bool = False
+) -> pd.DataFrame:
+    """Every current patient with step flags (for attrition) and, where defined, endpoints;
+    with ``baseline``, also the facts of ``read_baseline_facts`` (for Table 1).
 
     Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
     """
@@ -293,4 +329,6 @@ def read_cohort(engine: Engine, defn: CohortDefinition, as_of: dt.date | None = 
     for col in ("lenalidomide_maintenance", "l2_lenalidomide", "relapse_lenalidomide_refractory"):
         df[col] = df[col].astype("boolean")
     df["relapse_lenalidomide_free_days"] = df["relapse_lenalidomide_free_days"].astype("Int64")
+    if baseline:
+        df = df.merge(read_baseline_facts(engine), on="patient_key", how="left")
     return df

@@ -25,8 +25,11 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "see `registry COMMAND --help`",
     ),
     EXIT_DATA: (
-        "bundle refused (structure, manifest, older than the last bundle, a file mostly quarantined)",
-        "fix the export; `--force` for an intentional re-load of an older bundle",
+        "bundle refused (structure, manifest, older than the last bundle, a file mostly quarantined); "
+        "a report refused (patients await derivation, --as-of outside the data, an empty cohort or "
+        "landmark set, a set below the release threshold)",
+        "fix the export (`--force` for an intentional re-load of an older bundle); for a report, "
+        "follow the hint it prints",
     ),
     EXIT_NO_INPUT: ("the bundle path does not exist", "check the path"),
     EXIT_UNAVAILABLE: ("database unreachable", "check `REGISTRY_DATABASE_URL` and the server"),
@@ -119,6 +122,13 @@ class StudyError(RegistryError):
     """A study or cohort request that cannot be answered as asked (e.g. a biased comparison)."""
 
     exit_code = EXIT_USAGE
+
+
+class ReportRefused(RegistryError):
+    """A report that would describe the wrong state (65): patients awaiting derivation, a data
+    cutoff outside the data, an empty cohort or landmark set, a set below the release threshold."""
+
+    exit_code = EXIT_DATA
 
 
 class NotFound(RegistryError):

@@ -1,67 +1,357 @@
-"""Kaplan-Meier plots with numbers at risk under the axis (matplotlib, PNG bytes)."""
+"""Figures of a study report, drawn only from its released JSON (``suppress.released``), never
+from the fits: what a figure shows is what the release step let through.
+
+- ``km_figure``: Kaplan-Meier curves with 95% CI bands and censoring marks, the axis to the end
+  of follow-up (or a chosen horizon), the log-rank p and hazard ratios on the plot, and numbers at
+  risk and cumulative events under it; groups whose size is suppressed are named, not drawn.
+- ``forest_figure``: hazard ratios with 95% CI of a Cox model, reference levels included.
+- ``flow_svg``: the CONSORT-style flow of patients (plain SVG, no matplotlib).
+
+Figures come out as SVG (text kept as text, counts tagged ``id="count-…"``) or 300-dpi PNG.
+An internal report's figures carry "internal - not for release" across them.
+"""
 
 from __future__ import annotations
 
+import html
 import io
+import math
+from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
-
-from registry.core.units import DAYS_PER_MONTH
-from registry.statistics.survival import KaplanMeier
+from matplotlib.figure import Figure
 
 PALETTE = ("#1b6ca8", "#d1495b", "#2e8b57", "#8d6a9f", "#e08e0b", "#5b5b5b")  # when none is given
-TICKS = (0, 12, 24, 36, 48, 60, 72)
+plt.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, small, testable
+plt.rcParams["svg.hashsalt"] = "registry"  # stable ids: the same report gives the same SVG
 
 
-def km_plot(
-    curves: dict[str, KaplanMeier],
-    title: str,
-    labels: dict[str, str],
-    at_risk: dict[str, dict[str, int | None]] | None = None,
-    colours: dict[str, str] | None = None,
-) -> bytes:
-    """Step curves (months on x), censoring ticks, and a numbers-at-risk table below.
-    ``colours`` maps groups to colours (the definition's ``[analysis]``); others get the
-    palette in order."""
-    colour_of = {g: (colours or {}).get(g, PALETTE[i % len(PALETTE)]) for i, g in enumerate(curves)}
-    fig = plt.figure(figsize=(8.5, 6.2), dpi=110)
-    ax = fig.add_axes((0.1, 0.36, 0.85, 0.56))
-    xmax = 72
-    for g, km in curves.items():
-        x = np.concatenate([[0.0], km.time / DAYS_PER_MONTH])
-        y = np.concatenate([[1.0], km.surv])
-        colour = colour_of[g]
-        ax.step(x, y, where="post", color=colour, lw=1.8, label=f"{g}: {labels.get(g, '')}")
-        cens = km.n_censor > 0
-        ax.plot(km.time[cens] / DAYS_PER_MONTH, km.surv[cens], "|", color=colour, ms=7)
+def _count(v: int | None, min_cell: int | None) -> str:
+    return f"<{min_cell}" if v is None and min_cell else ("–" if v is None else str(v))
+
+
+class _Counter:
+    """Tags each count drawn with a unique SVG id (``count-<k>``)."""
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def __call__(self, artist: Any) -> None:
+        self.k += 1
+        artist.set_gid(f"count-{self.k}")
+
+
+def _internal(fig: Figure, data: dict[str, Any]) -> None:
+    if not data.get("release", {}).get("min_cell"):
+        fig.text(
+            0.5,
+            0.55,
+            "INTERNAL - NOT FOR RELEASE",
+            rotation=25,
+            fontsize=34,
+            color="#c00",
+            alpha=0.10,
+            ha="center",
+            va="center",
+            weight="bold",
+        )
+
+
+def _ci(ci: list[float | None]) -> str:
+    lo, hi = ci
+    return f"{'–' if lo is None else f'{lo:.2f}'}–{'∞' if hi is None else f'{hi:.2f}'}"
+
+
+def _p(x: float | None) -> str:
+    return "–" if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
+    """Kaplan-Meier figure of ``endpoint`` from a released report."""
+    meta = data["endpoints"][endpoint]
+    groups = data["groups"]
+    curves = data.get("curves", {}).get(endpoint, {})
+    colours = data.get("analysis", {}).get("colours", {})
+    min_cell = data.get("release", {}).get("min_cell")
+    grid = [int(m) for m in data["analysis"]["at_risk_months"]]
+    horizon = int(data.get("horizon_months") or (grid[-1] if grid else 60))
+    names = list(groups)
+    colour_of = {g: colours.get(g, PALETTE[i % len(PALETTE)]) for i, g in enumerate(names)}
+    rows = len(names)
+    height = 5.2 + 0.42 * 2 * rows
+    fig = plt.figure(figsize=(9, height))
+    table_h = (0.42 * 2 * rows + 0.9) / height
+    ax = fig.add_axes((0.14, table_h + 0.08, 0.82, 0.9 - table_h - 0.06))
+    tag = _Counter()
+    for g in names:
+        c = curves.get(g)
+        n = groups[g]["n"]
+        if c is None:
+            why = "no patients" if n == 0 else f"n {_count(n, min_cell)}: not drawn"
+            ax.plot([], [], color=colour_of[g], lw=0, label=f"{g}: {groups[g]['label']} ({why})")
+            continue
+        x = [0.0, *c["time_months"]]
+        y = [1.0, *c["surv"]]
+        lo = [1.0, *[s if v is None else v for v, s in zip(c["lower"], c["surv"], strict=True)]]
+        hi = [1.0, *[s if v is None else v for v, s in zip(c["upper"], c["surv"], strict=True)]]
+        ax.fill_between(x, lo, hi, step="post", color=colour_of[g], alpha=0.13, lw=0)
+        ax.step(x, y, where="post", color=colour_of[g], lw=1.8, label=f"{g}: {groups[g]['label']}")
+        ax.plot(c["censored_months"], c["censored_surv"], "|", color=colour_of[g], ms=7, mew=1.2)
     ax.axhline(0.5, color="#999", lw=0.8, ls=":")
-    ax.set_xlim(0, xmax)
+    ax.set_xlim(0, horizon)
     ax.set_ylim(0, 1.02)
-    ax.set_xticks(TICKS)
-    ax.set_xlabel("Months")
-    ax.set_ylabel("Probability")
-    ax.set_title(title, fontsize=11)
+    ax.set_xticks(grid)
+    ax.set_xlabel("Months" + (" from the landmark" if data.get("landmark") else ""))
+    ax.set_ylabel("Probability (95% CI)")
+    ax.set_title(meta.get("title", meta["label"]), fontsize=10.5, wrap=True)
     ax.grid(alpha=0.25)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
-    # numbers at risk (time >= t), one row per group, aligned with the x ticks
-    fig.text(0.01, 0.25, "Number at risk", fontsize=9, weight="bold")
-    for row, (g, km) in enumerate(curves.items()):
-        ty = 0.21 - row * 0.045
-        fig.text(0.02, ty, g, fontsize=9, color=colour_of[g])
-        for t in TICKS:
-            n = km.n_risk_at(t * DAYS_PER_MONTH)
-            if at_risk and g in at_risk and str(t) in at_risk[g]:
-                shown = at_risk[g][str(t)]
-                label = "<" if shown is None else str(shown)
-            else:
-                label = str(n)
-            xpos = 0.1 + 0.85 * t / xmax
-            fig.text(xpos, ty, label, fontsize=9, ha="center")
+    notes = []
+    overall = next(
+        (r for r in data.get("logrank", []) if r["endpoint"] == endpoint and len(r["groups"]) > 2), None
+    ) or next((r for r in data.get("logrank", []) if r["endpoint"] == endpoint), None)
+    if overall is not None and overall.get("p") is not None:
+        notes.append(f"Log-rank p = {_p(overall['p'])} ({', '.join(overall['groups'])})")
+    for r in data.get("cox", []):
+        key = (r["endpoint"], r["model"], r["variable"])
+        if key == (endpoint, "unadjusted", "Group") and not r["is_reference"] and r.get("hr") is not None:
+            notes.append(f"HR {r['term']}: {r['hr']:.2f} ({_ci(r['hr_ci'])})")
+    if notes:
+        ax.text(
+            0.01,
+            0.02,
+            "\n".join(notes),
+            transform=ax.transAxes,
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+        )
+
+    def x_of(t: float) -> float:
+        return 0.14 + 0.82 * t / horizon
+
+    top = table_h - 0.01
+    line = 0.42 / height
+    for block, field in (("Number at risk", "at_risk"), ("Cumulative events", "cumulative_events")):
+        fig.text(0.01, top, block, fontsize=8.5, weight="bold", va="top")
+        top -= line * 0.9
+        for g in names:
+            fig.text(0.02, top, g, fontsize=8.5, color=colour_of[g], va="top")
+            cells = groups[g]["endpoints"].get(endpoint, {}).get(field) or {}
+            for t in grid:
+                if str(t) not in cells:
+                    continue
+                tag(
+                    fig.text(
+                        x_of(t), top, _count(cells[str(t)], min_cell), fontsize=8.5, ha="center", va="top"
+                    )
+                )
+            top -= line * 0.8
+    _internal(fig, data)
+    return fig
+
+
+def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | None:
+    """Forest plot of one Cox model (hazard ratios, 95% CI, reference levels, n and events)."""
+    rows = [r for r in data.get("cox", []) if r["endpoint"] == endpoint and r["model"] == model]
+    if not rows:
+        return None
+    min_cell = data.get("release", {}).get("min_cell")
+    height = 1.2 + 0.32 * len(rows)
+    fig = plt.figure(figsize=(9, height))
+    ax = fig.add_axes((0.36, 0.9 / height, 0.27, 1 - 1.5 / height))
+    tag = _Counter()
+    finite = [v for r in rows for v in (r["hr_ci"] or []) if v is not None and v > 0 and math.isfinite(v)]
+    lo = min([*finite, 0.5]) / 1.2
+    hi = max([*finite, 2.0]) * 1.2
+    for i, r in enumerate(rows):
+        y = len(rows) - i
+        if r["is_reference"]:
+            ax.plot([1], [y], "s", color="#999", ms=4)
+            right = "reference"
+        elif r.get("hr") is None:
+            right = "not released" if r.get("suppressed") else "not estimable"
+        else:
+            ci = r["hr_ci"]
+            left_end = lo if ci[0] is None else max(ci[0], lo)
+            right_end = hi if ci[1] is None else min(ci[1], hi)
+            ax.plot([left_end, right_end], [y, y], color="#1b6ca8", lw=1.5)
+            ax.plot([r["hr"]], [y], "s", color="#1b6ca8", ms=5)
+            right = f"{r['hr']:.2f} ({_ci(ci)}) p {_p(r['p'])}"
+        ax.text(-0.02, y, r["term"], transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8)
+        ax.text(1.03, y, right, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8)
+        tag(
+            ax.text(
+                1.72,
+                y,
+                _count(r["n"], min_cell),
+                transform=ax.get_yaxis_transform(),
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+        )
+        tag(
+            ax.text(
+                1.98,
+                y,
+                _count(r["events"], min_cell),
+                transform=ax.get_yaxis_transform(),
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+        )
+    ax.text(
+        1.03, len(rows) + 0.9, "HR (95% CI)", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold"
+    )
+    ax.text(
+        1.72, len(rows) + 0.9, "n", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold", ha="right"
+    )
+    ax.text(
+        1.98,
+        len(rows) + 0.9,
+        "events",
+        transform=ax.get_yaxis_transform(),
+        fontsize=8,
+        weight="bold",
+        ha="right",
+    )
+    ax.axvline(1, color="#555", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = [t for t in (0.1, 0.25, 0.5, 1, 2, 4, 10) if lo <= t <= hi]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_ylim(0.3, len(rows) + 0.7)
+    ax.set_yticks([])
+    ax.set_xlabel(f"Hazard ratio, {model} (log scale)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    _internal(fig, data)
+    return fig
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as SVG text (closed afterwards)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def to_png(fig: Figure, dpi: int = 300) -> bytes:
+    """The figure as PNG at ``dpi`` (closed afterwards)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
+
+
+def flow_svg(data: dict[str, Any]) -> str:
+    """The flow of patients (CONSORT style) as SVG: the data-quality step, every inclusion step
+    with its exclusions and reason, then the groups. Counts are tagged ``class="count"``."""
+    min_cell = data.get("release", {}).get("min_cell")
+
+    def cnt(v: int | None) -> str:
+        return f'<tspan class="count">{html.escape(_count(v, min_cell))}</tspan>'
+
+    def pct(part: int | None, whole: int | None) -> str:
+        return f" ({100 * part / whole:.0f}%)" if part is not None and whole else ""
+
+    boxes: list[str] = []
+    w, left, side = 380, 20, 430
+    y = 10
+
+    def box(x: int, y: int, width: int, lines: list[str], fill: str = "#f7f9fc") -> int:
+        h = 16 * len(lines) + 12
+        boxes.append(
+            f'<rect x="{x}" y="{y}" width="{width}" height="{h}" rx="4" fill="{fill}" stroke="#8aa"/>'
+        )
+        for i, text in enumerate(lines):
+            boxes.append(f'<text x="{x + 8}" y="{y + 20 + 16 * i}">{text}</text>')
+        return h
+
+    def arrow(y1: int, y2: int) -> None:
+        boxes.append(
+            f'<line x1="{left + w // 2}" y1="{y1}" x2="{left + w // 2}" y2="{y2 - 3}" stroke="#555" '
+            'marker-end="url(#a)"/>'
+        )
+
+    dq = data.get("data_quality")
+    if dq:
+        h = box(
+            left,
+            y,
+            w,
+            [
+                f"Rows delivered in the sites' latest bundles: {cnt(dq['rows_read'])}",
+                f"Patient rows delivered: {cnt(dq['patients_read'])}",
+            ],
+        )
+        q = box(
+            side,
+            y,
+            300,
+            [
+                f"Quarantined by the input checks: {cnt(dq['rows_quarantined'])} rows",
+                f"of them patient rows: {cnt(dq['patients_quarantined'])}",
+            ],
+            "#fff4e5",
+        )
+        boxes.append(f'<line x1="{left + w}" y1="{y + h // 2}" x2="{side}" y2="{y + h // 2}" stroke="#555"/>')
+        y += max(h, q) + 24
+        arrow(y - 24, y)
+    previous = None
+    for i, step in enumerate(data["attrition"]):
+        label = html.escape(step["step"])
+        h = box(
+            left,
+            y,
+            w,
+            [
+                label[:60] + ("…" if len(label) > 60 else ""),
+                f"n = {cnt(step['remaining'])}{pct(step['remaining'], previous)}",
+            ],
+        )
+        if i > 0:
+            reason = html.escape(step["reason"] or "")
+            e = box(
+                side,
+                y,
+                300,
+                [
+                    f"Excluded: {cnt(step['excluded'])}{pct(step['excluded'], previous)}",
+                    reason[:44] + ("…" if len(reason) > 44 else ""),
+                ],
+                "#fbeff0",
+            )
+            boxes.append(
+                f'<line x1="{left + w}" y1="{y + h // 2}" x2="{side}" y2="{y + h // 2}" stroke="#555"/>'
+            )
+            h = max(h, e)
+        previous = step["remaining"]
+        y += h + 24
+        arrow(y - 24, y)
+    gw = (side + 300 - left - 10 * (len(data["groups"]) - 1)) // max(len(data["groups"]), 1)
+    for j, (g, v) in enumerate(data["groups"].items()):
+        box(
+            left + j * (gw + 10),
+            y,
+            gw,
+            [f"{html.escape(g)}: n = {cnt(v['n'])}", html.escape(v["label"])[:30]],
+            "#eef5ee",
+        )
+    height = y + 60
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Flow of patients" '
+        f'width="{side + 320}" height="{height}" font-family="system-ui,sans-serif" font-size="12">'
+        '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="6" refY="4" orient="auto">'
+        '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>' + "".join(boxes) + "</svg>"
+    )

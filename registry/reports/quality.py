@@ -44,7 +44,7 @@ def quality_html(
     def cell(n: int | None) -> str:
         if n is None:
             return "–"
-        return f"fewer than {min_cell}" if small(n) else str(n)
+        return f"<{min_cell}" if small(n) else str(n)
 
     def pct(violated: int | None, denominator: int | None) -> str:
         """A percentage, hidden with its small count (it would give the count back)."""

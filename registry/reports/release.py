@@ -4,16 +4,33 @@ script — and refuses the per-patient table when counts must be suppressed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from registry.core.errors import UsageError
-from registry.reports.render import to_csv, to_html, to_json
+from registry.reports.render import figures, to_csv, to_html, to_json, to_summary_csv
 from registry.reports.study import StudyReport
-from registry.reports.suppress import suppress
+from registry.reports.suppress import released
 
 FORMATS = ("json", "html", "csv")
+TABLES = ("patients", "summary")
 
 
-def release(report: StudyReport, fmt: str, min_cell: int | None = None) -> str:
-    """Render ``report`` as ``fmt`` (json, html or csv: the per-patient table).
+def check_release(fmt: str, min_cell: int | None = None, table: str = "patients") -> None:
+    """``UsageError`` (64) for an output that cannot be released as asked (checked before any work)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
+    if table not in TABLES:
+        raise UsageError(f"unknown table {table!r} (known: {', '.join(TABLES)})")
+    if fmt == "csv" and table == "patients" and min_cell:
+        raise UsageError(
+            "the per-patient table cannot leave the registry with --min-cell",
+            hint="use --format json or html, or --format csv --table summary, for released reports",
+        )
+
+
+def release(report: StudyReport, fmt: str, min_cell: int | None = None, table: str = "patients") -> str:
+    """Render ``report`` as ``fmt`` (json, html or csv: the per-patient table, or with
+    ``table="summary"`` the tidy summary tables).
 
     Parameters
     ----------
@@ -21,6 +38,8 @@ def release(report: StudyReport, fmt: str, min_cell: int | None = None) -> str:
         A computed study report.
     fmt
         ``json``, ``html`` or ``csv``.
+    table
+        For csv: ``patients`` (internal only) or ``summary``.
     min_cell
         Counts below this are suppressed (with complementary suppression); None: no rule.
 
@@ -29,14 +48,26 @@ def release(report: StudyReport, fmt: str, min_cell: int | None = None) -> str:
     UsageError
         For the per-patient table under suppression, or an unknown format.
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
+    check_release(fmt, min_cell, table)
+    if fmt == "csv" and table == "summary":
+        return to_summary_csv(released(report.data, min_cell))
     if fmt == "csv":
-        if min_cell:
-            raise UsageError(
-                "the per-patient table cannot leave the registry with --min-cell",
-                hint="use --format json or html for released reports",
-            )
-        return to_csv(report)
-    data = suppress(report.data, min_cell) if min_cell else report.data
-    return to_json(data) if fmt == "json" else to_html(report, data)
+        return to_csv(report.patients)
+    data = released(report.data, min_cell)
+    return to_json(data) if fmt == "json" else to_html(data)
+
+
+def write_figures(report: StudyReport, folder: Path, min_cell: int | None = None) -> list[Path]:
+    """Write every figure of the released report into ``folder``: SVG and 300-dpi PNG."""
+    data = released(report.data, min_cell)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in ("svg", "png"):
+        for name, body in figures(data, fmt).items():
+            path = folder / f"{name}.{fmt}"
+            if isinstance(body, str):
+                path.write_text(body, encoding="utf-8")
+            else:
+                path.write_bytes(body)
+            written.append(path)
+    return written

@@ -1,16 +1,20 @@
-"""Render a study report as JSON, CSV (the per-patient table) or a self-contained HTML page."""
+"""Render a released study report (``suppress.released``) as JSON, CSV or a self-contained HTML
+page with inline SVG figures. Every renderer takes the released JSON only, so nothing the
+release step hid can reach an output; the per-patient CSV (internal only) is the exception and
+``release`` refuses it under a threshold."""
 
 from __future__ import annotations
 
-import base64
+import csv
+import io
 import json
 from typing import Any
 
 import jinja2
+import pandas as pd
 
 from registry.core.csvsafe import safe_cell
-from registry.reports.plots import km_plot
-from registry.reports.study import StudyReport
+from registry.reports.plots import flow_svg, forest_figure, km_figure, to_png, to_svg
 
 
 def to_json(data: dict[str, Any]) -> str:
@@ -18,15 +22,117 @@ def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def to_csv(report: StudyReport) -> str:
+def to_csv(patients: pd.DataFrame) -> str:
     """The per-patient analysis table as CSV (never leaves the registry under suppression)."""
-    df = report.patients.copy()
+    df = patients.copy()
     for col in ("l2_start", "index_transplant_date", "relapse_date"):
         df[col] = [d.isoformat() if d is not None else "" for d in df[col]]
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = df[col].map(safe_cell)
     return df.to_csv(index=False, lineterminator="\n")
+
+
+def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every summary table of a released report as tidy rows: table, endpoint, group, statistic,
+    value (suppressed counts empty, with ``suppressed`` = 1)."""
+    rows: list[dict[str, Any]] = []
+    status = data.get("release", {}).get("status")
+
+    def add(table: str, endpoint: str, group: str, statistic: str, value: Any, count: bool = False) -> None:
+        rows.append(
+            {
+                "table": table,
+                "endpoint": endpoint,
+                "group": group,
+                "statistic": statistic,
+                "value": "" if value is None else value,
+                "kind": "count" if count else "estimate",
+                "suppressed": int(count and value is None and bool(data.get("release", {}).get("min_cell"))),
+                "release": status,
+            }
+        )
+
+    for i, a in enumerate(data["attrition"]):
+        add("attrition", "", "", f"step {i}: {a['step']} - remaining", a["remaining"], True)
+        add("attrition", "", "", f"step {i}: {a['step']} - excluded", a["excluded"], True)
+    for g, v in data["groups"].items():
+        add("groups", "", g, "n", v["n"], True)
+        for ep, s in v["endpoints"].items():
+            for key in ("n", "events", "censored"):
+                add("survival", ep, g, key, s.get(key), True)
+            for key in ("median_months",):
+                add("survival", ep, g, key, s.get(key))
+            ci = s.get("median_ci_months") or [None, None]
+            add("survival", ep, g, "median_months_lower", ci[0])
+            add("survival", ep, g, "median_months_upper", ci[1])
+            for m in data["analysis"]["rate_months"]:
+                add("survival", ep, g, f"rate_{m}m", s.get(f"rate_{m}m"))
+                rci = s.get(f"rate_{m}m_ci") or [None, None]
+                add("survival", ep, g, f"rate_{m}m_lower", rci[0])
+                add("survival", ep, g, f"rate_{m}m_upper", rci[1])
+            for key in ("at_risk", "cumulative_events"):
+                for t, k in (s.get(key) or {}).items():
+                    add(key, ep, g, f"{t} months", k, True)
+    t1 = data.get("table1")
+    if t1:
+        for r in t1["rows"]:
+            for c, cell in r["cells"].items():
+                name = r["label"] + (f": {r['level']}" if r["kind"] == "categorical" else "")
+                if r["kind"] == "categorical":
+                    add("table1", "", c, f"{name} - n", cell["n"], True)
+                    add("table1", "", c, f"{name} - %", cell["pct"])
+                else:
+                    for key in ("median", "q1", "q3"):
+                        add("table1", "", c, f"{name} - {key}", cell[key])
+                    add("table1", "", c, f"{name} - missing", cell["missing"], True)
+            if r.get("smd") is not None:
+                add("table1", "", "", f"{r['label']} - SMD (largest pair)", r["smd"])
+    for lr in data["logrank"]:
+        label = " vs ".join(lr["groups"])
+        add("logrank", lr["endpoint"], label, "chi2", lr["chi2"])
+        add("logrank", lr["endpoint"], label, "p", lr["p"])
+    for c in data["cox"]:
+        where = f"{c['model']}: {c['term']}"
+        add("cox", c["endpoint"], where, "hr", c["hr"])
+        add("cox", c["endpoint"], where, "hr_lower", c["hr_ci"][0])
+        add("cox", c["endpoint"], where, "hr_upper", c["hr_ci"][1])
+        add("cox", c["endpoint"], where, "p", c["p"])
+        add("cox", c["endpoint"], where, "n", c["n"], True)
+        add("cox", c["endpoint"], where, "events", c["events"], True)
+    return rows
+
+
+def to_summary_csv(data: dict[str, Any]) -> str:
+    """The summary tables of a released report as one tidy CSV."""
+    buf = io.StringIO()
+    rows = summary_rows(data)
+    writer = csv.DictWriter(
+        buf,
+        ["table", "endpoint", "group", "statistic", "value", "kind", "suppressed", "release"],
+        lineterminator="\n",
+    )
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: safe_cell(v) if isinstance(v, str) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | bytes]:
+    """Every figure of a released report: ``km_<endpoint>``, ``forest_<endpoint>`` (the adjusted
+    model, else the unadjusted one) and ``flow``; SVG text or 300-dpi PNG bytes."""
+    out: dict[str, str | bytes] = {}
+    render = to_svg if fmt == "svg" else to_png
+    for name in data["endpoints"]:
+        out[f"km_{name}"] = render(km_figure(data, name))
+        for model in ("adjusted", "unadjusted"):
+            fig = forest_figure(data, name, model)
+            if fig is not None:
+                out[f"forest_{name}"] = render(fig)
+                break
+    if fmt == "svg":
+        out["flow"] = flow_svg(data)
+    return out
 
 
 def _num(x: Any, nd: int = 1) -> str:
@@ -47,11 +153,6 @@ def _months(v: float | None) -> str:
     return "not reached" if v is None else f"{v:.1f}"
 
 
-def _count(x: int | None) -> str:
-    """A count that may have been suppressed (None): said as such, never a bare symbol."""
-    return "fewer than the release threshold" if x is None else str(x)
-
-
 def _pct(x: float | None) -> str:
     return _num(None if x is None else x * 100)
 
@@ -60,27 +161,21 @@ _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("registry.reports", "templates"),
     autoescape=jinja2.select_autoescape(["html", "j2"]),
     undefined=jinja2.StrictUndefined,
-    trim_blocks=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
-_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct, count=_count)
+_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct)
 
 
-def to_html(report: StudyReport, data: dict[str, Any]) -> str:
-    """A self-contained HTML page (``templates/study.html.j2``). ``data`` is the (possibly
-    suppressed) JSON; the plots' numbers at risk come from it."""
-    groups = data["groups"]
-    labels = {g: v["label"] for g, v in groups.items()}
-    colours = data.get("analysis", {}).get("colours", {})
-    plots = {}
-    for name, meta in data["endpoints"].items():
-        if report.curves.get(name):
-            at_risk = {g: v["endpoints"].get(name, {}).get("at_risk", {}) for g, v in groups.items()}
-            png = km_plot(report.curves[name], meta["label"], labels, at_risk, colours)
-            plots[name] = base64.b64encode(png).decode()
+def to_html(data: dict[str, Any]) -> str:
+    """A self-contained HTML page (``templates/study.html.j2``) of a released report, figures
+    inline as SVG."""
+    min_cell = data.get("release", {}).get("min_cell")
 
-    def levels(column: str) -> list[str]:
-        return sorted({k for v in groups.values() for k in v["baseline"].get(column, {})})
+    def count(x: int | None) -> str:
+        return (f"<{min_cell}" if min_cell else "–") if x is None else str(x)
 
+    figs = {k: v for k, v in figures(data, "svg").items() if isinstance(v, str)}
     return _ENV.get_template("study.html.j2").render(
-        data=data, patients=len(report.patients), plots=plots, levels=levels
+        data=data, figs=figs, count=count, min_cell=min_cell, internal=not min_cell
     )

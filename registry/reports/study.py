@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from registry import __version__
-from registry.cohorts.definition import Analysis, CohortDefinition
-from registry.core.errors import StudyError
+from registry.cohorts.definition import Analysis, CohortDefinition, Endpoint
+from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
+from registry.reports.methods import methods
+from registry.reports.table1 import table_one
 from registry.statistics import cox_ph, cox_zph, kaplan_meier, logrank_test
 from registry.statistics.cox import dummies
 from registry.statistics.survival import KaplanMeier, reverse_km_median_follow_up
@@ -60,7 +62,8 @@ def _m(days: float | None) -> float | None:
 
 
 def _r(x: float | None, nd: int = 8) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
+    """Rounded; None for a value that is not a finite number (JSON has no NaN or Infinity)."""
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), nd)
 
 
 def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
@@ -108,11 +111,12 @@ def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, An
     return rows
 
 
-def _endpoint_summary(km: KaplanMeier, analysis: Analysis) -> dict[str, Any]:
+def _endpoint_summary(km: KaplanMeier, analysis: Analysis, grid: list[int]) -> dict[str, Any]:
     med, lo, hi = km.median()
     out: dict[str, Any] = {
         "n": km.n,
         "events": km.events,
+        "censored": km.n - km.events,
         "median_months": _m(med),
         "median_ci_months": [_m(lo), _m(hi)],
     }
@@ -120,23 +124,29 @@ def _endpoint_summary(km: KaplanMeier, analysis: Analysis) -> dict[str, Any]:
         at = km.at(months * DAYS_PER_MONTH)
         out[f"rate_{months}m"] = _r(at.surv)
         out[f"rate_{months}m_ci"] = [_r(at.lower), _r(at.upper)]
-    out["at_risk"] = {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in analysis.at_risk_months}
+    out["at_risk"] = {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in grid}
+    out["cumulative_events"] = {str(m): int(km.n_event[km.time <= m * DAYS_PER_MONTH].sum()) for m in grid}
     return out
 
 
-def _baseline(df: pd.DataFrame, analysis: Analysis) -> dict[str, Any]:
-    def counts(col: str) -> dict[str, int]:
-        vc = df[col].fillna("not recorded").astype(str).value_counts()
-        return {str(k): int(v) for k, v in sorted(vc.items())}
+def _curve(km: KaplanMeier) -> dict[str, list[Any]]:
+    """A Kaplan-Meier curve as lists (months), to redraw it: every distinct time with survival,
+    its CI (null where R gives NA), and the numbers at risk, events and censored there."""
 
-    ages = df["age_at_l2"].dropna().astype(float)
+    def col(a: np.ndarray, nd: int = 8) -> list[float | None]:
+        return [None if math.isnan(v) else round(float(v), nd) for v in a]
+
     return {
-        "n": len(df),
-        "age_at_l2_median": _r(float(ages.median()), 1) if len(ages) else None,
-        "age_at_l2_iqr": [_r(float(ages.quantile(0.25)), 1), _r(float(ages.quantile(0.75)), 1)]
-        if len(ages)
-        else [None, None],
-        **{column: counts(column) for column, _ in analysis.baseline_tables},
+        "time_months": col(km.time / DAYS_PER_MONTH),
+        "surv": col(km.surv),
+        "lower": col(km.lower),
+        "upper": col(km.upper),
+        "n_risk": [int(v) for v in km.n_risk],
+        "n_event": [int(v) for v in km.n_event],
+        "n_censor": [int(v) for v in km.n_censor],
+        # where the censoring marks go (times with a censored patient, and the curve there)
+        "censored_months": col(km.time[km.n_censor > 0] / DAYS_PER_MONTH),
+        "censored_surv": col(km.surv[km.n_censor > 0]),
     }
 
 
@@ -154,45 +164,61 @@ def _design(
                 terms[c.column] = [c.column]
             else:
                 assert c.reference is not None
-                terms[c.column] = dummies(d, c.column, c.reference, prefix=f"{c.label}=")
+                terms[c.column] = dummies(d, c.column, c.reference, prefix=f"{c.column}=")
         terms = {k: v for k, v in terms.items() if v}
     return d, terms
 
 
-def build_study_report(
-    cohort: pd.DataFrame,
-    defn: CohortDefinition,
-    *,
-    as_of: dt.date | None = None,
-    endpoints: list[str] | None = None,
-    landmark_days: int | None = None,
-) -> StudyReport:
-    """Compute a study report.
+def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """The per-patient table with the columns Table 1 describes (computed from the cohort's facts;
+    all missing where a fact was not read)."""
+    facts = cohort.set_index("patient_key")
+    d = table.copy()
 
-    Parameters
-    ----------
-    cohort
-        Every current patient with the definition's step flags, group and endpoint columns
-        (``registry.cohorts.sql.read_cohort``).
-    defn
-        The cohort definition, with its ``[analysis]`` table.
-    as_of
-        The data cutoff the cohort was read at (None: each site's own cutoff).
-    endpoints
-        Endpoint names to analyse (default: those whose origin is the groups' baseline).
-    landmark_days
-        Landmark analysis from the index transplant, for endpoints whose origin is earlier
-        than the baseline (required for them: otherwise the comparison is refused).
+    def fact(column: str) -> pd.Series:
+        if column not in facts.columns:
+            return pd.Series([None] * len(d), index=d.index, dtype=object)
+        return d["patient_key"].map(facts[column])
 
-    Returns
-    -------
-    StudyReport
-        The report's JSON-able dict, the per-patient table and the Kaplan-Meier fits.
-    """
-    analysis = defn.analysis
-    ref = analysis.reference_group
-    table = patient_table(cohort, defn)
-    warnings: list[str] = []
+    def days(later: pd.Series, earlier: pd.Series) -> pd.Series:
+        return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days.astype(float)
+
+    d["age_at_diagnosis"] = (days(fact("diagnosis_date"), fact("birth_date")) / 365.25).round(2)
+    for c in ("riss_stage", "del17p", "t_4_14", "t_14_16", "gain_1q", "response_day100"):
+        d[c] = fact(c)
+    d["ldh_elevated"] = fact("ldh_elevated")
+    tandem = fact("tandem_transplant_date")
+    d["tandem"] = np.where(tandem.isna(), "no", "yes") if "tandem_transplant_date" in facts else None
+    acronym, backbone = fact("induction_acronym"), fact("induction_backbone")
+    d["induction"] = [
+        a if isinstance(a, str) else (f"other ({b})" if isinstance(b, str) else None)
+        for a, b in zip(acronym, backbone, strict=True)
+    ]
+    d["l2_drug_classes"] = fact("l2_backbone")
+    cutoff = pd.to_datetime(fact("cutoff"))
+    end = pd.to_datetime(fact("maintenance_end")).fillna(cutoff)
+    end = end.where(end <= cutoff, cutoff)
+    d["maintenance_months"] = (days(end, fact("maintenance_start")) / DAYS_PER_MONTH).round(4)
+    d["transplant_to_relapse_months"] = (
+        days(d["relapse_date"], d["index_transplant_date"]) / DAYS_PER_MONTH
+    ).round(4)
+    d["lenalidomide_refractory"] = d["relapse_lenalidomide_refractory"]
+    d["lenalidomide_free_months"] = (
+        d["relapse_lenalidomide_free_days"].astype(float) / DAYS_PER_MONTH
+    ).round(4)
+    return d
+
+
+def _warn(warnings: list[dict[str, Any]], text: str, **counts: int) -> None:
+    """A warning whose ``{name}`` fields are counts (the release step shows small ones as <N)."""
+    warnings.append({"text": text, "counts": counts})
+
+
+def check_request(
+    defn: CohortDefinition, endpoints: list[str] | None, landmark_days: int | None
+) -> list[Endpoint]:
+    """The endpoints asked for, or ``StudyError`` (64) for a request that cannot be answered as
+    asked: an unknown endpoint, a biased comparison, a landmark for endpoints that need none."""
     wanted = endpoints or [e.name for e in defn.endpoints if e.origin_is_baseline]
     chosen = [defn.endpoint(n) for n in wanted]
     biased = [e for e in chosen if not e.origin_is_baseline]
@@ -205,9 +231,142 @@ def build_study_report(
             hint="use --landmark-days N for a landmark analysis from the index transplant, "
             "or an endpoint whose origin is the start of the 2nd line (os_2l, pfs_2l)",
         )
+    if landmark_days is not None and len(biased) < len(chosen):
+        raise StudyError(
+            "--landmark-days is only for endpoints whose origin is the index transplant "
+            f"({', '.join(e.name for e in defn.endpoints if not e.origin_is_baseline)})",
+            hint="leave out --landmark-days for endpoints that start at the 2nd line, and ask for "
+            "the two kinds in separate reports",
+        )
+    return chosen
+
+
+def build_study_report(
+    cohort: pd.DataFrame,
+    defn: CohortDefinition,
+    *,
+    as_of: dt.date | None = None,
+    endpoints: list[str] | None = None,
+    landmark_days: int | None = None,
+    horizon_months: int | None = None,
+    context: dict[str, Any] | None = None,
+) -> StudyReport:
+    """Compute a study report.
+
+    Parameters
+    ----------
+    cohort
+        Every current patient with the definition's step flags, group and endpoint columns
+        (``registry.cohorts.sql.read_cohort``; with ``baseline=True`` for a full Table 1).
+    defn
+        The cohort definition, with its ``[analysis]`` table.
+    as_of
+        The data cutoff the cohort was read at (None: each site's own cutoff).
+    endpoints
+        Endpoint names to analyse (default: those whose origin is the groups' baseline).
+    landmark_days
+        Landmark analysis from the index transplant, for endpoints whose origin is earlier
+        than the baseline (required for them: otherwise the comparison is refused).
+    horizon_months
+        The end of the plots' time axis (default: the end of follow-up, in whole years).
+    context
+        What the registry knows around the cohort (``registry.reports.inputs``): provenance,
+        the data-quality step, the derivation parameters. Copied into the report.
+
+    Returns
+    -------
+    StudyReport
+        The report's JSON-able dict, the per-patient table and the Kaplan-Meier fits.
+
+    Raises
+    ------
+    StudyError
+        A biased comparison (64).
+    ReportRefused
+        No patient to analyse: an empty cohort, or a landmark nobody reaches (65).
+    """
+    analysis = defn.analysis
+    ref = analysis.reference_group
+    table = patient_table(cohort, defn)
+    warnings: list[dict[str, Any]] = []
+    chosen = check_request(defn, endpoints, landmark_days)
+    if len(table) == 0:
+        raise ReportRefused(
+            f"the cohort {defn.name} is empty: no patient passes every inclusion step",
+            hint="`registry cohort export` and the attrition of `registry report study --format json` "
+            "show where patients leave; check the data cutoff (--as-of) and the loaded sites",
+        )
     cutoffs = cohort["cutoff"].dropna()
     data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
     groups = [g.name for g in defn.groups]
+    steps = attrition(cohort, defn)
+    analysed_set = table
+    landmark = None
+    if landmark_days is not None:
+        idx = pd.to_datetime(table["index_transplant_date"])
+        started = (pd.to_datetime(table["l2_start"]) - idx).dt.days <= landmark_days
+        after_start = table[started]
+        followed = np.ones(len(after_start), dtype=bool)
+        for e in chosen:
+            followed &= (after_start[f"{e.name}_days"].astype(float) > landmark_days).to_numpy()
+        analysed_set = after_start[followed].reset_index(drop=True)
+        names = ", ".join(e.name for e in chosen)
+        steps.append(
+            {
+                "step": f"... whose 2nd line started within {landmark_days} days of the index "
+                "transplant (the landmark)",
+                "remaining": len(after_start),
+                "excluded": len(table) - len(after_start),
+                "reason": "2nd line started after the landmark",
+            }
+        )
+        steps.append(
+            {
+                "step": f"... alive, free of the events of {names} and under follow-up at the landmark",
+                "remaining": len(analysed_set),
+                "excluded": len(after_start) - len(analysed_set),
+                "reason": "an event, or the end of follow-up, by the landmark",
+            }
+        )
+        landmark = {
+            "days": landmark_days,
+            "months": _m(landmark_days),
+            "origin": "index transplant",
+            "n": len(analysed_set),
+            "rule": f"patients whose 2nd line had started by day {landmark_days} after the index "
+            f"transplant and who were alive, free of the events of {names} and under follow-up "
+            "then; time counted from the landmark",
+        }
+        if len(analysed_set) == 0:
+            raise ReportRefused(
+                f"the landmark at day {landmark_days} leaves no patient: nobody had started a 2nd "
+                f"line by then and was still under follow-up without an event of {names}",
+                hint="choose a later landmark (--landmark-days)",
+            )
+    described = describe(analysed_set, cohort)
+    frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
+    for e in chosen:
+        frame = analysed_set.copy()
+        tcol = f"{e.name}_days"
+        if landmark_days is not None:
+            tcol = f"{e.name}_lm"
+            frame[tcol] = frame[f"{e.name}_days"] - landmark_days
+        frames.append((e.name, frame, tcol))
+    longest = max(
+        (float(f[t].max()) for _, f, t in frames if len(f) and not pd.isna(f[t].max())), default=0.0
+    )
+    horizon = horizon_months or max(12, math.ceil(longest / DAYS_PER_MONTH / 12) * 12)
+    grid = sorted({m for m in analysis.at_risk_months if m <= horizon} | set(range(0, horizon + 1, 12)))
+
+    def endpoint_meta(e: Any) -> dict[str, Any]:
+        title = e.label
+        if landmark_days is not None:
+            title = (
+                f"Landmark analysis at day {landmark_days} ({landmark_days / DAYS_PER_MONTH:.1f} months) "
+                f"after the index transplant: {e.label[0].lower()}{e.label[1:]}, time from the landmark"
+            )
+        return {"label": e.label, "title": title, "origin": e.origin, "events": list(e.events)}
+
     data: dict[str, Any] = {
         "study": defn.name,
         "title": defn.title,
@@ -216,78 +375,67 @@ def build_study_report(
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_cutoff": data_cutoff.isoformat() if data_cutoff else None,
         "as_of": as_of.isoformat() if as_of else None,
-        "n": len(table),
-        "attrition": attrition(cohort, defn),
-        "endpoints": {
-            e.name: {"label": e.label, "origin": e.origin, "events": list(e.events)} for e in chosen
-        },
+        "n": len(analysed_set),
+        "attrition": steps,
+        "endpoints": {e.name: endpoint_meta(e) for e in chosen},
         "groups": {},
+        "table1": table_one(described, groups, analysis.table1),
+        "curves": {},
+        "horizon_months": horizon,
         "logrank": [],
         "cox": [],
         "ph_check": [],
         "median_follow_up_months": {},
-        "landmark": None,
+        "landmark": landmark,
         "analysis": {
             "reference_group": ref,
-            "baseline_heading": analysis.baseline_heading,
-            "baseline_tables": [{"column": c, "label": label} for c, label in analysis.baseline_tables],
+            "baseline_heading": analysis.baseline_heading
+            + (f" (the landmark set at day {landmark_days})" if landmark_days is not None else ""),
             "rate_months": list(analysis.rate_months),
+            "at_risk_months": grid,
             "covariates": [c.column for c in analysis.covariates],
+            "covariate_labels": [c.label for c in analysis.covariates],
             "colours": analysis.colours,
+            "pairwise_tests": len(list(itertools.combinations(groups, 2))),
         },
+        "published": _published(defn),
+        "methods": methods(defn, None, landmark_days),  # the registry's rules; context has the run's
         "warnings": warnings,
     }
+    if context:
+        data.update(context)
     curves: dict[str, dict[str, KaplanMeier]] = {}
-    analysed: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
-    if landmark_days is None:
-        for e in chosen:
-            analysed.append((e.name, table, f"{e.name}_days"))
-    else:
-        lm = _landmark(table, landmark_days)
-        data["landmark"] = {
-            "days": landmark_days,
-            "n": len(lm),
-            "rule": "patients under follow-up at the landmark whose 2nd line "
-            "had started by then; time counted from the landmark",
-        }
-        for e in chosen:
-            frame = lm[lm[f"{e.name}_days"] > landmark_days].copy()
-            frame[f"{e.name}_lm"] = frame[f"{e.name}_days"] - landmark_days
-            analysed.append((e.name, frame, f"{e.name}_lm"))
-
     for grp in defn.groups:
-        sub = table[table["group"] == grp.name]
-        data["groups"][grp.name] = {
-            "label": grp.label,
-            "n": len(sub),
-            "endpoints": {},
-            "baseline": _baseline(sub, analysis),
-        }
+        sub = analysed_set[analysed_set["group"] == grp.name]
+        data["groups"][grp.name] = {"label": grp.label, "n": len(sub), "endpoints": {}}
         if 0 < len(sub) < SMALL_GROUP:
-            warnings.append(f"{grp.name} has only {len(sub)} patients: estimates are imprecise")
+            _warn(warnings, f"{grp.name} has only {{n}} patients: estimates are imprecise", n=len(sub))
         if len(sub) == 0:
-            warnings.append(f"{grp.name} has no patients")
+            _warn(warnings, f"{grp.name} has no patients")
 
-    for name, frame, tcol in analysed:
+    for name, frame, tcol in frames:
         ecol = f"{name}_event"
         frame = frame.dropna(subset=[tcol, ecol])
         curves[name] = {}
+        data["curves"][name] = {}
         for g in groups:
             sub = frame[frame["group"] == g]
             if len(sub) == 0:
                 data["groups"][g]["endpoints"][name] = {
                     "n": 0,
                     "events": 0,
+                    "censored": 0,
                     "median_months": None,
                     "median_ci_months": [None, None],
                 }
                 continue
             km = kaplan_meier(sub, tcol, ecol)
             curves[name][g] = km
-            data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis)
+            data["curves"][name][g] = _curve(km)
+            data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis, grid)
             censored = 1 - km.events / km.n
             if censored > HEAVY_CENSORING:
-                warnings.append(f"{name}, {g}: {censored:.0%} of patients censored")
+                _warn(warnings, f"{name}, {g}: {censored:.0%} of patients censored")
         if len(frame):
             fu = reverse_km_median_follow_up(frame, tcol, ecol)
             data["median_follow_up_months"][name] = _m(fu[0])
@@ -307,58 +455,102 @@ def build_study_report(
                 pair = frame[frame["group"].isin([a, b])]
                 lr = logrank_test(pair, tcol, ecol, "group")
                 data["logrank"].append(
-                    {
-                        "endpoint": name,
-                        "groups": [a, b],
-                        "chi2": _r(lr.chi2),
-                        "df": lr.df,
-                        "p": _r(lr.p, 8),
-                    }
+                    {"endpoint": name, "groups": [a, b], "chi2": _r(lr.chi2), "df": lr.df, "p": _r(lr.p, 8)}
                 )
         if ref in present and len(present) >= 2:
             for model in ("unadjusted", "adjusted"):
-                _cox(data, warnings, frame, name, tcol, ecol, model, analysis)
+                _cox(data, warnings, frame, name, tcol, ecol, model, defn)
     return StudyReport(data=data, patients=table, curves=curves)
 
 
-def _landmark(table: pd.DataFrame, days: int) -> pd.DataFrame:
-    idx = pd.to_datetime(table["index_transplant_date"])
-    l2 = pd.to_datetime(table["l2_start"])
-    started = (l2 - idx).dt.days <= days
-    return table[started]
+def _published(defn: CohortDefinition) -> dict[str, Any] | None:
+    p = defn.published
+    if p is None:
+        return None
+    return {
+        "source": p.source,
+        "endpoint": p.endpoint,
+        "note": p.note,
+        "groups": {g: {"n": n, "median_months": m} for g, (n, m) in p.groups.items()},
+    }
 
 
 def _cox(
     data: dict[str, Any],
-    warnings: list[str],
+    warnings: list[dict[str, Any]],
     frame: pd.DataFrame,
     name: str,
     tcol: str,
     ecol: str,
     model: str,
-    analysis: Analysis,
+    defn: CohortDefinition,
 ) -> None:
+    analysis = defn.analysis
+    ref = analysis.reference_group
     d, terms = _design(frame, analysis, adjusted=model == "adjusted")
     try:
         fit = cox_ph(d, tcol, ecol, terms)
         zph = cox_zph(fit)
     except (np.linalg.LinAlgError, ValueError) as exc:
-        warnings.append(f"{name}, {model} Cox model could not be fitted ({exc})")
+        _warn(warnings, f"{name}, {model} Cox model could not be fitted ({exc})")
         return
-    for row in fit.rows:
-        term = f"{row.name} vs {analysis.reference_group}" if row.name in terms["group"] else row.name
+    used = d.dropna(subset=[tcol, ecol, *[c for cols in terms.values() for c in cols]])
+    events = used[ecol].astype(float) > 0
+
+    def level_counts(column: str, level: str) -> tuple[int, int]:
+        rows = used[column].astype(str) == level
+        return int(rows.sum()), int((rows & events).sum())
+
+    def add(
+        term: str, variable: str, level: str | None, reference: str | None, row: Any, n: int, ev: int
+    ) -> None:
         data["cox"].append(
             {
                 "endpoint": name,
                 "model": model,
                 "term": term,
-                "hr": _r(row.hr),
-                "hr_ci": [_r(row.hr_lower), _r(row.hr_upper)],
-                "p": _r(row.p, 8),
-                "n": fit.n,
-                "events": fit.events,
+                "variable": variable,
+                "level": level,
+                "reference": reference,
+                "is_reference": row is None,
+                "hr": 1.0 if row is None else _r(row.hr),
+                "hr_ci": [None, None] if row is None else [_r(row.hr_lower), _r(row.hr_upper)],
+                "p": None if row is None else _r(row.p, 8),
+                "n": n,
+                "events": ev,
+                "model_n": fit.n,
+                "model_events": fit.events,
             }
         )
+
+    by_column = {r.name: r for r in fit.rows}
+    add(f"{ref} (reference)", "Group", ref, None, None, *level_counts("group", ref))
+    for g in terms["group"]:
+        add(f"{g} vs {ref}", "Group", g, ref, by_column[g], *level_counts("group", g))
+    if model == "adjusted":
+        for c in analysis.covariates:
+            if c.kind == "numeric":
+                if c.column in by_column:
+                    add(c.label, c.label, None, None, by_column[c.column], fit.n, fit.events)
+                continue
+            add(
+                f"{c.label}: {c.reference} (reference)",
+                c.label,
+                c.reference,
+                None,
+                None,
+                *level_counts(c.column, str(c.reference)),
+            )
+            for col in terms.get(c.column, []):
+                level = col.split("=", 1)[1]
+                add(
+                    f"{c.label}: {level} vs {c.reference}",
+                    c.label,
+                    level,
+                    c.reference,
+                    by_column[col],
+                    *level_counts(c.column, level),
+                )
     data["ph_check"].append(
         {
             "endpoint": name,
@@ -370,13 +562,16 @@ def _cox(
         }
     )
     if zph.global_p < 0.05:
-        warnings.append(
+        _warn(
+            warnings,
             f"{name}, {model} Cox model: proportional hazards doubtful "
-            f"(cox.zph global p = {zph.global_p:.3g})"
+            f"(cox.zph global p = {zph.global_p:.3g})",
         )
     if model == "adjusted" and fit.n < len(frame):
-        covariates = ", ".join(c.column for c in analysis.covariates)
-        warnings.append(
-            f"{name}, adjusted Cox model: {len(frame) - fit.n} patients without a value for one "
-            f"of the covariates ({covariates}) left out"
+        covariates = ", ".join(c.label for c in analysis.covariates)
+        _warn(
+            warnings,
+            f"{name}, adjusted Cox model: {{left_out}} patients without a value for one of the "
+            f"covariates ({covariates}) left out",
+            left_out=len(frame) - fit.n,
         )

@@ -1,12 +1,29 @@
-"""Small-cell suppression for reports that leave the registry (``--min-cell N``).
+"""The release step: what a study report's JSON may show, for every output (JSON, HTML, CSV
+tables, plots, warnings), with or without a small-cell threshold.
 
-Counts below N are replaced by None (and listed under ``suppressed``) before anything is
-rounded. Complementary suppression keeps them from being recovered from totals:
-- group sizes add up to the cohort size: if exactly one is hidden, the next smallest is too;
-- each baseline table adds up to its group's size: same rule within the table;
-- in the attrition chain, remaining(k) = remaining(k-1) - excluded(k): once a step hides a
-  count, its remaining and every later count in the chain are hidden as well.
-Numbers at risk and event counts below N are hidden (they are not parts of a shown total).
+``released(data, n)`` returns the copy every renderer draws from. Without ``n`` the copy is
+marked "internal - not for release". With ``n`` (``--min-cell N``) every count from 1 to N-1 is
+replaced by None (shown as ``<N``) and listed under ``suppressed``; zeros are shown. So that a
+hidden count cannot be recovered from the counts that are shown:
+
+- group sizes add up to the cohort: if exactly one is hidden, the next smallest is too; a group
+  whose size is hidden is not described at all (no curve, estimates, Table 1 column, Cox or
+  log-rank rows: a curve's steps or a median would reveal what its size hides), and when it is
+  the reference group no group's hazard ratio is shown;
+- in the attrition chain, remaining(k) = remaining(k-1) - excluded(k): a hidden count hides
+  other cells of its relations until none has exactly one unknown, keeping the analysed set's
+  size (shown everywhere) and hiding earlier cells instead;
+- in Table 1 each column adds up to its group's size and each row's total to the sum of the
+  groups: any relation left with exactly one hidden cell hides its smallest other cell, until
+  none is; a percentage is hidden with its count, a median (IQR) of fewer than N values is
+  hidden, and a variable with any hidden cell shows no SMD;
+- events + censored = n: both go when one does; numbers at risk and cumulative events under a
+  curve are hidden one by one (they are not parts of a shown total);
+- the data-quality step hides patient rows read when the patient rows quarantined are hidden
+  (their difference is close to the registry's patients);
+- warnings carry their counts as fields and are written here, with ``<N`` for a small one.
+
+A report whose analysed set (the cohort, or the landmark set) is smaller than N is refused.
 """
 
 from __future__ import annotations
@@ -14,9 +31,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from registry.core.errors import ReportRefused
+
+INTERNAL = "internal - not for release"
+
+
+def _small(v: Any, n: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < n
+
 
 def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: str) -> None:
-    small = [k for k, v in cells.items() if v is not None and v < n and v > 0]
+    small = [k for k, v in cells.items() if _small(v, n)]
     for k in small:
         cells[k] = None
         hidden.append(f"{where}.{k}")
@@ -28,53 +53,201 @@ def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: 
             hidden.append(f"{where}.{k} (complementary)")
 
 
-def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
-    """A copy of a report's JSON with every count below ``n`` (and its complements) hidden; see
-    the module's notes. ``release`` applies it for every caller."""
-    out = copy.deepcopy(report)
-    hidden: list[str] = []
-    chain_broken = False
-    for i, step in enumerate(out["attrition"]):
-        if chain_broken:
-            step["remaining"] = step["excluded"] = None
-            hidden.append(f"attrition[{i}]")
+def _pick(shown: list[tuple[int, Any]]) -> Any:
+    """The cell to hide for a complement: the smallest non-zero one, else any zero."""
+    nonzero = [(v, k) for v, k in shown if v > 0]
+    return min(nonzero, key=lambda vk: vk[0])[1] if nonzero else shown[0][1]
+
+
+def _close(
+    cells: dict[Any, int | None], relations: list[list[Any]], protected: frozenset[Any] = frozenset()
+) -> list[Any]:
+    """Complementary suppression over linear relations (each relation: one of its cells is the
+    sum or difference of the others): while a relation has exactly one hidden cell, hide its
+    smallest other shown cell that is not protected. Returns the cells hidden here."""
+    added = []
+    changed = True
+    while changed:
+        changed = False
+        for rel in relations:
+            if [cells[k] for k in rel].count(None) != 1:
+                continue
+            shown = [(cells[k], k) for k in rel if cells[k] is not None and k not in protected]
+            shown = shown or [(cells[k], k) for k in rel if cells[k] is not None]
+            if not shown:
+                continue
+            k = _pick(shown)  # type: ignore[arg-type]
+            cells[k] = None
+            added.append(k)
+            changed = True
+    return added
+
+
+def _table1(t1: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[str]) -> None:
+    columns = t1["columns"]
+    total = columns[-1]
+    col_n = t1["n"]
+    for c in columns:
+        if c in hidden_groups or _small(col_n[c], n):
+            col_n[c] = None
+    by_var: dict[str, list[dict[str, Any]]] = {}
+    for row in t1["rows"]:
+        by_var.setdefault(row["variable"], []).append(row)
+    for var, rows in by_var.items():
+        if rows[0]["kind"] == "continuous":
+            row = rows[0]
+            for c, cell in row["cells"].items():
+                if col_n[c] is None or cell["values"] < n:
+                    cell.update(median=None, q1=None, q3=None)
+                if col_n[c] is None or _small(cell["missing"], n):
+                    cell["missing"] = None
+                cell["values"] = None  # n - missing: never shown (it would give the missing count)
+            if any(cell["median"] is None for c, cell in row["cells"].items() if c != total):
+                row["smd"] = None
             continue
-        if (0 < (step["excluded"] or 0) < n) or (0 < (step["remaining"] or 0) < n):
-            step["remaining"] = step["excluded"] = None
-            hidden.append(f"attrition[{i}]")
-            chain_broken = True
+        # categorical: hide small cells, then close every relation left with one unknown
+        cells = {(i, c): r["cells"][c] for i, r in enumerate(rows) for c in columns}
+        for (i, c), cell in cells.items():
+            if col_n[c] is None or _small(cell["n"], n):
+                if cell["n"] is not None:
+                    hidden.append(f"table1.{var}.{rows[i]['level']}.{c}")
+                cell["n"] = None
+        values = {k: cell["n"] for k, cell in cells.items()}
+        relations = [[(i, c) for i in range(len(rows))] for c in columns if col_n[c] is not None]
+        relations += [[(i, c) for c in columns] for i in range(len(rows))]
+        for k in _close(values, relations):
+            cells[k]["n"] = None
+            hidden.append(f"table1.{var}.{rows[k[0]]['level']}.{k[1]} (complementary)")
+        for cell in cells.values():
+            if cell["n"] is None:
+                cell["pct"] = None
+        if any(cell["n"] is None for cell in cells.values()):
+            rows[0]["smd"] = None
+
+
+def _attrition(steps: list[dict[str, Any]], n: int, hidden: list[str]) -> None:
+    """remaining(k) = remaining(k-1) - excluded(k) for every step: small cells hidden, then the
+    closure, which keeps the analysed set's size (the last remaining, shown everywhere) and hides
+    earlier cells instead."""
+    cells: dict[tuple[int, str], int | None] = {}
+    for i, step in enumerate(steps):
+        cells[(i, "remaining")] = step["remaining"]
+        if i:
+            cells[(i, "excluded")] = step["excluded"]
+    for k, v in cells.items():
+        if _small(v, n):
+            cells[k] = None
+            hidden.append(f"attrition[{k[0]}].{k[1]}")
+    relations = [[(i - 1, "remaining"), (i, "remaining"), (i, "excluded")] for i in range(1, len(steps))]
+    for k in _close(cells, relations, frozenset({(len(steps) - 1, "remaining")})):
+        hidden.append(f"attrition[{k[0]}].{k[1]} (complementary)")
+    for (i, part), v in cells.items():
+        steps[i][part] = v
+
+
+def _warnings(items: list[Any], n: int | None) -> list[str]:
+    out = []
+    for w in items:
+        if isinstance(w, str):
+            out.append(w)
+            continue
+        text = w["text"]
+        for name, value in w.get("counts", {}).items():
+            shown = f"<{n}" if n and _small(value, n) else str(value)
+            text = text.replace("{" + name + "}", shown)
+        out.append(text)
+    return out
+
+
+def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
+    """The copy of a report's JSON every output is drawn from; see the module's notes.
+
+    Raises
+    ------
+    ReportRefused
+        With ``n``, when the analysed set (the cohort, or the landmark set) has fewer than ``n``
+        patients.
+    """
+    out = copy.deepcopy(report)
+    out["warnings"] = _warnings(out.get("warnings", []), n)
+    if not n:
+        out["release"] = {"status": INTERNAL, "min_cell": None}
+        out["suppressed"] = []
+        return out
+    analysed = out.get("n") or 0
+    if analysed < n:
+        what = "landmark set" if out.get("landmark") else "cohort"
+        raise ReportRefused(
+            f"the {what} has fewer patients than the release threshold ({n}): nothing in it could be shown",
+            hint="release a larger cohort (a later cutoff, an earlier landmark) or keep the report internal",
+        )
+    hidden: list[str] = []
+    _attrition(out["attrition"], n, hidden)
     sizes = {g: v["n"] for g, v in out["groups"].items()}
     _complement(sizes, n, hidden, "groups.n")
+    hidden_groups = {g for g, v in sizes.items() if v is None}
     for g, v in out["groups"].items():
         v["n"] = sizes[g]
-        base = v.get("baseline", {})
-        if sizes[g] is None:
-            base["n"] = None
-        for table, cells in base.items():  # every tabulated baseline column
-            if isinstance(cells, dict):
-                _complement(cells, n, hidden, f"groups.{g}.baseline.{table}")
         for ep, s in v["endpoints"].items():
-            if sizes[g] is None:
-                s["n"] = None
-            if s.get("events") is not None and 0 < s["events"] < n:
-                s["events"] = None
+            if g in hidden_groups:
+                v["endpoints"][ep] = {
+                    key: ([None] * len(val) if isinstance(val, list) else None)
+                    if not isinstance(val, dict)
+                    else dict.fromkeys(val)
+                    for key, val in s.items()
+                }
+                v["endpoints"][ep]["suppressed"] = True
+                continue
+            if _small(s.get("events"), n) or _small(s.get("censored"), n):
+                s["events"] = s["censored"] = None
                 hidden.append(f"groups.{g}.endpoints.{ep}.events")
-            for t, k in list(s.get("at_risk", {}).items()):
-                if 0 < k < n:
-                    s["at_risk"][t] = None
-                    hidden.append(f"groups.{g}.endpoints.{ep}.at_risk.{t}")
-    if out.get("n") is not None and 0 < out["n"] < n:
-        out["n"] = None
+            for key in ("at_risk", "cumulative_events"):
+                for t, k in list(s.get(key, {}).items()):
+                    if _small(k, n):
+                        s[key][t] = None
+                        hidden.append(f"groups.{g}.endpoints.{ep}.{key}.{t}")
+    for curves in out.get("curves", {}).values():
+        for g in list(curves):
+            if g in hidden_groups:
+                del curves[g]
+                continue
+            for key in ("n_risk", "n_event", "n_censor"):  # per-time counts: 1s and 2s
+                curves[g].pop(key, None)
+    if "table1" in out:
+        _table1(out["table1"], hidden_groups, n, hidden)
+    reference_hidden = out.get("analysis", {}).get("reference_group") in hidden_groups
     for row in out.get("cox", []):
-        for key in ("n", "events"):
-            if row.get(key) is not None and 0 < row[key] < n:
+        # every group's hazard ratio is relative to the reference group: none if it is hidden
+        if row.get("variable") == "Group" and (row.get("level") in hidden_groups or reference_hidden):
+            row.update(hr=None, hr_ci=[None, None], p=None, n=None, events=None, suppressed=True)
+        for key in ("n", "events", "model_n", "model_events"):
+            if _small(row.get(key), n):
                 row[key] = None
+        if row.get("n") is None or row.get("events") is None:
+            row["n"] = row["events"] = None
+    for row in out.get("logrank", []):
+        if set(row["groups"]) & hidden_groups:
+            row.update(chi2=None, p=None, suppressed=True)
+    dq = out.get("data_quality")
+    if dq:
+        for key in ("rows_read", "rows_quarantined", "patients_read", "patients_quarantined"):
+            if _small(dq.get(key), n):
+                dq[key] = None
+                hidden.append(f"data_quality.{key}")
+        if dq.get("patients_quarantined") is None:  # patient rows read - quarantined ~ patients loaded
+            dq["patients_read"] = None
     night = out.get("since_last_night")
     if night:
         for label, v in night["counts"].items():
-            if v is not None and 0 < v < n:
+            if _small(v, n):
                 night["counts"][label] = None
                 hidden.append(f"since_last_night.{label}")
+    out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
     out["min_cell"] = n
     out["suppressed"] = hidden
     return out
+
+
+def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
+    """``released(report, n)``: kept for callers that name the small-cell rule."""
+    return released(report, n)

@@ -192,21 +192,14 @@ def cox_ph(
     if np.max(np.abs(beta)) > 30 or not np.isfinite(ll):
         raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
     var = np.linalg.inv(info)
+    if not np.all(np.isfinite(var)) or np.any(np.diag(var) <= 0):
+        # a singular or indefinite information matrix: collinear terms or a likelihood without a
+        # finite maximum; a standard error would be NaN and the p-value meaningless
+        raise CoxConvergenceError("the information matrix is singular (collinear or monotone terms)")
     se = np.sqrt(np.diag(var))
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
-    rows = tuple(
-        CoxTerm(
-            name=c,
-            coef=float(b),
-            se=float(s),
-            hr=float(np.exp(b)),
-            hr_lower=float(np.exp(b - z * s)),
-            hr_upper=float(np.exp(b + z * s)),
-            z=float(b / s),
-            p=float(stats.chi2.sf((b / s) ** 2, 1)),
-        )
-        for c, b, s in zip(columns, beta, se, strict=True)
-    )
+    with np.errstate(over="ignore"):  # a very wide interval ends at infinity, as in R
+        rows = _rows(columns, beta, se, z)
     return CoxResult(
         columns=tuple(columns),
         terms={k: tuple(v) for k, v in terms.items()},
@@ -221,6 +214,22 @@ def cox_ph(
         _time=time,
         _event=event,
         _x=x,
+    )
+
+
+def _rows(columns: list[str], beta: np.ndarray, se: np.ndarray, z: float) -> tuple[CoxTerm, ...]:
+    return tuple(
+        CoxTerm(
+            name=c,
+            coef=float(b),
+            se=float(s),
+            hr=float(np.exp(b)),
+            hr_lower=float(np.exp(b - z * s)),
+            hr_upper=float(np.exp(b + z * s)),
+            z=float(b / s),
+            p=float(stats.chi2.sf((b / s) ** 2, 1)),
+        )
+        for c, b, s in zip(columns, beta, se, strict=True)
     )
 
 

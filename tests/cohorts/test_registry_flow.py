@@ -16,9 +16,10 @@ from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import create_view, read_cohort, view_columns
-from registry.core.errors import StudyError
+from registry.core.errors import ReportRefused, StudyError
 from registry.db.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.derive.run import derive_pending
+from registry.reports.release import release
 from registry.reports.study import build_study_report, patient_table
 from registry.reports.suppress import suppress
 from tests.conftest import TEST_KEY
@@ -244,14 +245,40 @@ def test_transplant_origin_comparison_is_refused_with_landmark_offered(loaded: E
         build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os"])
     assert "--landmark-days" in (err.value.hint or "")
     rep = build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os"], landmark_days=1000)
-    # landmark at index + 1000 days (2021-02-26): BB (2nd line 2021-01-10), C and DD qualify
-    assert rep.data["landmark"]["n"] == 3
+    # landmark at index + 1000 days (2021-02-26): BB (2nd line 2021-01-10), C and DD qualify;
+    # A's 2nd line starts later (2021-06-15); all three are alive and followed at the landmark
+    data = rep.data
+    assert data["landmark"]["n"] == 3 == data["n"] == data["table1"]["n"]["total"]
+    assert sum(g["n"] for g in data["groups"].values()) == 3  # the groups of the landmark set
+    assert [(a["remaining"], a["excluded"]) for a in data["attrition"][-2:]] == [(3, 1), (3, 0)]
+    assert "landmark" in data["attrition"][-2]["step"]
+    assert data["endpoints"]["os"]["title"].startswith("Landmark analysis at day 1000 (32.9 months)")
+    assert "landmark set" in data["analysis"]["baseline_heading"]
+    assert any(m["title"] == "Landmark analysis" for m in data["methods"])
+    page = release(rep, "html")
+    assert "Landmark analysis at day 1000" in page and "describes this landmark set" in page
+    with pytest.raises(ReportRefused, match="landmark set has fewer patients than the release threshold"):
+        release(rep, "json", 4)
+    with pytest.raises(ReportRefused, match="leaves no patient"):  # day 3000 is after every follow-up
+        build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os"], landmark_days=3000)
+    with pytest.raises(StudyError, match="only for endpoints whose origin is the index transplant"):
+        build_study_report(read_cohort(loaded, DEFN), DEFN, endpoints=["os", "os_2l"], landmark_days=1000)
 
 
 def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: Engine) -> None:
-    data = suppress(build_study_report(read_cohort(loaded, DEFN), DEFN).data, 5)
-    assert all(g["n"] is None for g in data["groups"].values())
-    assert data["attrition"][1]["excluded"] is None and data["attrition"][-1]["remaining"] is None
+    report = build_study_report(read_cohort(loaded, DEFN), DEFN)
+    n = report.data["n"]
+    with pytest.raises(ReportRefused, match="fewer patients than the release threshold"):
+        suppress(report.data, n + 1)  # nothing of a cohort smaller than the threshold is shown
+    data = suppress(report.data, n)
+    sizes = {g: v["n"] for g, v in report.data["groups"].items()}
+    assert all(data["groups"][g]["n"] is None for g, k in sizes.items() if 0 < k < n)
+    # 7 patients, 1 without a transplant: that step's small exclusion is hidden with a complement,
+    # and the analysed set's size stays shown
+    assert data["attrition"][1]["excluded"] is None and data["attrition"][-1]["remaining"] == n
+    steps = data["attrition"]
+    for prev, step in zip(steps, steps[1:], strict=False):
+        assert [prev["remaining"], step["remaining"], step["excluded"]].count(None) != 1, steps
     assert data["suppressed"]
 
 
@@ -358,5 +385,7 @@ def test_report_json_on_stdout_and_html(loaded: Engine, db_url: str, tmp_path: P
     )
     assert res.exit_code == 0, res.output
     page = out.read_text()
-    assert page.count('<img alt="Kaplan-Meier curves') == 2  # os_2l and pfs_2l
-    assert "data:image/png;base64," in page and "Cohort (attrition)" in page
+    # inline SVG figures: a Kaplan-Meier plot and a forest plot per endpoint, and the flow diagram
+    assert page.count("Kaplan-Meier estimates with 95% confidence bands") == 2  # os_2l and pfs_2l
+    assert page.count("<svg") >= 3 and "Patients (flow diagram)" in page and "Table 1." in page
+    assert "INTERNAL - NOT FOR RELEASE" in page and "Provenance" in page

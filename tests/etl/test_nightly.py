@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -99,7 +100,8 @@ def test_three_nights_move_report_and_record_what_changed(engine: Engine, tmp_pa
     )
     assert "Data quality" in (reports / "2026-07-02" / "data-quality.html").read_text()
     page = (reports / "2026-07-02" / "lenalidomide-relapse.html").read_text()
-    assert "Since the last night" in page and "patients retired 1" in page and "deaths 1" in page
+    words = re.sub(r"<[^>]+>", "", page)
+    assert "Since the last night" in words and "patients retired 1" in words and "deaths 1" in words
 
     # night 3 follows night 2: another death, another patient no longer sent
     _next_export(source / "night2", inbox / "site-night3", hours=24)
@@ -222,3 +224,17 @@ def test_under_cron_it_prints_one_summary_line_and_nothing_else(sqlite_cli_env, 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert err == "" and len(out.strip().splitlines()) == 1 and out.startswith("night ")
+
+
+def test_a_report_that_cannot_be_released_is_refused_not_written(engine: Engine, tmp_path: Path) -> None:
+    inbox, reports = tmp_path / "inbox", tmp_path / "reports"
+    inbox.mkdir()
+    write_bundle(inbox / "site-night1", patients=60, seed=3)  # a cohort of a few dozen patients
+    night = run_night(engine, inbox, KEY, reports_dir=reports, night=NIGHT1, min_cell=500)
+    assert [b.status for b in night.bundles] == ["succeeded"]
+    reason = night.reports_refused["lenalidomide-relapse"]
+    assert "fewer patients than the release threshold (500)" in reason
+    assert night.exit_code == 65 and night.to_json()["reports_refused"] == night.reports_refused
+    folder = reports / "2026-07-01"
+    assert not (folder / "lenalidomide-relapse.html").exists()
+    assert (folder / "lenalidomide-relapse.refused.txt").read_text().strip() == reason

@@ -1,27 +1,39 @@
-"""The HTML page comes from its template: every group, the definition's baseline heading and
-tables, values that cannot be estimated said in words, and text from the data escaped."""
+"""The HTML page comes from its template: every group, Table 1 with n (%), median (IQR), a total
+column and SMDs, figures inline as SVG, Methods and provenance, values that cannot be estimated
+said in words, text from the data escaped; and it renders in a real browser."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from registry.reports.release import release
 from registry.reports.study import build_study_report
 from tests.reports.helpers import DEFN, cohort_frame
 
 
-def test_html_shows_every_group_the_baseline_tables_and_escapes_labels() -> None:
+def test_html_shows_every_group_table_1_and_escapes_labels() -> None:
     groups = tuple(dataclasses.replace(g, label=f"{g.label} <b>&</b>") for g in DEFN.groups)
     defn = dataclasses.replace(DEFN, groups=groups)
     rep = build_study_report(cohort_frame({"G1": 12, "G2": 12, "G3": 12, "G4": 12}), defn)
     page = release(rep, "html")
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
-    assert "Baseline at the start of the 2nd line" in page
-    for label in ("Sex: F", "ISS stage: II", "Cytogenetic risk: high"):
+    assert "Table 1. Baseline at the start of the 2nd line" in page
+    for label in ("Sex, n (%): F", "ISS stage, n (%): I", "Cytogenetic risk, n (%): high", "Total"):
         assert label in page
+    assert "Age at the start of the 2nd line, years, median (IQR)" in page
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page  # autoescaped
-    assert page.count('src="data:image/png;base64,') == 2  # one Kaplan-Meier plot per endpoint
+    assert page.count("Kaplan-Meier estimates with 95% confidence bands") == 2  # one per endpoint
+    assert page.count("Forest plot") == 2 and "Patients (flow diagram)" in page
+    for m in (12, 24, 60):
+        assert f"{m}-month rate" in page
+    assert "Published and reproduced" in page and "55.3" in page  # the definition's [published]
+    assert "Multiplicity" in page and "7 log-rank tests" in page  # Methods from the definition
     medians = [
         g["endpoints"]["os_2l"]["median_months"] for g in json.loads(release(rep, "json"))["groups"].values()
     ]
@@ -34,3 +46,38 @@ def test_json_and_csv_are_the_same_report() -> None:
     data = json.loads(release(rep, "json"))
     assert data["n"] == 38 == len(release(rep, "csv").splitlines()) - 1
     assert {g: v["n"] for g, v in data["groups"].items()} == {"G1": 8, "G2": 9, "G3": 10, "G4": 11}
+    assert data["table1"]["n"] == {"G1": 8, "G2": 9, "G3": 10, "G4": 11, "total": 38}
+    curve = data["curves"]["os_2l"]["G1"]  # enough to redraw the plot
+    assert len(curve["time_months"]) == len(curve["surv"]) == len(curve["n_risk"])
+    assert (
+        curve["n_risk"][0] == 8
+        and sum(curve["n_event"]) == data["groups"]["G1"]["endpoints"]["os_2l"]["events"]
+    )
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install -y chromium)")
+def test_the_page_renders_in_a_headless_browser(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rep = build_study_report(cohort_frame({"G1": 30, "G2": 30, "G3": 30, "G4": 30}), DEFN)
+    page = tmp_path / "report.html"
+    page.write_text(release(rep, "html", min_cell=11), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    proc = subprocess.run(
+        [*common, "--window-size=1100,3000", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").resize((110, 300)).getcolors(maxcolors=100_000)
+    assert colours is not None and len(colours) > 50  # a drawn page, not a blank one
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert dom.count("<svg") >= 5 and "Released: counts below 11 suppressed" in dom
