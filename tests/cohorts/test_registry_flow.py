@@ -4,6 +4,7 @@ SQLite and PostgreSQL. Expected values are worked out by hand from the specs."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -277,7 +278,7 @@ def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: E
     # and the analysed set's size stays shown
     assert data["attrition"][1]["excluded"] is None and data["attrition"][-1]["remaining"] == n
     steps = data["attrition"]
-    for prev, step in zip(steps, steps[1:], strict=False):
+    for prev, step in itertools.pairwise(steps):
         assert [prev["remaining"], step["remaining"], step["excluded"]].count(None) != 1, steps
     assert data["suppressed"]
 

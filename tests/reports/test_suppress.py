@@ -5,6 +5,7 @@ columns, events and censored), and the input is never changed."""
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -30,7 +31,7 @@ def test_no_hidden_cell_is_recoverable(sizes: dict[str, int], n: int) -> None:
     group_n = [v["n"] for v in out["groups"].values()]
     assert group_n.count(None) != 1, group_n  # one hidden group size next to a shown total
     steps = out["attrition"]
-    for prev, step in zip(steps, steps[1:], strict=False):  # remaining(k) = remaining(k-1) - excluded(k)
+    for prev, step in itertools.pairwise(steps):  # remaining(k) = remaining(k-1) - excluded(k)
         assert [prev["remaining"], step["remaining"], step["excluded"]].count(None) != 1, steps
     assert steps[-1]["remaining"] == out["n"] == report.data["n"]  # the analysed set's size stays shown
     t1 = out["table1"]
