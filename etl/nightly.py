@@ -59,6 +59,7 @@ class NightResult:
     reports: list[str] = field(default_factory=list)
     # report name -> why it was not written (e.g. an empty cohort, a cohort below --min-cell)
     reports_refused: dict[str, str] = field(default_factory=dict)
+    min_cell: int | None = None  # counts below it never leave (changes.json, the JSON summary)
 
     @property
     def exit_code(self) -> int:
@@ -68,6 +69,10 @@ class NightResult:
         return EXIT_DATA if refused else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
+        """The night as JSON; with ``min_cell`` every count from 1 to min_cell - 1 is null."""
+        return _suppress_counts(self._json(), self.min_cell)
+
+    def _json(self) -> dict[str, Any]:
         return {
             "night": self.night,
             "bundles": [asdict(b) for b in self.bundles],
@@ -160,17 +165,37 @@ def _study(engine: Engine, name: str) -> Any:
     return study_report(engine, name)
 
 
-def _groups_or_none(engine: Engine, name: str) -> dict[str, dict[str, Any]] | None:
+# integers in the night's JSON that count no patients or rows
+NOT_COUNTS = frozenset({"exit_code", "run_id", "bundles_taken", "bundles_refused"})
+
+
+def _suppress_counts(value: Any, n: int | None, key: str = "") -> Any:
+    if not n or key in NOT_COUNTS:
+        return value
+    if isinstance(value, dict):
+        return {k: _suppress_counts(v, n, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_suppress_counts(v, n, key) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < n:
+        return None
+    return value
+
+
+def _groups_or_none(engine: Engine, name: str, min_cell: int | None) -> dict[str, dict[str, Any]] | None:
     try:
-        return _groups(_study(engine, name))
+        return _groups(_study(engine, name), min_cell)
     except ReportRefused:
         return None
 
 
-def _groups(report: Any) -> dict[str, dict[str, Any]]:
+def _groups(report: Any, min_cell: int | None) -> dict[str, dict[str, Any]]:
+    """Each group's size and median OS from the 2nd line, as the released report shows them."""
+    from registry.reports.suppress import released
+
+    data = released(report.data, min_cell)
     return {
         g: {"n": v["n"], "median_os_2l_months": v["endpoints"].get("os_2l", {}).get("median_months")}
-        for g, v in report.data["groups"].items()
+        for g, v in data["groups"].items()
     }
 
 
@@ -229,13 +254,13 @@ def run_night(
     from registry.reports.release import release
 
     today = (night or dt.datetime.now(dt.UTC).date()).isoformat()
-    result = NightResult(today)
+    result = NightResult(today, min_cell=min_cell)
     with inbox_lock(inbox):
         with engine.connect() as conn:
             check_key(conn, key)  # a wrong key is the night's problem (78), not the bundles'
         before = _facts(engine)
         studies_before = (
-            {name: _groups_or_none(engine, name) for name in REPORTS} if before["patients"] else {}
+            {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before["patients"] else {}
         )
         for path, site, _exported, problem in _order(waiting_bundles(inbox)):
             outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
@@ -279,7 +304,7 @@ def run_night(
         for name in REPORTS:
             try:
                 report = _study(engine, name)
-                studies_after[name] = _groups(report)
+                studies_after[name] = _groups(report, min_cell)
                 # a short summary at the top of the page (counts go through the small-cell rule)
                 report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
                 bodies = {fmt: release(report, fmt, min_cell) for fmt in ("html", "json")}

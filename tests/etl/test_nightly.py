@@ -238,3 +238,25 @@ def test_a_report_that_cannot_be_released_is_refused_not_written(engine: Engine,
     folder = reports / "2026-07-01"
     assert not (folder / "lenalidomide-relapse.html").exists()
     assert (folder / "lenalidomide-relapse.refused.txt").read_text().strip() == reason
+
+
+def test_the_night_record_shows_no_count_below_the_threshold(engine: Engine, tmp_path: Path) -> None:
+    inbox, reports = tmp_path / "inbox", tmp_path / "reports"
+    inbox.mkdir()
+    write_bundle(inbox / "site-night1", patients=1000, seed=4)
+    night = run_night(engine, inbox, KEY, reports_dir=reports, night=NIGHT1, min_cell=50)
+    saved = json.loads((reports / "2026-07-01" / "changes.json").read_text())
+
+    def small(value: object, key: str = "") -> list[str]:
+        if isinstance(value, dict):
+            return [s for k, v in value.items() for s in small(v, k)]
+        if isinstance(value, list):
+            return [s for v in value for s in small(v, key)]
+        counts = key not in ("bundles_taken", "bundles_refused", "run_id", "exit_code")
+        if counts and isinstance(value, int) and not isinstance(value, bool) and 0 < value < 50:
+            return [f"{key}={value}"]
+        return []
+
+    assert small(saved) == [] == small(night.to_json())
+    groups = saved["changes"]["studies"]["lenalidomide-relapse"]["after"]
+    assert groups is not None and all(g["n"] is None or g["n"] >= 50 for g in groups.values())
