@@ -186,7 +186,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
         ax.text(1.03, y, right, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8)
         tag(
             ax.text(
-                1.72,
+                1.80,
                 y,
                 _count(r["n"], min_cell),
                 transform=ax.get_yaxis_transform(),
@@ -197,7 +197,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
         )
         tag(
             ax.text(
-                1.98,
+                2.06,
                 y,
                 _count(r["events"], min_cell),
                 transform=ax.get_yaxis_transform(),
@@ -210,10 +210,10 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
         1.03, len(rows) + 0.9, "HR (95% CI)", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold"
     )
     ax.text(
-        1.72, len(rows) + 0.9, "n", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold", ha="right"
+        1.80, len(rows) + 0.9, "n", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold", ha="right"
     )
     ax.text(
-        1.98,
+        2.06,
         len(rows) + 0.9,
         "events",
         transform=ax.get_yaxis_transform(),
