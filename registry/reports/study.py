@@ -490,10 +490,25 @@ def _cox(
     d, terms = _design(frame, analysis, adjusted=model == "adjusted")
     try:
         fit = cox_ph(d, tcol, ecol, terms)
-        zph = cox_zph(fit)
     except (np.linalg.LinAlgError, ValueError) as exc:
         _warn(warnings, f"{name}, {model} Cox model could not be fitted ({exc})")
         return
+    for w in fit.warnings:  # aliased or infinite terms (rows left out are said below, as a count)
+        if not w.endswith("rows with a missing value left out"):
+            _warn(warnings, f"{name}, {model} Cox model: {w}")
+    if model == "adjusted" and fit.n < len(frame):
+        covariates = ", ".join(c.label for c in analysis.covariates)
+        _warn(
+            warnings,
+            f"{name}, adjusted Cox model: {{left_out}} patients without a value for one of the "
+            f"covariates ({covariates}) left out",
+            left_out=len(frame) - fit.n,
+        )
+    try:
+        zph = cox_zph(fit)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        zph = None
+        _warn(warnings, f"{name}, {model} Cox model: no proportional-hazards check ({exc})")
     used = d.dropna(subset=[tcol, ecol, *[c for cols in terms.values() for c in cols]])
     events = used[ecol].astype(float) > 0
 
@@ -551,6 +566,8 @@ def _cox(
                     by_column[col],
                     *level_counts(c.column, level),
                 )
+    if zph is None:
+        return
     data["ph_check"].append(
         {
             "endpoint": name,
@@ -566,12 +583,4 @@ def _cox(
             warnings,
             f"{name}, {model} Cox model: proportional hazards doubtful "
             f"(cox.zph global p = {zph.global_p:.3g})",
-        )
-    if model == "adjusted" and fit.n < len(frame):
-        covariates = ", ".join(c.label for c in analysis.covariates)
-        _warn(
-            warnings,
-            f"{name}, adjusted Cox model: {{left_out}} patients without a value for one of the "
-            f"covariates ({covariates}) left out",
-            left_out=len(frame) - fit.n,
         )

@@ -12,16 +12,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from registry.statistics.inputs import complete_rows, durations, event_indicator
 from registry.statistics.survival import kaplan_meier
 
 
 class CoxConvergenceError(ValueError):
-    """The partial likelihood has no finite maximum (e.g. a group without events)."""
+    """The model cannot be fitted at all (no events, no estimable term, a singular system)."""
+
+
+ESTIMATED, ALIASED, INFINITE = "estimated", "aliased", "infinite"
+EPS = 1e-9  # R coxph.control(eps): the log-likelihood's relative convergence
+TOLER_INF = EPS**0.5  # R coxph.control(toler.inf): the "coefficient may be infinite" check
 
 
 @dataclass(frozen=True)
 class CoxTerm:
-    """One design column of a Cox model: coefficient, hazard ratio with CI, Wald p."""
+    """One design column of a Cox model: coefficient, hazard ratio with CI, Wald p. ``status`` is
+    ``estimated``, ``aliased`` (a linear combination of earlier columns: not estimated, as R's NA)
+    or ``infinite`` (monotone likelihood: the estimate runs off to infinity); the numbers are NaN
+    unless estimated."""
 
     name: str
     coef: float
@@ -31,6 +40,7 @@ class CoxTerm:
     hr_upper: float
     z: float
     p: float
+    status: str = ESTIMATED
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class CoxResult:
 
     columns: tuple[str, ...]
     terms: dict[str, tuple[str, ...]]  # model term -> its design columns
-    coef: np.ndarray
+    coef: np.ndarray  # the estimable columns' coefficients (``used``)
     var: np.ndarray
     loglik: float
     loglik_null: float
@@ -50,7 +60,10 @@ class CoxResult:
     # kept for the proportional-hazards test
     _time: np.ndarray
     _event: np.ndarray
-    _x: np.ndarray
+    _x: np.ndarray  # the estimable columns only
+    used: tuple[str, ...] = ()  # the columns that were estimated (not aliased)
+    n_dropped: int = 0  # rows left out for a missing value
+    warnings: tuple[str, ...] = ()
 
     def term(self, column: str) -> CoxTerm:
         return next(r for r in self.rows if r.name == column)
@@ -78,50 +91,79 @@ def dummies(df: pd.DataFrame, column: str, reference: str, prefix: str | None = 
     return names
 
 
-def _efron_pieces(time: np.ndarray, event: np.ndarray, x: np.ndarray, beta: np.ndarray):
-    """Per distinct event time: (loglik part, score part, information part)."""
-    eta = x @ beta
-    eta = eta - eta.mean()  # centring changes nothing but keeps exp() in range
-    w = np.exp(eta)
+@dataclass(frozen=True)
+class _Sorted:
+    """Rows sorted by time, latest first, with what the Efron sums need: for each distinct event
+    time (latest first) the end of its risk set in the sorted rows, and for each event row its
+    time's index and its rank among that time's tied events (as a fraction)."""
+
+    x: np.ndarray
+    event_rows: np.ndarray  # indices (sorted order) of the event rows
+    group: np.ndarray  # each event row's distinct-time index
+    starts: np.ndarray  # first event row of each distinct time (in event_rows)
+    risk_end: np.ndarray  # per distinct time: last sorted row with time >= it
+    frac: np.ndarray  # per event row: k / d, k its rank within the tie, d the tie's size
+    times: np.ndarray  # the distinct event times, latest first
+
+
+def _prepare(time: np.ndarray, event: np.ndarray, x: np.ndarray) -> _Sorted:
     order = np.argsort(-time, kind="stable")
-    t, d_, xs, ws, es = time[order], event[order], x[order], w[order], eta[order]
-    p = x.shape[1]
-    # cumulative sums over the descending time order give risk-set sums
-    c0 = np.cumsum(ws)
-    c1 = np.cumsum(ws[:, None] * xs, axis=0)
-    c2 = np.cumsum(ws[:, None, None] * xs[:, :, None] * xs[:, None, :], axis=0)
+    t, e, xs = time[order], event[order], x[order]
+    event_rows = np.flatnonzero(e)
+    et = t[event_rows]
+    starts = np.flatnonzero(np.r_[True, et[1:] != et[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(et)]))
+    sizes = np.diff(np.r_[starts, len(et)])
+    frac = (np.arange(len(et)) - starts[group]) / sizes[group]
+    times = et[starts]
+    risk_end = np.searchsorted(-t, -times, side="right") - 1
+    return _Sorted(xs, event_rows, group, starts, risk_end, frac, times)
+
+
+def _efron(s: _Sorted, beta: np.ndarray, per_time: bool = False):
+    """Efron log-likelihood, score and information at ``beta`` in one pass of cumulative sums
+    (time linear in rows after sorting). With ``per_time``: the score and information of each
+    distinct event time instead of the totals (for ``cox.zph``)."""
+    x = s.x
+    eta = x @ beta
+    eta = eta - eta.mean()  # centring changes nothing (one log term per event) but keeps exp() in range
+    w = np.exp(eta)
+    wx = w[:, None] * x
+    s0 = np.cumsum(w)[s.risk_end]
+    s1 = np.cumsum(wx, axis=0)[s.risk_end]
+    s2 = np.cumsum(wx[:, :, None] * x[:, None, :], axis=0)[s.risk_end]
+    we, xe = w[s.event_rows], x[s.event_rows]
+    t0 = np.add.reduceat(we, s.starts)
+    t1 = np.add.reduceat(we[:, None] * xe, s.starts, axis=0)
+    t2 = np.add.reduceat(we[:, None, None] * xe[:, :, None] * xe[:, None, :], s.starts, axis=0)
+    g, f = s.group, s.frac
+    d0 = s0[g] - f * t0[g]
+    a = (s1[g] - f[:, None] * t1[g]) / d0[:, None]
+    info_e = (s2[g] - f[:, None, None] * t2[g]) / d0[:, None, None] - a[:, :, None] * a[:, None, :]
+    u_e = xe - a
+    if per_time:
+        return np.add.reduceat(u_e, s.starts, axis=0), np.add.reduceat(info_e, s.starts, axis=0)
+    ll = float(eta[s.event_rows].sum() - np.log(d0).sum())
+    return ll, u_e.sum(axis=0), info_e.sum(axis=0)
+
+
+def _aliased(x: np.ndarray) -> list[bool]:
+    """Columns that are (numerically) a linear combination of the columns before them or constant,
+    after centring (a Cox model has no intercept to absorb a constant): R reports them as NA."""
+    xc = x - x.mean(axis=0)
+    basis = np.zeros((x.shape[0], 0))
     out = []
-    uniq = np.unique(t[d_])[::-1]
-    for tt in uniq:
-        last = np.searchsorted(-t, -tt, side="right") - 1  # last index with time >= tt
-        S0, S1, S2 = c0[last], c1[last], c2[last]
-        here = (t == tt) & d_
-        dd = int(here.sum())
-        T0 = ws[here].sum()
-        T1 = (ws[here][:, None] * xs[here]).sum(axis=0)
-        T2 = (ws[here][:, None, None] * xs[here][:, :, None] * xs[here][:, None, :]).sum(axis=0)
-        ll = es[here].sum()
-        u = xs[here].sum(axis=0)
-        info = np.zeros((p, p))
-        for k in range(dd):
-            f = k / dd
-            s0, s1, s2 = S0 - f * T0, S1 - f * T1, S2 - f * T2
-            ll -= np.log(s0)
-            u = u - s1 / s0
-            info += s2 / s0 - np.outer(s1, s1) / s0**2
-        out.append((tt, ll, u, info))
+    for j in range(x.shape[1]):
+        col = xc[:, j]
+        norm = float(np.linalg.norm(col))
+        resid = col - basis @ (basis.T @ col) if basis.shape[1] else col
+        r = float(np.linalg.norm(resid))
+        if norm == 0 or r <= 1e-7 * norm:
+            out.append(True)
+            continue
+        basis = np.column_stack([basis, resid / r])
+        out.append(False)
     return out
-
-
-def _loglik(time, event, x, beta):
-    if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 600:
-        raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
-    pieces = _efron_pieces(time, event, x, beta)
-    # centring eta leaves the Efron log-likelihood unchanged (one log term per event)
-    ll = sum(pc[1] for pc in pieces)
-    u = sum((pc[2] for pc in pieces), np.zeros(x.shape[1]))
-    info = sum((pc[3] for pc in pieces), np.zeros((x.shape[1], x.shape[1])))
-    return float(ll), u, info
 
 
 def cox_ph(
@@ -130,76 +172,122 @@ def cox_ph(
     event_col: str,
     terms: dict[str, list[str]],
     conf_level: float = 0.95,
-    max_iter: int = 50,
+    max_iter: int = 40,
     tol: float = 1e-12,
 ) -> CoxResult:
     """Cox proportional-hazards model, Efron's method for ties, fitted by Newton-Raphson.
 
     R equivalent: ``coxph(Surv(time, event) ~ terms, ties = "efron")`` and its ``summary``
-    (hazard ratio, Wald 95% CI, Wald p). Rows with a missing value in any column used are
-    left out (``fit.n`` says how many remain).
+    (hazard ratio, Wald 95% CI, Wald p). As R does: rows with a missing value in any column used
+    are left out and counted; a column that is a linear combination of earlier ones is aliased
+    (not estimated, a warning names it); a coefficient that keeps growing while the
+    log-likelihood has converged (monotone likelihood) is flagged infinite by R's check (the last
+    Newton step larger than ``eps`` and than ``sqrt(eps)`` times the coefficient), whatever the
+    covariate's units.
 
     Parameters
     ----------
     df
         One row per subject.
     duration_col, event_col
-        Follow-up time and event indicator (1 = event).
+        Follow-up time and event indicator (0/1 or boolean).
     terms
         Model terms: name -> numeric design columns (``dummies`` makes them for a factor).
     conf_level
         Confidence level of the hazard-ratio intervals.
     max_iter, tol
-        Newton-Raphson limits; a fit that does not converge raises ``CoxConvergenceError``.
+        Newton-Raphson limits (the log-likelihood's relative change, and steps below 1e-9).
 
     Returns
     -------
     CoxResult
-        One ``CoxTerm`` per design column, with n, events and the log-likelihoods.
+        One ``CoxTerm`` per design column (aliased and infinite ones flagged), with n, events,
+        rows dropped, warnings and the log-likelihoods.
+
+    Raises
+    ------
+    StatisticsInputError
+        Event values other than 0/1, negative times.
+    CoxConvergenceError
+        No events, or no estimable column.
     """
     columns = [c for cols in terms.values() for c in cols]
-    data = df[[duration_col, event_col, *columns]].dropna()
-    time = data[duration_col].to_numpy(dtype=float)
-    event = data[event_col].to_numpy(dtype=float) > 0
-    x = data[columns].to_numpy(dtype=float)
-    p = x.shape[1]
-    for j, col in enumerate(columns):
-        vals = np.unique(x[:, j])
-        if len(vals) < 2:
-            raise CoxConvergenceError(f"{col} does not vary")
-        if set(vals) <= {0.0, 1.0} and (not event[x[:, j] == 1].any() or not event[x[:, j] == 0].any()):
-            raise CoxConvergenceError(f"no events on one side of {col}: its hazard ratio is infinite")
-    beta = np.zeros(p)
-    ll, u, info = _loglik(time, event, x, beta)
+    data, dropped = complete_rows(df, [duration_col, event_col, *columns])
+    time = durations(data[duration_col], duration_col)
+    event = event_indicator(data[event_col], event_col)
+    x_all = data[columns].to_numpy(dtype=float)
+    if not event.any():
+        raise CoxConvergenceError("no events: the model cannot be fitted")
+    warnings = []
+    if dropped:
+        warnings.append(f"{dropped} rows with a missing value left out")
+    aliased = _aliased(x_all) if len(columns) else []
+    used = [c for c, a in zip(columns, aliased, strict=True) if not a]
+    if len(used) < len(columns):
+        names = ", ".join(c for c, a in zip(columns, aliased, strict=True) if a)
+        warnings.append(
+            f"aliased (constant, or a linear combination of earlier terms), not estimated: {names}"
+        )
+    if not used:
+        raise CoxConvergenceError("no estimable term (every column is constant or aliased)")
+    x = x_all[:, [columns.index(c) for c in used]]
+    prep = _prepare(time, event, x)
+    beta = np.zeros(len(used))
+    ll, u, info = _efron(prep, beta)
     ll_null = ll
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - iterations are reported
-        step = np.linalg.solve(info, u)
-        if not np.all(np.isfinite(step)):
-            raise CoxConvergenceError("the Newton step is not finite")
-        new = beta + step
-        ll_new, u_new, info_new = _loglik(time, event, x, new)
-        halvings = 0
-        while ll_new < ll - 1e-12 and halvings < 30:
-            step /= 2
-            new = beta + step
-            ll_new, u_new, info_new = _loglik(time, event, x, new)
-            halvings += 1
-        done = abs(ll_new - ll) <= tol * max(1.0, abs(ll_new)) and np.max(np.abs(step)) < 1e-9
-        beta, ll, u, info = new, ll_new, u_new, info_new
-        if done:
+    it, flat, step = 0, 0, np.zeros(len(used))
+    for it in range(1, max_iter + 1):  # noqa: B007 - ``it`` is reported
+        try:
+            step = np.linalg.solve(info, u)
+        except np.linalg.LinAlgError:
             break
-    if np.max(np.abs(beta)) > 30 or not np.isfinite(ll):
-        raise CoxConvergenceError("coefficients diverge (monotone likelihood)")
-    var = np.linalg.inv(info)
-    if not np.all(np.isfinite(var)) or np.any(np.diag(var) <= 0):
-        # a singular or indefinite information matrix: collinear terms or a likelihood without a
-        # finite maximum; a standard error would be NaN and the p-value meaningless
-        raise CoxConvergenceError("the information matrix is singular (collinear or monotone terms)")
-    se = np.sqrt(np.diag(var))
+        new = beta + step
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll_new, u_new, info_new = _efron(prep, new)
+        halvings = 0
+        while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 30:
+            step = step / 2
+            new = beta + step
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                ll_new, u_new, info_new = _efron(prep, new)
+            halvings += 1
+        if not np.isfinite(ll_new):
+            break
+        change = abs(ll_new - ll)
+        beta, ll, u, info = new, ll_new, u_new, info_new
+        if change <= tol * max(1.0, abs(ll)) and np.max(np.abs(step)) < 1e-9:
+            break
+        flat = flat + 1 if change <= EPS * max(1.0, abs(ll)) else 0
+        if flat >= 3:  # the likelihood is flat and the steps are not shrinking: stop there
+            break
+        if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 500:
+            break  # exp() would overflow: a coefficient is running off to infinity
+    try:
+        last = np.linalg.lstsq(info, u, rcond=None)[0]
+    except np.linalg.LinAlgError:  # pragma: no cover - lstsq does not raise on singular input
+        last = step
+    infinite = (np.abs(last) > EPS) & (np.abs(last) > TOLER_INF * np.abs(beta))
+    if infinite.any():
+        names = ", ".join(c for c, bad in zip(used, infinite, strict=True) if bad)
+        warnings.append(
+            f"coefficient may be infinite (monotone likelihood; the log-likelihood converged while it "
+            f"kept growing): {names}"
+        )
+    var = _variance(info, infinite)
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
+    estimates = dict(
+        zip(used, zip(beta, np.sqrt(np.maximum(np.diag(var), 0)), infinite, strict=True), strict=True)
+    )
+    rows = []
     with np.errstate(over="ignore"):  # a very wide interval ends at infinity, as in R
-        rows = _rows(columns, beta, se, z)
+        for c in columns:
+            if c not in estimates:
+                rows.append(_missing_term(c, ALIASED))
+            elif estimates[c][2]:
+                rows.append(_missing_term(c, INFINITE))
+            else:
+                b, se, _ = estimates[c]
+                rows.append(_term(c, float(b), float(se), z))
     return CoxResult(
         columns=tuple(columns),
         terms={k: tuple(v) for k, v in terms.items()},
@@ -210,52 +298,75 @@ def cox_ph(
         n=len(time),
         events=int(event.sum()),
         iterations=it,
-        rows=rows,
+        rows=tuple(rows),
         _time=time,
         _event=event,
         _x=x,
+        used=tuple(used),
+        n_dropped=dropped,
+        warnings=tuple(warnings),
     )
 
 
-def _rows(columns: list[str], beta: np.ndarray, se: np.ndarray, z: float) -> tuple[CoxTerm, ...]:
-    return tuple(
-        CoxTerm(
-            name=c,
-            coef=float(b),
-            se=float(s),
-            hr=float(np.exp(b)),
-            hr_lower=float(np.exp(b - z * s)),
-            hr_upper=float(np.exp(b + z * s)),
-            z=float(b / s),
-            p=float(stats.chi2.sf((b / s) ** 2, 1)),
-        )
-        for c, b, s in zip(columns, beta, se, strict=True)
+def _variance(info: np.ndarray, infinite: np.ndarray) -> np.ndarray:
+    """The inverse information; where a coefficient is infinite, that of the others alone."""
+    var = np.full(info.shape, np.nan)
+    keep = np.flatnonzero(~infinite)
+    if len(keep):
+        block = info[np.ix_(keep, keep)]
+        try:
+            inv = np.linalg.inv(block)
+        except np.linalg.LinAlgError:
+            raise CoxConvergenceError("the information matrix is singular") from None
+        if not np.all(np.isfinite(inv)) or np.any(np.diag(inv) <= 0):
+            raise CoxConvergenceError("the information matrix is singular")
+        var[np.ix_(keep, keep)] = inv
+    return var
+
+
+def _term(name: str, b: float, se: float, z: float) -> CoxTerm:
+    return CoxTerm(
+        name=name,
+        coef=b,
+        se=se,
+        hr=float(np.exp(b)),
+        hr_lower=float(np.exp(b - z * se)),
+        hr_upper=float(np.exp(b + z * se)),
+        z=b / se,
+        p=float(stats.chi2.sf((b / se) ** 2, 1)),
     )
+
+
+def _missing_term(name: str, status: str) -> CoxTerm:
+    nan = float("nan")
+    return CoxTerm(name, nan, nan, nan, nan, nan, nan, nan, status)
 
 
 def cox_zph(fit: CoxResult) -> ZphResult:
     """R's ``cox.zph(fit)`` with the default ``transform = "km"``: a score test, at the fitted
     coefficients, for adding g(t) * x terms, g = 1 - KM(t-) centred over the events."""
     time, event, x = fit._time, fit._event, fit._x
+    if any(r.status == INFINITE for r in fit.rows):
+        raise CoxConvergenceError("cox.zph needs finite coefficients (monotone likelihood)")
     p = x.shape[1]
     km = kaplan_meier(pd.DataFrame({"t": time, "e": event.astype(int)}), "t", "e")
     idx = np.searchsorted(km.time, time, side="left")  # times strictly before each t
     g_all = 1 - np.concatenate([[1.0], km.surv])[idx]
     g_all = g_all - g_all[event].mean()
     g_of_time = dict(zip(time[event], g_all[event], strict=False))
-    u2 = np.zeros(p)
-    imat = np.zeros((2 * p, 2 * p))
-    for tt, _ll, u, info in _efron_pieces(time, event, x, fit.coef):
-        g = g_of_time[tt]
-        u2 += g * u
-        imat[:p, :p] += info
-        imat[:p, p:] += g * info
-        imat[p:, :p] += g * info
-        imat[p:, p:] += g * g * info
+    prep = _prepare(time, event, x)
+    u_t, info_t = _efron(prep, fit.coef, per_time=True)
+    g = np.array([g_of_time[t] for t in prep.times])
+    u2 = (g[:, None] * u_t).sum(axis=0)
+    info = info_t.sum(axis=0)
+    ginfo = (g[:, None, None] * info_t).sum(axis=0)
+    imat = np.block([[info, ginfo], [ginfo, (g[:, None, None] ** 2 * info_t).sum(axis=0)]])
     out: dict[str, tuple[float, int, float]] = {}
-    col_pos = {c: i for i, c in enumerate(fit.columns)}
+    col_pos = {c: i for i, c in enumerate(fit.used)}
     for name, cols in fit.terms.items():
-        jj = [col_pos[c] for c in cols]
+        jj = [col_pos[c] for c in cols if c in col_pos]
+        if not jj:
+            continue
         kk = list(range(p)) + [p + j for j in jj]
         uu = np.concatenate([np.zeros(p), u2[jj]])
         chi = float(np.linalg.solve(imat[np.ix_(kk, kk)], uu) @ uu)

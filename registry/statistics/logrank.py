@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from registry.statistics.inputs import complete_rows, durations, event_indicator
+
 
 @dataclass(frozen=True)
 class LogRankResult:
@@ -17,9 +19,11 @@ class LogRankResult:
     n: tuple[int, ...]
     observed: tuple[float, ...]
     expected: tuple[float, ...]
-    chi2: float
+    chi2: float | None  # None: not estimable (``reason``), where R prints p = NA
     df: int
-    p: float
+    p: float | None
+    reason: str | None = None
+    n_dropped: int = 0  # rows left out for a missing time, event or group
 
 
 def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col: str) -> LogRankResult:
@@ -42,10 +46,11 @@ def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col:
     LogRankResult
         Observed and expected events per group, chi-square, df and p.
     """
-    groups = tuple(sorted(str(g) for g in df[group_col].dropna().unique()))
-    g_index = df[group_col].astype(str).map({g: i for i, g in enumerate(groups)}).to_numpy()
-    t = df[duration_col].to_numpy(dtype=float)
-    e = df[event_col].to_numpy(dtype=float) > 0
+    data, dropped = complete_rows(df, [duration_col, event_col, group_col])
+    groups = tuple(sorted(str(g) for g in data[group_col].unique()))
+    g_index = data[group_col].astype(str).map({g: i for i, g in enumerate(groups)}).to_numpy()
+    t = durations(data[duration_col], duration_col)
+    e = event_indicator(data[event_col], event_col)
     k = len(groups)
     obs = np.zeros(k)
     exp = np.zeros(k)
@@ -70,10 +75,15 @@ def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col:
     diff = (obs - exp)[keep][1:]
     vv = var[np.ix_(keep, keep)][1:, 1:]
     dof = int(keep.sum()) - 1
-    if dof < 1:
-        chi2, p = 0.0, 1.0
+    reason = None
+    chi2: float | None
+    p: float | None
+    if not e.any():
+        chi2, p, dof, reason = None, None, max(dof, 0), "no events"
+    elif dof < 1:
+        chi2, p, reason = None, None, "fewer than two groups with expected events"
     else:
         chi2 = float(diff @ np.linalg.solve(vv, diff))
         p = float(stats.chi2.sf(chi2, dof))
     counts = tuple(int((g_index == i).sum()) for i in range(k))
-    return LogRankResult(groups, counts, tuple(obs), tuple(exp), chi2, dof, p)
+    return LogRankResult(groups, counts, tuple(obs), tuple(exp), chi2, dof, p, reason, dropped)

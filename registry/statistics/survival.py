@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from registry.statistics.inputs import complete_rows, durations, event_indicator
+
 TOLERANCE = float(np.sqrt(np.finfo(float).eps))  # R: sqrt(.Machine$double.eps)
 
 
@@ -38,6 +40,7 @@ class KaplanMeier:
     lower: np.ndarray  # NaN where R reports NA
     upper: np.ndarray
     conf_level: float
+    n_dropped: int = 0  # rows left out for a missing time or event (R's na.omit)
 
     @property
     def n(self) -> int:
@@ -92,9 +95,12 @@ def kaplan_meier(
     df
         One row per subject.
     duration_col
-        Follow-up time (days); missing values are refused.
+        Follow-up time (days).
     event_col
-        1 (or any positive value) for an event, 0 for censored.
+        1 (or True) for an event, 0 for censored; other codes are refused.
+
+    Rows with a missing time or event are left out and counted in ``n_dropped``, as R's
+    ``na.omit`` (which says how many).
     conf_level
         Confidence level of the pointwise intervals.
 
@@ -103,10 +109,9 @@ def kaplan_meier(
     KaplanMeier
         Step function at the distinct times, with n at risk, events, censored and CI.
     """
-    t = df[duration_col].to_numpy(dtype=float)
-    e = df[event_col].to_numpy(dtype=float) > 0
-    if np.isnan(t).any():
-        raise ValueError(f"{duration_col} has missing values")
+    data, dropped = complete_rows(df, [duration_col, event_col])
+    t = durations(data[duration_col], duration_col)
+    e = event_indicator(data[event_col], event_col)
     times, inverse = np.unique(t, return_inverse=True)
     n_event = np.bincount(inverse, weights=e, minlength=len(times)).astype(int)
     n_total = np.bincount(inverse, minlength=len(times))
@@ -121,7 +126,7 @@ def kaplan_meier(
         se2 = z * std_err / np.log(xx)
         lower = np.exp(-np.exp(np.log(-np.log(xx)) - se2))
         upper = np.exp(-np.exp(np.log(-np.log(xx)) + se2))
-    return KaplanMeier(times, n_risk, n_event, n_censor, surv, std_err, lower, upper, conf_level)
+    return KaplanMeier(times, n_risk, n_event, n_censor, surv, std_err, lower, upper, conf_level, dropped)
 
 
 def _findq(x: np.ndarray, y: np.ndarray, p: float, tol: float = TOLERANCE) -> float | None:
@@ -167,6 +172,7 @@ def reverse_km_median_follow_up(
     df: pd.DataFrame, duration_col: str, event_col: str
 ) -> tuple[float | None, float | None, float | None]:
     """Median follow-up by the reverse Kaplan-Meier method (censoring is the 'event')."""
-    rev = df[[duration_col]].copy()
-    rev["_censored"] = (df[event_col].to_numpy() == 0).astype(int)
+    data, _ = complete_rows(df, [duration_col, event_col])
+    rev = data[[duration_col]].copy()
+    rev["_censored"] = (~event_indicator(data[event_col], event_col)).astype(int)
     return kaplan_meier(rev, duration_col, "_censored").median()
