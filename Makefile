@@ -27,9 +27,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)  ## load benchmarks against the bulk-load floor, and second nights (docs/benchmarks.md)
+bench: $(STAMP)  ## load vs the bulk-load floor, second nights, Cox vs R (docs/benchmarks.md)
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/bench_nights.py
+	$(BIN)/python bench/bench_cox.py
 
 clean:
 	rm -rf $(VENV) demo registry.db registry.db.lock .pytest_cache .mypy_cache .ruff_cache
