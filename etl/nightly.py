@@ -32,6 +32,7 @@ from registry.db.models import FollowUp, Patient, PatientSummary
 
 Log = Callable[[str, dict[str, Any]], None]  # (event, fields without identifiers)
 REPORTS = ("lenalidomide-relapse",)  # the study reports regenerated every night
+OUTCOMES = "transplant-outcomes"  # and the centre's outcome report
 
 
 @dataclass
@@ -319,6 +320,7 @@ def run_night(
                     path = folder / f"{name}.{fmt}"
                     path.write_text(body, encoding="utf-8")
                     result.reports.append(str(path))
+        _outcomes(engine, folder, min_cell, result, log)
         quality = _quality(engine, folder, dq_thresholds, min_cell)
         if quality["page"] is not None:
             result.reports.append(quality["page"])
@@ -345,6 +347,29 @@ def run_night(
             result.reports.append(str(changes))
             _keep_last(reports_dir, keep_nights)  # type: ignore[arg-type]
     return result
+
+
+def _outcomes(
+    engine: Engine, folder: Path | None, min_cell: int | None, result: NightResult, log: Log
+) -> None:
+    """The transplant-outcomes report of the night (HTML and JSON), or its refusal."""
+    from registry.reports.inputs import outcomes_report
+    from registry.reports.outcomes import release_outcomes, render_outcomes
+
+    try:
+        data = release_outcomes(outcomes_report(engine).data, min_cell)
+        bodies = {fmt: render_outcomes(data, fmt) for fmt in ("html", "json")}
+    except ReportRefused as exc:
+        result.reports_refused[OUTCOMES] = exc.message
+        log("report_refused", {"report": OUTCOMES, "reason": exc.message})
+        if folder is not None:
+            (folder / f"{OUTCOMES}.refused.txt").write_text(exc.message + "\n", encoding="utf-8")
+        return
+    if folder is not None:
+        for fmt, body in bodies.items():
+            path = folder / f"{OUTCOMES}.{fmt}"
+            path.write_text(body, encoding="utf-8")
+            result.reports.append(str(path))
 
 
 def _quality(

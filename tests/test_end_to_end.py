@@ -28,11 +28,11 @@ def report(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     defn = load_definition("lenalidomide-relapse")
     rep = build_study_report(read_cohort(engine, defn), defn)
     engine.dispose()
-    return table_csv, rep.data
+    return table_csv, rep.data, work
 
 
 def test_pipeline_reproduces_the_committed_per_patient_table(report) -> None:  # type: ignore[no-untyped-def]
-    table_csv, data = report
+    table_csv, data, _ = report
     assert table_csv == (FIX / "cohort_table.csv").read_text(encoding="utf-8")
     # the generator's published group sizes: its bad rows are extra rows that disturb no patient
     sizes = {g: v["n"] for g, v in data["groups"].items()}
@@ -41,7 +41,7 @@ def test_pipeline_reproduces_the_committed_per_patient_table(report) -> None:  #
 
 @pytest.mark.parametrize("endpoint", ["os_2l", "pfs_2l"])
 def test_report_numbers_equal_r(report, endpoint: str) -> None:  # type: ignore[no-untyped-def]
-    _, data = report
+    _, data, _ = report
 
     def near(a, key, tol=1e-6):  # type: ignore[no-untyped-def]
         b = REF[key]
@@ -67,3 +67,43 @@ def test_report_numbers_equal_r(report, endpoint: str) -> None:  # type: ignore[
         near(row["hr_ci"][0], f"{endpoint}:cox:{g}:lower")
         near(row["hr_ci"][1], f"{endpoint}:cox:{g}:upper")
         near(row["p"], f"{endpoint}:cox:{g}:p", 1e-4)
+
+
+with (FIX / "outcomes_reference.csv").open() as _fh:
+    OUT_REF = {r["key"]: (None if r["value"] == "NA" else float(r["value"])) for r in csv.DictReader(_fh)}
+
+
+def test_outcomes_report_equals_r_on_its_own_exported_table(report, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """The transplant-outcomes report on the same registry: its exported table is the committed
+    one, and its numbers equal survival + cmprsk on that table (make_outcomes_reference.R)."""
+    from registry.reports.outcomes import build_outcomes_report
+    from tests.fixtures.e2e.make_table import outcomes_table
+
+    work = report[2]
+    assert outcomes_table(work) == (FIX / "outcomes_table.csv").read_text(encoding="utf-8")
+    engine = make_engine(f"sqlite:///{work / 'r.db'}")
+    defn = load_definition("transplant-outcomes")
+    data = build_outcomes_report(read_cohort(engine, defn, baseline=True), defn, by=["iss_stage"]).data
+    engine.dispose()
+
+    def near(a, key, tol=1e-6):  # type: ignore[no-untyped-def]
+        b = OUT_REF[key]
+        assert (a is None and b is None) or abs(a - b) <= tol, (key, a, b)
+
+    for ep in ("os", "pfs", "relapse", "nrm"):
+        e = data["endpoints"][ep]
+        assert e["events"] == OUT_REF[f"{ep}:events"]
+        for m in ("12", "24", "60"):
+            est, lo, hi = e["rates"][m]
+            near(est, f"{ep}:{m}:est")
+            near(lo, f"{ep}:{m}:lower")
+            near(hi, f"{ep}:{m}:upper")
+    for ep in ("os", "pfs"):
+        near(data["endpoints"][ep]["median_months"], f"{ep}:median")
+        near(data["endpoints"][ep]["median_ci_months"][0], f"{ep}:median.lower")
+        near(data["endpoints"][ep]["median_ci_months"][1], f"{ep}:median.upper")
+        near(data["strata"]["iss_stage"]["tests"][ep]["chi2"], f"{ep}:iss:chisq")
+        near(data["strata"]["iss_stage"]["tests"][ep]["p"], f"{ep}:iss:p", 1e-4)
+    for ep in ("relapse", "nrm"):
+        near(data["strata"]["iss_stage"]["tests"][ep]["stat"], f"{ep}:iss:stat")
+        near(data["strata"]["iss_stage"]["tests"][ep]["p"], f"{ep}:iss:p", 1e-4)

@@ -86,3 +86,78 @@ def report_study(
         ctx.note(f"wrote {out}")
     else:
         click.echo(body)
+
+
+@report.command("outcomes")
+@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout).")
+@click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
+@click.option(
+    "--by",
+    default="iss_stage,riss_stage,cytogenetic_risk,age_group,era,maintenance",
+    show_default=True,
+    help="Comma-separated factors to stratify by.",
+)
+@click.option(
+    "--maintenance-landmark-days",
+    type=click.IntRange(min=0),
+    default=180,
+    show_default=True,
+    help="Landmark of the maintenance comparison (days after the index transplant).",
+)
+@click.option(
+    "--figures",
+    "figures_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Also write every figure into this folder as SVG and 300-dpi PNG.",
+)
+@pass_ctx
+@handle_errors
+def report_outcomes(
+    ctx: Context,
+    fmt: str,
+    out: str | None,
+    min_cell: int | None,
+    as_of,
+    by: str,
+    maintenance_landmark_days: int,
+    figures_dir: str | None,
+) -> None:
+    """Outcomes after the index autologous transplant: OS, PFS, and the cumulative incidence of
+    relapse and of non-relapse mortality (competing risks), overall and by risk factor.
+
+    JSON (stdout by default), HTML or the tidy summary CSV; --min-cell as for the study report.
+    The per-patient table: registry cohort export transplant-outcomes.
+
+    Example: registry report outcomes --format html --min-cell 11 --out outcomes.html
+    """
+    from pathlib import Path
+
+    from registry.reports.inputs import outcomes_report
+    from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
+
+    if out:
+        check_output(out)
+    factors = [b.strip() for b in by.split(",") if b.strip()]
+    report = outcomes_report(
+        ctx.ready_engine(),
+        by=factors,
+        as_of=as_of.date() if as_of else None,
+        landmark_days=maintenance_landmark_days,
+    )
+    data = release_outcomes(report.data, min_cell)
+    body = render_outcomes(data, fmt)
+    if figures_dir:
+        folder = Path(figures_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind in ("svg", "png"):
+            for name, fig in outcome_figures(data, kind).items():
+                path = folder / f"{name}.{kind}"
+                path.write_text(fig, encoding="utf-8") if isinstance(fig, str) else path.write_bytes(fig)
+        ctx.note(f"wrote figures into {figures_dir}")
+    if out:
+        write_output(out, body)
+        ctx.note(f"wrote {out}")
+    else:
+        click.echo(body)

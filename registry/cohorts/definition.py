@@ -41,10 +41,18 @@ class Endpoint:
     label: str
     origin: str
     events: tuple[str, ...]
+    # competing events (a competing-risks endpoint): its table has ``<name>_status`` = 1 for the
+    # events, 2 for a competing event first, 0 censored, instead of ``<name>_event``
+    competing: tuple[str, ...] = ()
 
     @property
     def origin_is_baseline(self) -> bool:
         return self.origin == "l2_start"
+
+    @property
+    def outcome_column(self) -> str:
+        """``<name>_status`` for a competing-risks endpoint, ``<name>_event`` otherwise."""
+        return f"{self.name}_status" if self.competing else f"{self.name}_event"
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class CohortDefinition:
     endpoints: tuple[Endpoint, ...]
     analysis: Analysis
     published: Published | None = None
+    # the per-patient table's columns before the endpoints (None: the study table's columns)
+    export: tuple[str, ...] | None = None
 
     def endpoint(self, name: str) -> Endpoint:
         for e in self.endpoints:
@@ -124,10 +134,16 @@ class CohortDefinition:
 def _parse(data: dict, source: str) -> CohortDefinition:
     try:
         endpoints = tuple(
-            Endpoint(e["name"], e["label"], e["origin"], tuple(e["events"])) for e in data["endpoints"]
+            Endpoint(e["name"], e["label"], e["origin"], tuple(e["events"]), tuple(e.get("competing", ())))
+            for e in data["endpoints"]
         )
         for e in endpoints:
-            if not _NAME.match(e.name) or e.origin not in ORIGINS or set(e.events) - set(EVENTS):
+            if (
+                not _NAME.match(e.name)
+                or e.origin not in ORIGINS
+                or set(e.events) - set(EVENTS)
+                or set(e.competing) - set(EVENTS)
+            ):
                 raise DefinitionError(f"{source}: endpoint {e.name!r} is not well formed")
         groups = tuple(Group(g["name"], g["label"], g["condition"]) for g in data["groups"])
         analysis = _analysis(data.get("analysis", {}), groups, source)
@@ -142,6 +158,7 @@ def _parse(data: dict, source: str) -> CohortDefinition:
             endpoints=endpoints,
             analysis=analysis,
             published=_published(data.get("published"), endpoints, groups, source),
+            export=tuple(data["export"]) if "export" in data else None,
         )
     except KeyError as exc:
         raise DefinitionError(f"{source}: missing key {exc}") from None

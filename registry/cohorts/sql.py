@@ -83,23 +83,31 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
     """
 
 
-def _endpoint_columns(dialect: str, e: Endpoint) -> str:
-    candidates = []
-    for ev in e.events:
-        if ev == "death":
-            candidates.append("CASE WHEN dead = 1 THEN death_date END")
-        else:
-            candidates.append(ev)
-    event_date = candidates[0]
+def _event_date(events: tuple[str, ...]) -> str:
+    candidates = ["CASE WHEN dead = 1 THEN death_date END" if ev == "death" else ev for ev in events]
+    date = candidates[0]
     for c in candidates[1:]:
-        event_date = _least(event_date, c)
-    stop = f"COALESCE({event_date}, end_fu)"
+        date = _least(date, c)
+    return date
+
+
+def _endpoint_columns(dialect: str, e: Endpoint) -> str:
+    event_date = _event_date(e.events)
+    first = event_date if not e.competing else _least(event_date, _event_date(e.competing))
+    stop = f"COALESCE({first}, end_fu)"
     days = _days(dialect, stop, e.origin)
-    return (
-        f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {days} < 0 THEN 0 ELSE {days} END "
-        f"AS {e.name}_days,\n"
-        f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {event_date} IS NOT NULL THEN 1 ELSE 0 END "
-        f"AS {e.name}_event"
+    out = f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {days} < 0 THEN 0 ELSE {days} END AS {e.name}_days,\n"
+    if not e.competing:
+        return out + (
+            f"CASE WHEN {e.origin} IS NULL THEN NULL WHEN {event_date} IS NOT NULL THEN 1 ELSE 0 END "
+            f"AS {e.name}_event"
+        )
+    competing = _event_date(e.competing)
+    # the event on the same day as the competing one counts as the event (relapse before death)
+    return out + (
+        f"CASE WHEN {e.origin} IS NULL THEN NULL "
+        f"WHEN {event_date} IS NOT NULL AND ({competing} IS NULL OR {event_date} <= {competing}) THEN 1 "
+        f"WHEN {competing} IS NOT NULL THEN 2 ELSE 0 END AS {e.name}_status"
     )
 
 
@@ -196,6 +204,7 @@ def view_descriptions(defn: CohortDefinition) -> list[tuple[str, str]]:
     for e in defn.endpoints:
         described[f"{e.name}_days"] = f"{e.label}: days from {e.origin} to the event or censoring"
         described[f"{e.name}_event"] = f"{e.label}: 1 event, 0 censored"
+        described[f"{e.name}_status"] = f"{e.label}: 1 the event, 2 a competing event first, 0 censored"
     return [(c, described[c]) for c in view_columns(defn)]
 
 
@@ -204,7 +213,7 @@ def view_columns(defn: CohortDefinition) -> list[str]:
     cols = [VIEW_RENAMES.get(c, c) for c in EXPORT_COLUMNS]
     cols += [f"step_{i}" for i in range(1, len(defn.steps) + 1)]
     cols.append("study_group")
-    cols += [f"{e.name}_{part}" for e in defn.endpoints for part in ("days", "event")]
+    cols += [c for e in defn.endpoints for c in (f"{e.name}_days", e.outcome_column)]
     return cols
 
 

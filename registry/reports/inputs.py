@@ -203,3 +203,23 @@ def study_report(
         horizon_months=horizon_months,
         context=context,
     )
+
+
+def outcomes_report(
+    engine: Engine,
+    *,
+    by: list[str] | None = None,
+    as_of: dt.date | None = None,
+    landmark_days: int = 180,
+) -> Any:
+    """The transplant-outcomes report from the registry, or ``ReportRefused`` (65) / ``StudyError``
+    (64) as ``study_report``."""
+    from registry.reports.outcomes import build_outcomes_report
+
+    defn = load_definition("transplant-outcomes")
+    cohort = read_cohort(engine, defn, as_of, baseline=True)
+    check_reportable(engine, as_of)
+    context = {"provenance": provenance(engine), "data_quality": quarantine_step(engine)}
+    return build_outcomes_report(
+        cohort, defn, by=by, as_of=as_of, landmark_days=landmark_days, context=context
+    )

@@ -23,6 +23,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 PALETTE = ("#1b6ca8", "#d1495b", "#2e8b57", "#8d6a9f", "#e08e0b", "#5b5b5b")  # when none is given
@@ -64,6 +65,11 @@ def _internal(fig: Figure, data: dict[str, Any]) -> None:
 def _ci(ci: list[float | None]) -> str:
     lo, hi = ci
     return f"{'–' if lo is None else f'{lo:.2f}'}–{'∞' if hi is None else f'{hi:.2f}'}"
+
+
+def _legend(ax: Any, **kwargs: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no events): no legend
+        ax.legend(**kwargs)
 
 
 def _p(x: float | None) -> str:
@@ -109,7 +115,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     ax.set_ylabel("Probability (95% CI)")
     ax.set_title(meta.get("title", meta["label"]), fontsize=10.5, wrap=True)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    _legend(ax, loc="upper right", fontsize=8, frameon=False)
     notes = []
     overall = next(
         (r for r in data.get("logrank", []) if r["endpoint"] == endpoint and len(r["groups"]) > 2), None
@@ -355,3 +361,86 @@ def flow_svg(data: dict[str, Any]) -> str:
         '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="6" refY="4" orient="auto">'
         '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>' + "".join(boxes) + "</svg>"
     )
+
+
+def curves_figure(
+    title: str,
+    series: list[tuple[str, str, dict[str, Any] | None]],
+    at_risk: list[tuple[str, str, dict[str, int | None]]],
+    data: dict[str, Any],
+    *,
+    horizon: int,
+    incidence: bool = False,
+    xlabel: str = "Months from the index transplant",
+) -> Figure:
+    """Step curves with 95% CI bands (survival, or cumulative incidence rising from 0), and the
+    numbers at risk under the axis. ``series``: (label, colour, curve or None = not drawn)."""
+    min_cell = data.get("release", {}).get("min_cell")
+    grid = list(range(0, horizon + 1, 12))
+    height = 4.6 + 0.3 * len(at_risk)
+    fig = plt.figure(figsize=(9, height))
+    table_h = (0.3 * len(at_risk) + 0.7) / height
+    ax = fig.add_axes((0.14, table_h + 0.08, 0.82, 0.9 - table_h - 0.06))
+    tag = _Counter()
+    start = 0.0 if incidence else 1.0
+    key = "estimate" if incidence else "surv"
+    for label, colour, c in series:
+        if c is None:
+            ax.plot([], [], lw=0, label=f"{label} (not drawn)")
+            continue
+        x = [0.0, *c["time_months"]]
+        y = [start, *c[key]]
+        lo = [start, *[s if v is None else v for v, s in zip(c["lower"], c[key], strict=True)]]
+        hi = [start, *[s if v is None else v for v, s in zip(c["upper"], c[key], strict=True)]]
+        ax.fill_between(x, lo, hi, step="post", color=colour, alpha=0.13, lw=0)
+        ax.step(x, y, where="post", color=colour, lw=1.8, label=label)
+        if "censored_months" in c:
+            ax.plot(c["censored_months"], c["censored_surv"], "|", color=colour, ms=6)
+    ax.set_xlim(0, horizon)
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(grid)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(("Cumulative incidence" if incidence else "Probability") + " (95% CI)")
+    ax.set_title(title, fontsize=10.5)
+    ax.grid(alpha=0.25)
+    _legend(ax, loc="upper left" if incidence else "upper right", fontsize=8, frameon=False)
+    fig.text(0.01, table_h - 0.01, "Number at risk", fontsize=8.5, weight="bold", va="top")
+    line = 0.3 / height
+    top = table_h - 0.01 - line
+    for label, colour, cells in at_risk:
+        fig.text(0.02, top, label[:14], fontsize=8, color=colour, va="top")
+        for t in grid:
+            if str(t) in cells:
+                x_pos = 0.14 + 0.82 * t / horizon
+                tag(fig.text(x_pos, top, _count(cells[str(t)], min_cell), fontsize=8, ha="center", va="top"))
+        top -= line
+    _internal(fig, data)
+    return fig
+
+
+def stacked_incidence_figure(data: dict[str, Any], horizon: int) -> Figure:
+    """Relapse/progression and non-relapse mortality stacked: relapse from the bottom, NRM on top
+    of it; the gap to 1 is alive without relapse."""
+    fig = plt.figure(figsize=(9, 4.8))
+    ax = fig.add_axes((0.12, 0.14, 0.84, 0.76))
+    rel, nrm = data["curves"]["relapse"], data["curves"]["nrm"]
+    times = sorted({0.0, *rel["time_months"], *nrm["time_months"], float(horizon)})
+
+    def step(c: dict[str, Any], t: float) -> float:
+        i = int(np.searchsorted(c["time_months"], t, side="right")) - 1
+        return 0.0 if i < 0 else float(c["estimate"][i])
+
+    r = np.array([step(rel, t) for t in times])
+    n = np.array([step(nrm, t) for t in times])
+    ax.fill_between(times, 0, r, step="post", color="#d1495b", alpha=0.6, label="Relapse or progression")
+    ax.fill_between(times, r, r + n, step="post", color="#5b5b5b", alpha=0.5, label="Non-relapse mortality")
+    ax.set_xlim(0, horizon)
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(0, horizon + 1, 12))
+    ax.set_xlabel("Months from the index transplant")
+    ax.set_ylabel("Cumulative incidence (stacked)")
+    ax.set_title("Relapse or progression and non-relapse mortality (competing risks)", fontsize=10.5)
+    _legend(ax, loc="upper left", fontsize=8, frameon=False)
+    ax.grid(alpha=0.25)
+    _internal(fig, data)
+    return fig

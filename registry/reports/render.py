@@ -26,7 +26,8 @@ def to_csv(patients: pd.DataFrame) -> str:
     """The per-patient analysis table as CSV (never leaves the registry under suppression)."""
     df = patients.copy()
     for col in ("l2_start", "index_transplant_date", "relapse_date"):
-        df[col] = [d.isoformat() if d is not None else "" for d in df[col]]
+        if col in df.columns:
+            df[col] = [d.isoformat() if pd.notna(d) else "" for d in df[col]]
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = df[col].map(safe_cell)

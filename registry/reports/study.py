@@ -72,16 +72,21 @@ def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
     last = f"step_{len(defn.steps)}"
     df = cohort[cohort[last] == 1].copy()
     df["age_at_l2"] = [
-        round((l2 - b).days / 365.25, 2) if l2 is not None and b is not None else None
+        round((l2 - b).days / 365.25, 2) if pd.notna(l2) and pd.notna(b) else None
         for l2, b in zip(df["l2_start"], df["birth_date"], strict=True)
     ]
-    cols = list(PATIENT_COLUMNS)
+    df["age_at_transplant"] = [
+        round((t - b).days / 365.25, 2) if pd.notna(t) and pd.notna(b) else None
+        for t, b in zip(df["index_transplant_date"], df["birth_date"], strict=True)
+    ]
+    cols = list(defn.export or PATIENT_COLUMNS)
     for e in defn.endpoints:
-        cols += [f"{e.name}_days", f"{e.name}_event"]
-    df = df[cols].sort_values(["group", "patient_key"]).reset_index(drop=True)
+        cols += [f"{e.name}_days", e.outcome_column]
+    order = ["group", "patient_key"] if "group" in cols else ["patient_key"]
+    df = df[cols].sort_values(order).reset_index(drop=True)
     for e in defn.endpoints:
         df[f"{e.name}_days"] = df[f"{e.name}_days"].astype("Int64")
-        df[f"{e.name}_event"] = df[f"{e.name}_event"].astype("Int64")
+        df[e.outcome_column] = df[e.outcome_column].astype("Int64")
     return df
 
 

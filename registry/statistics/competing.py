@@ -46,7 +46,8 @@ class CumulativeIncidence:
             return est, None, None
         z = stats.norm.ppf(1 - (1 - conf_level) / 2)
         k = z * np.sqrt(var) / (est * np.log(est))  # negative: log(est) < 0
-        return est, float(est ** np.exp(-k)), float(est ** np.exp(k))
+        with np.errstate(over="ignore"):  # a very wide interval reaches 0
+            return est, float(est ** np.exp(-k)), float(est ** np.exp(k))
 
     def quantile(self, p: float) -> float | None:
         """The first time the incidence reaches ``p`` (None if it never does)."""

@@ -78,9 +78,13 @@ def test_three_nights_move_report_and_record_what_changed(engine: Engine, tmp_pa
     assert {p.name for p in night_folder.iterdir()} == {
         "lenalidomide-relapse.html",
         "lenalidomide-relapse.json",
+        "transplant-outcomes.html",
+        "transplant-outcomes.json",
         "data-quality.html",
         "changes.json",
     }
+    outcomes = json.loads((night_folder / "transplant-outcomes.json").read_text())
+    assert set(outcomes["endpoints"]) == {"os", "pfs", "relapse", "nrm"} and outcomes["n"] > 0
 
     _next_export(source / "night1", source / "night2", hours=24)
     shutil.copytree(source / "night2", inbox / "site-night2")

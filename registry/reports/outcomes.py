@@ -1,0 +1,494 @@
+"""The transplant-outcomes report: for every patient with an index autologous transplant, overall
+and progression-free survival (Kaplan-Meier) and the cumulative incidence of relapse/progression
+with non-relapse mortality (NRM) as its competing risk (Aalen-Johansen, Gray's variance), overall
+and by risk factor, with log-rank and Gray's tests.
+
+Computation only, from the cohort frame of the ``transplant-outcomes`` definition (read with
+``baseline=True``); ``release_outcomes`` makes the copy every output is drawn from (the study
+report's small-cell rules). The maintenance comparison is a landmark analysis only: patients
+alive and progression-free at the landmark, time from the landmark, by the maintenance they had
+started by then — comparing maintenance from the transplant credits maintained patients with the
+time they had to stay well to start it.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry import __version__
+from registry.cohorts.definition import CohortDefinition
+from registry.core.errors import ReportRefused, StudyError
+from registry.core.units import DAYS_PER_MONTH
+from registry.reports.study import _curve, _r, _warn, attrition, patient_table
+from registry.reports.suppress import INTERNAL, _attrition, _complement, _small, _warnings
+from registry.statistics import kaplan_meier, logrank_test
+from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, gray_test
+
+RATE_MONTHS = (12, 24, 60)
+STRATA = {
+    "iss_stage": "ISS stage",
+    "riss_stage": "R-ISS stage",
+    "cytogenetic_risk": "Cytogenetic risk",
+    "age_group": "Age at the transplant",
+    "era": "Transplant era",
+    "maintenance": "Maintenance started by the landmark",
+}
+SURVIVAL = ("os", "pfs")
+INCIDENCE = {"relapse": 1, "nrm": 2}  # causes of crr_status
+NOT_RECORDED = "not recorded"
+DEFAULT_LANDMARK = 180
+
+
+@dataclass
+class OutcomesReport:
+    """A computed outcomes report: the JSON-able dict and the per-patient table."""
+
+    data: dict[str, Any]
+    patients: pd.DataFrame
+
+
+def _m(days: float | None) -> float | None:
+    return None if days is None else round(days / DAYS_PER_MONTH, 8)
+
+
+def strata_frame(table: pd.DataFrame, cohort: pd.DataFrame, landmark_days: int) -> pd.DataFrame:
+    """The per-patient table with the stratifying columns (missing values as "not recorded")."""
+    facts = cohort.set_index("patient_key")
+    d = table.copy()
+
+    def fact(column: str) -> pd.Series:
+        if column not in facts.columns:
+            return pd.Series([None] * len(d), index=d.index, dtype=object)
+        return d["patient_key"].map(facts[column])
+
+    d["riss_stage"] = fact("riss_stage")
+    transplant = pd.to_datetime(fact("index_transplant_date"))
+    age = (transplant - pd.to_datetime(fact("birth_date"))).dt.days / 365.25
+    d["age_group"] = np.select(
+        [age < 65, age < 70, age >= 70], ["< 65", "65-69", ">= 70"], default=NOT_RECORDED
+    )
+    year = transplant.dt.year
+    d["era"] = [f"{int(y) // 5 * 5}-{int(y) // 5 * 5 + 4}" if pd.notna(y) else NOT_RECORDED for y in year]
+    started = (pd.to_datetime(fact("maintenance_start")) - transplant).dt.days
+    agents = fact("maintenance_agents")
+    d["maintenance"] = [
+        a if isinstance(a, str) and pd.notna(s) and s <= landmark_days else "none"
+        for a, s in zip(agents, started, strict=True)
+    ]
+    for c in ("iss_stage", "riss_stage", "cytogenetic_risk"):
+        d[c] = d[c].where(d[c].notna(), NOT_RECORDED).astype(str)
+    return d
+
+
+def _cif_curve(cif: CumulativeIncidence, last: float) -> dict[str, list[Any]]:
+    """The curve at its jumps, and flat to the last follow-up time ``last`` (days)."""
+    times = [float(t) for t in cif.time]
+    if not times or last > times[-1]:
+        times.append(last)
+    lims = [cif.ci_at(t) for t in times]
+    return {
+        "time_months": [round(t / DAYS_PER_MONTH, 8) for t in times],
+        "estimate": [round(est, 10) for est, _, _ in lims],
+        "lower": [None if lo is None else round(lo, 10) for _, lo, _ in lims],
+        "upper": [None if hi is None else round(hi, 10) for _, _, hi in lims],
+    }
+
+
+def _summaries(frame: pd.DataFrame, grid: list[int], shift: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every endpoint's summary (E) and curve for one set of patients; times minus ``shift``."""
+    out: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    f = frame.copy()
+    for col in ("os_days", "pfs_days", "crr_days"):
+        f[col] = f[col].astype(float) - shift
+    for name in SURVIVAL:
+        km = kaplan_meier(f, f"{name}_days", f"{name}_event")
+        med, lo, hi = km.median()
+        out[name] = {
+            "n": km.n,
+            "events": km.events,
+            "median_months": _m(med),
+            "median_ci_months": [_m(lo), _m(hi)],
+            "rates": {
+                str(m): [_r(a.surv), _r(a.lower), _r(a.upper)]
+                for m in RATE_MONTHS
+                for a in [km.at(m * DAYS_PER_MONTH)]
+            },
+            "at_risk": {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in grid},
+        }
+        curves[name] = _curve(km)
+    for name, cause in INCIDENCE.items():
+        cif = cumulative_incidence(f, "crr_days", "crr_status", cause)
+        q = cif.quantile(0.5)
+        rates: dict[str, list[float | None]] = {}
+        for m in RATE_MONTHS:
+            t = m * DAYS_PER_MONTH
+            if len(f) == 0 or t > float(f["crr_days"].max()):
+                rates[str(m)] = [None, None, None]  # past the last follow-up: not estimable
+            else:
+                est, lo, hi = cif.ci_at(t)
+                rates[str(m)] = [_r(est), _r(lo), _r(hi)]
+        out[name] = {
+            "n": cif.n,
+            "events": cif.events,
+            "median_months": _m(q),
+            "median_ci_months": [None, None],
+            "rates": rates,
+            "at_risk": {str(m): int((f["crr_days"] >= m * DAYS_PER_MONTH).sum()) for m in grid},
+        }
+        curves[name] = _cif_curve(cif, float(f["crr_days"].max()) if len(f) else 0.0)
+    return out, curves
+
+
+def build_outcomes_report(
+    cohort: pd.DataFrame,
+    defn: CohortDefinition,
+    *,
+    by: list[str] | None = None,
+    as_of: dt.date | None = None,
+    landmark_days: int = DEFAULT_LANDMARK,
+    context: dict[str, Any] | None = None,
+) -> OutcomesReport:
+    """Compute the outcomes report.
+
+    Parameters
+    ----------
+    cohort
+        ``read_cohort(engine, transplant-outcomes, baseline=True)``.
+    defn
+        The ``transplant-outcomes`` definition (endpoints os, pfs and the competing-risks crr).
+    by
+        Stratifying factors (default: all of ``STRATA``).
+    as_of
+        The data cutoff the cohort was read at.
+    landmark_days
+        The landmark of the maintenance comparison (days after the index transplant).
+    context
+        Provenance and the data-quality step (``registry.reports.inputs``).
+
+    Raises
+    ------
+    StudyError
+        An unknown factor, or a maintenance comparison without a landmark (64).
+    ReportRefused
+        No patient in the cohort (65).
+    """
+    by = list(STRATA) if by is None else by
+    unknown = [b for b in by if b not in STRATA]
+    if unknown:
+        raise StudyError(f"unknown factor {', '.join(unknown)} (known: {', '.join(STRATA)})")
+    if "maintenance" in by and landmark_days < 1:
+        raise StudyError(
+            "comparing maintenance from the transplant is biased: a patient must stay alive and "
+            "progression-free to start it (immortal-time bias)",
+            hint="use a landmark (--maintenance-landmark-days, default 180)",
+        )
+    table = patient_table(cohort, defn)
+    if len(table) == 0:
+        raise ReportRefused(
+            f"the cohort {defn.name} is empty: no patient with an index autologous transplant",
+            hint="check the data cutoff (--as-of) and that patients are derived",
+        )
+    frame = strata_frame(table, cohort, landmark_days)
+    warnings: list[dict[str, Any]] = []
+    longest = float(frame[["os_days", "pfs_days", "crr_days"]].astype(float).max().max())
+    grid = list(range(0, max(12, math.ceil(longest / DAYS_PER_MONTH / 12) * 12) + 1, 12))
+    overall, curves = _summaries(frame, grid)
+    cutoffs = cohort["cutoff"].dropna()
+    data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
+    data: dict[str, Any] = {
+        "study": defn.name,
+        "title": defn.title,
+        "definition_version": defn.version,
+        "registry_version": __version__,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data_cutoff": data_cutoff.isoformat() if data_cutoff else None,
+        "as_of": as_of.isoformat() if as_of else None,
+        "n": len(frame),
+        "attrition": attrition(cohort, defn),
+        "endpoints": overall,
+        "labels": {
+            "os": "Overall survival",
+            "pfs": "Progression-free survival",
+            "relapse": "Cumulative incidence of relapse or progression",
+            "nrm": "Cumulative incidence of non-relapse mortality",
+        },
+        "short": {"os": "OS", "pfs": "PFS", "relapse": "Relapse/progression", "nrm": "NRM"},
+        "curves": curves,
+        "strata": {},
+        "rate_months": list(RATE_MONTHS),
+        "at_risk_months": grid,
+        "warnings": warnings,
+    }
+    if context:
+        data.update(context)
+    for var in by:
+        sub = frame
+        shift = 0
+        info: dict[str, Any] = {"label": STRATA[var]}
+        if var == "maintenance":
+            sub = frame[frame["pfs_days"].astype(float) > landmark_days]
+            shift = landmark_days
+            info["landmark_days"] = landmark_days
+            info["rule"] = (
+                f"patients alive and progression-free at day {landmark_days} after the index "
+                "transplant, by the maintenance they had started by then; time from the landmark"
+            )
+        info["n"] = len(sub)
+        levels: dict[str, Any] = {}
+        level_curves: dict[str, Any] = {}
+        for level in sorted(sub[var].unique(), key=_level_order):
+            part = sub[sub[var] == level]
+            summary, lc = _summaries(part, grid, shift)
+            levels[str(level)] = {"n": len(part), "endpoints": summary}
+            level_curves[str(level)] = {"os": lc["os"]}
+        info["levels"] = levels
+        info["curves"] = level_curves
+        info["tests"] = _tests(sub, var, shift)
+        data["strata"][var] = info
+        if len(levels) < 2:
+            _warn(warnings, f"{STRATA[var]}: a single level, no comparison")
+    return OutcomesReport(data=data, patients=table)
+
+
+AGE_ORDER = {"< 65": 0, "65-69": 1, ">= 70": 2}
+
+
+def _level_order(level: str) -> tuple[bool, int, str]:
+    return (level == NOT_RECORDED, AGE_ORDER.get(level, 0), level)
+
+
+def _tests(frame: pd.DataFrame, var: str, shift: int) -> dict[str, Any]:
+    f = frame.copy()
+    for col in ("os_days", "pfs_days", "crr_days"):
+        f[col] = f[col].astype(float) - shift
+    out: dict[str, Any] = {}
+    for name in SURVIVAL:
+        lr = logrank_test(f, f"{name}_days", f"{name}_event", var)
+        out[name] = {"chi2": _r(lr.chi2), "df": lr.df, "p": _r(lr.p), "reason": lr.reason}
+    for name, cause in INCIDENCE.items():
+        g = gray_test(f, "crr_days", "crr_status", var, cause)
+        out[name] = {"stat": _r(g.statistic), "df": g.df, "p": _r(g.p), "reason": g.reason}
+    return out
+
+
+def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
+    """The copy of an outcomes report every output is drawn from: marked internal without ``n``;
+    with it, the study report's rules (counts 1..n-1 hidden as <n, complements within each
+    factor's levels and the attrition chain, a hidden level not described at all and the
+    factor's tests withheld, per-time counts dropped from curves, warnings with <n)."""
+    out = copy.deepcopy(report)
+    out["warnings"] = _warnings(out.get("warnings", []), n)
+    if not n:
+        out["release"] = {"status": INTERNAL, "min_cell": None}
+        out["suppressed"] = []
+        return out
+    if (out.get("n") or 0) < n:
+        raise ReportRefused(
+            f"the cohort has fewer patients than the release threshold ({n}): nothing in it could be shown",
+            hint="keep the report internal, or release a larger cohort",
+        )
+    hidden: list[str] = []
+    _attrition(out["attrition"], n, hidden)
+
+    def endpoints(es: dict[str, Any], where: str) -> None:
+        for name, e in es.items():
+            if _small(e.get("events"), n):
+                e["events"] = None
+                hidden.append(f"{where}.{name}.events")
+            if _small(e.get("n"), n):
+                e["n"] = None
+            for t, k in list(e.get("at_risk", {}).items()):
+                if _small(k, n):
+                    e["at_risk"][t] = None
+                    hidden.append(f"{where}.{name}.at_risk.{t}")
+
+    endpoints(out["endpoints"], "endpoints")
+    for curve in out.get("curves", {}).values():
+        for key in ("n_risk", "n_event", "n_censor"):
+            curve.pop(key, None)
+    for var, s in out["strata"].items():
+        sizes = {lv: v["n"] for lv, v in s["levels"].items()}
+        if _small(s.get("n"), n):  # the landmark set of the maintenance comparison
+            sizes = dict.fromkeys(sizes)
+            s["n"] = None
+        _complement(sizes, n, hidden, f"strata.{var}")
+        for lv, v in s["levels"].items():
+            v["n"] = sizes[lv]
+            if sizes[lv] is None:
+                v["endpoints"] = {
+                    name: {
+                        "n": None,
+                        "events": None,
+                        "median_months": None,
+                        "median_ci_months": [None, None],
+                        "rates": {m: [None, None, None] for m in e["rates"]},
+                        "at_risk": dict.fromkeys(e.get("at_risk", {})),
+                        "suppressed": True,
+                    }
+                    for name, e in v["endpoints"].items()
+                }
+                s["curves"].pop(lv, None)
+            else:
+                endpoints(v["endpoints"], f"strata.{var}.{lv}")
+        for c in s["curves"].values():
+            for curve in c.values():
+                for key in ("n_risk", "n_event", "n_censor"):
+                    curve.pop(key, None)
+        if any(v is None for v in sizes.values()):
+            for t in s["tests"].values():
+                t.update(
+                    {k: None for k in ("chi2", "stat", "p") if k in t},
+                    reason="a level below the release threshold",
+                )
+    out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
+    out["min_cell"] = n
+    out["suppressed"] = hidden
+    return out
+
+
+# ----------------------------------------------------------------------------------- rendering
+COLOURS = ("#1b6ca8", "#d1495b", "#2e8b57", "#8d6a9f", "#e08e0b", "#5b5b5b", "#17becf", "#7f7f7f")
+
+
+def _horizon(data: dict[str, Any]) -> int:
+    longest = max((c["time_months"][-1] for c in data["curves"].values() if c.get("time_months")), default=0)
+    return max(12, math.ceil(longest / 12) * 12)
+
+
+def outcome_figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | bytes]:
+    """The figures of a released outcomes report: survival (OS, PFS), the stacked cumulative
+    incidence of relapse and NRM, the incidence curves with CI, and OS by each factor."""
+    from registry.reports.plots import curves_figure, stacked_incidence_figure, to_png, to_svg
+
+    render = to_svg if fmt == "svg" else to_png
+    h = _horizon(data)
+    e, c, labels = data["endpoints"], data["curves"], data["labels"]
+    out: dict[str, str | bytes] = {}
+    out["survival"] = render(
+        curves_figure(
+            "Overall and progression-free survival",
+            [(labels["os"], COLOURS[0], c["os"]), (labels["pfs"], COLOURS[1], c["pfs"])],
+            [("OS", COLOURS[0], e["os"]["at_risk"]), ("PFS", COLOURS[1], e["pfs"]["at_risk"])],
+            data,
+            horizon=h,
+        )
+    )
+    out["incidence_stacked"] = render(stacked_incidence_figure(data, h))
+    out["incidence"] = render(
+        curves_figure(
+            "Cumulative incidence with 95% CI",
+            [(labels["relapse"], COLOURS[1], c["relapse"]), (labels["nrm"], COLOURS[5], c["nrm"])],
+            [("under follow-up", "#222", e["relapse"]["at_risk"])],
+            data,
+            horizon=h,
+            incidence=True,
+        )
+    )
+    for var, s in data["strata"].items():
+        levels = list(s["levels"])
+        landmark = s.get("landmark_days")
+        out[f"os_by_{var}"] = render(
+            curves_figure(
+                f"Overall survival by {s['label']}" + (f" (landmark at day {landmark})" if landmark else ""),
+                [
+                    (
+                        f"{lv} (n {_n(s['levels'][lv]['n'], data)})",
+                        COLOURS[i % len(COLOURS)],
+                        s["curves"].get(lv, {}).get("os"),
+                    )
+                    for i, lv in enumerate(levels)
+                ],
+                [
+                    (lv, COLOURS[i % len(COLOURS)], s["levels"][lv]["endpoints"]["os"]["at_risk"])
+                    for i, lv in enumerate(levels)
+                ],
+                data,
+                horizon=h,
+                xlabel="Months from the landmark" if landmark else "Months from the index transplant",
+            )
+        )
+    return out
+
+
+def _n(v: int | None, data: dict[str, Any]) -> str:
+    m = data.get("release", {}).get("min_cell")
+    return (f"<{m}" if m else "–") if v is None else str(v)
+
+
+def outcomes_summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every table of a released outcomes report as tidy rows."""
+    rows: list[dict[str, Any]] = []
+    status = data.get("release", {}).get("status")
+
+    def add(factor: str, level: str, endpoint: str, statistic: str, value: Any, count: bool = False) -> None:
+        rows.append(
+            {
+                "factor": factor,
+                "level": level,
+                "endpoint": endpoint,
+                "statistic": statistic,
+                "value": "" if value is None else value,
+                "kind": "count" if count else "estimate",
+                "release": status,
+            }
+        )
+
+    def endpoints(factor: str, level: str, es: dict[str, Any]) -> None:
+        for name, e in es.items():
+            add(factor, level, name, "n", e["n"], True)
+            add(factor, level, name, "events", e["events"], True)
+            add(factor, level, name, "median_months", e["median_months"])
+            for m, (est, lo, hi) in e["rates"].items():
+                add(factor, level, name, f"rate_{m}m", est)
+                add(factor, level, name, f"rate_{m}m_lower", lo)
+                add(factor, level, name, f"rate_{m}m_upper", hi)
+            for t, k in e.get("at_risk", {}).items():
+                add(factor, level, name, f"at_risk_{t}m", k, True)
+
+    endpoints("all", "all", data["endpoints"])
+    for var, s in data["strata"].items():
+        for lv, v in s["levels"].items():
+            endpoints(var, lv, v["endpoints"])
+        for name, t in s["tests"].items():
+            add(var, "test", name, "statistic", t.get("chi2", t.get("stat")))
+            add(var, "test", name, "p", t["p"])
+    return rows
+
+
+def render_outcomes(data: dict[str, Any], fmt: str) -> str:
+    """A released outcomes report as JSON, the tidy summary CSV, or a self-contained HTML page."""
+    import csv
+    import io
+    import json
+
+    from registry.core.csvsafe import safe_cell
+    from registry.reports.render import _ENV
+
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(
+            buf, ["factor", "level", "endpoint", "statistic", "value", "kind", "release"], lineterminator="\n"
+        )
+        w.writeheader()
+        for r in outcomes_summary_rows(data):
+            w.writerow({k: safe_cell(v) if isinstance(v, str) else v for k, v in r.items()})
+        return buf.getvalue()
+    min_cell = data.get("release", {}).get("min_cell")
+
+    def count(x: int | None) -> str:
+        return (f"<{min_cell}" if min_cell else "–") if x is None else str(x)
+
+    figs = {k: v for k, v in outcome_figures(data, "svg").items() if isinstance(v, str)}
+    return _ENV.get_template("outcomes.html.j2").render(
+        data=data, figs=figs, count=count, min_cell=min_cell, internal=not min_cell
+    )
