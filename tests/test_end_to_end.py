@@ -107,3 +107,15 @@ def test_outcomes_report_equals_r_on_its_own_exported_table(report, tmp_path_fac
     for ep in ("relapse", "nrm"):
         near(data["strata"]["iss_stage"]["tests"][ep]["stat"], f"{ep}:iss:stat")
         near(data["strata"]["iss_stage"]["tests"][ep]["p"], f"{ep}:iss:p", 1e-4)
+    fg = data["fine_gray"]  # cmprsk::crr of relapse on ISS and cytogenetic risk
+    assert fg["n"] == OUT_REF["crr:n"] and fg["converged"]
+    terms = {t["term"]: t for t in fg["terms"]}
+    for label, key in (
+        ("ISS stage: II vs I", "iss2"),
+        ("ISS stage: III vs I", "iss3"),
+        ("Cytogenetic risk: high vs standard", "high"),
+    ):
+        near(terms[label]["hr"], f"crr:{key}:hr")
+        near(terms[label]["hr_ci"][0], f"crr:{key}:lower")
+        near(terms[label]["hr_ci"][1], f"crr:{key}:upper")
+        near(terms[label]["p"], f"crr:{key}:p", 1e-4)

@@ -29,7 +29,8 @@ from registry.core.units import DAYS_PER_MONTH
 from registry.reports.study import _curve, _r, _warn, attrition, patient_table
 from registry.reports.suppress import INTERNAL, _attrition, _complement, _small, _warnings
 from registry.statistics import kaplan_meier, logrank_test
-from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, gray_test
+from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, fine_gray, gray_test
+from registry.statistics.inputs import StatisticsInputError
 
 RATE_MONTHS = (12, 24, 60)
 STRATA = {
@@ -255,7 +256,47 @@ def build_outcomes_report(
         data["strata"][var] = info
         if len(levels) < 2:
             _warn(warnings, f"{STRATA[var]}: a single level, no comparison")
+    data["fine_gray"] = _fine_gray(frame, warnings)
     return OutcomesReport(data=data, patients=table)
+
+
+# the Fine-Gray model of relapse: the risk factors of the exported table, against these levels
+FINE_GRAY_FACTORS = (("iss_stage", "ISS stage", "I"), ("cytogenetic_risk", "Cytogenetic risk", "standard"))
+
+
+def _fine_gray(frame: pd.DataFrame, warnings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Fine-Gray regression of relapse/progression (NRM competing) on ISS and cytogenetic risk,
+    complete cases ("not recorded" and "unknown" left out), each level against its reference."""
+    d = frame.copy()
+    columns, labels = [], {}
+    for var, label, ref in FINE_GRAY_FACTORS:
+        known = d[var].where(~d[var].isin([NOT_RECORDED, "unknown"]))
+        for level in sorted(v for v in known.dropna().unique() if v != ref):
+            name = f"{var}={level}"
+            d[name] = np.where(known.isna(), np.nan, (known == level).astype(float))
+            columns.append(name)
+            labels[name] = f"{label}: {level} vs {ref}"
+    if not columns:
+        return None
+    try:
+        fit = fine_gray(d, "crr_days", "crr_status", columns, cause=1)
+    except (StatisticsInputError, np.linalg.LinAlgError) as exc:
+        _warn(warnings, f"Fine-Gray model of relapse not fitted ({exc})")
+        return None
+    if not fit.converged:
+        _warn(warnings, "Fine-Gray model of relapse: did not converge (estimates unreliable)")
+    return {
+        "cause": "relapse",
+        "competing": "non-relapse mortality",
+        "n": fit.n,
+        "events": fit.events,
+        "n_dropped": fit.n_dropped,
+        "converged": fit.converged,
+        "terms": [
+            {"term": labels[t.name], "hr": _r(t.hr), "hr_ci": [_r(t.hr_lower), _r(t.hr_upper)], "p": _r(t.p)}
+            for t in fit.terms
+        ],
+    }
 
 
 AGE_ORDER = {"< 65": 0, "65-69": 1, ">= 70": 2}
@@ -348,6 +389,12 @@ def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, 
                     {k: None for k in ("chi2", "stat", "p") if k in t},
                     reason="a level below the release threshold",
                 )
+    fg = out.get("fine_gray")
+    if fg:
+        for key in ("n", "events", "n_dropped"):
+            if _small(fg.get(key), n):
+                fg[key] = None
+                hidden.append(f"fine_gray.{key}")
     out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
     out["min_cell"] = n
     out["suppressed"] = hidden

@@ -87,3 +87,29 @@ def test_a_cause_without_events_and_bad_codes() -> None:
     missing = TIES.astype({"time": float}).copy()
     missing.loc[0, "time"] = float("nan")
     assert cumulative_incidence(missing, "time", "status", 1).n_dropped == 1
+
+
+@pytest.mark.parametrize("data", ["mgus2", "crtie"])
+def test_fine_gray_equals_crr(data: str) -> None:
+    from registry.statistics.competing import fine_gray
+
+    if data == "mgus2":  # progression on age, sex and haemoglobin (13 rows without hgb left out)
+        df = MGUS2.assign(male=(MGUS2["sex"] == "M").astype(int))
+        fit = fine_gray(df, "etime", "event", ["age", "male", "hgb"], cause=1)
+        assert (fit.n, fit.n_dropped) == (REF["crr:mgus2:n"], REF["crr:mgus2:dropped"])
+    else:  # many ties, group b and c against a
+        df = TIES.assign(b=(TIES["group"] == "b").astype(int), c=(TIES["group"] == "c").astype(int))
+        fit = fine_gray(df, "time", "status", ["b", "c"], cause=1)
+    assert fit.converged
+    for term in fit.terms:
+        key = f"crr:{data}:{term.name}"
+        assert term.coef == pytest.approx(REF[f"{key}:coef"], abs=1e-6)
+        assert term.se == pytest.approx(REF[f"{key}:se"], abs=1e-6)
+        assert term.p == pytest.approx(REF[f"{key}:p"], abs=1e-4)
+
+
+def test_fine_gray_without_an_event_of_the_cause_is_refused() -> None:
+    from registry.statistics.competing import fine_gray
+
+    with pytest.raises(StatisticsInputError, match="no event of cause 3"):
+        fine_gray(TIES.assign(x=1.0), "time", "status", ["x"], cause=3)
