@@ -54,12 +54,14 @@ class Limits:
     the zip reader also holds each member to; a folder's file sizes). The defaults pass a
     1,000,000-patient export (about 3 GB of CSV, compressing 5-20x) and refuse a zip bomb at
     once. Environment overrides: ``REGISTRY_MAX_MEMBER_BYTES``, ``REGISTRY_MAX_BUNDLE_BYTES``,
-    ``REGISTRY_MAX_COMPRESSION_RATIO``."""
+    ``REGISTRY_MAX_COMPRESSION_RATIO``, ``REGISTRY_MAX_LINE_CHARS`` (one line of a CSV file,
+    checked while reading: a line is never held whole beyond the limit)."""
 
     member_bytes: int = 16 * 2**30
     bundle_bytes: int = 48 * 2**30
     ratio: float = 200.0  # uncompressed / compressed, for members over ratio_floor
     ratio_floor: int = 1 << 20
+    line_chars: int = 1 << 20  # one physical line of a CSV file (a real row is under 1 KB)
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -69,11 +71,12 @@ class Limits:
                 member_bytes=int(os.environ.get("REGISTRY_MAX_MEMBER_BYTES", d.member_bytes)),
                 bundle_bytes=int(os.environ.get("REGISTRY_MAX_BUNDLE_BYTES", d.bundle_bytes)),
                 ratio=float(os.environ.get("REGISTRY_MAX_COMPRESSION_RATIO", d.ratio)),
+                line_chars=int(os.environ.get("REGISTRY_MAX_LINE_CHARS", d.line_chars)),
             )
         except ValueError:
             raise ConfigError(
-                "REGISTRY_MAX_MEMBER_BYTES, REGISTRY_MAX_BUNDLE_BYTES and REGISTRY_MAX_COMPRESSION_RATIO "
-                "must be numbers"
+                "REGISTRY_MAX_MEMBER_BYTES, REGISTRY_MAX_BUNDLE_BYTES, REGISTRY_MAX_COMPRESSION_RATIO and "
+                "REGISTRY_MAX_LINE_CHARS must be numbers"
             ) from None
 
 
@@ -275,6 +278,36 @@ def _not_utf8(member: str, exc: UnicodeDecodeError) -> BundleRefused:
     return BundleRefused([Problem(member, f"{what}; re-export as UTF-8")])
 
 
+class LineTooLong(Exception):
+    """A physical line of a CSV file longer than the limit (raised while reading)."""
+
+    def __init__(self, line: int, limit: int) -> None:
+        super().__init__(line, limit)
+        self.line, self.limit = line, limit
+
+
+def _bounded_lines(fh: io.TextIOWrapper, limit: int) -> Iterator[str]:
+    """The file's lines, each read with a bound: a line longer than ``limit`` characters raises
+    ``LineTooLong`` after reading at most ``limit + 1`` of them (memory stays bounded)."""
+    number = 0
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith("\n"):
+            raise LineTooLong(number, limit)
+        yield line
+
+
+def _too_long(member: str, exc: LineTooLong) -> BundleRefused:
+    return BundleRefused(
+        [Problem(member, f"line {exc.line} is longer than {exc.limit:,} characters")],
+        hint="a row of the export is far longer than any real record "
+        "(REGISTRY_MAX_LINE_CHARS sets the limit)",
+    )
+
+
 def _text_stream(bundle: Bundle, member: str) -> io.TextIOWrapper:
     # strict UTF-8 (BOM tolerated); newline="" lets the csv layer handle CRLF inside quotes
     return io.TextIOWrapper(bundle.open(member), encoding="utf-8-sig", newline="")
@@ -290,7 +323,9 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
         raise BundleRefused([Problem(member, "missing")])
     try:
         with _text_stream(bundle, member) as fh:
-            header = next(csv.reader(fh), None)
+            header = next(csv.reader(_bounded_lines(fh, Limits.from_env().line_chars)), None)
+    except LineTooLong as exc:
+        raise _too_long(member, exc) from None
     except UnicodeDecodeError as exc:
         raise _not_utf8(member, exc) from None
     except csv.Error as exc:
@@ -344,7 +379,7 @@ def iter_chunks(
     row_number = 1
     try:
         with _text_stream(bundle, member) as fh:
-            reader = csv.reader(fh, strict=True)
+            reader = csv.reader(_bounded_lines(fh, Limits.from_env().line_chars), strict=True)
             next(reader, None)  # header
             while True:
                 records: list[list[str]] = []
@@ -376,6 +411,8 @@ def iter_chunks(
                         out[col] = ""
                 out = out.astype(object)
                 yield Chunk(out, malformed)
+    except LineTooLong as exc:
+        raise _too_long(member, exc) from None
     except UnicodeDecodeError as exc:
         raise _not_utf8(member, exc) from None
     except csv.Error as exc:

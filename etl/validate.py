@@ -96,8 +96,8 @@ def parse_typed(contract: FileSpec, chunk: pd.DataFrame, log: ReasonLog) -> pd.D
             log.add(parsed.isna() & ~empty, col.name, raw, RuleCode.INVALID_DATE)
             typed[col.name] = parsed
         elif col.kind == "number":
-            parsed = pd.to_numeric(raw.where(~empty), errors="coerce")
-            bad = parsed.isna() & ~empty
+            parsed = pd.to_numeric(raw.where(~empty), errors="coerce").astype("float64")
+            bad = (parsed.isna() | np.isinf(parsed)) & ~empty  # "NaN", "inf", "1,5": not a number here
             log.add(bad, col.name, raw, RuleCode.INVALID_NUMBER)
             typed[col.name] = parsed.astype("float64")
         elif col.kind == "code":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from registry.cli.base import Context, cli, echo_json, format_option, handle_errors, pass_ctx, write_output
-from registry.core.errors import UsageError
+from registry.core.errors import ConfigError, UsageError
 
 
 @cli.group()
@@ -85,6 +87,49 @@ def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
         )
     downgrade(engine, revision)
     click.echo(f"database at revision {migration_state(engine).current or 'base'}")
+
+
+@db.command("rekey")
+@click.argument("bundles", nargs=-1, type=click.Path(path_type=str))
+@click.option("--yes", is_flag=True, help="Confirm: every pseudonym in the registry changes.")
+@pass_ctx
+@handle_errors
+def db_rekey(ctx: Context, bundles: tuple[str, ...], yes: bool) -> None:
+    """Re-pseudonymise the registry with a new key, from the sites' current full exports.
+
+    The current key comes from REGISTRY_PSEUDONYM_KEY (or the config file) as for a load, the
+    new one from REGISTRY_NEW_PSEUDONYM_KEY (keys never go on a command line). Give one bundle
+    per site; records no bundle holds any more get an unlinkable pseudonym under the new key.
+    Every patient is then derived again. Afterwards set REGISTRY_PSEUDONYM_KEY to the new key.
+
+    Example: REGISTRY_NEW_PSEUDONYM_KEY=... registry db rekey /srv/inbox/site-a.zip --yes
+    """
+    import os
+
+    from etl.rekey import rekey
+    from registry.derive.run import derive_pending
+
+    new = os.environ.get("REGISTRY_NEW_PSEUDONYM_KEY", "")
+    if not new:
+        raise ConfigError(
+            "no new key: set REGISTRY_NEW_PSEUDONYM_KEY in the environment",
+            hint="the current key stays in REGISTRY_PSEUDONYM_KEY (docs/operations.md, 'The pseudonym key')",
+        )
+    if not yes:
+        raise UsageError(
+            "re-keying changes every pseudonym in the registry (one transaction)",
+            hint="back the database up, then add --yes",
+        )
+    engine = ctx.ready_engine()
+    result = rekey(engine, [Path(b) for b in bundles], ctx.settings.require_key(), new.encode("utf-8"))
+    ctx.note(
+        f"re-keyed {result.mapped} pseudonyms from the bundles; {result.orphaned} of records no bundle "
+        "holds any more given unlinkable new pseudonyms"
+    )
+    derived = derive_pending(engine)
+    click.echo(
+        f"re-keyed; {derived.patients} patients derived again. Now set REGISTRY_PSEUDONYM_KEY to the new key."
+    )
 
 
 @db.command("current")

@@ -420,7 +420,14 @@ def build_study_report(
 
     for name, frame, tcol in frames:
         ecol = f"{name}_event"
+        before = len(frame)
         frame = frame.dropna(subset=[tcol, ecol])
+        if len(frame) < before:  # said, never silently used (R's na.omit says so too)
+            _warn(
+                warnings,
+                f"{name}: {{missing}} patients without a time or event left out",
+                missing=before - len(frame),
+            )
         curves[name] = {}
         data["curves"][name] = {}
         for g in groups:

@@ -5,6 +5,7 @@ the terminal, read = loaded + quarantined, and a refusal changes nothing."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +38,23 @@ def _wide(text: str) -> str:
     return "\n".join([f"{header},{extra}", *(f"{r}," + "," * 9_999 for r in rows)]) + "\n"
 
 
+def _huge_line(folder: Path) -> None:
+    """A 200 MB single field: refused after reading about a megabyte (bounded lines)."""
+    p = folder / "treatments.csv"
+    header, first, *rest = p.read_text().splitlines()
+    with p.open("w") as fh:
+        fh.write(header + "\n" + first.replace("Velcade", "V", 1))
+        chunk = "V" * (1 << 20)
+        for _ in range(200):
+            fh.write(chunk)
+        fh.write("\n" + "\n".join(rest) + "\n")
+
+
 REFUSED = {
     "utf16": (_bytes(lambda b: b.decode().encode("utf-16")), "UTF-16, not UTF-8"),
     "semicolons": (_edit(lambda t: t.replace(",", ";")), "another delimiter"),
     "huge field": (_edit(lambda t: t.replace("Velcade", "V" * 300_000)), "field larger than field limit"),
+    "200 MB line": (_huge_line, "line 2 is longer than 1,048,576 characters"),
 }
 LOADED = {
     "NUL byte": (_bytes(lambda b: b.replace(b"Velcade", b"Vel\x00cade")), 0),
@@ -48,7 +62,10 @@ LOADED = {
     "impossible dates": (_edit(lambda t: t.replace("2019-01-20", "0000-00-00", 1)), 1),
     "Feb 30": (_edit(lambda t: t.replace("2019-04-20", "2026-02-30", 1)), 1),
     "far future": (_edit(lambda t: t.replace("2019-04-20", "9999-12-31", 1)), 1),
-    "numbers as text": (_edit(lambda t: t.replace('"25"', "1e3").replace(",25,", ",NaN,")), None),
+    "NaN dose": (_edit(lambda t: t.replace("2019-05-01,25,", "2019-05-01,NaN,", 1)), 1),
+    "infinite dose": (_edit(lambda t: t.replace("2019-05-01,25,", "2019-05-01,inf,", 1)), 1),
+    "1e3 dose": (_edit(lambda t: t.replace("2019-05-01,25,", "2019-05-01,1e3,", 1)), 0),  # 1000 mg
+    "decimal comma": (_edit(lambda t: t.replace("2019-05-01,25,", '2019-05-01,"2,5",', 1)), 1),
     "negative dose": (_edit(lambda t: t.replace(",10,", ",-10,", 1)), 1),
     "10,000 columns": (_edit(_wide), 0),
 }
@@ -59,7 +76,9 @@ def test_refused_with_one_clear_line(case: str, sqlite_cli_env, tmp_path: Path) 
     edit, expected = REFUSED[case]
     folder = write_bundle(tmp_path / "b")
     edit(folder)
+    started = time.perf_counter()
     res = CliRunner().invoke(cli, ["etl", "run", str(folder)])
+    assert time.perf_counter() - started < 10  # refused while reading, not after
     assert res.exit_code == 65, res.output
     assert "Traceback" not in res.output and expected in res.output
     assert CliRunner().invoke(cli, ["db", "current"]).exit_code == 0
