@@ -93,7 +93,11 @@ class Bundle:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
+        try:
+            exists = self.path.exists()
+        except OSError as exc:  # a name too long, a path through a file, ...
+            raise NoInput(f"bundle path cannot be read ({exc.strerror})") from None
+        if not exists:
             raise NoInput(f"bundle {self.path} does not exist")
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""

@@ -27,6 +27,7 @@ from etl.extract import Bundle, read_manifest
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError, ReportRefused
+from registry.core.files import share_tree
 from registry.db.keyprint import check_key
 from registry.db.models import FollowUp, Patient, PatientSummary
 
@@ -222,6 +223,7 @@ def run_night(
     min_cell: int | None = None,
     dq_thresholds: dict[str, float] | None = None,
     log: Log = lambda event, fields: None,
+    report_group: str | None = None,
 ) -> NightResult:
     """Take every waiting bundle, derive once, write the night's reports and changes.
 
@@ -245,6 +247,8 @@ def run_night(
         Data-quality thresholds from the configuration file.
     log
         Receives each event with fields that identify no patient.
+    report_group
+        A group to share the night's report folder with (0750/0640); None: private.
 
     Returns
     -------
@@ -345,6 +349,7 @@ def run_night(
             changes = folder / "changes.json"
             changes.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
             result.reports.append(str(changes))
+            share_tree(folder, report_group)
             _keep_last(reports_dir, keep_nights)  # type: ignore[arg-type]
     return result
 

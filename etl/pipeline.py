@@ -477,6 +477,7 @@ def _load(
             file_findings: list[dict[str, Any]] = []
             for piece in iter_chunks(bundle, spec, headers[name], chunk_rows):
                 chunk = piece.frame
+                _fault_point("read")  # the first chunk read, nothing validated yet
                 counts.read += len(chunk) + len(piece.malformed)
                 for row_number, fields in piece.malformed:
                     why = f"{fields} fields, the header has {len(headers[name].columns)}"
@@ -496,9 +497,10 @@ def _load(
                     else None
                 )
                 res = check_chunk(spec, chunk, manifest.data_cutoff, facts, pkeys)
+                _fault_point("validate")  # the first chunk validated, not staged
                 rows = to_rows(spec, res.valid, row_context, run_id)
                 load.stage_frame(conn, name, rows)
-                _fault_point("read")  # the first chunk read, validated and staged
+                _fault_point("stage")  # the first chunk staged
                 file_findings += finding_rows(spec, res.findings, rows, pseudo)
                 for row_number, reasons in res.reasons.items():
                     raw = res.raw.loc[row_number].to_dict()
@@ -625,7 +627,7 @@ def _mostly_rejected(
     return problems
 
 
-FAULT_STAGES = ("read", "merge", "retire", "quarantine", "commit", "derive")
+FAULT_STAGES = ("read", "validate", "stage", "merge", "retire", "quarantine", "commit", "derive")
 
 
 def _fault_point(stage: str = "commit") -> None:

@@ -98,10 +98,19 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        from registry.db.database import lost_or_full
+
         try:
             return fn(*args, **kwargs)
         except RegistryError as exc:
             exit_with(exc)
+        except OperationalError as exc:  # the server went away, or the disk filled, mid-run
+            known = lost_or_full(exc)
+            if known is None:
+                raise
+            exit_with(known)
 
     return wrapper  # type: ignore[return-value]
 

@@ -58,6 +58,10 @@ def nightly(
     if not folder.is_dir():
         raise NoInput(f"inbox {inbox} does not exist")
     key = ctx.settings.require_key()
+    if ctx.settings.report_group:  # checked before the night starts
+        from registry.core.files import group_id
+
+        group_id(ctx.settings.report_group)
     style = log_format or ("plain" if ctx.interactive else None)
 
     def log(event: str, fields: dict[str, Any]) -> None:
@@ -75,6 +79,7 @@ def nightly(
         min_cell=min_cell,
         dq_thresholds=ctx.settings.dq_thresholds,
         log=log,
+        report_group=ctx.settings.report_group,
     )
     if fmt == "json":
         echo_json(result.to_json())

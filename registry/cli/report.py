@@ -12,6 +12,14 @@ def report() -> None:
     """Reports for clinicians and for release outside the registry."""
 
 
+def _check_group(ctx: Context) -> None:
+    """A configured report group must exist (78) before any work is done."""
+    from registry.core.files import group_id
+
+    if ctx.settings.report_group:
+        group_id(ctx.settings.report_group)
+
+
 @report.command("study")
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
@@ -67,6 +75,7 @@ def report_study(
     from registry.reports.release import check_release, release, write_figures
 
     check_release(fmt, min_cell, table)
+    _check_group(ctx)
     if out:
         check_output(out)
     report = study_report(
@@ -77,12 +86,17 @@ def report_study(
         landmark_days=landmark_days,
         horizon_months=horizon_months,
     )
+    from registry.core.files import share_reports
+
     body = release(report, fmt, min_cell, table)
     if figures_dir:
         written = write_figures(report, Path(figures_dir), min_cell)
+        share_reports([Path(figures_dir), *written], ctx.settings.report_group)
         ctx.note(f"wrote {len(written)} figures into {figures_dir}")
     if out:
         write_output(out, body)
+        if not (fmt == "csv" and table == "patients"):  # the per-patient table stays private
+            share_reports([Path(out)], ctx.settings.report_group)
         ctx.note(f"wrote {out}")
     else:
         click.echo(body)
@@ -134,9 +148,11 @@ def report_outcomes(
     """
     from pathlib import Path
 
+    from registry.core.files import share_reports, share_tree
     from registry.reports.inputs import outcomes_report
     from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
 
+    _check_group(ctx)
     if out:
         check_output(out)
     factors = [b.strip() for b in by.split(",") if b.strip()]
@@ -155,9 +171,11 @@ def report_outcomes(
             for name, fig in outcome_figures(data, kind).items():
                 path = folder / f"{name}.{kind}"
                 path.write_text(fig, encoding="utf-8") if isinstance(fig, str) else path.write_bytes(fig)
+        share_tree(folder, ctx.settings.report_group)
         ctx.note(f"wrote figures into {figures_dir}")
     if out:
         write_output(out, body)
+        share_reports([Path(out)], ctx.settings.report_group)
         ctx.note(f"wrote {out}")
     else:
         click.echo(body)

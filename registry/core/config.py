@@ -16,6 +16,7 @@ from registry.core.errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///registry.db"
 ENV_DATABASE_URL = "REGISTRY_DATABASE_URL"
 ENV_PSEUDONYM_KEY = "REGISTRY_PSEUDONYM_KEY"
+ENV_REPORT_GROUP = "REGISTRY_REPORT_GROUP"
 ENV_CONFIG_FILE = "REGISTRY_CONFIG"
 DEFAULT_CONFIG_FILE = "registry.toml"
 # The demo runs without a configured key; its pseudonyms are for synthetic data only.
@@ -34,6 +35,8 @@ class Settings:
     config_file: str | None = None
     # data-quality thresholds overriding the catalogue's ([quality.thresholds] in the TOML file)
     dq_thresholds: dict[str, float] = field(default_factory=dict)
+    # the group reports are shared with (0640); None: reports are private like everything else
+    report_group: str | None = None
 
     def require_key(self, *, demo: bool = False) -> bytes:
         if self.pseudonym_key:
@@ -73,7 +76,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
     section = data.get("registry", {k: v for k, v in data.items() if k != "quality"})
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [registry] must be a table")
-    unknown = set(section) - {"database_url", "pseudonym_key"}
+    unknown = set(section) - {"database_url", "pseudonym_key", "report_group"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown keys {sorted(unknown)}")
     quality = data.get("quality", {})
@@ -138,4 +141,6 @@ def load_settings(
         pseudonym_key_source=key_source,
         config_file=str(cfg_path) if cfg_path else None,
         dq_thresholds=dict(cfg.get("dq_thresholds", {})),  # type: ignore[call-overload]
+        report_group=env.get(ENV_REPORT_GROUP)
+        or (str(cfg["report_group"]) if cfg.get("report_group") else None),
     )

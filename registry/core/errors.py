@@ -14,6 +14,7 @@ EXIT_NO_INPUT = 66  # EX_NOINPUT
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
 EXIT_SOFTWARE = 70  # EX_SOFTWARE
 EXIT_CANT_CREATE = 73  # EX_CANTCREAT
+EXIT_IOERR = 74  # EX_IOERR
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL
 EXIT_CONFIG = 78  # EX_CONFIG
 
@@ -32,9 +33,16 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "follow the hint it prints",
     ),
     EXIT_NO_INPUT: ("the bundle path does not exist", "check the path"),
-    EXIT_UNAVAILABLE: ("database unreachable", "check `REGISTRY_DATABASE_URL` and the server"),
+    EXIT_UNAVAILABLE: (
+        "database unreachable, or its connection lost during a run (nothing of the run committed)",
+        "check `REGISTRY_DATABASE_URL` and the server, then run again",
+    ),
     EXIT_SOFTWARE: ("internal error: a bug (the traceback is printed)", "report it with the traceback"),
     EXIT_CANT_CREATE: ("an output file cannot be written (missing folder, no permission)", "check `--out`"),
+    EXIT_IOERR: (
+        "the registry's disk is full or failing (SQLite); nothing of the run was committed",
+        "free space on the registry's disk, then run again",
+    ),
     EXIT_TEMPFAIL: ("another run holds the lock", "retry later (cron: the next run)"),
     EXIT_CONFIG: (
         "configuration error: bad URL or driver, no pseudonym key, unreadable TOML, no registry "
@@ -81,6 +89,12 @@ class DatabaseUnavailable(RegistryError):
     """The database cannot be reached (69)."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class StorageError(RegistryError):
+    """The registry's storage refused a write (74): a full disk; the run was rolled back."""
+
+    exit_code = EXIT_IOERR
 
 
 class LockHeld(RegistryError):

@@ -22,7 +22,14 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from registry.core.errors import ConfigError, DatabaseUnavailable, LockHeld, UsageError
+from registry.core.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    LockHeld,
+    RegistryError,
+    StorageError,
+    UsageError,
+)
 
 LOCK_NAME = "mm-registry-load"
 
@@ -265,3 +272,33 @@ def writer_lock(engine: Engine) -> Iterator[None]:
             conn.commit()
     finally:
         conn.close()
+
+
+LOST = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "connection is lost",
+    "could not receive data",
+    "could not send data",
+    "connection to server",
+    "the connection is closed",
+)
+
+
+def lost_or_full(exc: OperationalError) -> RegistryError | None:
+    """The user-facing error for a database failure mid-run: a lost server connection (69) or a
+    full disk under SQLite (74) — the run's transaction is rolled back either way — else None."""
+    message = str(exc.orig if exc.orig is not None else exc).lower()
+    if "database or disk is full" in message or "disk i/o error" in message:
+        return StorageError(
+            "the registry's disk is full: the run was rolled back and the registry file is as it was",
+            hint="free space where the registry lives, then run again",
+        )
+    if exc.connection_invalidated or any(m in message for m in LOST):
+        first = message.strip().splitlines()[0] if message.strip() else "connection lost"
+        return DatabaseUnavailable(
+            f"the database connection was lost during the run ({first}); nothing of the run was committed",
+            hint="check the server, then run again (the run is repeatable)",
+        )
+    return None

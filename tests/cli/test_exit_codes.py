@@ -17,6 +17,7 @@ from registry.core.errors import (
     EXIT_CODES,
     EXIT_CONFIG,
     EXIT_DATA,
+    EXIT_IOERR,
     EXIT_NO_INPUT,
     EXIT_OK,
     EXIT_SOFTWARE,
@@ -101,6 +102,22 @@ def test_73_output_into_a_missing_folder(command: str, sqlite_cli_env, tmp_path:
     )
     code, out = run(*args)
     assert code == EXIT_CANT_CREATE and "does not exist" in out and one_clear_line(out), out
+
+
+def test_74_disk_full(sqlite_cli_env, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # the real case (a 3 MB tmpfs filling up mid-load) is tests/etl/test_disk_full.py (needs root)
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import etl.pipeline
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(etl.pipeline, "run_bundle", full)
+    code, out = run("etl", "run", str(write_bundle(tmp_path / "b")))
+    assert code == EXIT_IOERR and "disk is full" in out and one_clear_line(out), out
 
 
 def test_75_lock_held(cli_env, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

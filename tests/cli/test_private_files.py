@@ -44,3 +44,41 @@ def test_new_files_are_0600_and_doctor_warns_about_a_readable_registry(tmp_path:
         assert res.exit_code == 0 and "WARNING: -rw-r--r--" in res.output
     finally:
         os.umask(umask)
+
+
+def test_reports_can_be_shared_with_one_group_and_nothing_else_is(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name  # a group this account may give files to
+    db = tmp_path / "registry.db"
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("REGISTRY_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("REGISTRY_REPORT_GROUP", group)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(cli, ["etl", "run", str(write_bundle(tmp_path / "b"))]).exit_code == 0
+    page, figs, table = tmp_path / "study.html", tmp_path / "figs", tmp_path / "patients.csv"
+    args = [
+        "report",
+        "study",
+        "lenalidomide-relapse",
+        "--out",
+        str(page),
+        "--format",
+        "html",
+        "--figures",
+        str(figs),
+    ]
+    assert runner.invoke(cli, args).exit_code == 0
+    assert _mode(page) == 0o640 and page.stat().st_gid == grp.getgrnam(group).gr_gid
+    assert _mode(figs) == 0o750 and all(_mode(f) == 0o640 for f in figs.iterdir())
+    res = runner.invoke(
+        cli, ["report", "study", "lenalidomide-relapse", "--format", "csv", "--out", str(table)]
+    )
+    assert res.exit_code == 0
+    assert _mode(table) == 0o600 and _mode(db) == 0o600  # the per-patient table and the registry stay private
+    monkeypatch.setenv("REGISTRY_REPORT_GROUP", "no-such-group-here")
+    page.unlink()
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 78 and "report group 'no-such-group-here' does not exist" in res.output
+    assert not page.exists()  # refused before any work

@@ -12,15 +12,18 @@ from pathlib import Path
 from tests.conftest import TEST_KEY
 
 
-def start_paused(db_url: str, args: list[str], marker: Path, stage: str = "commit") -> subprocess.Popen[str]:
-    """Start ``registry ARGS`` and return once it has reached ``stage`` (it then sleeps 60 s)."""
+def start_paused(
+    db_url: str, args: list[str], marker: Path, stage: str = "commit", pause_seconds: float = 60
+) -> subprocess.Popen[str]:
+    """Start ``registry ARGS`` and return once it has reached ``stage`` (it then sleeps
+    ``pause_seconds`` and goes on)."""
     env = {
         **os.environ,
         "REGISTRY_DATABASE_URL": db_url,
         "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
         "REGISTRY_FAULT_PAUSE_FILE": str(marker),
         "REGISTRY_FAULT_STAGE": stage,
-        "REGISTRY_FAULT_PAUSE_SECONDS": "60",
+        "REGISTRY_FAULT_PAUSE_SECONDS": str(pause_seconds),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "registry.cli", *args],
