@@ -148,6 +148,7 @@ def _checks(col: Column) -> list[pa.Check]:
         checks.append(pa.Check(lambda s: s.notna(), ignore_na=False, name=RuleCode.REQUIRED))
     if col.kind in ("id", "text"):
         checks.append(pa.Check(lambda s, n=col.max_length: s.str.len() <= n, name=RuleCode.TOO_LONG))
+        checks.append(pa.Check(lambda s: ~s.str.contains("\x00", regex=False), name=RuleCode.NUL_CHARACTER))
     if col.kind == "code":
         checks.append(pa.Check(lambda s, ok=frozenset(col.allowed): s.isin(ok), name=RuleCode.NOT_ALLOWED))
     if col.positive:

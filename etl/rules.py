@@ -35,6 +35,7 @@ class RuleCode(StrEnum):
     NOT_ALLOWED = "not_allowed"
     MUST_BE_POSITIVE = "must_be_positive"
     TOO_LONG = "too_long"
+    NUL_CHARACTER = "nul_character"
     DATE_BEFORE_1900 = "date_before_1900"
     DATE_AFTER_CUTOFF = "date_after_cutoff"
     # values of one row
@@ -107,6 +108,12 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
         ALL_FILES,
         "value is too long",
         "an id over 128 characters or a text over its limit (drug 200, conditioning agent 80)",
+    ),
+    (
+        RuleCode.NUL_CHARACTER,
+        ALL_FILES,
+        "value contains a NUL byte",
+        "an id or text with a NUL (0x00) byte: no database stores it faithfully (PostgreSQL refuses it)",
     ),
     (RuleCode.DATE_BEFORE_1900, ALL_FILES, "date before 1900-01-01", "any date before 1900-01-01"),
     (
