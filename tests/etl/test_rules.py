@@ -137,6 +137,7 @@ BAD = [
     ),
     ("rx_id_too_long", _set("treatments", 7, treatment_id="X" * 129), "treatments", "too_long"),
     ("rx_drug_too_long", _set("treatments", 7, drug="x" * 201), "treatments", "too_long"),
+    ("rx_drug_nul", _set("treatments", 7, drug="Vel\x00cade"), "treatments", "nul_character"),
     ("ev_bad_date", _set("disease_events", 2, event_date="2021-02-30"), "disease_events", "invalid_date"),
 ]
 # rules whose failing rows are built by other tests (a malformed CSV record, repeated ids)
