@@ -37,7 +37,8 @@ def run_demo(
     from etl.synth import write_bundle
     from registry.cohorts.definition import load_definition
     from registry.cohorts.sql import create_view
-    from registry.reports.inputs import study_report
+    from registry.reports.inputs import outcomes_report, study_report
+    from registry.reports.outcomes import release_outcomes, render_outcomes
     from registry.reports.release import release
 
     t0 = time.perf_counter()
@@ -57,17 +58,19 @@ def run_demo(
         prepare(engine)
         log("3/4 loading the bundle (validate, quarantine, pseudonymise, load, derive)")
         summary = run_bundle(engine, bundle, DEMO_PSEUDONYM_KEY.encode())
-        log("4/4 building the lenalidomide study report")
+        log("4/4 building the lenalidomide study report and the transplant-outcomes report")
         defn = load_definition("lenalidomide-relapse")
         with engine.begin() as conn:
             create_view(conn, defn)
         rep = study_report(engine, defn)
+        outcomes = release_outcomes(outcomes_report(engine).data)
     finally:
         engine.dispose()
     html_path = out / "report.html"
     json_path = out / "report.json"
     html_path.write_text(release(rep, "html"), encoding="utf-8")
     json_path.write_text(release(rep, "json"), encoding="utf-8")
+    (out / "outcomes.html").write_text(render_outcomes(outcomes, "html"), encoding="utf-8")
     seconds = time.perf_counter() - t0
     headline = _headline(rep.data, summary.quarantined, html_path, seconds, db)
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)
@@ -111,4 +114,5 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
     lines.append(f"  registry --database-url {url} etl quarantine")
     lines.append(f"  registry --database-url {url} etl runs")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
+    lines.append(f"transplant outcomes (OS, PFS, relapse and NRM): {html.resolve().parent / 'outcomes.html'}")
     return "\n".join(lines)

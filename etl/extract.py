@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -290,18 +291,64 @@ class LineTooLong(Exception):
         self.line, self.limit = line, limit
 
 
-def _bounded_lines(fh: io.TextIOWrapper, limit: int) -> Iterator[str]:
-    """The file's lines, each read with a bound: a line longer than ``limit`` characters raises
-    ``LineTooLong`` after reading at most ``limit + 1`` of them (memory stays bounded)."""
-    number = 0
-    while True:
-        line = fh.readline(limit + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > limit and not line.endswith("\n"):
-            raise LineTooLong(number, limit)
-        yield line
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines with their endings (\n, \r\n, or a lone \r as in old Mac files, like the csv module's
+    own reading); the last element is the unfinished rest ("" when the text ends a line). A \r
+    at the very end is kept in the rest: its \n may start the next block."""
+    body, tail = (text[:-1], "\r") if text.endswith("\r") else (text, "")
+    if _LONE_CR.search(body):  # rare: split after lone carriage returns too
+        body = _LONE_CR.sub("\r\x00", body)  # mark them, split on the marks below
+        parts = [p for chunk in body.split("\x00") for p in _split_lf(chunk)]
+        merged: list[str] = []
+        for p in parts:  # rejoin the pieces: each ends with \n or \r, except the last
+            if merged and not merged[-1].endswith(("\n", "\r")):
+                merged[-1] += p
+            else:
+                merged.append(p)
+        if merged and merged[-1].endswith(("\n", "\r")):
+            merged.append("")
+        merged[-1] += tail
+        return merged
+    out = _split_lf(body)
+    out[-1] += tail
+    return out
+
+
+def _split_lf(text: str) -> list[str]:
+    pieces = text.split("\n")
+    return [p + "\n" for p in pieces[:-1]] + [pieces[-1]]
+
+
+def _bounded_lines(fh: io.TextIOWrapper, limit: int, block: int = 1 << 16) -> Iterator[str]:
+    """The file's lines, read in blocks with a bound: a line longer than ``limit`` characters
+    raises ``LineTooLong`` after at most ``limit + block`` characters were read (memory stays
+    bounded). The lines of a block are handed on as a list (C-speed iteration downstream)."""
+
+    def blocks() -> Iterator[list[str]]:
+        carry = ""
+        number = 0
+        while True:
+            text = fh.read(block)
+            if not text:
+                if carry:
+                    if len(carry) > limit:
+                        raise LineTooLong(number + 1, limit)
+                    yield [carry]
+                return
+            lines = _split_lines(carry + text)
+            carry = lines.pop()  # the unfinished last line ("" after a final \n)
+            if lines and max(map(len, lines)) > limit:
+                longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+                raise LineTooLong(number + longest + 1, limit)
+            if len(carry) > limit:
+                raise LineTooLong(number + len(lines) + 1, limit)
+            number += len(lines)
+            yield lines
+
+    return itertools.chain.from_iterable(blocks())
 
 
 def _too_long(member: str, exc: LineTooLong) -> BundleRefused:

@@ -101,3 +101,33 @@ def test_loaded_with_bad_rows_quarantined(case: str, cli_env, tmp_path: Path) ->
         assert files["treatments"]["quarantined"] == quarantined, files["treatments"]
     if case == "10,000 columns":  # one warning line, not ten thousand
         assert res.stderr.count("unknown column") == 1 and "10000 unknown columns ignored" in res.stderr
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_bounded_reading_gives_the_rows_the_csv_module_gives(block: int) -> None:
+    """Lines are read in blocks (with a bound); every line ending the csv module knows (\\n,
+    \\r\\n, a lone \\r), quoted newlines and block boundaries anywhere give the same rows."""
+    import csv
+    import io
+
+    from etl.extract import LineTooLong, _bounded_lines
+
+    cases = [
+        'a,b\r\n"x\r\ny",2\r\nlast,3',
+        "a,b\rc,d\re,f\r",
+        'a,b\n"x\u2028y",2\n',
+        "h\n" + "r,1\n" * 50,
+        "a,b\r\n\r\nc,d\r\n",
+        '"a\rb",1\r2,3\n',
+        "x\r\r\ny\n",
+    ]
+    for text in cases:
+
+        def stream() -> io.TextIOWrapper:
+            return io.TextIOWrapper(io.BytesIO(text.encode()), newline="")  # noqa: B023
+
+        assert list(csv.reader(_bounded_lines(stream(), 100, block))) == list(csv.reader(stream())), text
+    with pytest.raises(LineTooLong):
+        list(
+            _bounded_lines(io.TextIOWrapper(io.BytesIO(b"ok\n" + b"x" * 500 + b"\n"), newline=""), 100, block)
+        )

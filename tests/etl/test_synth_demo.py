@@ -47,6 +47,10 @@ def test_default_shape_has_the_published_group_sizes() -> None:
 def test_demo_runs_end_to_end_and_twice(tmp_path: Path) -> None:
     first = run_demo(tmp_path / "demo", patients=200)
     assert first.report_html.exists() and first.quarantined > 0
+    assert (
+        "Outcomes after the index autologous transplant"
+        in (first.report_html.parent / "outcomes.html").read_text()
+    )
     data = json.loads(first.report_json.read_text())
     assert data["n"] > 80 and set(data["groups"]) == {"G1", "G2", "G3", "G4"}
     assert "median OS from 2nd line" in first.headline and "G1 vs G2" in first.headline
