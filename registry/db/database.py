@@ -52,6 +52,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # write-ahead log: analysts and reports keep reading (the last committed state) while a
     # load writes; a reader never waits for the writer, nor the writer for readers
     cur.execute("PRAGMA journal_mode=WAL")
+    # a page cache of 128 MiB (the default is 2 MiB): the merge inserts rows into indexes keyed by
+    # pseudonyms (random order), which thrash a small cache once the registry outgrows it
+    cur.execute("PRAGMA cache_size=-131072")
     cur.close()
 
 
