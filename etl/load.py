@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, Connection, MetaData, Table, text
+from sqlalchemy import Column, Connection, MetaData, Table, bindparam, text
 
 from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_rows
@@ -122,11 +122,16 @@ def staged_keys_among(conn: Connection, name: str, keys: Sequence[str]) -> set[s
 
 
 def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
-    """Remove staged rows by source row number (duplicates moved to the quarantine)."""
-    if not source_rows:
-        return
+    """Remove staged rows by source row number (duplicates moved to the quarantine): one
+    statement per 5,000 rows, each one pass over the stage (``source_row`` is not indexed; a
+    statement per row was a full scan per duplicate: 150 s for a 100,000-patient bundle)."""
     st = stage_name(name)
-    conn.execute(text(f"DELETE FROM {st} WHERE source_row = :r"), [{"r": int(r)} for r in source_rows])
+    rows = [int(r) for r in source_rows]
+    for i in range(0, len(rows), 5000):
+        conn.execute(
+            text(f"DELETE FROM {st} WHERE source_row IN :rows").bindparams(bindparam("rows", expanding=True)),
+            {"rows": rows[i : i + 5000]},
+        )
 
 
 def log_changes(conn: Connection, name: str, run_id: int) -> None:
