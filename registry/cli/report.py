@@ -148,9 +148,10 @@ def report_outcomes(
     """
     from pathlib import Path
 
-    from registry.core.files import share_reports, share_tree
+    from registry.core.files import share_reports
     from registry.reports.inputs import outcomes_report
     from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
+    from registry.reports.render import write_figure_files
 
     _check_group(ctx)
     if out:
@@ -166,12 +167,8 @@ def report_outcomes(
     body = render_outcomes(data, fmt)
     if figures_dir:
         folder = Path(figures_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for kind in ("svg", "png"):
-            for name, fig in outcome_figures(data, kind).items():
-                path = folder / f"{name}.{kind}"
-                path.write_text(fig, encoding="utf-8") if isinstance(fig, str) else path.write_bytes(fig)
-        share_tree(folder, ctx.settings.report_group)
+        written = write_figure_files(folder, lambda fmt: outcome_figures(data, fmt))
+        share_reports([folder, *written], ctx.settings.report_group)
         ctx.note(f"wrote figures into {figures_dir}")
     if out:
         write_output(out, body)

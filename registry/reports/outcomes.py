@@ -413,7 +413,9 @@ def _horizon(data: dict[str, Any]) -> int:
 def outcome_figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | bytes]:
     """The figures of a released outcomes report: survival (OS, PFS), the stacked cumulative
     incidence of relapse and NRM, the incidence curves with CI, and OS by each factor."""
-    from registry.reports.plots import curves_figure, stacked_incidence_figure, to_png, to_svg
+    from registry.reports.plots import count_text, curves_figure, stacked_incidence_figure, to_png, to_svg
+
+    min_cell = data.get("release", {}).get("min_cell")
 
     render = to_svg if fmt == "svg" else to_png
     h = _horizon(data)
@@ -447,7 +449,7 @@ def outcome_figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | b
                 f"Overall survival by {s['label']}" + (f" (landmark at day {landmark})" if landmark else ""),
                 [
                     (
-                        f"{lv} (n {_n(s['levels'][lv]['n'], data)})",
+                        f"{lv} (n {count_text(s['levels'][lv]['n'], min_cell)})",
                         COLOURS[i % len(COLOURS)],
                         s["curves"].get(lv, {}).get("os"),
                     )
@@ -463,11 +465,6 @@ def outcome_figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | b
             )
         )
     return out
-
-
-def _n(v: int | None, data: dict[str, Any]) -> str:
-    m = data.get("release", {}).get("min_cell")
-    return (f"<{m}" if m else "–") if v is None else str(v)
 
 
 def outcomes_summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -512,30 +509,11 @@ def outcomes_summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_outcomes(data: dict[str, Any], fmt: str) -> str:
     """A released outcomes report as JSON, the tidy summary CSV, or a self-contained HTML page."""
-    import csv
-    import io
-    import json
-
-    from registry.core.csvsafe import safe_cell
-    from registry.reports.render import _ENV
+    from registry.reports.render import page, tidy_csv, to_json
 
     if fmt == "json":
-        return json.dumps(data, indent=2, ensure_ascii=False)
+        return to_json(data)
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(
-            buf, ["factor", "level", "endpoint", "statistic", "value", "kind", "release"], lineterminator="\n"
-        )
-        w.writeheader()
-        for r in outcomes_summary_rows(data):
-            w.writerow({k: safe_cell(v) if isinstance(v, str) else v for k, v in r.items()})
-        return buf.getvalue()
-    min_cell = data.get("release", {}).get("min_cell")
-
-    def count(x: int | None) -> str:
-        return (f"<{min_cell}" if min_cell else "–") if x is None else str(x)
-
-    figs = {k: v for k, v in outcome_figures(data, "svg").items() if isinstance(v, str)}
-    return _ENV.get_template("outcomes.html.j2").render(
-        data=data, figs=figs, count=count, min_cell=min_cell, internal=not min_cell
-    )
+        fields = ["factor", "level", "endpoint", "statistic", "value", "kind", "release"]
+        return tidy_csv(outcomes_summary_rows(data), fields)
+    return page("outcomes.html.j2", data, outcome_figures(data, "svg"))

@@ -31,7 +31,9 @@ plt.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, small,
 plt.rcParams["svg.hashsalt"] = "registry"  # stable ids: the same report gives the same SVG
 
 
-def _count(v: int | None, min_cell: int | None) -> str:
+def count_text(v: int | None, min_cell: int | None) -> str:
+    """A count as every output shows it: ``<N`` when the release step hid it, a dash when there is
+    none (an internal report), else the number."""
     return f"<{min_cell}" if v is None and min_cell else ("–" if v is None else str(v))
 
 
@@ -97,7 +99,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
         c = curves.get(g)
         n = groups[g]["n"]
         if c is None:
-            why = "no patients" if n == 0 else f"n {_count(n, min_cell)}: not drawn"
+            why = "no patients" if n == 0 else f"n {count_text(n, min_cell)}: not drawn"
             ax.plot([], [], color=colour_of[g], lw=0, label=f"{g}: {groups[g]['label']} ({why})")
             continue
         x = [0.0, *c["time_months"]]
@@ -153,7 +155,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
                     continue
                 tag(
                     fig.text(
-                        x_of(t), top, _count(cells[str(t)], min_cell), fontsize=8.5, ha="center", va="top"
+                        x_of(t), top, count_text(cells[str(t)], min_cell), fontsize=8.5, ha="center", va="top"
                     )
                 )
             top -= line * 0.8
@@ -194,7 +196,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
             ax.text(
                 1.80,
                 y,
-                _count(r["n"], min_cell),
+                count_text(r["n"], min_cell),
                 transform=ax.get_yaxis_transform(),
                 ha="right",
                 va="center",
@@ -205,7 +207,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
             ax.text(
                 2.06,
                 y,
-                _count(r["events"], min_cell),
+                count_text(r["events"], min_cell),
                 transform=ax.get_yaxis_transform(),
                 ha="right",
                 va="center",
@@ -266,7 +268,7 @@ def flow_svg(data: dict[str, Any]) -> str:
     min_cell = data.get("release", {}).get("min_cell")
 
     def cnt(v: int | None) -> str:
-        return f'<tspan class="count">{html.escape(_count(v, min_cell))}</tspan>'
+        return f'<tspan class="count">{html.escape(count_text(v, min_cell))}</tspan>'
 
     def pct(part: int | None, whole: int | None) -> str:
         return f" ({100 * part / whole:.0f}%)" if part is not None and whole else ""
@@ -412,7 +414,11 @@ def curves_figure(
         for t in grid:
             if str(t) in cells:
                 x_pos = 0.14 + 0.82 * t / horizon
-                tag(fig.text(x_pos, top, _count(cells[str(t)], min_cell), fontsize=8, ha="center", va="top"))
+                tag(
+                    fig.text(
+                        x_pos, top, count_text(cells[str(t)], min_cell), fontsize=8, ha="center", va="top"
+                    )
+                )
         top -= line
     _internal(fig, data)
     return fig

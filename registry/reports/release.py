@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.core.errors import UsageError
-from registry.reports.render import figures, to_csv, to_html, to_json, to_summary_csv
+from registry.reports.render import figures, to_csv, to_html, to_json, to_summary_csv, write_figure_files
 from registry.reports.study import StudyReport
 from registry.reports.suppress import released
 
@@ -60,14 +60,4 @@ def release(report: StudyReport, fmt: str, min_cell: int | None = None, table: s
 def write_figures(report: StudyReport, folder: Path, min_cell: int | None = None) -> list[Path]:
     """Write every figure of the released report into ``folder``: SVG and 300-dpi PNG."""
     data = released(report.data, min_cell)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in ("svg", "png"):
-        for name, body in figures(data, fmt).items():
-            path = folder / f"{name}.{fmt}"
-            if isinstance(body, str):
-                path.write_text(body, encoding="utf-8")
-            else:
-                path.write_bytes(body)
-            written.append(path)
-    return written
+    return write_figure_files(folder, lambda fmt: figures(data, fmt))

@@ -6,15 +6,18 @@ release step hid can reach an output; the per-patient CSV (internal only) is the
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jinja2
 import pandas as pd
 
 from registry.core.csvsafe import safe_cell
-from registry.reports.plots import flow_svg, forest_figure, km_figure, to_png, to_svg
+from registry.reports.plots import count_text, flow_svg, forest_figure, km_figure, to_png, to_svg
 
 
 def to_json(data: dict[str, Any]) -> str:
@@ -106,17 +109,33 @@ def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def to_summary_csv(data: dict[str, Any]) -> str:
     """The summary tables of a released report as one tidy CSV."""
+    fields = ["table", "endpoint", "group", "statistic", "value", "kind", "suppressed", "release"]
+    return tidy_csv(summary_rows(data), fields)
+
+
+def tidy_csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    """Tidy rows as CSV, text cells neutralised for spreadsheets."""
     buf = io.StringIO()
-    rows = summary_rows(data)
-    writer = csv.DictWriter(
-        buf,
-        ["table", "endpoint", "group", "statistic", "value", "kind", "suppressed", "release"],
-        lineterminator="\n",
-    )
+    writer = csv.DictWriter(buf, fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: safe_cell(v) if isinstance(v, str) else v for k, v in r.items()})
     return buf.getvalue()
+
+
+def write_figure_files(folder: Path, figures_of: Callable[[str], dict[str, str | bytes]]) -> list[Path]:
+    """Write the figures ``figures_of(fmt)`` gives, as SVG and 300-dpi PNG, into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in ("svg", "png"):
+        for name, body in figures_of(fmt).items():
+            path = folder / f"{name}.{fmt}"
+            if isinstance(body, str):
+                path.write_text(body, encoding="utf-8")
+            else:
+                path.write_bytes(body)
+            written.append(path)
+    return written
 
 
 def figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | bytes]:
@@ -171,12 +190,17 @@ _ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct)
 def to_html(data: dict[str, Any]) -> str:
     """A self-contained HTML page (``templates/study.html.j2``) of a released report, figures
     inline as SVG."""
+    return page("study.html.j2", data, figures(data, "svg"))
+
+
+def page(template: str, data: dict[str, Any], figs: dict[str, str | bytes]) -> str:
+    """A released report's page from ``template``: its data, its inline SVG figures, the count
+    formatter every output shares, and whether the page is internal."""
     min_cell = data.get("release", {}).get("min_cell")
-
-    def count(x: int | None) -> str:
-        return (f"<{min_cell}" if min_cell else "–") if x is None else str(x)
-
-    figs = {k: v for k, v in figures(data, "svg").items() if isinstance(v, str)}
-    return _ENV.get_template("study.html.j2").render(
-        data=data, figs=figs, count=count, min_cell=min_cell, internal=not min_cell
+    return _ENV.get_template(template).render(
+        data=data,
+        figs={k: v for k, v in figs.items() if isinstance(v, str)},
+        count=functools.partial(count_text, min_cell=min_cell),
+        min_cell=min_cell,
+        internal=not min_cell,
     )
