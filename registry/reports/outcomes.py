@@ -13,7 +13,6 @@ time they had to stay well to start it.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -22,12 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry import __version__
 from registry.cohorts.definition import CohortDefinition
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
-from registry.reports.study import _curve, _r, _warn, attrition, patient_table
-from registry.reports.suppress import INTERNAL, _attrition, _complement, _small, _warnings
+from registry.reports.study import _curve, _r, _warn, attrition, patient_table, report_header
+from registry.reports.suppress import _complement, _small, release_with
 from registry.statistics import kaplan_meier, logrank_test
 from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, fine_gray, gray_test
 from registry.statistics.inputs import StatisticsInputError
@@ -202,18 +200,8 @@ def build_outcomes_report(
     longest = float(frame[["os_days", "pfs_days", "crr_days"]].astype(float).max().max())
     grid = list(range(0, max(12, math.ceil(longest / DAYS_PER_MONTH / 12) * 12) + 1, 12))
     overall, curves = _summaries(frame, grid)
-    cutoffs = cohort["cutoff"].dropna()
-    data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
     data: dict[str, Any] = {
-        "study": defn.name,
-        "title": defn.title,
-        "definition_version": defn.version,
-        "registry_version": __version__,
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data_cutoff": data_cutoff.isoformat() if data_cutoff else None,
-        "as_of": as_of.isoformat() if as_of else None,
-        "n": len(frame),
-        "attrition": attrition(cohort, defn),
+        **report_header(defn, cohort, as_of, len(frame), attrition(cohort, defn)),
         "endpoints": overall,
         "labels": {
             "os": "Overall survival",
@@ -325,20 +313,16 @@ def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, 
     with it, the study report's rules (counts 1..n-1 hidden as <n, complements within each
     factor's levels and the attrition chain, a hidden level not described at all and the
     factor's tests withheld, per-time counts dropped from curves, warnings with <n)."""
-    out = copy.deepcopy(report)
-    out["warnings"] = _warnings(out.get("warnings", []), n)
-    if not n:
-        out["release"] = {"status": INTERNAL, "min_cell": None}
-        out["suppressed"] = []
-        return out
-    if (out.get("n") or 0) < n:
-        raise ReportRefused(
-            f"the cohort has fewer patients than the release threshold ({n}): nothing in it could be shown",
-            hint="keep the report internal, or release a larger cohort",
-        )
-    hidden: list[str] = []
-    _attrition(out["attrition"], n, hidden)
+    return release_with(
+        report,
+        n,
+        _outcome_cells,
+        what="cohort",
+        hint="keep the report internal, or release a larger cohort",
+    )
 
+
+def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
     def endpoints(es: dict[str, Any], where: str) -> None:
         for name, e in es.items():
             if _small(e.get("events"), n):
@@ -395,10 +379,6 @@ def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, 
             if _small(fg.get(key), n):
                 fg[key] = None
                 hidden.append(f"fine_gray.{key}")
-    out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
-    out["min_cell"] = n
-    out["suppressed"] = hidden
-    return out
 
 
 # ----------------------------------------------------------------------------------- rendering

@@ -214,6 +214,26 @@ def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+def report_header(
+    defn: CohortDefinition, cohort: pd.DataFrame, as_of: dt.date | None, n: int, steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What every report's JSON starts with: the definition, the versions, when, the data cutoff
+    (``as_of``, else the earliest site cutoff), the patients analysed and the attrition."""
+    cutoffs = cohort["cutoff"].dropna()
+    data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
+    return {
+        "study": defn.name,
+        "title": defn.title,
+        "definition_version": defn.version,
+        "registry_version": __version__,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data_cutoff": data_cutoff.isoformat() if data_cutoff else None,
+        "as_of": as_of.isoformat() if as_of else None,
+        "n": n,
+        "attrition": steps,
+    }
+
+
 def _warn(warnings: list[dict[str, Any]], text: str, **counts: int) -> None:
     """A warning whose ``{name}`` fields are counts (the release step shows small ones as <N)."""
     warnings.append({"text": text, "counts": counts})
@@ -301,8 +321,6 @@ def build_study_report(
             hint="`registry cohort export` and the attrition of `registry report study --format json` "
             "show where patients leave; check the data cutoff (--as-of) and the loaded sites",
         )
-    cutoffs = cohort["cutoff"].dropna()
-    data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
     groups = [g.name for g in defn.groups]
     steps = attrition(cohort, defn)
     analysed_set = table
@@ -373,15 +391,7 @@ def build_study_report(
         return {"label": e.label, "title": title, "origin": e.origin, "events": list(e.events)}
 
     data: dict[str, Any] = {
-        "study": defn.name,
-        "title": defn.title,
-        "definition_version": defn.version,
-        "registry_version": __version__,
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data_cutoff": data_cutoff.isoformat() if data_cutoff else None,
-        "as_of": as_of.isoformat() if as_of else None,
-        "n": len(analysed_set),
-        "attrition": steps,
+        **report_header(defn, cohort, as_of, len(analysed_set), steps),
         "endpoints": {e.name: endpoint_meta(e) for e in chosen},
         "groups": {},
         "table1": table_one(described, groups, analysis.table1),

@@ -29,6 +29,7 @@ A report whose analysed set (the cohort, or the landmark set) is smaller than N 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from registry.core.errors import ReportRefused
@@ -159,8 +160,40 @@ def _warnings(items: list[Any], n: int | None) -> list[str]:
     return out
 
 
+def release_with(
+    report: dict[str, Any],
+    n: int | None,
+    cells: Callable[[dict[str, Any], int, list[str]], None],
+    *,
+    what: str,
+    hint: str,
+) -> dict[str, Any]:
+    """The release step every report shares: a copy with its warnings written (small counts as
+    ``<n``); without ``n`` marked internal; with it, refused (``ReportRefused``, 65) when the
+    analysed set (``what``) has fewer than ``n`` patients, else the attrition chain closed, the
+    report's own cells hidden by ``cells(copy, n, hidden)``, and the release recorded."""
+    out = copy.deepcopy(report)
+    out["warnings"] = _warnings(out.get("warnings", []), n)
+    if not n:
+        out["release"] = {"status": INTERNAL, "min_cell": None}
+        out["suppressed"] = []
+        return out
+    if (out.get("n") or 0) < n:
+        raise ReportRefused(
+            f"the {what} has fewer patients than the release threshold ({n}): nothing in it could be shown",
+            hint=hint,
+        )
+    hidden: list[str] = []
+    _attrition(out["attrition"], n, hidden)
+    cells(out, n, hidden)
+    out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
+    out["min_cell"] = n
+    out["suppressed"] = hidden
+    return out
+
+
 def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
-    """The copy of a report's JSON every output is drawn from; see the module's notes.
+    """The copy of a study report's JSON every output is drawn from; see the module's notes.
 
     Raises
     ------
@@ -168,21 +201,16 @@ def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
         With ``n``, when the analysed set (the cohort, or the landmark set) has fewer than ``n``
         patients.
     """
-    out = copy.deepcopy(report)
-    out["warnings"] = _warnings(out.get("warnings", []), n)
-    if not n:
-        out["release"] = {"status": INTERNAL, "min_cell": None}
-        out["suppressed"] = []
-        return out
-    analysed = out.get("n") or 0
-    if analysed < n:
-        what = "landmark set" if out.get("landmark") else "cohort"
-        raise ReportRefused(
-            f"the {what} has fewer patients than the release threshold ({n}): nothing in it could be shown",
-            hint="release a larger cohort (a later cutoff, an earlier landmark) or keep the report internal",
-        )
-    hidden: list[str] = []
-    _attrition(out["attrition"], n, hidden)
+    return release_with(
+        report,
+        n,
+        _study_cells,
+        what="landmark set" if report.get("landmark") else "cohort",
+        hint="release a larger cohort (a later cutoff, an earlier landmark) or keep the report internal",
+    )
+
+
+def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
     sizes = {g: v["n"] for g, v in out["groups"].items()}
     _complement(sizes, n, hidden, "groups.n")
     hidden_groups = {g for g, v in sizes.items() if v is None}
@@ -242,10 +270,6 @@ def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
             if _small(v, n):
                 night["counts"][label] = None
                 hidden.append(f"since_last_night.{label}")
-    out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
-    out["min_cell"] = n
-    out["suppressed"] = hidden
-    return out
 
 
 def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
