@@ -307,24 +307,16 @@ def run_night(
             "second lines started": after["second_lines"] - before["second_lines"],
         }
         for name in REPORTS:
-            try:
+
+            def study_pages(name: str = name) -> dict[str, str]:
                 report = _study(engine, name)
                 studies_after[name] = _groups(report, min_cell)
                 # a short summary at the top of the page (counts go through the small-cell rule)
                 report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
-                bodies = {fmt: release(report, fmt, min_cell) for fmt in ("html", "json")}
-            except ReportRefused as exc:  # said in the result and the log; the night exits 65
-                result.reports_refused[name] = exc.message
-                log("report_refused", {"report": name, "reason": exc.message})
-                if folder is not None:
-                    (folder / f"{name}.refused.txt").write_text(exc.message + "\n", encoding="utf-8")
-                continue
-            if folder is not None:
-                for fmt, body in bodies.items():
-                    path = folder / f"{name}.{fmt}"
-                    path.write_text(body, encoding="utf-8")
-                    result.reports.append(str(path))
-        _outcomes(engine, folder, min_cell, result, log)
+                return {fmt: release(report, fmt, min_cell) for fmt in ("html", "json")}
+
+            _write_report(name, study_pages, folder, result, log)
+        _write_report(OUTCOMES, lambda: _outcome_pages(engine, min_cell), folder, result, log)
         quality = _quality(engine, folder, dq_thresholds, min_cell)
         if quality["page"] is not None:
             result.reports.append(quality["page"])
@@ -354,25 +346,31 @@ def run_night(
     return result
 
 
-def _outcomes(
-    engine: Engine, folder: Path | None, min_cell: int | None, result: NightResult, log: Log
-) -> None:
-    """The transplant-outcomes report of the night (HTML and JSON), or its refusal."""
+def _outcome_pages(engine: Engine, min_cell: int | None) -> dict[str, str]:
+    """The transplant-outcomes report of the night, HTML and JSON."""
     from registry.reports.inputs import outcomes_report
     from registry.reports.outcomes import release_outcomes, render_outcomes
 
+    data = release_outcomes(outcomes_report(engine).data, min_cell)
+    return {fmt: render_outcomes(data, fmt) for fmt in ("html", "json")}
+
+
+def _write_report(
+    name: str, pages: Callable[[], dict[str, str]], folder: Path | None, result: NightResult, log: Log
+) -> None:
+    """Write a report's pages (``<name>.<format>``) into the night's folder, or, when the report
+    refuses, its reason (``<name>.refused.txt``, the result and the log: the night exits 65)."""
     try:
-        data = release_outcomes(outcomes_report(engine).data, min_cell)
-        bodies = {fmt: render_outcomes(data, fmt) for fmt in ("html", "json")}
+        bodies = pages()
     except ReportRefused as exc:
-        result.reports_refused[OUTCOMES] = exc.message
-        log("report_refused", {"report": OUTCOMES, "reason": exc.message})
+        result.reports_refused[name] = exc.message
+        log("report_refused", {"report": name, "reason": exc.message})
         if folder is not None:
-            (folder / f"{OUTCOMES}.refused.txt").write_text(exc.message + "\n", encoding="utf-8")
+            (folder / f"{name}.refused.txt").write_text(exc.message + "\n", encoding="utf-8")
         return
     if folder is not None:
         for fmt, body in bodies.items():
-            path = folder / f"{OUTCOMES}.{fmt}"
+            path = folder / f"{name}.{fmt}"
             path.write_text(body, encoding="utf-8")
             result.reports.append(str(path))
 

@@ -163,6 +163,9 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     return fig
 
 
+N_COLUMN, EVENTS_COLUMN = 1.80, 2.06  # the forest plot's count columns, right of the axes
+
+
 def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | None:
     """Forest plot of one Cox model (hazard ratios, 95% CI, reference levels, n and events)."""
     rows = [r for r in data.get("cox", []) if r["endpoint"] == endpoint and r["model"] == model]
@@ -173,6 +176,10 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
     fig = plt.figure(figsize=(9, height))
     ax = fig.add_axes((0.36, 0.9 / height, 0.27, 1 - 1.5 / height))
     tag = _Counter()
+
+    def at(x: float, y: float, text: str, **style: Any) -> Any:  # x in axes units, y in rows
+        return ax.text(x, y, text, transform=ax.get_yaxis_transform(), fontsize=8, **style)
+
     finite = [v for r in rows for v in (r["hr_ci"] or []) if v is not None and v > 0 and math.isfinite(v)]
     lo = min([*finite, 0.5]) / 1.2
     hi = max([*finite, 2.0]) * 1.2
@@ -190,45 +197,13 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
             ax.plot([left_end, right_end], [y, y], color="#1b6ca8", lw=1.5)
             ax.plot([r["hr"]], [y], "s", color="#1b6ca8", ms=5)
             right = f"{r['hr']:.2f} ({_ci(ci)}) p {_p(r['p'])}"
-        ax.text(-0.02, y, r["term"], transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8)
-        ax.text(1.03, y, right, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8)
-        tag(
-            ax.text(
-                1.80,
-                y,
-                count_text(r["n"], min_cell),
-                transform=ax.get_yaxis_transform(),
-                ha="right",
-                va="center",
-                fontsize=8,
-            )
-        )
-        tag(
-            ax.text(
-                2.06,
-                y,
-                count_text(r["events"], min_cell),
-                transform=ax.get_yaxis_transform(),
-                ha="right",
-                va="center",
-                fontsize=8,
-            )
-        )
-    ax.text(
-        1.03, len(rows) + 0.9, "HR (95% CI)", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold"
-    )
-    ax.text(
-        1.80, len(rows) + 0.9, "n", transform=ax.get_yaxis_transform(), fontsize=8, weight="bold", ha="right"
-    )
-    ax.text(
-        2.06,
-        len(rows) + 0.9,
-        "events",
-        transform=ax.get_yaxis_transform(),
-        fontsize=8,
-        weight="bold",
-        ha="right",
-    )
+        at(-0.02, y, r["term"], ha="right", va="center")
+        at(1.03, y, right, ha="left", va="center")
+        tag(at(N_COLUMN, y, count_text(r["n"], min_cell), ha="right", va="center"))
+        tag(at(EVENTS_COLUMN, y, count_text(r["events"], min_cell), ha="right", va="center"))
+    at(1.03, len(rows) + 0.9, "HR (95% CI)", weight="bold")
+    at(N_COLUMN, len(rows) + 0.9, "n", weight="bold", ha="right")
+    at(EVENTS_COLUMN, len(rows) + 0.9, "events", weight="bold", ha="right")
     ax.axvline(1, color="#555", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
