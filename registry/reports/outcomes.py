@@ -24,7 +24,7 @@ import pandas as pd
 from registry.cohorts.definition import CohortDefinition
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
-from registry.reports.study import _curve, _r, _warn, attrition, patient_table, report_header
+from registry.reports.study import _curve, _m, _r, _warn, attrition, facts_of, patient_table, report_header
 from registry.reports.suppress import _complement, _small, release_with
 from registry.statistics import kaplan_meier, logrank_test
 from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, fine_gray, gray_test
@@ -53,19 +53,10 @@ class OutcomesReport:
     patients: pd.DataFrame
 
 
-def _m(days: float | None) -> float | None:
-    return None if days is None else round(days / DAYS_PER_MONTH, 8)
-
-
 def strata_frame(table: pd.DataFrame, cohort: pd.DataFrame, landmark_days: int) -> pd.DataFrame:
     """The per-patient table with the stratifying columns (missing values as "not recorded")."""
-    facts = cohort.set_index("patient_key")
     d = table.copy()
-
-    def fact(column: str) -> pd.Series:
-        if column not in facts.columns:
-            return pd.Series([None] * len(d), index=d.index, dtype=object)
-        return d["patient_key"].map(facts[column])
+    fact = facts_of(d, cohort)
 
     d["riss_stage"] = fact("riss_stage")
     transplant = pd.to_datetime(fact("index_transplant_date"))

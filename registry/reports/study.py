@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,16 +175,24 @@ def _design(
     return d, terms
 
 
-def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
-    """The per-patient table with the columns Table 1 describes (computed from the cohort's facts;
-    all missing where a fact was not read)."""
+def facts_of(table: pd.DataFrame, cohort: pd.DataFrame) -> Callable[[str], pd.Series]:
+    """A column of the cohort's facts aligned with ``table``'s patients (all missing when the
+    cohort was read without that fact)."""
     facts = cohort.set_index("patient_key")
-    d = table.copy()
 
     def fact(column: str) -> pd.Series:
         if column not in facts.columns:
-            return pd.Series([None] * len(d), index=d.index, dtype=object)
-        return d["patient_key"].map(facts[column])
+            return pd.Series([None] * len(table), index=table.index, dtype=object)
+        return table["patient_key"].map(facts[column])
+
+    return fact
+
+
+def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """The per-patient table with the columns Table 1 describes (computed from the cohort's facts;
+    all missing where a fact was not read)."""
+    d = table.copy()
+    fact = facts_of(d, cohort)
 
     def days(later: pd.Series, earlier: pd.Series) -> pd.Series:
         return (pd.to_datetime(later) - pd.to_datetime(earlier)).dt.days.astype(float)
@@ -193,7 +202,7 @@ def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
         d[c] = fact(c)
     d["ldh_elevated"] = fact("ldh_elevated")
     tandem = fact("tandem_transplant_date")
-    d["tandem"] = np.where(tandem.isna(), "no", "yes") if "tandem_transplant_date" in facts else None
+    d["tandem"] = np.where(tandem.isna(), "no", "yes") if "tandem_transplant_date" in cohort.columns else None
     acronym, backbone = fact("induction_acronym"), fact("induction_backbone")
     d["induction"] = [
         a if isinstance(a, str) else (f"other ({b})" if isinstance(b, str) else None)
