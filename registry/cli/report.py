@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
 from registry.cli.base import Context, check_output, cli, handle_errors, pass_ctx, write_output
+from registry.core.files import share_reports
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @cli.group()
@@ -20,12 +27,43 @@ def _check_group(ctx: Context) -> None:
         group_id(ctx.settings.report_group)
 
 
+def _output_options(fn: F) -> F:
+    """The options every report shares: format, output file, release threshold, data cutoff and
+    a folder for the figures."""
+    for option in reversed(
+        (
+            click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json"),
+            click.option(
+                "--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout)."
+            ),
+            click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N."),
+            click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use."),
+            click.option(
+                "--figures",
+                "figures_dir",
+                type=click.Path(file_okay=False, path_type=str),
+                help="Also write every figure into this folder as SVG and 300-dpi PNG.",
+            ),
+        )
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _emit(ctx: Context, out: str | None, body: str, *, share: bool = True) -> None:
+    """The report on stdout, or in ``out`` (shared with the report group when ``share``)."""
+    if not out:
+        click.echo(body)
+        return
+    write_output(out, body)
+    if share:
+        share_reports([Path(out)], ctx.settings.report_group)
+    ctx.note(f"wrote {out}")
+
+
 @report.command("study")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout).")
-@click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N.")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
+@_output_options
 @click.option("--endpoint", "endpoints", multiple=True, help="Endpoint(s) to compare.")
 @click.option(
     "--landmark-days",
@@ -38,12 +76,6 @@ def _check_group(ctx: Context) -> None:
     default="patients",
     show_default=True,
     help="With --format csv: the per-patient table (internal only) or the tidy summary tables.",
-)
-@click.option(
-    "--figures",
-    "figures_dir",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Also write every figure into this folder as SVG and 300-dpi PNG.",
 )
 @click.option("--horizon-months", type=click.IntRange(min=1), help="End of the plots' time axis.")
 @pass_ctx
@@ -69,8 +101,6 @@ def report_study(
 
     Example: registry report study lenalidomide-relapse --format html --min-cell 11 --out report.html
     """
-    from pathlib import Path
-
     from registry.reports.inputs import study_report
     from registry.reports.release import check_release, release, write_figures
 
@@ -86,27 +116,17 @@ def report_study(
         landmark_days=landmark_days,
         horizon_months=horizon_months,
     )
-    from registry.core.files import share_reports
 
     body = release(report, fmt, min_cell, table)
     if figures_dir:
         written = write_figures(report, Path(figures_dir), min_cell)
         share_reports([Path(figures_dir), *written], ctx.settings.report_group)
         ctx.note(f"wrote {len(written)} figures into {figures_dir}")
-    if out:
-        write_output(out, body)
-        if not (fmt == "csv" and table == "patients"):  # the per-patient table stays private
-            share_reports([Path(out)], ctx.settings.report_group)
-        ctx.note(f"wrote {out}")
-    else:
-        click.echo(body)
+    _emit(ctx, out, body, share=not (fmt == "csv" and table == "patients"))  # per-patient: private
 
 
 @report.command("outcomes")
-@click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout).")
-@click.option("--min-cell", type=click.IntRange(min=1), help="Suppress counts below N.")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Data cutoff to use.")
+@_output_options
 @click.option(
     "--by",
     default="iss_stage,riss_stage,cytogenetic_risk,age_group,era,maintenance",
@@ -119,12 +139,6 @@ def report_study(
     default=180,
     show_default=True,
     help="Landmark of the maintenance comparison (days after the index transplant).",
-)
-@click.option(
-    "--figures",
-    "figures_dir",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Also write every figure into this folder as SVG and 300-dpi PNG.",
 )
 @pass_ctx
 @handle_errors
@@ -146,9 +160,6 @@ def report_outcomes(
 
     Example: registry report outcomes --format html --min-cell 11 --out outcomes.html
     """
-    from pathlib import Path
-
-    from registry.core.files import share_reports
     from registry.reports.inputs import outcomes_report
     from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
     from registry.reports.render import write_figure_files
@@ -170,9 +181,4 @@ def report_outcomes(
         written = write_figure_files(folder, lambda fmt: outcome_figures(data, fmt))
         share_reports([folder, *written], ctx.settings.report_group)
         ctx.note(f"wrote figures into {figures_dir}")
-    if out:
-        write_output(out, body)
-        share_reports([Path(out)], ctx.settings.report_group)
-        ctx.note(f"wrote {out}")
-    else:
-        click.echo(body)
+    _emit(ctx, out, body)
