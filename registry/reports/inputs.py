@@ -46,12 +46,12 @@ def check_reportable(engine: Engine, as_of: dt.date | None = None) -> None:
                 "groups are not known yet, so the report would leave them out",
                 hint="run `registry derive` (or `registry etl run` without --no-derive), then the report",
             )
+        if as_of is None:
+            return
         latest = conn.execute(select(func.max(Site.last_data_cutoff))).scalar()
         first = conn.execute(
             select(func.min(Transplant.transplant_date)).where(Transplant.is_current)
         ).scalar()
-    if as_of is None:
-        return
     if latest is not None and as_of > latest:
         raise ReportRefused(
             f"--as-of {as_of} is after the latest data cutoff ({latest}): the report would claim "

@@ -51,11 +51,11 @@ PATIENT_COLUMNS = [
 
 @dataclass
 class StudyReport:
-    """A computed study report: the JSON-able dict, the per-patient table and the Kaplan-Meier fits."""
+    """A computed study report: the JSON-able dict (every output is drawn from it) and the
+    per-patient table."""
 
     data: dict[str, Any]
     patients: pd.DataFrame  # the per-patient analysis table
-    curves: dict[str, dict[str, KaplanMeier]]  # endpoint -> group -> fit (for plots)
 
 
 def _m(days: float | None) -> float | None:
@@ -310,7 +310,7 @@ def build_study_report(
     Returns
     -------
     StudyReport
-        The report's JSON-able dict, the per-patient table and the Kaplan-Meier fits.
+        The report's JSON-able dict and the per-patient table.
 
     Raises
     ------
@@ -428,7 +428,6 @@ def build_study_report(
     }
     if context:
         data.update(context)
-    curves: dict[str, dict[str, KaplanMeier]] = {}
     for grp in defn.groups:
         sub = analysed_set[analysed_set["group"] == grp.name]
         data["groups"][grp.name] = {"label": grp.label, "n": len(sub), "endpoints": {}}
@@ -447,7 +446,6 @@ def build_study_report(
                 f"{name}: {{missing}} patients without a time or event left out",
                 missing=before - len(frame),
             )
-        curves[name] = {}
         data["curves"][name] = {}
         for g in groups:
             sub = frame[frame["group"] == g]
@@ -461,7 +459,6 @@ def build_study_report(
                 }
                 continue
             km = kaplan_meier(sub, tcol, ecol)
-            curves[name][g] = km
             data["curves"][name][g] = _curve(km)
             data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis, grid)
             censored = 1 - km.events / km.n
@@ -491,7 +488,7 @@ def build_study_report(
         if ref in present and len(present) >= 2:
             for model in ("unadjusted", "adjusted"):
                 _cox(data, warnings, frame, name, tcol, ecol, model, defn)
-    return StudyReport(data=data, patients=table, curves=curves)
+    return StudyReport(data=data, patients=table)
 
 
 def _published(defn: CohortDefinition) -> dict[str, Any] | None:

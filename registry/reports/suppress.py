@@ -270,8 +270,3 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             if _small(v, n):
                 night["counts"][label] = None
                 hidden.append(f"since_last_night.{label}")
-
-
-def suppress(report: dict[str, Any], n: int) -> dict[str, Any]:
-    """``released(report, n)``: kept for callers that name the small-cell rule."""
-    return released(report, n)

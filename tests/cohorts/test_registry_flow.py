@@ -22,7 +22,7 @@ from registry.db.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.derive.run import derive_pending
 from registry.reports.release import release
 from registry.reports.study import build_study_report, patient_table
-from registry.reports.suppress import suppress
+from registry.reports.suppress import released
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import write_bundle
 
@@ -270,8 +270,8 @@ def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: E
     report = build_study_report(read_cohort(loaded, DEFN), DEFN)
     n = report.data["n"]
     with pytest.raises(ReportRefused, match="fewer patients than the release threshold"):
-        suppress(report.data, n + 1)  # nothing of a cohort smaller than the threshold is shown
-    data = suppress(report.data, n)
+        released(report.data, n + 1)  # nothing of a cohort smaller than the threshold is shown
+    data = released(report.data, n)
     sizes = {g: v["n"] for g, v in report.data["groups"].items()}
     assert all(data["groups"][g]["n"] is None for g, k in sizes.items() if 0 < k < n)
     # 7 patients, 1 without a transplant: that step's small exclusion is hidden with a complement,
