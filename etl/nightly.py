@@ -185,16 +185,15 @@ def _suppress_counts(value: Any, n: int | None, key: str = "") -> Any:
 
 def _groups_or_none(engine: Engine, name: str, min_cell: int | None) -> dict[str, dict[str, Any]] | None:
     try:
-        return _groups(_study(engine, name), min_cell)
+        from registry.reports.suppress import released
+
+        return _groups(released(_study(engine, name).data, min_cell))
     except ReportRefused:
         return None
 
 
-def _groups(report: Any, min_cell: int | None) -> dict[str, dict[str, Any]]:
+def _groups(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each group's size and median OS from the 2nd line, as the released report shows them."""
-    from registry.reports.suppress import released
-
-    data = released(report.data, min_cell)
     return {
         g: {"n": v["n"], "median_os_2l_months": v["endpoints"].get("os_2l", {}).get("median_months")}
         for g, v in data["groups"].items()
@@ -256,7 +255,8 @@ def run_night(
         Every bundle's outcome, what changed, the reports written; ``exit_code`` 0 or 65.
     """
     from registry.derive.run import derive_pending
-    from registry.reports.release import release
+    from registry.reports.render import to_html, to_json
+    from registry.reports.suppress import released
 
     today = (night or dt.datetime.now(dt.UTC).date()).isoformat()
     result = NightResult(today, min_cell=min_cell)
@@ -310,10 +310,11 @@ def run_night(
 
             def study_pages(name: str = name) -> dict[str, str]:
                 report = _study(engine, name)
-                studies_after[name] = _groups(report, min_cell)
                 # a short summary at the top of the page (counts go through the small-cell rule)
                 report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
-                return {fmt: release(report, fmt, min_cell) for fmt in ("html", "json")}
+                data = released(report.data, min_cell)  # once, for the pages and the night's record
+                studies_after[name] = _groups(data)
+                return {"html": to_html(data), "json": to_json(data)}
 
             _write_report(name, study_pages, folder, result, log)
         _write_report(OUTCOMES, lambda: _outcome_pages(engine, min_cell), folder, result, log)
