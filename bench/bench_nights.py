@@ -89,8 +89,10 @@ def main() -> None:
                 print(
                     f"{name:<11}{night}: {total:7.1f} s ({total / first:4.2f}x the first night)  "
                     f"load {s.timings.get('load_s', 0):.1f} s, merge {s.timings.get('merge_s', 0):.1f} s, "
-                    f"derive {s.timings.get('derive_s', 0):.1f} s for {s.derived_patients or 0:,} patients; "
-                    f"treatments changed {files.changed:,}, retired {files.retired:,}"
+                    f"derive {s.timings.get('derive_s', 0):.1f} s for {s.derived_patients or 0:,} patients "
+                    f"({s.derived_written or 0:,} with changed results); treatments: "
+                    f"{files.unchanged_rows:,} rows unchanged (not read again), {files.changed:,} changed, "
+                    f"{files.retired:,} retired"
                 )
             engine.dispose()
     shutil.rmtree(work, ignore_errors=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, MetaData, Table, bindparam, text
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindparam, text
 
 from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_rows
@@ -20,7 +21,7 @@ from registry.db.models import Base
 
 # target table and primary key column, per loaded file (from the file specs)
 TARGETS: dict[str, tuple[str, str]] = {name: (spec.target, spec.key) for name, spec in SPECS.items()}
-LINEAGE = ("run_id", "source_row")
+LINEAGE = ("run_id", "source_row", "row_hash")
 CURRENCY = ("is_current", "retired_run_id", "needs_derivation")
 
 
@@ -62,6 +63,12 @@ def create_stages(conn: Connection) -> None:
     )
     qk.create(conn)
     conn.execute(text("CREATE INDEX ix_stage_quarantined_keys ON stage_quarantined_keys (key, file)"))
+    # hashes of the site's records a full export no longer sends unchanged (retirement candidates)
+    Table("stage_gone", md, Column("file", key_type), Column("h", BigInteger), prefixes=["TEMPORARY"]).create(
+        conn
+    )
+    # patients whose own rows (patients, follow-up) changed tonight: their other rows are read again
+    Table("stage_dirty_patients", md, Column("patient_key", key_type), prefixes=["TEMPORARY"]).create(conn)
 
 
 def index_stage(conn: Connection, name: str) -> None:
@@ -79,7 +86,8 @@ def drop_stages(conn: Connection) -> None:
     """Drop the staging tables."""
     for name in TARGETS:
         conn.execute(text(f"DROP TABLE IF EXISTS {stage_name(name)}"))
-    conn.execute(text("DROP TABLE IF EXISTS stage_quarantined_keys"))
+    for extra in ("stage_quarantined_keys", "stage_gone", "stage_dirty_patients"):
+        conn.execute(text(f"DROP TABLE IF EXISTS {extra}"))
 
 
 def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -134,17 +142,17 @@ def unstage(conn: Connection, name: str, source_rows: Sequence[int]) -> None:
         )
 
 
-def log_changes(conn: Connection, name: str, run_id: int) -> None:
+def log_changes(conn: Connection, name: str, run_id: int) -> int:
     """Write to the change log (``record_changes``) every staged record the merge will add,
     change (with the names of the columns that differ) or reinstate, and flag those records'
-    patients for derivation. Run before ``merge``."""
+    patients for derivation. Run before ``merge``. Returns the number of records logged."""
     target, pk = TARGETS[name]
     st = stage_name(name)
     distinct = _distinct(conn)
     cols = data_columns(name)
     differs = " OR ".join(f"t.{c} {distinct} s.{c}" for c in cols)
     changed = " || ".join(f"CASE WHEN t.{c} {distinct} s.{c} THEN '{c},' ELSE '' END" for c in cols)
-    conn.execute(
+    res = conn.execute(
         text(f"""
         INSERT INTO record_changes (run_id, patient_key, file, record_key, action, columns)
         SELECT :run, s.patient_key, :f, s.{pk},
@@ -158,6 +166,7 @@ def log_changes(conn: Connection, name: str, run_id: int) -> None:
     )
     if name != ROOT:  # the patients upsert sets the flag itself
         _flag_logged_patients(conn, name, run_id)
+    return int(res.rowcount or 0)
 
 
 def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
@@ -171,8 +180,10 @@ def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
     )
 
 
-def merge(conn: Connection, name: str) -> int:
-    """Upsert staged rows; returns how many rows were inserted or changed."""
+def merge(conn: Connection, name: str) -> None:
+    """Upsert staged rows: new, changed or reinstated records, and records whose source row's
+    text changed without changing their content (their new ``row_hash`` is kept, so the row is
+    recognised as unchanged the next night)."""
     target, pk = TARGETS[name]
     cols = loaded_columns(name)
     extra_cols, extra_vals, extra_set = "", "", ""
@@ -180,7 +191,9 @@ def merge(conn: Connection, name: str) -> int:
         extra_cols, extra_vals = ", needs_derivation", ", TRUE"
         extra_set = ", needs_derivation = TRUE"
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
-    differs = " OR ".join(f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in data_columns(name))
+    differs = " OR ".join(
+        f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in [*data_columns(name), "row_hash"]
+    )
     sql = f"""
         INSERT INTO {target} ({", ".join(cols)}, is_current, retired_run_id{extra_cols})
         SELECT {", ".join(cols)}, TRUE, NULL{extra_vals} FROM {stage_name(name)} WHERE TRUE
@@ -188,7 +201,7 @@ def merge(conn: Connection, name: str) -> int:
             retired_run_id = NULL{extra_set}
         WHERE {target}.is_current = FALSE OR {differs}
     """
-    return int(conn.execute(text(sql)).rowcount or 0)
+    conn.execute(text(sql))
 
 
 def missing_records(name: str) -> tuple[str, str]:
@@ -213,12 +226,15 @@ def missing_records(name: str) -> tuple[str, str]:
     return scope, missing
 
 
-def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
+def retire_missing(conn: Connection, name: str, site: str, run_id: int, *, gone_only: bool = False) -> int:
     """``mode: full``: current records of the site that this bundle no longer sends become
     history. A record whose new version was quarantined stays current (the site still sends
-    it; its correction is pending)."""
+    it; its correction is pending). With ``gone_only`` (the file was compared row by row), only
+    records whose hash is in ``stage_gone`` are candidates: the others were sent unchanged."""
     target = TARGETS[name][0]
     scope, missing = missing_records(name)
+    if gone_only:
+        missing += f" AND {target}.row_hash IN (SELECT g.h FROM stage_gone g WHERE g.file = :f)"
     params = {"site": site, "run": run_id, "f": name}
     earlier = conn.execute(
         text(f"SELECT 1 FROM {target} WHERE {scope} AND run_id <> :run AND is_current = TRUE LIMIT 1"),
@@ -241,3 +257,100 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int) -> int:
         params,
     )
     return int(res.rowcount or 0)
+
+
+# ------------------------------------------------------------- row-by-row change detection
+def _site_scope(name: str) -> str:
+    target = TARGETS[name][0]
+    patients = TARGETS[ROOT][0]
+    if name == ROOT:
+        return f"FROM {target} t WHERE t.site_code = :site AND t.is_current = TRUE"
+    return (
+        f"FROM {target} t JOIN {patients} p ON p.patient_key = t.patient_key "
+        f"WHERE p.site_code = :site AND t.is_current = TRUE"
+    )
+
+
+def mark_dirty_patients(conn: Connection, site: str, names: Sequence[str]) -> int:
+    """Fill ``stage_dirty_patients`` with the site's patients whose rows in the files ``names``
+    (those the other files are checked against: patients, follow-up; already staged and
+    de-duplicated) differ from their current records: new, changed, no longer sent or
+    quarantined. Returns their number."""
+    for name in names:
+        target, pk = TARGETS[name]
+        st = stage_name(name)
+        conn.execute(
+            text(f"""
+            INSERT INTO stage_dirty_patients (patient_key)
+            SELECT s.patient_key FROM {st} s WHERE NOT EXISTS (
+                SELECT 1 FROM {target} t WHERE t.{pk} = s.{pk} AND t.is_current = TRUE
+                AND t.row_hash = s.row_hash)
+            UNION
+            SELECT t.patient_key {_site_scope(name)} AND NOT EXISTS (
+                SELECT 1 FROM {st} s WHERE s.{pk} = t.{pk} AND s.row_hash = t.row_hash)
+            """),
+            {"site": site},
+        )
+    conn.execute(text("CREATE INDEX ix_stage_dirty_patients ON stage_dirty_patients (patient_key)"))
+    return int(
+        conn.execute(text("SELECT COUNT(DISTINCT patient_key) FROM stage_dirty_patients")).scalar() or 0
+    )
+
+
+def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The hashes of the site's current records of a file, and those of them a row of tonight's
+    export may match (records of patients not in ``stage_dirty_patients``). None when a record
+    has no hash (loaded before hashes were kept) or two records share one: then the file is read
+    in full."""
+    raw = conn.exec_driver_sql  # plain DB-API rows: hundreds of thousands of integers
+    scope = _site_scope(name).replace(":site", "?" if conn.dialect.name == "sqlite" else "%(site)s")
+    param: Any = (site,) if conn.dialect.name == "sqlite" else {"site": site}
+    everything = [h for (h,) in raw(f"SELECT t.row_hash {scope}", param).fetchall()]
+    if any(h is None for h in everything):
+        return None
+    stored = np.array(everything, dtype=np.int64)
+    if len(np.unique(stored)) != len(stored):
+        return None
+    dirty = raw(
+        f"SELECT t.row_hash {scope} AND EXISTS "
+        f"(SELECT 1 FROM stage_dirty_patients d WHERE d.patient_key = t.patient_key)",
+        param,
+    ).fetchall()
+    eligible = np.setdiff1d(stored, np.array([h for (h,) in dirty], dtype=np.int64), assume_unique=True)
+    return stored, eligible
+
+
+def staged_record_hashes(conn: Connection, name: str, quarantined_keys: Sequence[str]) -> np.ndarray:
+    """The stored hashes of the current records whose keys tonight's rows of the file use
+    (staged rows and quarantined ones): a record matched as unchanged must not be among them."""
+    target, pk = TARGETS[name]
+    found = [
+        h
+        for (h,) in conn.execute(
+            text(f"SELECT t.row_hash FROM {stage_name(name)} s JOIN {target} t ON t.{pk} = s.{pk}")
+        )
+    ]
+    keys = list(dict.fromkeys(quarantined_keys))
+    for i in range(0, len(keys), 5000):
+        found += [
+            h
+            for (h,) in conn.execute(
+                text(f"SELECT row_hash FROM {target} WHERE {pk} IN :keys").bindparams(
+                    bindparam("keys", expanding=True)
+                ),
+                {"keys": keys[i : i + 5000]},
+            )
+        ]
+    return np.array([h for h in found if h is not None], dtype=np.int64)
+
+
+def stage_gone(conn: Connection, name: str, hashes: np.ndarray) -> None:
+    """Remember the hashes of the file's stored records that tonight's export did not send
+    unchanged (the retirement candidates of a file compared row by row)."""
+    copy_rows(conn, "stage_gone", ["file", "h"], [(name, int(h)) for h in hashes])
+
+
+def clear_stage(conn: Connection, name: str) -> None:
+    """Empty a file's staging table (before reading the file again in full)."""
+    conn.execute(text(f"DELETE FROM {stage_name(name)}"))
+    conn.execute(text("DELETE FROM stage_quarantined_keys WHERE file = :f"), {"f": name})

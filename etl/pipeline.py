@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 
 from etl import load
 from etl.extract import (
@@ -31,7 +32,7 @@ from etl.extract import (
 )
 from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
-from etl.transform import Pseudonymiser, finding_rows, quarantine_row, to_rows
+from etl.transform import Pseudonymiser, RowHasher, finding_rows, quarantine_row, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
@@ -57,6 +58,7 @@ class FileCounts:
     retired: int = 0
     findings: int = 0  # advisory findings on loaded rows
     unchanged_file: bool = False  # identical to the site's last full delivery: not read
+    unchanged_rows: int = 0  # rows identical to a current record's source row: counted, not read again
 
 
 @dataclass
@@ -76,6 +78,7 @@ class RunSummary:
     message: str = ""
     quarantine: list[RejectedRow] = field(default_factory=list)  # filled by dry runs
     derived_patients: int | None = None
+    derived_written: int | None = None  # ... of which the derived rows changed
 
     @property
     def quarantined(self) -> int:
@@ -94,6 +97,7 @@ class RunSummary:
             "warnings": self.warnings,
             "unmapped_drugs": self.unmapped_drugs,
             "derived_patients": self.derived_patients,
+            "derived_written": self.derived_written,
             "timings": self.timings,
             "message": self.message,
         }
@@ -165,6 +169,7 @@ def run_bundle(
     progress: Progress | None = None,
     derive: bool = True,
     max_quarantine_rate: float | None = DEFAULT_MAX_QUARANTINE_RATE,
+    row_by_row: bool = True,
 ) -> RunSummary:
     """Load (or, with ``dry_run``, only validate) one export bundle, then derive the patients
     whose rows changed.
@@ -193,6 +198,10 @@ def run_bundle(
     max_quarantine_rate
         Refuse the whole bundle when a file (of at least 10 rows) would lose a larger share of
         its rows to the quarantine (None: never). A dry run reports it as a warning.
+    row_by_row
+        In a full export, recognise the rows of the transplant, treatment and event files that
+        are identical to a current record's source row and skip them (False: read every row;
+        the result is the same, only slower — for tests and benchmarks).
 
     Returns
     -------
@@ -236,9 +245,9 @@ def run_bundle(
                         summary.message = done
                         ledger.finish(summary, manifest)
                         raise _AlreadyLoaded  # leaves the lock; the derivation below takes it again
-                    unchanged = (
-                        set() if dry_run or force else _unchanged_files(engine, bundle, manifest, headers)
-                    )
+                    # what was read under a later cutoff may not hold under this one: read it all
+                    same_reading = not dry_run and not force and _cutoff_not_earlier(engine, manifest)
+                    unchanged = _unchanged_files(engine, bundle, manifest, headers) if same_reading else set()
                     _load(
                         engine,
                         bundle,
@@ -253,6 +262,7 @@ def run_bundle(
                         progress=progress,
                         max_quarantine_rate=max_quarantine_rate,
                         unchanged=unchanged,
+                        row_by_row=row_by_row,
                     )
                     summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
                 except _AlreadyLoaded:
@@ -301,7 +311,8 @@ def _derive_pending(
         _fault_point("derive")  # the load committed, its patients flagged, nothing derived yet
     t1 = time.perf_counter()
     derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
-    summary.derived_patients = derive_pending(engine, progress=derive_progress).patients
+    result = derive_pending(engine, progress=derive_progress)
+    summary.derived_patients, summary.derived_written = result.patients, result.written
     summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
     _warn_stale_derivations(engine, summary)
 
@@ -427,6 +438,7 @@ def _load(
     progress: Progress | None,
     max_quarantine_rate: float | None,
     unchanged: set[str],
+    row_by_row: bool,
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
@@ -465,6 +477,26 @@ def _load(
                 }
         load.create_stages(conn)
         row_context = RowContext(pseudo, vocab, manifest.site_id, unmapped)
+        reader = _Reader(
+            pseudo,
+            RowHasher(key, READING_VERSION),
+            row_context,
+            facts,
+            manifest.data_cutoff,
+            run_id,
+            chunk_rows,
+            progress,
+        )
+        # files compared row by row with the site's current records (None until planned)
+        rowwise: dict[str, _RowPlan | None] = (
+            dict.fromkeys(_LEAF_FILES)
+            if row_by_row
+            and not dry_run
+            and not force
+            and not unchanged & set(_FACTS_FILES)
+            and _cutoff_not_earlier(engine, manifest)
+            else {}
+        )
         for spec in SPECS.values():
             name = spec.name
             t = time.perf_counter()
@@ -473,43 +505,21 @@ def _load(
                 counts.unchanged_file = True
                 continue
             unmapped_before = sum(unmapped.values())
-            file_q: list[RejectedRow] = []
-            file_findings: list[dict[str, Any]] = []
-            for piece in iter_chunks(bundle, spec, headers[name], chunk_rows):
-                chunk = piece.frame
-                _fault_point("read")  # the first chunk read, nothing validated yet
-                counts.read += len(chunk) + len(piece.malformed)
-                for row_number, fields in piece.malformed:
-                    why = f"{fields} fields, the header has {len(headers[name].columns)}"
-                    # the row is not stored: its fields cannot be matched to columns, so its
-                    # source ids could not be pseudonymised
-                    file_q.append(
-                        RejectedRow(
-                            name,
-                            row_number,
-                            [reason(RuleCode.WRONG_FIELD_COUNT, None, str(fields), why)],
-                            {"_not_stored": "malformed row"},
-                        )
-                    )
-                pkeys = (
-                    pseudo.series("patient", chunk["patient_id"])
-                    if facts.registry_patients is not None and not spec.is_root
-                    else None
-                )
-                res = check_chunk(spec, chunk, manifest.data_cutoff, facts, pkeys)
-                _fault_point("validate")  # the first chunk validated, not staged
-                rows = to_rows(spec, res.valid, row_context, run_id)
-                load.stage_frame(conn, name, rows)
-                _fault_point("stage")  # the first chunk staged
-                file_findings += finding_rows(spec, res.findings, rows, pseudo)
-                for row_number, reasons in res.reasons.items():
-                    raw = res.raw.loc[row_number].to_dict()
-                    file_q.append(quarantine_row(spec, row_number, raw, reasons, pseudo))
-                if spec.on_valid is not None:
-                    ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
-                    spec.on_valid(facts, res.valid, rows["patient_key"], ids)
-                if progress:
-                    progress(name, counts.read)
+            unmapped_snapshot = Counter(unmapped)
+            plan = rowwise.get(name)
+            if plan is None and name in rowwise:  # a leaf file of a full export: compare row by row
+                plan = rowwise[name] = _RowPlan.make(conn, name, manifest.site_id)
+            reading = _read_file(conn, bundle, spec, headers[name], reader, counts, plan)
+            if plan is not None and reading.conflicts(conn, name, spec.id_column):
+                # a row sent unchanged shares its id with another row (a new duplicate): read
+                # the whole file again, so the duplicate rule sees every row
+                load.clear_stage(conn, name)
+                unmapped.clear()
+                unmapped.update(unmapped_snapshot)
+                counts.read = counts.unchanged_rows = 0
+                plan = rowwise[name] = None
+                reading = _read_file(conn, bundle, spec, headers[name], reader, counts, None)
+            file_q, file_findings = reading.rejected, reading.findings
             load.index_stage(conn, name)
             dup_keys = _quarantine_duplicates(conn, name, spec.id_column, file_q)
             if spec.on_done is not None:
@@ -521,12 +531,16 @@ def _load(
             findings.extend(file_findings)
             counts.warnings += sum(unmapped.values()) - unmapped_before
             summary.timings[f"{name}_s"] = round(time.perf_counter() - t, 3)
+            if name == _LAST_FACTS_FILE and manifest.mode == "full" and (rowwise or unchanged):
+                dirty = load.mark_dirty_patients(conn, manifest.site_id, _FACTS_FILES)
+                if dirty:  # a file sent unchanged must still be checked against those patients
+                    unchanged -= set(_LEAF_FILES)
 
         t = time.perf_counter()
         for name in FILE_ORDER:
             staged = conn.execute(text(f"SELECT COUNT(*) FROM {load.stage_name(name)}")).scalar()
             counts = summary.files[name]
-            counts.loaded = int(staged or 0)
+            counts.loaded = int(staged or 0) + counts.unchanged_rows
             if counts.read != counts.loaded + counts.quarantined:  # pragma: no cover - invariant
                 raise RuntimeError(f"row accounting broken for {name}")
         summary.unmapped_drugs = dict(unmapped.most_common())
@@ -565,14 +579,20 @@ def _load(
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, key, run_id)
         for name in FILE_ORDER:
-            load.log_changes(conn, name, run_id)  # and flags the changed records' patients
-            summary.files[name].changed = load.merge(conn, name)
+            # the change log (which flags the changed records' patients), then the upsert
+            summary.files[name].changed = load.log_changes(conn, name, run_id)
+            load.merge(conn, name)
         _fault_point("merge")
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
                 # an optional file left out, or an unchanged one not read again, retires nothing
                 if headers[name].present and name not in unchanged:
-                    summary.files[name].retired = load.retire_missing(conn, name, manifest.site_id, run_id)
+                    plan = rowwise.get(name)
+                    if plan is not None:
+                        load.stage_gone(conn, name, plan.gone())
+                    summary.files[name].retired = load.retire_missing(
+                        conn, name, manifest.site_id, run_id, gone_only=plan is not None
+                    )
         _fault_point("retire")
         _remember_files(conn, bundle, manifest, summary, run_id, unchanged)
         if quarantine:
@@ -590,6 +610,159 @@ def _load(
         raise
     finally:
         conn.close()
+
+
+_FACTS_FILES = tuple(name for name, spec in SPECS.items() if spec.on_valid is not None)
+_LAST_FACTS_FILE = _FACTS_FILES[-1]
+# the files no other file is checked against: their unchanged rows need not be read again
+_LEAF_FILES = tuple(name for name in FILE_ORDER if name not in _FACTS_FILES)
+
+
+def _cutoff_not_earlier(engine: Engine, manifest: Manifest) -> bool:
+    """A full export may skip its unchanged files and rows (when loaded normally: not a dry
+    run, not forced) if its data cutoff is not earlier than any the site's loads used (a row
+    accepted under a later cutoff might be refused under this one)."""
+    if manifest.mode != "full":
+        return False
+    with engine.connect() as conn:
+        latest = conn.execute(
+            select(func.max(EtlRun.data_cutoff)).where(
+                EtlRun.site_code == manifest.site_id, EtlRun.status == RunStatus.SUCCEEDED
+            )
+        ).scalar()
+    return latest is None or _as_date(latest) <= manifest.data_cutoff
+
+
+def _as_date(v: Any) -> dt.date:
+    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
+
+
+@dataclass
+class _RowPlan:
+    """A leaf file compared row by row with the site's current records: a row whose keyed hash
+    is a stored record's (of a patient whose own rows did not change) is counted as read and
+    loaded and not read again; the rest is validated, staged and merged as usual."""
+
+    stored: np.ndarray  # hashes of the site's current records of the file
+    eligible: pd.Index  # those an unchanged row may match
+    seen: np.ndarray  # per eligible hash: matched tonight
+    repeated: bool = False  # a hash matched twice (a row sent twice)
+
+    @classmethod
+    def make(cls, conn: Any, name: str, site: str) -> _RowPlan | None:
+        found = load.stored_hashes(conn, name, site)
+        if found is None or len(found[1]) == 0:
+            return None
+        stored, eligible = found
+        return cls(stored, pd.Index(eligible), np.zeros(len(eligible), dtype=bool))
+
+    def match(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of a chunk's rows are unchanged (a boolean mask)."""
+        pos = self.eligible.get_indexer(hashes)
+        hit = pos >= 0
+        taken = pos[hit]
+        if len(np.unique(taken)) != len(taken) or self.seen[taken].any():
+            self.repeated = True
+        self.seen[taken] = True
+        return hit
+
+    def matched(self) -> np.ndarray:
+        return self.eligible.to_numpy()[self.seen]
+
+    def gone(self) -> np.ndarray:
+        """Stored hashes not sent unchanged tonight: records changed, no longer sent, or of a
+        patient whose own rows changed (those are read again and stay if still sent)."""
+        return np.setdiff1d(self.stored, self.matched(), assume_unique=True)
+
+
+@dataclass
+class _Reader:
+    """What reading any file of a bundle needs."""
+
+    pseudo: Pseudonymiser
+    hasher: RowHasher
+    context: RowContext
+    facts: PatientFacts
+    cutoff: dt.date
+    run_id: int
+    chunk_rows: int
+    progress: Progress | None
+
+
+@dataclass
+class _FileReading:
+    rejected: list[RejectedRow]
+    findings: list[dict[str, Any]]
+    plan: _RowPlan | None
+
+    def conflicts(self, conn: Any, name: str, id_column: str) -> bool:
+        """A row matched as unchanged whose record key another row of tonight also uses (staged
+        or quarantined), or a row sent twice: the file must be read in full."""
+        assert self.plan is not None
+        if self.plan.repeated:
+            return True
+        q_keys = [str(k) for q in self.rejected if (k := q.row_data.get(id_column))]
+        used = load.staged_record_hashes(conn, name, q_keys)
+        return bool(np.isin(used, self.plan.matched()).any())
+
+
+def _read_file(
+    conn: Any,
+    bundle: Bundle,
+    spec: Any,
+    header: FileHeader,
+    r: _Reader,
+    counts: FileCounts,
+    plan: _RowPlan | None,
+) -> _FileReading:
+    """Read, validate and stage one file chunk by chunk (rows matched as unchanged by ``plan``
+    are counted and skipped). Returns its rejected rows and advisory findings."""
+    name = spec.name
+    file_q: list[RejectedRow] = []
+    file_findings: list[dict[str, Any]] = []
+    facts, pseudo = r.facts, r.pseudo
+    for piece in iter_chunks(bundle, spec, header, r.chunk_rows):
+        chunk = piece.frame
+        _fault_point("read")  # the first chunk read, nothing validated yet
+        counts.read += len(chunk) + len(piece.malformed)
+        for row_number, fields in piece.malformed:
+            why = f"{fields} fields, the header has {len(header.columns)}"
+            # the row is not stored: its fields cannot be matched to columns, so its
+            # source ids could not be pseudonymised
+            file_q.append(
+                RejectedRow(
+                    name,
+                    row_number,
+                    [reason(RuleCode.WRONG_FIELD_COUNT, None, str(fields), why)],
+                    {"_not_stored": "malformed row"},
+                )
+            )
+        hashes = r.hasher.rows(chunk, spec.id_column)
+        if plan is not None:
+            hit = plan.match(hashes)
+            counts.unchanged_rows += int(hit.sum())
+            chunk, hashes = chunk[~hit], hashes[~hit]
+        pkeys = (
+            pseudo.series("patient", chunk["patient_id"])
+            if facts.registry_patients is not None and not spec.is_root
+            else None
+        )
+        res = check_chunk(spec, chunk, r.cutoff, facts, pkeys)
+        _fault_point("validate")  # the first chunk validated, not staged
+        rows = to_rows(spec, res.valid, r.context, r.run_id)
+        rows["row_hash"] = pd.Series(hashes, index=chunk.index).loc[rows.index].to_numpy()
+        load.stage_frame(conn, name, rows)
+        _fault_point("stage")  # the first chunk staged
+        file_findings += finding_rows(spec, res.findings, rows, pseudo)
+        for row_number, reasons in res.reasons.items():
+            raw = res.raw.loc[row_number].to_dict()
+            file_q.append(quarantine_row(spec, row_number, raw, reasons, pseudo))
+        if spec.on_valid is not None:
+            ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
+            spec.on_valid(facts, res.valid, rows["patient_key"], ids)
+        if r.progress:
+            r.progress(name, counts.read)
+    return _FileReading(file_q, file_findings, plan)
 
 
 def root_causes(rows: list[RejectedRow]) -> list[tuple[str, str | None, int]]:

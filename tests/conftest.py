@@ -225,6 +225,27 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def twin(
+    backend: str, migrated_template: str, pg_server: PgServer | None, tmp_path: Path
+) -> Iterator[Engine]:
+    """A second fresh, migrated registry on the same engine (for tests comparing two ways of
+    reaching the same state)."""
+    if backend == "sqlite":
+        path = tmp_path / "twin.db"
+        shutil.copy(migrated_template, path)
+        eng = make_engine(f"sqlite:///{path}")
+        yield eng
+        eng.dispose()
+        return
+    assert pg_server is not None
+    name = pg_server.borrow()
+    eng = make_engine(pg_server.url_of(name))
+    yield eng
+    eng.dispose()
+    pg_server.give_back(name)
+
+
+@pytest.fixture
 def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {"REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY}
     for k, v in env.items():

@@ -28,9 +28,16 @@ def _progress(ctx: Context):
 
 
 def _print_counts(summary) -> None:
-    click.echo(f"{'file':<16}{'read':>10}{'loaded':>10}{'quarant.':>10}{'warn':>6}{'changed':>9}")
+    click.echo(
+        f"{'file':<16}{'read':>10}{'loaded':>10}{'quarant.':>10}{'warn':>6}{'changed':>9}{'retired':>9}"
+        f"{'unchanged':>11}"
+    )
     for name, c in summary.files.items():
-        click.echo(f"{name:<16}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.warnings:>6}{c.changed:>9}")
+        same = "file" if c.unchanged_file else f"{c.unchanged_rows}"
+        click.echo(
+            f"{name:<16}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.warnings:>6}{c.changed:>9}{c.retired:>9}"
+            f"{same:>11}"
+        )
 
 
 @etl.command("run")
@@ -91,7 +98,10 @@ def etl_run(
     if summary.status != RunStatus.UNCHANGED:
         _print_counts(summary)
     if summary.derived_patients is not None:
-        click.echo(f"derived {summary.derived_patients} patient(s)")
+        click.echo(
+            f"derived {summary.derived_patients} patient(s), "
+            f"{summary.derived_written or 0} with changed results"
+        )
 
 
 @etl.command("validate")

@@ -11,9 +11,15 @@ from registry.cli.base import Context, cli, echo_json, format_option, handle_err
 
 @cli.command()
 @click.option("--all", "all_patients", is_flag=True, help="Re-derive every patient.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes deriving in parallel (default: REGISTRY_DERIVE_WORKERS, else the number of cores).",
+)
 @pass_ctx
 @handle_errors
-def derive(ctx: Context, all_patients: bool) -> None:
+def derive(ctx: Context, all_patients: bool, workers: int | None) -> None:
     """Derive lines, regimens, maintenance and relapses (changed patients, or --all).
 
     Example: registry derive --all
@@ -27,11 +33,12 @@ def derive(ctx: Context, all_patients: bool) -> None:
         def progress(done: int, total: int) -> None:
             click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
 
-    res = derive_pending(engine, all_patients=all_patients, progress=progress)
+    res = derive_pending(engine, all_patients=all_patients, progress=progress, workers=workers)
     if ctx.interactive:
         click.echo("", err=True)
     click.echo(
-        f"derived {res.patients} patient(s) under rules {res.rules_version}; cleared {res.retired} retired; "
+        f"derived {res.patients} patient(s) under rules {res.rules_version} "
+        f"({res.written} with changed results); cleared {res.retired} retired; "
         f"parameters: {json.dumps(res.parameters)}"
     )
     with engine.connect() as conn:

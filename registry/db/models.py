@@ -183,6 +183,9 @@ class SourceRow:
 
     run_id: Mapped[int] = mapped_column(Id)
     source_row: Mapped[int] = mapped_column(Integer)
+    # keyed 64-bit hash of the source row's text under the reading version (etl/transform.py);
+    # null for rows loaded before hashes were kept
+    row_hash: Mapped[int | None] = mapped_column(BigInteger)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     retired_run_id: Mapped[int | None] = mapped_column(Id)
 
@@ -431,6 +434,9 @@ class PatientSummary(Derived, Base):
     l2_first_regimen: Mapped[str | None] = mapped_column(String(400))
     l2_lenalidomide: Mapped[bool] = mapped_column(Boolean, default=False)
     lines: Mapped[int] = mapped_column(Integer, default=0)
+    # digest of the patient's derived rows (ids local to the patient) under the rules version:
+    # a re-derivation with the same digest leaves the stored rows as they are
+    derivation_digest: Mapped[str | None] = mapped_column(String(32))
 
 
 Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date)

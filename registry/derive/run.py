@@ -1,29 +1,33 @@
 """Run the derivation for the patients whose rows changed (or for everyone) and store it.
 
 Patients are processed in batches: read their current rows, derive in Python (pure rules in
-``core``), delete their previous derived rows and bulk-insert the new ones — all in one
-transaction, under the registry's writer lock. Ids of derived rows are allocated here (one
-writer at a time), so link tables can be bulk-inserted without ``RETURNING``.
+``core``) and turn each patient's result into table rows with ids local to the patient and a
+digest of them. The writer then replaces only the patients whose digest differs from the stored
+one (a re-derivation that changes nothing writes nothing) — all in one transaction, under the
+registry's writer lock. Global ids are allocated by the one writer, in patient order, so link
+tables are bulk-inserted without ``RETURNING`` and the result does not depend on how the work
+was split. With ``workers`` > 1, worker processes read and derive batches in parallel (each with
+its own read-only connection to the committed source rows) while the writer writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import operator
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from registry.db.bulk import copy_rows
-from registry.db.database import writer_lock
+from registry.db.database import make_engine, writer_lock
 from registry.db.models import (
     DerivationRun,
-    DiseaseEvent,
     Exposure,
     ExposureSource,
-    FollowUp,
     LineOfTherapy,
     Patient,
     PatientSummary,
@@ -31,10 +35,7 @@ from registry.db.models import (
     RegimenExposure,
     Relapse,
     RelapseRefractoriness,
-    Site,
-    Transplant,
     TransplantRole,
-    Treatment,
 )
 from registry.db.vocabulary import VOCABULARY_VERSION, vocabulary_map
 from registry.derive.core import (
@@ -49,6 +50,8 @@ from registry.derive.core import (
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
 
 BATCH = 2000
+PARALLEL_BATCH = 500  # patients per task handed to a worker process
+PARALLEL_MIN = 1000  # fewer patients to derive: one process (starting workers costs more)
 DERIVED_BY_PATIENT = (
     RelapseRefractoriness,
     Relapse,
@@ -71,6 +74,7 @@ class DerivationResult:
     retired: int
     parameters: dict[str, Any]
     rules_version: str
+    written: int = 0  # patients whose derived rows changed (the others were left as they were)
 
 
 def derive_pending(
@@ -79,6 +83,7 @@ def derive_pending(
     all_patients: bool = False,
     params: DerivationParameters = DEFAULT_PARAMETERS,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> DerivationResult:
     """Derive the patients whose rows changed (or, with ``all_patients``, everyone) and store
     the result in one transaction, under the writer lock.
@@ -93,6 +98,10 @@ def derive_pending(
         The rules' parameters; their version is recorded with the run.
     progress
         Called with (patients done, patients to do) after each batch.
+    workers
+        Processes that read and derive in parallel with the writer (default: the
+        REGISTRY_DERIVE_WORKERS setting, else the number of cores); one process below
+        ``PARALLEL_MIN`` patients or for an in-memory database. The stored result is the same.
 
     Returns
     -------
@@ -101,7 +110,16 @@ def derive_pending(
         rules version.
     """
     with writer_lock(engine), engine.begin() as conn:
-        return _derive(conn, all_patients, params, progress)
+        return _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
+
+
+def _worker_count(engine: Engine, workers: int | None) -> int:
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return 1  # another process cannot see an in-memory database
+    if workers is None:
+        setting = os.environ.get("REGISTRY_DERIVE_WORKERS", "").strip()
+        workers = int(setting) if setting.isdigit() else (os.cpu_count() or 1)
+    return max(1, workers)
 
 
 def _derive(
@@ -109,6 +127,7 @@ def _derive(
     all_patients: bool,
     params: DerivationParameters,
     progress: Callable[[int, int], None] | None,
+    workers: int = 1,
 ) -> DerivationResult:
     q = select(Patient.patient_key, Patient.is_current)
     if not all_patients:
@@ -136,12 +155,13 @@ def _derive(
     ids = _IdAllocator(conn)
     for batch in _batches(retired, BATCH):
         _delete_derived(conn, batch)
-    done = 0
-    for batch in _batches(current, BATCH):
-        inputs = _read_inputs(conn, batch, vocab)
-        derivations = [derive_patient(inputs[k], params) for k in batch]
-        _delete_derived(conn, batch)
-        _write(conn, derivations, run_id, ids, vocab.by_synonym)
+    done = written = 0
+    for batch, derived in _derived_batches(conn, current, vocab, params, version, workers):
+        stored = _stored_digests(conn, batch, version)
+        changed = [d for d in derived if stored.get(d.patient_key) != d.digest]
+        _delete_derived(conn, [d.patient_key for d in changed])
+        _write(conn, changed, run_id, ids)
+        written += len(changed)
         done += len(batch)
         if progress:
             progress(done, len(current))
@@ -158,7 +178,7 @@ def _derive(
         .where(DerivationRun.derivation_run_id == run_id)
         .values(finished_at=dt.datetime.now(dt.UTC), patients_derived=len(current))
     )
-    return DerivationResult(run_id, len(current), len(retired), params.to_json(), version)
+    return DerivationResult(run_id, len(current), len(retired), params.to_json(), version, written)
 
 
 def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:
@@ -178,24 +198,31 @@ def _as_date(v: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(v))
 
 
+def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
+    """Rows of a plain SQL query whose ``{keys}`` is replaced by a match on the given patient
+    keys, through the DB-API cursor (the derivation reads every source row of its patients:
+    the SQLAlchemy row layer cost a third of the reading)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cur.execute(sql.format(keys="= ANY(%s)"), (keys,))
+        else:
+            cur.execute(sql.format(keys="IN (" + ", ".join("?" * len(keys)) + ")"), keys)
+        return list(cur.fetchall())  # plain tuples on both drivers
+    finally:
+        cur.close()
+
+
 def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, PatientInputs]:
-    p = {"keys": keys}
-    inkeys: Any = bindparam("keys", expanding=True)
     rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
     names, classes = vocab.names, vocab.classes
-    # plain tuples (not Row attribute access): this loop sees every treatment row
-    for pkey, tkey, did, start, end, stop, intent, dose in conn.execute(
-        select(
-            Treatment.patient_key,
-            Treatment.treatment_key,
-            Treatment.drug_id,
-            Treatment.start_date,
-            Treatment.end_date,
-            Treatment.stop_reason,
-            Treatment.intent,
-            Treatment.dose_mg,
-        ).where(Treatment.patient_key.in_(inkeys), Treatment.is_current),
-        p,
+    for pkey, tkey, did, start, end, stop, intent, dose in _fetch(
+        conn,
+        "SELECT patient_key, treatment_key, drug_id, start_date, end_date, stop_reason, intent, dose_mg "
+        "FROM treatments WHERE is_current = TRUE AND patient_key {keys}",
+        keys,
     ):
         did = int(did) if did is not None else None
         rx[pkey].append(
@@ -212,48 +239,39 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
             )
         )
     tx: dict[str, list[TransplantRow]] = {k: [] for k in keys}
-    for trow in conn.execute(
-        select(
-            Transplant.patient_key,
-            Transplant.transplant_key,
-            Transplant.transplant_date,
-            Transplant.transplant_type,
-            Transplant.planned_tandem,
-        ).where(Transplant.patient_key.in_(inkeys), Transplant.is_current),
-        p,
+    for pkey, tkey, day, kind, tandem in _fetch(
+        conn,
+        "SELECT patient_key, transplant_key, transplant_date, transplant_type, planned_tandem "
+        "FROM transplants WHERE is_current = TRUE AND patient_key {keys}",
+        keys,
     ):
-        tx[trow.patient_key].append(
-            TransplantRow(
-                trow.transplant_key,
-                _as_date(trow.transplant_date),  # type: ignore[arg-type]
-                trow.transplant_type,
-                trow.planned_tandem,
-            )
+        tx[pkey].append(
+            TransplantRow(tkey, _as_date(day), kind, None if tandem is None else bool(tandem))  # type: ignore[arg-type]
         )
     ev: dict[str, list[EventRow]] = {k: [] for k in keys}
-    for erow in conn.execute(
-        select(
-            DiseaseEvent.patient_key, DiseaseEvent.event_key, DiseaseEvent.event_date, DiseaseEvent.event_type
-        ).where(DiseaseEvent.patient_key.in_(inkeys), DiseaseEvent.is_current),
-        p,
+    for pkey, ekey, day, kind in _fetch(
+        conn,
+        "SELECT patient_key, event_key, event_date, event_type "
+        "FROM disease_events WHERE is_current = TRUE AND patient_key {keys}",
+        keys,
     ):
-        ev[erow.patient_key].append(EventRow(erow.event_key, _as_date(erow.event_date), erow.event_type))  # type: ignore[arg-type]
+        ev[pkey].append(EventRow(ekey, _as_date(day), kind))  # type: ignore[arg-type]
     fu: dict[str, tuple[dt.date | None, dt.date | None]] = {}
-    for frow in conn.execute(
-        select(FollowUp.patient_key, FollowUp.last_contact_date, FollowUp.death_date).where(
-            FollowUp.patient_key.in_(inkeys), FollowUp.is_current
-        ),
-        p,
+    for pkey, contact, death in _fetch(
+        conn,
+        "SELECT patient_key, last_contact_date, death_date FROM follow_up "
+        "WHERE is_current = TRUE AND patient_key {keys}",
+        keys,
     ):
-        fu[frow.patient_key] = (_as_date(frow.last_contact_date), _as_date(frow.death_date))
+        fu[pkey] = (_as_date(contact), _as_date(death))
     cut: dict[str, dt.date | None] = {}
-    for crow in conn.execute(
-        select(Patient.patient_key, Site.last_data_cutoff)
-        .join(Site, Site.site_code == Patient.site_code)
-        .where(Patient.patient_key.in_(inkeys)),
-        p,
+    for pkey, cutoff in _fetch(
+        conn,
+        "SELECT p.patient_key, s.last_data_cutoff FROM patients p "
+        "JOIN sites s ON s.site_code = p.site_code WHERE p.patient_key {keys}",
+        keys,
     ):
-        cut[crow.patient_key] = _as_date(crow.last_data_cutoff)
+        cut[pkey] = _as_date(cutoff)
     return {
         k: PatientInputs(
             patient_key=k,
@@ -268,6 +286,67 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
     }
 
 
+def _stored_digests(conn: Connection, keys: list[str], version: str) -> dict[str, str | None]:
+    """The digests of the patients' stored derivations made under rules ``version`` (a patient
+    derived under other rules is always written again, so its rows record this run)."""
+    found = _fetch(
+        conn,
+        "SELECT ps.patient_key, ps.derivation_digest, r.rules_version FROM patient_summaries ps "
+        "JOIN derivation_runs r ON r.derivation_run_id = ps.derivation_run_id WHERE ps.patient_key {keys}",
+        keys,
+    )
+    return {k: digest for k, digest, v in found if v == version}
+
+
+def _derived_batches(
+    conn: Connection,
+    keys: list[str],
+    vocab: Any,
+    params: DerivationParameters,
+    version: str,
+    workers: int,
+) -> Iterator[tuple[list[str], list[PatientRows]]]:
+    """(patient keys, their derived rows) batch by batch, in patient order: derived here, or by
+    worker processes reading the committed source rows while this process writes."""
+    if workers <= 1 or len(keys) < PARALLEL_MIN:
+        for batch in _batches(keys, BATCH):
+            inputs = _read_inputs(conn, batch, vocab)
+            yield (
+                batch,
+                [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in batch],
+            )
+        return
+    batches = list(_batches(keys, PARALLEL_BATCH))
+    tasks = [(b, params, version) for b in batches]
+    _WORKER["parent"] = conn.engine
+    url = conn.engine.url.render_as_string(hide_password=False)
+    with multiprocessing.get_context("fork").Pool(
+        workers, initializer=_worker_start, initargs=(url,)
+    ) as pool:
+        yield from zip(batches, pool.imap(_worker_derive, tasks), strict=True)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(url: str) -> None:
+    """A worker process: forget the parent's pooled connections (never use them), open its own."""
+    parent = _WORKER.pop("parent", None)
+    if parent is not None:
+        parent.dispose(close=False)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        _WORKER.update(engine=engine, vocab=vocabulary_map(conn))
+
+
+def _worker_derive(task: tuple[list[str], DerivationParameters, str]) -> list[PatientRows]:
+    keys, params, version = task
+    vocab = _WORKER["vocab"]
+    with _WORKER["engine"].connect() as conn:
+        inputs = _read_inputs(conn, keys, vocab)
+    return [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in keys]
+
+
 class _IdAllocator:
     def __init__(self, conn: Connection) -> None:
         self.next: dict[str, int] = {}
@@ -280,9 +359,10 @@ class _IdAllocator:
             c = model.__table__.c[col]
             self.next[col] = int(conn.execute(select(func.coalesce(func.max(c), 0))).scalar() or 0) + 1
 
-    def take(self, col: str) -> int:
+    def reserve(self, col: str, n: int) -> int:
+        """The first of ``n`` consecutive new ids."""
         v = self.next[col]
-        self.next[col] = v + 1
+        self.next[col] = v + n
         return v
 
 
@@ -297,10 +377,47 @@ DERIVED_TABLES = (
     RelapseRefractoriness,
     PatientSummary,
 )
+# the id columns of each derived table, and the kind of id they hold (shifted from the
+# patient's local ids to the registry's when written)
+_ID_COLUMNS: dict[str, dict[str, str]] = {
+    Exposure.__tablename__: {"exposure_id": "exposure_id"},
+    ExposureSource.__tablename__: {"exposure_id": "exposure_id"},
+    LineOfTherapy.__tablename__: {"line_id": "line_id"},
+    Regimen.__tablename__: {"regimen_id": "regimen_id", "line_id": "line_id"},
+    RegimenExposure.__tablename__: {"regimen_id": "regimen_id", "exposure_id": "exposure_id"},
+    TransplantRole.__tablename__: {"line_id": "line_id"},
+    Relapse.__tablename__: {"relapse_id": "relapse_id", "line_id": "line_id"},
+    RelapseRefractoriness.__tablename__: {"relapse_id": "relapse_id"},
+    PatientSummary.__tablename__: {"l2_line_id": "line_id"},
+}
+_COLUMNS = {m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES}
+_DIGEST_POS = _COLUMNS[PatientSummary.__tablename__].index("derivation_digest")
+
+
+class _LocalIds:
+    """Ids local to one patient's rows: 1, 2, ... per kind."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, int] = {}
+
+    def take(self, col: str) -> int:
+        self.used[col] = self.used.get(col, 0) + 1
+        return self.used[col]
+
+
+@dataclass
+class PatientRows:
+    """One patient's derived rows (tuples in each table's column order, local ids, no
+    derivation run) and their digest."""
+
+    patient_key: str
+    digest: str
+    tables: dict[str, list[tuple[Any, ...]]]
+    ids_used: dict[str, int]
 
 
 class _Rows:
-    """Derived rows per table, built by column name and copied in the models' column order."""
+    """Derived rows per table, built by column name, turned into tuples in column order."""
 
     def __init__(self) -> None:
         self.rows: dict[type, list[dict[str, Any]]] = {m: [] for m in DERIVED_TABLES}
@@ -308,122 +425,156 @@ class _Rows:
     def add(self, model: type, **values: Any) -> None:
         self.rows[model].append(values)
 
-    def copy(self, conn: Connection) -> None:
+    def tuples(self) -> dict[str, list[tuple[Any, ...]]]:
+        out = {}
         for model, rows in self.rows.items():
-            columns = [c.name for c in model.__table__.columns]  # type: ignore[attr-defined]
-            missing = set(columns) - set(rows[0]) if rows else set()
-            assert not missing, (model.__tablename__, missing)  # type: ignore[attr-defined]
-            row_tuple = operator.itemgetter(*columns)  # C-speed tuple of the columns, in order
-            copy_rows(conn, model.__tablename__, columns, map(row_tuple, rows))  # type: ignore[attr-defined]
+            name = model.__tablename__  # type: ignore[attr-defined]
+            columns = _COLUMNS[name]
+            if rows:
+                missing = set(columns) - set(rows[0])
+                assert not missing, (name, missing)
+            out[name] = [tuple(r[c] for c in columns) for r in rows]
+        return out
 
 
-def _write(
-    conn: Connection, derivations: list[Derivation], run_id: int, ids: _IdAllocator, drug_ids: dict[str, int]
-) -> None:
+def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> None:
+    """Write patients' rows: their local ids moved to the registry's next free ids, in order."""
+    out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
+    plans = {
+        name: (
+            [(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
+            cols.index("derivation_run_id") if "derivation_run_id" in cols else None,
+        )
+        for name, cols in _COLUMNS.items()
+    }
+    for d in derived:
+        base = {kind: ids.reserve(kind, n) - 1 for kind, n in d.ids_used.items()}
+        for name, rows in d.tables.items():
+            positions, run_pos = plans[name]
+            for row in rows:
+                v = list(row)
+                for pos, kind in positions:
+                    if v[pos] is not None:
+                        v[pos] += base[kind]
+                if run_pos is not None:
+                    v[run_pos] = run_id
+                out[name].append(tuple(v))
+    for name, rows in out.items():
+        copy_rows(conn, name, _COLUMNS[name], rows)
+
+
+def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) -> PatientRows:
+    """One patient's derivation as table rows (ids local to the patient, from 1; no derivation
+    run yet) and their digest under the rules version."""
     out = _Rows()
-    for d in derivations:
-        pk = d.patient_key
-        exp_ids = {}
-        for e in d.exposures:
-            eid = ids.take("exposure_id")
-            exp_ids[e.index] = eid
+    ids = _LocalIds()
+    run_id = None
+    pk = d.patient_key
+    exp_ids = {}
+    for e in d.exposures:
+        eid = ids.take("exposure_id")
+        exp_ids[e.index] = eid
+        out.add(
+            Exposure,
+            exposure_id=eid,
+            patient_key=pk,
+            drug_id=drug_ids[e.drug],
+            start_date=e.start,
+            end_date=e.end,
+            stop_reason=e.stop_reason,
+            last_dose_mg=e.last_dose,
+            role=e.role,
+            derivation_run_id=run_id,
+        )
+        for sk in dict.fromkeys(e.source_keys):
+            out.add(ExposureSource, exposure_id=eid, treatment_key=sk, patient_key=pk)
+    line_ids = {}
+    for ln in d.lines:
+        lid = ids.take("line_id")
+        line_ids[ln.number] = lid
+        out.add(
+            LineOfTherapy,
+            line_id=lid,
+            patient_key=pk,
+            line_number=ln.number,
+            start_date=ln.start,
+            end_date=ln.end,
+            end_reason=ln.end_reason,
+            start_rule=ln.start_rule,
+            includes_index_transplant=ln.includes_index_transplant,
+            derivation_run_id=run_id,
+        )
+    for r in d.regimens:
+        rid = ids.take("regimen_id")
+        out.add(
+            Regimen,
+            regimen_id=rid,
+            patient_key=pk,
+            line_id=line_ids[r.line],
+            regimen_number=r.number,
+            phase=r.phase,
+            name=r.name[:400],
+            start_date=r.start,
+            end_date=r.end,
+            stop_reason=r.stop_reason,
+            contains_lenalidomide=r.contains_lenalidomide,
+            acronym=r.acronym,
+            backbone=r.backbone[:120],
+            derivation_run_id=run_id,
+        )
+        for idx, continued in r.exposures:
             out.add(
-                Exposure,
-                exposure_id=eid,
-                patient_key=pk,
-                drug_id=drug_ids[e.drug],
-                start_date=e.start,
-                end_date=e.end,
-                stop_reason=e.stop_reason,
-                last_dose_mg=e.last_dose,
-                role=e.role,
-                derivation_run_id=run_id,
-            )
-            for sk in dict.fromkeys(e.source_keys):
-                out.add(ExposureSource, exposure_id=eid, treatment_key=sk, patient_key=pk)
-        line_ids = {}
-        for ln in d.lines:
-            lid = ids.take("line_id")
-            line_ids[ln.number] = lid
-            out.add(
-                LineOfTherapy,
-                line_id=lid,
-                patient_key=pk,
-                line_number=ln.number,
-                start_date=ln.start,
-                end_date=ln.end,
-                end_reason=ln.end_reason,
-                start_rule=ln.start_rule,
-                includes_index_transplant=ln.includes_index_transplant,
-                derivation_run_id=run_id,
-            )
-        for r in d.regimens:
-            rid = ids.take("regimen_id")
-            out.add(
-                Regimen,
+                RegimenExposure,
                 regimen_id=rid,
+                exposure_id=exp_ids[idx],
                 patient_key=pk,
-                line_id=line_ids[r.line],
-                regimen_number=r.number,
-                phase=r.phase,
-                name=r.name[:400],
-                start_date=r.start,
-                end_date=r.end,
-                stop_reason=r.stop_reason,
-                contains_lenalidomide=r.contains_lenalidomide,
-                acronym=r.acronym,
-                backbone=r.backbone[:120],
-                derivation_run_id=run_id,
+                continued=continued,
             )
-            for idx, continued in r.exposures:
-                out.add(
-                    RegimenExposure,
-                    regimen_id=rid,
-                    exposure_id=exp_ids[idx],
-                    patient_key=pk,
-                    continued=continued,
-                )
-        for key, (role, line) in d.transplant_roles.items():
+    for key, (role, line) in d.transplant_roles.items():
+        out.add(
+            TransplantRole,
+            transplant_key=key,
+            patient_key=pk,
+            role=role,
+            line_id=line_ids.get(line) if line else None,
+            derivation_run_id=run_id,
+        )
+    for rel in d.relapses:
+        rel_id = ids.take("relapse_id")
+        out.add(
+            Relapse,
+            relapse_id=rel_id,
+            patient_key=pk,
+            relapse_date=rel.date,
+            sequence=rel.sequence,
+            source=rel.source,
+            source_key=rel.source_key,
+            after_index_transplant=rel.after_index_transplant,
+            is_first_after_index=rel.is_first_after_index,
+            line_id=line_ids.get(rel.line) if rel.line else None,
+            len_refractory=rel.len_refractory,
+            len_last_dose_mg=rel.len_last_dose,
+            len_exposure_days=rel.len_exposure_days,
+            len_free_interval_days=rel.len_free_interval_days,
+            derivation_run_id=run_id,
+        )
+        for drug, refr in sorted(rel.refractory.items()):
             out.add(
-                TransplantRole,
-                transplant_key=key,
-                patient_key=pk,
-                role=role,
-                line_id=line_ids.get(line) if line else None,
-                derivation_run_id=run_id,
-            )
-        for rel in d.relapses:
-            rel_id = ids.take("relapse_id")
-            out.add(
-                Relapse,
+                RelapseRefractoriness,
                 relapse_id=rel_id,
+                drug_id=drug_ids[drug],
                 patient_key=pk,
-                relapse_date=rel.date,
-                sequence=rel.sequence,
-                source=rel.source,
-                source_key=rel.source_key,
-                after_index_transplant=rel.after_index_transplant,
-                is_first_after_index=rel.is_first_after_index,
-                line_id=line_ids.get(rel.line) if rel.line else None,
-                len_refractory=rel.len_refractory,
-                len_last_dose_mg=rel.len_last_dose,
-                len_exposure_days=rel.len_exposure_days,
-                len_free_interval_days=rel.len_free_interval_days,
-                derivation_run_id=run_id,
+                refractory=refr,
             )
-            for drug, refr in sorted(rel.refractory.items()):
-                out.add(
-                    RelapseRefractoriness,
-                    relapse_id=rel_id,
-                    drug_id=drug_ids[drug],
-                    patient_key=pk,
-                    refractory=refr,
-                )
-        out.add(PatientSummary, **_summary(d, line_ids, run_id))
-    out.copy(conn)
+    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None)
+    tables = out.tuples()
+    digest = hashlib.blake2b(repr((rules_version, tables)).encode(), digest_size=16).hexdigest()
+    summary = tables[PatientSummary.__tablename__]
+    summary[0] = (*summary[0][:_DIGEST_POS], digest, *summary[0][_DIGEST_POS + 1 :])
+    return PatientRows(d.patient_key, digest, tables, dict(ids.used))
 
 
-def _summary(d: Derivation, line_ids: dict[int, int], run_id: int) -> dict[str, Any]:
+def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dict[str, Any]:
     mt = d.maintenance_regimens
     agents = sorted({drug for r in mt for drug in r.drugs})
     mt_end: dt.date | None = None

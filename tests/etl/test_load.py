@@ -327,6 +327,7 @@ def test_json_summary_is_the_only_thing_on_stdout(sqlite_cli_env, tmp_path: Path
         "retired": 0,
         "findings": 0,
         "unchanged_file": False,
+        "unchanged_rows": 0,
     }
     assert "mystery drug" in proc.stderr  # warnings go to stderr
 
