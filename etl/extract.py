@@ -13,11 +13,12 @@ import os
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from etl.contract import FORMAT, FORMAT_VERSION, looks_like_identifier
@@ -322,33 +323,60 @@ def _split_lf(text: str) -> list[str]:
     return [p + "\n" for p in pieces[:-1]] + [pieces[-1]]
 
 
-def _bounded_lines(fh: io.TextIOWrapper, limit: int, block: int = 1 << 16) -> Iterator[str]:
+# whitespace (other than line breaks) at the edge of a field: after or before a comma, a quote or
+# a line break, or at the start or end of the text
+_EDGE_SPACE = re.compile(r'(?:^|[,"\r\n])[^\S\r\n]|[^\S\r\n](?:$|[,"\r\n])')
+_OTHER_SPACE = re.compile(r"[^\S \r\n]")  # whitespace other than a plain space or a line break
+_SPACE_EDGES = (" ,", ", ", ' "', '" ', " \n", "\n ", " \r", "\r ")
+
+
+def _may_need_trimming(text: str) -> bool:
+    """Whether some field of these complete lines may have whitespace at its edge (a quick test
+    with substring searches when the only whitespace is plain spaces; the full pattern else)."""
+    if _OTHER_SPACE.search(text):
+        return _EDGE_SPACE.search(text) is not None
+    return text[:1] == " " or text[-1:] == " " or any(edge in text for edge in _SPACE_EDGES)
+
+
+def _bounded_lines(
+    fh: io.TextIOWrapper, limit: int, block: int = 1 << 16, padded: list[bool] | None = None
+) -> Iterator[str]:
     """The file's lines, read in blocks with a bound: a line longer than ``limit`` characters
     raises ``LineTooLong`` after at most ``limit + block`` characters were read (memory stays
-    bounded). The lines of a block are handed on as a list (C-speed iteration downstream)."""
+    bounded). The lines of a block are handed on as a list (C-speed iteration downstream).
+    ``padded[0]`` becomes True once a line handed on may have a field with whitespace at its
+    edge (then values need trimming; a clean export never does)."""
+    return itertools.chain.from_iterable(_line_blocks(fh, limit, block, padded))
 
-    def blocks() -> Iterator[list[str]]:
-        carry = ""
-        number = 0
-        while True:
-            text = fh.read(block)
-            if not text:
-                if carry:
-                    if len(carry) > limit:
-                        raise LineTooLong(number + 1, limit)
-                    yield [carry]
-                return
-            lines = _split_lines(carry + text)
-            carry = lines.pop()  # the unfinished last line ("" after a final \n)
-            if lines and max(map(len, lines)) > limit:
-                longest = max(range(len(lines)), key=lambda i: len(lines[i]))
-                raise LineTooLong(number + longest + 1, limit)
-            if len(carry) > limit:
-                raise LineTooLong(number + len(lines) + 1, limit)
-            number += len(lines)
-            yield lines
 
-    return itertools.chain.from_iterable(blocks())
+def _line_blocks(
+    fh: io.TextIOWrapper, limit: int, block: int = 1 << 16, padded: list[bool] | None = None
+) -> Iterator[list[str]]:
+    """The file's complete lines, a block at a time (see ``_bounded_lines``)."""
+
+    carry = ""
+    number = 0
+    while True:
+        text = fh.read(block)
+        if not text:
+            if carry:
+                if len(carry) > limit:
+                    raise LineTooLong(number + 1, limit)
+                if padded is not None and _may_need_trimming(carry):
+                    padded[0] = True
+                yield [carry]
+            return
+        lines = _split_lines(carry + text)
+        carry = lines.pop()  # the unfinished last line ("" after a final \n)
+        if lines and max(map(len, lines)) > limit:
+            longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+            raise LineTooLong(number + longest + 1, limit)
+        if len(carry) > limit:
+            raise LineTooLong(number + len(lines) + 1, limit)
+        number += len(lines)
+        if padded is not None and not padded[0] and _may_need_trimming("".join(lines)):
+            padded[0] = True
+        yield lines
 
 
 def _too_long(member: str, exc: LineTooLong) -> BundleRefused:
@@ -412,59 +440,189 @@ class Chunk:
 
     frame: pd.DataFrame  # well-formed rows, all strings, index = source row number
     malformed: list[tuple[int, int]]  # (row number, field count) of rows with a wrong count
+    hashes: np.ndarray | None = None  # per row of ``frame``: the keyed hash of its source record
+
+
+@dataclass
+class RowHashing:
+    """How ``iter_chunks`` hashes records, and which it may skip unread.
+
+    A record on one line is hashed as that line's text; a file's records from its first line
+    holding a quote character on are hashed from their fields (such a record may span lines).
+    ``skip`` receives the hashes of a block of one-line records and returns which of them to
+    skip: they are neither parsed nor returned (the caller counts them)."""
+
+    key: str  # 16 ASCII characters (see etl.transform.row_hash_key)
+    skip: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def line_hashes(texts: list[str], key: str) -> np.ndarray:
+    """Keyed 64-bit hashes of texts (SipHash through pandas), as signed integers."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    return pd.util.hash_array(np.array(texts, dtype=object), hash_key=key, categorize=False).view(np.int64)
+
+
+class _Pending:
+    """Records waiting to become a chunk: fields, row numbers, hashes (None: from the fields)."""
+
+    def __init__(self) -> None:
+        self.records: list[list[str]] = []
+        self.numbers: list[int] = []
+        self.hashes: list[int | None] = []
+        self.malformed: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.malformed)
+
+    def add(
+        self, recs: list[list[str]], numbers: Iterable[int], hashes: Iterable[int | None], width: int
+    ) -> None:
+        nums, hs = list(numbers), list(hashes)
+        if all(n == width for n in map(len, recs)):
+            self.records += recs
+            self.numbers += nums
+            self.hashes += hs
+            return
+        for rec, n, h in zip(recs, nums, hs, strict=True):
+            if len(rec) != width:
+                self.malformed.append((n, len(rec)))
+            else:
+                self.records.append(rec)
+                self.numbers.append(n)
+                self.hashes.append(h)
+
+    def chunk(self, header: FileHeader, wanted: list[str], padded: bool, key: str | None) -> Chunk:
+        records = self.records
+        frame = (
+            pd.DataFrame(records, columns=header.columns, dtype=object)
+            if records
+            else pd.DataFrame(columns=header.columns, dtype=object)
+        )
+        positions = {c: i for i, c in enumerate(header.columns)}
+        out = pd.DataFrame(index=pd.Index(self.numbers, dtype="int64"))
+        for col in wanted:
+            if col in positions:
+                # every line of the chunk was scanned before it was parsed: trimming is needed
+                # only when one of them had whitespace at a field's edge
+                values = frame[col].str.strip() if padded else frame[col]
+                out[col] = values.to_numpy() if len(frame) else []
+            else:
+                out[col] = ""
+        hashes = None
+        if key is not None:
+            missing = [i for i, h in enumerate(self.hashes) if h is None]
+            if missing:  # records after a quote: hashed from their fields
+                joined = line_hashes(["\x1f".join(records[i]) for i in missing], key)
+                for i, h in zip(missing, joined.tolist(), strict=True):
+                    self.hashes[i] = h
+            hashes = np.array(self.hashes, dtype=np.int64)
+        result = Chunk(out.astype(object), self.malformed, hashes)
+        self.__init__()  # type: ignore[misc]
+        return result
 
 
 def iter_chunks(
-    bundle: Bundle, contract: FileSpec, header: FileHeader, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    bundle: Bundle,
+    contract: FileSpec,
+    header: FileHeader,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    hashing: RowHashing | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of the file: contract columns only (a missing optional column is added
     empty), values trimmed. Row numbers count the header as row 1. A record with more or
     fewer fields than the header is returned as malformed (it is quarantined, not guessed).
-    An optional file the bundle does not have yields nothing."""
+    An optional file the bundle does not have yields nothing. With ``hashing``, each row
+    carries its record's keyed hash, and one-line records ``hashing.skip`` picks are skipped
+    (their row numbers still count)."""
     if not header.present:
         return
     member = contract.filename
     wanted = [c.name for c in contract.columns]
     width = len(header.columns)
-    positions = {c: i for i, c in enumerate(header.columns)}
-    row_number = 1
+    key = hashing.key if hashing is not None else None
+    skip = hashing.skip if hashing is not None else None
+    row = [1]  # the last row number given (the header is row 1)
+    padded = [False]  # set once a line read may hold a value to trim
+    pending = _Pending()
+
+    def one_by_one(lines: Iterable[str]) -> Iterator[Chunk]:
+        return _quoted_records(
+            csv.reader(lines, strict=True), pending, row, width, chunk_rows, header, wanted, padded, key
+        )
+
     try:
         with _text_stream(bundle, member) as fh:
-            reader = csv.reader(_bounded_lines(fh, Limits.from_env().line_chars), strict=True)
-            next(reader, None)  # header
-            while True:
-                records: list[list[str]] = []
-                numbers: list[int] = []
-                malformed: list[tuple[int, int]] = []
-                for rec in reader:
-                    if not rec or (len(rec) == 1 and rec[0].strip() == "" and width > 1):
-                        continue  # blank line
-                    row_number += 1
-                    if len(rec) != width:
-                        malformed.append((row_number, len(rec)))
-                    else:
-                        records.append(rec)
-                        numbers.append(row_number)
-                    if len(records) + len(malformed) >= chunk_rows:
-                        break
-                if not records and not malformed:
-                    return
-                frame = (
-                    pd.DataFrame(records, columns=header.columns, dtype=object)
-                    if records
-                    else pd.DataFrame(columns=header.columns, dtype=object)
+            blocks = _line_blocks(fh, Limits.from_env().line_chars, padded=padded)
+            first = next(blocks, [])
+            if first and '"' not in first[0]:
+                blocks = itertools.chain([first[1:]], blocks)  # the header line
+            else:  # a quoted header: everything goes through one reader
+                blocks = itertools.chain([first], blocks)
+                reader = csv.reader(itertools.chain.from_iterable(blocks), strict=True)
+                next(reader, None)
+                yield from _quoted_records(
+                    reader, pending, row, width, chunk_rows, header, wanted, padded, key
                 )
-                out = pd.DataFrame(index=pd.Index(numbers, dtype="int64"))
-                for col in wanted:
-                    if col in positions:
-                        out[col] = frame[col].str.strip().to_numpy() if len(frame) else []
-                    else:
-                        out[col] = ""
-                out = out.astype(object)
-                yield Chunk(out, malformed)
+                return
+            for block in blocks:
+                if any('"' in line for line in block):
+                    # from here on a record may span lines: one csv reader, nothing skipped
+                    reader = csv.reader(
+                        itertools.chain(block, itertools.chain.from_iterable(blocks)), strict=True
+                    )
+                    yield from _quoted_records(
+                        reader, pending, row, width, chunk_rows, header, wanted, padded, key
+                    )
+                    return
+                lines = [line for line in block if line.strip()]  # blank lines count for nothing
+                start = 0
+                while start < len(lines):
+                    part = lines[start : start + chunk_rows - len(pending)]
+                    start += len(part)
+                    numbers: Iterable[int] = range(row[0] + 1, row[0] + 1 + len(part))
+                    row[0] += len(part)
+                    hashes: Iterable[int | None] = (
+                        line_hashes(part, key).tolist() if key is not None else [None] * len(part)
+                    )
+                    if skip is not None and part:
+                        h = np.asarray(hashes, dtype=np.int64)
+                        keep = np.flatnonzero(~skip(h))
+                        if len(keep) < len(part):
+                            part = [part[i] for i in keep]
+                            numbers = (np.asarray(numbers)[keep]).tolist()
+                            hashes = h[keep].tolist()
+                    pending.add(list(csv.reader(part, strict=True)), numbers, hashes, width)
+                    if len(pending) >= chunk_rows:
+                        yield pending.chunk(header, wanted, padded[0], key)
+            if len(pending):
+                yield pending.chunk(header, wanted, padded[0], key)
     except LineTooLong as exc:
         raise _too_long(member, exc) from None
     except UnicodeDecodeError as exc:
         raise _not_utf8(member, exc) from None
     except csv.Error as exc:
-        raise BundleRefused([Problem(member, f"unreadable CSV near row {row_number + 1} ({exc})")]) from None
+        raise BundleRefused([Problem(member, f"unreadable CSV near row {row[0] + 1} ({exc})")]) from None
+
+
+def _quoted_records(
+    reader: Any,
+    pending: _Pending,
+    row: list[int],
+    width: int,
+    chunk_rows: int,
+    header: FileHeader,
+    wanted: list[str],
+    padded: list[bool],
+    key: str | None,
+) -> Iterator[Chunk]:
+    """Chunks of records read one by one (a record may span lines); nothing is skipped."""
+    for rec in reader:
+        if not rec or (len(rec) == 1 and rec[0].strip() == "" and width > 1):
+            continue  # blank line
+        row[0] += 1
+        pending.add([rec], [row[0]], [None], width)
+        if len(pending) >= chunk_rows:
+            yield pending.chunk(header, wanted, padded[0], key)
+    if len(pending):
+        yield pending.chunk(header, wanted, padded[0], key)

@@ -26,13 +26,14 @@ from etl.extract import (
     Bundle,
     FileHeader,
     Manifest,
+    RowHashing,
     iter_chunks,
     read_header,
     read_manifest,
 )
 from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
-from etl.transform import Pseudonymiser, RowHasher, finding_rows, quarantine_row, to_rows
+from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
@@ -479,7 +480,7 @@ def _load(
         row_context = RowContext(pseudo, vocab, manifest.site_id, unmapped)
         reader = _Reader(
             pseudo,
-            RowHasher(key, READING_VERSION),
+            key,
             row_context,
             facts,
             manifest.data_cutoff,
@@ -647,6 +648,7 @@ class _RowPlan:
     eligible: pd.Index  # those an unchanged row may match
     seen: np.ndarray  # per eligible hash: matched tonight
     repeated: bool = False  # a hash matched twice (a row sent twice)
+    count: int = 0  # hashes matched so far
 
     @classmethod
     def make(cls, conn: Any, name: str, site: str) -> _RowPlan | None:
@@ -661,9 +663,11 @@ class _RowPlan:
         pos = self.eligible.get_indexer(hashes)
         hit = pos >= 0
         taken = pos[hit]
-        if len(np.unique(taken)) != len(taken) or self.seen[taken].any():
-            self.repeated = True
         self.seen[taken] = True
+        count = int(np.count_nonzero(self.seen))
+        if count != self.count + len(taken):  # a hash matched twice, in this chunk or before
+            self.repeated = True
+        self.count = count
         return hit
 
     def matched(self) -> np.ndarray:
@@ -672,7 +676,7 @@ class _RowPlan:
     def gone(self) -> np.ndarray:
         """Stored hashes not sent unchanged tonight: records changed, no longer sent, or of a
         patient whose own rows changed (those are read again and stay if still sent)."""
-        return np.setdiff1d(self.stored, self.matched(), assume_unique=True)
+        return self.stored[~pd.Index(self.stored).isin(self.matched())]
 
 
 @dataclass
@@ -680,7 +684,7 @@ class _Reader:
     """What reading any file of a bundle needs."""
 
     pseudo: Pseudonymiser
-    hasher: RowHasher
+    key: bytes  # the pseudonym key (row hashes are keyed by it)
     context: RowContext
     facts: PatientFacts
     cutoff: dt.date
@@ -703,7 +707,7 @@ class _FileReading:
             return True
         q_keys = [str(k) for q in self.rejected if (k := q.row_data.get(id_column))]
         used = load.staged_record_hashes(conn, name, q_keys)
-        return bool(np.isin(used, self.plan.matched()).any())
+        return bool(pd.Index(used).isin(self.plan.matched()).any())
 
 
 def _read_file(
@@ -721,8 +725,13 @@ def _read_file(
     file_q: list[RejectedRow] = []
     file_findings: list[dict[str, Any]] = []
     facts, pseudo = r.facts, r.pseudo
-    for piece in iter_chunks(bundle, spec, header, r.chunk_rows):
-        chunk = piece.frame
+    hashing = RowHashing(
+        row_hash_key(r.key, READING_VERSION, name, header.columns), plan.match if plan is not None else None
+    )
+    skipped_before = plan.count if plan is not None else 0
+    for piece in iter_chunks(bundle, spec, header, r.chunk_rows, hashing):
+        chunk, hashes = piece.frame, piece.hashes
+        assert hashes is not None
         _fault_point("read")  # the first chunk read, nothing validated yet
         counts.read += len(chunk) + len(piece.malformed)
         for row_number, fields in piece.malformed:
@@ -737,11 +746,6 @@ def _read_file(
                     {"_not_stored": "malformed row"},
                 )
             )
-        hashes = r.hasher.rows(chunk, spec.id_column)
-        if plan is not None:
-            hit = plan.match(hashes)
-            counts.unchanged_rows += int(hit.sum())
-            chunk, hashes = chunk[~hit], hashes[~hit]
         pkeys = (
             pseudo.series("patient", chunk["patient_id"])
             if facts.registry_patients is not None and not spec.is_root
@@ -761,7 +765,11 @@ def _read_file(
             ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
             spec.on_valid(facts, res.valid, rows["patient_key"], ids)
         if r.progress:
-            r.progress(name, counts.read)
+            r.progress(name, counts.read + (plan.count - skipped_before if plan is not None else 0))
+    if plan is not None:  # rows skipped unread as unchanged: read and loaded all the same
+        skipped = plan.count - skipped_before
+        counts.read += skipped
+        counts.unchanged_rows += skipped
     return _FileReading(file_q, file_findings, plan)
 
 

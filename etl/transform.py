@@ -9,7 +9,6 @@ import dataclasses
 import hmac
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from etl.rules import Reason, RejectedRow
@@ -44,32 +43,15 @@ class Pseudonymiser:
         return pd.Series(out, index=values.index, dtype=object)
 
 
-class RowHasher:
-    """Keyed 64-bit hashes of source rows (their trimmed text, column by column in the spec's
-    order), so that a full export's unchanged rows are recognised without being read again.
-
-    The hash key is derived from the pseudonym key and the reading version: a stored hash
-    cannot be recomputed without the key (a row holds a source id), and a new registry,
-    spec, rule or vocabulary version — or another pseudonym key — matches no stored hash, so
+def row_hash_key(key: bytes, reading_version: str, file: str, columns: list[str]) -> str:
+    """The key of a file's row hashes (``etl.extract.RowHashing``), derived from the pseudonym
+    key, the reading version and the file's header: a stored hash cannot be recomputed without
+    the key (a row holds a source id); a new registry, spec, rule or vocabulary version, another
+    pseudonym key or another header (columns added, dropped or moved) matches no stored hash, so
     every row is read again once."""
-
-    # odd multipliers, one per column position (so swapped values give another hash)
-    _MIX = np.uint64(0x9E3779B97F4A7C15)
-
-    def __init__(self, key: bytes, reading_version: str) -> None:
-        digest = hmac.digest(key, f"row-hash:{reading_version}".encode(), "sha256")
-        self._key = base64.b64encode(digest[:12]).decode()  # 16 ASCII characters, as pandas wants
-
-    def rows(self, frame: pd.DataFrame, id_column: str) -> np.ndarray:
-        """The hashes of a chunk's rows, as signed 64-bit integers (the stored form)."""
-        out = np.zeros(len(frame), dtype=np.uint64)
-        for i, col in enumerate(frame.columns):
-            # repeated values (dates, drugs, codes) are hashed once each; ids are all distinct
-            h = pd.util.hash_array(
-                frame[col].to_numpy(dtype=object), hash_key=self._key, categorize=col != id_column
-            )
-            out = (out ^ h) * (self._MIX + np.uint64(2 * i))
-        return out.view(np.int64)
+    text = "\x1f".join(["row-hash", reading_version, file, *columns])
+    digest = hmac.digest(key, text.encode(), "sha256")
+    return base64.b64encode(digest[:12]).decode()  # 16 ASCII characters, as pandas wants
 
 
 def to_rows(spec: FileSpec, valid: pd.DataFrame, ctx: RowContext, run_id: int) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from registry.cli import cli
-from tests.etl.bundles import write_bundle
+from tests.etl.bundles import base_rows, write_bundle
 
 
 def _edit(fn: Callable[[str], str]) -> Callable[[Path], None]:
@@ -131,3 +131,22 @@ def test_bounded_reading_gives_the_rows_the_csv_module_gives(block: int) -> None
         list(
             _bounded_lines(io.TextIOWrapper(io.BytesIO(b"ok\n" + b"x" * 500 + b"\n"), newline=""), 100, block)
         )
+
+
+def test_values_are_trimmed_even_when_only_a_late_chunk_is_padded(tmp_path: Path) -> None:
+    """Values are trimmed only when a line may need it (a clean export is not trimmed value by
+    value): a padded value far into the file, in a later chunk, is still trimmed."""
+    from etl.extract import Bundle, iter_chunks, read_header
+    from etl.specs import SPECS
+
+    write_bundle(tmp_path / "b", base_rows())
+    path = tmp_path / "b" / "patients.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[-1] = lines[-1].replace(",", " ,\u00a0", 1)  # "MRN-0003 ,\xa0M,..."
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with Bundle(tmp_path / "b") as bundle:
+        spec = SPECS["patients"]
+        frames = [c.frame for c in iter_chunks(bundle, spec, read_header(bundle, spec), chunk_rows=1)]
+    assert len(frames) == 3
+    assert frames[-1]["patient_id"].tolist() == ["MRN-0003"] and frames[-1]["sex"].tolist() == ["M"]
+    assert frames[0]["patient_id"].tolist() == ["MRN-0001"]

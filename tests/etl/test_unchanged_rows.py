@@ -14,6 +14,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, text
 
 from etl.pipeline import RunSummary, run_bundle
@@ -200,16 +202,56 @@ def test_quarantined_rows_and_an_earlier_cutoff(engine: Engine, twin: Engine, tm
     assert third.files["treatments"].quarantined > 1
 
 
-def test_another_key_or_reading_version_matches_no_stored_hash() -> None:
-    import pandas as pd
+def test_another_key_reading_version_or_header_matches_no_stored_hash() -> None:
+    from etl.extract import line_hashes
+    from etl.transform import row_hash_key
 
-    from etl.transform import RowHasher
+    lines = ["A,x\n", "B,x\n"]
+    key = row_hash_key(b"k" * 32, "1.0+abc", "treatments", ["id", "drug"])
+    base = line_hashes(lines, key)
+    assert len(set(base)) == 2 and list(line_hashes(lines, key)) == list(base)  # stable
+    for other in (
+        row_hash_key(b"j" * 32, "1.0+abc", "treatments", ["id", "drug"]),  # another pseudonym key
+        row_hash_key(b"k" * 32, "1.1+abc", "treatments", ["id", "drug"]),  # another reading version
+        row_hash_key(b"k" * 32, "1.0+abc", "treatments", ["drug", "id"]),  # columns moved
+        row_hash_key(b"k" * 32, "1.0+abc", "transplants", ["id", "drug"]),  # another file
+    ):
+        assert not set(base) & set(line_hashes(lines, other))
 
-    frame = pd.DataFrame({"id": ["A", "B"], "drug": ["x", "x"]}, dtype=object)
-    base = RowHasher(b"k" * 32, "1.0+abc").rows(frame, "id")
-    assert len(set(base)) == 2
-    assert not set(base) & set(RowHasher(b"j" * 32, "1.0+abc").rows(frame, "id"))
-    assert not set(base) & set(RowHasher(b"k" * 32, "1.1+abc").rows(frame, "id"))
-    swapped = pd.DataFrame({"id": ["x", "x"], "drug": ["A", "B"]}, dtype=object)
-    assert not set(base) & set(RowHasher(b"k" * 32, "1.0+abc").rows(swapped, "id"))
-    assert list(RowHasher(b"k" * 32, "1.0+abc").rows(frame, "id")) == list(base)  # stable
+
+def test_records_spanning_lines_and_blank_lines_keep_their_row_numbers(tmp_path: Path) -> None:
+    """Skipping works on one-line records; a quote anywhere switches the rest of the file to
+    record-by-record reading (a quoted field may hold a line break); row numbers count every
+    non-blank record, skipped or not."""
+    from etl.extract import Bundle, RowHashing, iter_chunks, line_hashes, read_header
+    from etl.specs import SPECS
+    from tests.etl.bundles import base_rows
+    from tests.etl.bundles import write_bundle as write_small
+
+    write_small(tmp_path / "b", base_rows())
+    path = tmp_path / "b" / "treatments.csv"
+    text_lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header, body = text_lines[0], text_lines[1:]
+    assert len(body) >= 6 and not any('"' in line for line in body)
+    quoted = body[4].split(",")
+    quoted[2] = '"Revlimid,\n10 mg"'  # a drug name with a comma and a line break
+    filler = [
+        f"RX-F{i:05d},MRN-0001,Dexamethasone,2020-01-01,2020-02-01,40,,completed\n" for i in range(2000)
+    ]
+    # the quote comes after the first 64 KiB block: the lines before it are read line by line
+    new = [header, body[0], "\n", body[1], body[2], body[3], *filler, ",".join(quoted), body[5]]
+    path.write_text("".join(new), encoding="utf-8")
+    spec = SPECS["treatments"]
+    key = "0123456789abcdef"
+    skip_me = set(line_hashes([body[1], body[3]], key).tolist())
+    with Bundle(tmp_path / "b") as bundle:
+        hashing = RowHashing(key, lambda h: np.isin(h, list(skip_me)))
+        chunks = list(iter_chunks(bundle, spec, read_header(bundle, spec), chunk_rows=2, hashing=hashing))
+    frame = pd.concat([c.frame for c in chunks])
+    hashes = np.concatenate([c.hashes for c in chunks if c.hashes is not None])
+    # body[0] is row 2, the blank line counts for nothing, body[1] (3) and body[3] (5) are skipped
+    assert frame.index.tolist() == [2, 4, *range(6, 2006), 2006, 2007]
+    assert frame.loc[2006, "drug"] == "Revlimid,\n10 mg"
+    assert hashes[0] == line_hashes([body[0]], key)[0]  # a one-line record: its line's hash
+    assert hashes[-1] != line_hashes([body[5]], key)[0]  # after a quote: hashed from the fields
+    assert len(set(hashes.tolist())) == len(frame)
