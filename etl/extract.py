@@ -338,21 +338,19 @@ def _may_need_trimming(text: str) -> bool:
     return text[:1] == " " or text[-1:] == " " or any(edge in text for edge in _SPACE_EDGES)
 
 
-def _bounded_lines(
-    fh: io.TextIOWrapper, limit: int, block: int = 1 << 16, padded: list[bool] | None = None
-) -> Iterator[str]:
+def _bounded_lines(fh: io.TextIOWrapper, limit: int, block: int = 1 << 16) -> Iterator[str]:
     """The file's lines, read in blocks with a bound: a line longer than ``limit`` characters
     raises ``LineTooLong`` after at most ``limit + block`` characters were read (memory stays
-    bounded). The lines of a block are handed on as a list (C-speed iteration downstream).
-    ``padded[0]`` becomes True once a line handed on may have a field with whitespace at its
-    edge (then values need trimming; a clean export never does)."""
-    return itertools.chain.from_iterable(_line_blocks(fh, limit, block, padded))
+    bounded)."""
+    return itertools.chain.from_iterable(_line_blocks(fh, limit, block))
 
 
 def _line_blocks(
     fh: io.TextIOWrapper, limit: int, block: int = 1 << 16, padded: list[bool] | None = None
 ) -> Iterator[list[str]]:
-    """The file's complete lines, a block at a time (see ``_bounded_lines``)."""
+    """The file's complete lines, a block at a time (a list each: C-speed iteration downstream;
+    see ``_bounded_lines``). ``padded[0]`` becomes True once a line handed on may have a field
+    with whitespace at its edge (then values need trimming; a clean export never does)."""
 
     carry = ""
     number = 0

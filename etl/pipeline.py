@@ -263,7 +263,7 @@ def run_bundle(
                         progress=progress,
                         max_quarantine_rate=max_quarantine_rate,
                         unchanged=unchanged,
-                        row_by_row=row_by_row,
+                        row_by_row=row_by_row and same_reading,
                     )
                     summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
                 except _AlreadyLoaded:
@@ -439,7 +439,7 @@ def _load(
     progress: Progress | None,
     max_quarantine_rate: float | None,
     unchanged: set[str],
-    row_by_row: bool,
+    row_by_row: bool,  # skipping unchanged rows allowed (not a dry run, not forced, cutoff not earlier)
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
@@ -491,11 +491,7 @@ def _load(
         # files compared row by row with the site's current records (None until planned)
         rowwise: dict[str, _RowPlan | None] = (
             dict.fromkeys(_LEAF_FILES)
-            if row_by_row
-            and not dry_run
-            and not force
-            and not unchanged & set(_FACTS_FILES)
-            and _cutoff_not_earlier(engine, manifest)
+            if row_by_row and manifest.mode == "full" and not unchanged & set(_FACTS_FILES)
             else {}
         )
         for spec in SPECS.values():
@@ -623,8 +619,6 @@ def _cutoff_not_earlier(engine: Engine, manifest: Manifest) -> bool:
     """A full export may skip its unchanged files and rows (when loaded normally: not a dry
     run, not forced) if its data cutoff is not earlier than any the site's loads used (a row
     accepted under a later cutoff might be refused under this one)."""
-    if manifest.mode != "full":
-        return False
     with engine.connect() as conn:
         latest = conn.execute(
             select(func.max(EtlRun.data_cutoff)).where(

@@ -194,3 +194,18 @@ def write_bundle(
             for r in rows[name]:
                 w.writerow(r)
     return folder
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A bundle file's header and rows (as the tests edit them)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a bundle file back (LF line endings)."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)

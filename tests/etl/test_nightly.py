@@ -4,7 +4,6 @@ old nights dropped, exit codes a scheduler can act on."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import os
@@ -23,39 +22,27 @@ from etl.synth import write_bundle
 from registry.cli import cli
 from registry.db.models import EtlRun
 from tests.conftest import TEST_KEY
+from tests.etl.bundles import read_csv, write_csv
 from tests.etl.faults import start_paused
 
 KEY = TEST_KEY.encode()
 NIGHT1, NIGHT2, NIGHT3 = dt.date(2026, 7, 1), dt.date(2026, 7, 2), dt.date(2026, 7, 3)
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def _next_export(src: Path, dst: Path, hours: int) -> tuple[str, str]:
     """The next night's full export: one alive patient has died, another is no longer sent.
     Returns (the patient who died, the patient dropped) as source ids."""
     shutil.copytree(src, dst)
-    fields, follow_up = _rows(dst / "follow_up.csv")
+    fields, follow_up = read_csv(dst / "follow_up.csv")
     alive = [r for r in follow_up if r["vital_status"] == "alive"]
     died, dropped = alive[0]["patient_id"], alive[1]["patient_id"]
     for r in follow_up:
         if r["patient_id"] == died:
             r.update(vital_status="dead", death_date=r["last_contact_date"], cause_of_death="myeloma")
-    _write(dst / "follow_up.csv", fields, [r for r in follow_up if r["patient_id"] != dropped])
+    write_csv(dst / "follow_up.csv", fields, [r for r in follow_up if r["patient_id"] != dropped])
     for name in ("patients", "transplants", "treatments", "disease_events"):
-        fields, rows = _rows(dst / f"{name}.csv")
-        _write(dst / f"{name}.csv", fields, [r for r in rows if r["patient_id"] != dropped])
+        fields, rows = read_csv(dst / f"{name}.csv")
+        write_csv(dst / f"{name}.csv", fields, [r for r in rows if r["patient_id"] != dropped])
     manifest = json.loads((dst / "manifest.json").read_text())
     exported = dt.datetime.fromisoformat(manifest["exported_at"]) + dt.timedelta(hours=hours)
     manifest["exported_at"] = exported.isoformat()

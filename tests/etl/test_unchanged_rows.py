@@ -7,7 +7,6 @@ quarantine and change-log row after each night; the counts say how many rows wer
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import shutil
@@ -22,6 +21,7 @@ from etl.pipeline import RunSummary, run_bundle
 from etl.synth import write_bundle
 from registry.db.models import CLINICAL_SOURCE_TABLES, DERIVED_TABLES
 from tests.conftest import TEST_KEY
+from tests.etl.bundles import read_csv, write_csv
 
 KEY = TEST_KEY.encode()
 COMPARED = (*CLINICAL_SOURCE_TABLES, *DERIVED_TABLES, "quarantine", "record_changes", "sites")
@@ -36,19 +36,6 @@ def state(engine: Engine) -> dict[str, list[str]]:
             cols = [c for c in result.keys() if c not in SKIPPED_COLUMNS]  # noqa: SIM118
             out[table] = sorted(repr(tuple(row._mapping[c] for c in cols)) for row in result)
     return out
-
-
-def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
 
 
 Edit = Callable[[Path], None]
