@@ -27,3 +27,44 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
         cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
         cur.close()
     return len(rows)
+
+
+def _marks(conn: Connection, n: int) -> list[str]:
+    return ["%s" if conn.dialect.name == "postgresql" else "?"] * n
+
+
+def update_rows(
+    conn: Connection, table: str, columns: Sequence[str], keys: Sequence[str], rows: Iterable[tuple]
+) -> int:
+    """Update rows given as full tuples in ``columns`` order, matched on the ``keys`` columns
+    (one ``executemany`` through the DB-API cursor)."""
+    key_pos = [columns.index(k) for k in keys]
+    set_pos = [i for i, c in enumerate(columns) if c not in keys]
+    params = [tuple(r[i] for i in set_pos) + tuple(r[i] for i in key_pos) for r in rows]
+    if not params:
+        return 0
+    marks = _marks(conn, len(columns))
+    sets = ", ".join(f"{columns[i]} = {marks[0]}" for i in set_pos)
+    where = " AND ".join(f"{k} = {marks[0]}" for k in keys)
+    return _many(conn, f"UPDATE {table} SET {sets} WHERE {where}", params)
+
+
+def delete_rows(conn: Connection, table: str, keys: Sequence[str], values: Iterable[tuple]) -> int:
+    """Delete the rows whose ``keys`` columns hold the given value tuples."""
+    params = list(values)
+    if not params:
+        return 0
+    mark = _marks(conn, 1)[0]
+    where = " AND ".join(f"{k} = {mark}" for k in keys)
+    return _many(conn, f"DELETE FROM {table} WHERE {where}", params)
+
+
+def _many(conn: Connection, sql: str, params: list[tuple]) -> int:
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.executemany(sql, params)
+    finally:
+        cur.close()
+    return len(params)

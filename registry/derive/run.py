@@ -2,9 +2,10 @@
 
 Patients are processed in batches: read their current rows, derive in Python (pure rules in
 ``core``) and turn each patient's result into table rows with ids local to the patient and a
-digest of them. The writer then replaces only the patients whose digest differs from the stored
-one (a re-derivation that changes nothing writes nothing) — all in one transaction, under the
-registry's writer lock. Global ids are allocated by the one writer, in patient order, so link
+digest of them. The writer then stores only the patients whose digest differs from the stored
+one (a re-derivation that changes nothing writes nothing), and of those, where the numbers of
+exposures, lines, regimens and relapses are unchanged, only the rows that differ, keeping
+their ids — all in one transaction, under the registry's writer lock. Global ids are allocated by the one writer, in patient order, so link
 tables are bulk-inserted without ``RETURNING`` and the result does not depend on how the work
 was split. With ``workers`` > 1, worker processes read and derive batches in parallel (each with
 its own read-only connection to the committed source rows) while the writer writes.
@@ -18,11 +19,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
-from registry.db.bulk import copy_rows
+from registry.db.bulk import copy_rows, delete_rows, update_rows
 from registry.db.database import make_engine, writer_lock
 from registry.db.models import (
     DerivationRun,
@@ -158,9 +160,8 @@ def _derive(
     done = written = 0
     for batch, derived in _derived_batches(conn, current, vocab, params, version, workers):
         stored = _stored_digests(conn, batch, version)
-        changed = [d for d in derived if stored.get(d.patient_key) != d.digest]
-        _delete_derived(conn, [d.patient_key for d in changed])
-        _write(conn, changed, run_id, ids)
+        changed = [d for d in derived if stored.get(d.patient_key, "") != d.digest]
+        _store(conn, changed, {k for k in stored}, run_id, ids)
         written += len(changed)
         done += len(batch)
         if progress:
@@ -288,7 +289,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
 
 def _stored_digests(conn: Connection, keys: list[str], version: str) -> dict[str, str | None]:
     """The digests of the patients' stored derivations made under rules ``version`` (a patient
-    derived under other rules is always written again, so its rows record this run)."""
+    derived under other rules is always written again in full, so its rows record this run)."""
     found = _fetch(
         conn,
         "SELECT ps.patient_key, ps.derivation_digest, r.rules_version FROM patient_summaries ps "
@@ -392,6 +393,7 @@ _ID_COLUMNS: dict[str, dict[str, str]] = {
 }
 _COLUMNS = {m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES}
 _DIGEST_POS = _COLUMNS[PatientSummary.__tablename__].index("derivation_digest")
+_IN_COLUMN_ORDER = {name: itemgetter(*cols) for name, cols in _COLUMNS.items()}
 
 
 class _LocalIds:
@@ -417,24 +419,14 @@ class PatientRows:
 
 
 class _Rows:
-    """Derived rows per table, built by column name, turned into tuples in column order."""
+    """Derived rows per table, built by column name, kept as tuples in column order."""
 
     def __init__(self) -> None:
-        self.rows: dict[type, list[dict[str, Any]]] = {m: [] for m in DERIVED_TABLES}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
 
     def add(self, model: type, **values: Any) -> None:
-        self.rows[model].append(values)
-
-    def tuples(self) -> dict[str, list[tuple[Any, ...]]]:
-        out = {}
-        for model, rows in self.rows.items():
-            name = model.__tablename__  # type: ignore[attr-defined]
-            columns = _COLUMNS[name]
-            if rows:
-                missing = set(columns) - set(rows[0])
-                assert not missing, (name, missing)
-            out[name] = [tuple(r[c] for c in columns) for r in rows]
-        return out
+        name = model.__tablename__  # type: ignore[attr-defined]
+        self.rows[name].append(_IN_COLUMN_ORDER[name](values))  # KeyError: a column not given
 
 
 def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> None:
@@ -461,6 +453,135 @@ def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAl
                 out[name].append(tuple(v))
     for name, rows in out.items():
         copy_rows(conn, name, _COLUMNS[name], rows)
+
+
+# the table holding each kind of id, and the key columns of every derived table
+_ID_OWNERS = {
+    "exposure_id": Exposure.__tablename__,
+    "line_id": LineOfTherapy.__tablename__,
+    "regimen_id": Regimen.__tablename__,
+    "relapse_id": Relapse.__tablename__,
+}
+_KEYS = {m.__tablename__: [c.name for c in m.__table__.primary_key.columns] for m in DERIVED_TABLES}
+
+
+def _store(
+    conn: Connection, changed: list[PatientRows], same_rules: set[str], run_id: int, ids: _IdAllocator
+) -> None:
+    """Store the patients whose derivation changed. A patient derived before under the same
+    rules, with as many exposures, lines, regimens and relapses as now, keeps their ids: their
+    i-th stored id of each kind stands for local id i, and only the rows that differ are
+    updated, inserted or deleted (with this run's id). Everyone else is replaced in full."""
+    candidates = [d for d in changed if d.patient_key in same_rules]
+    stored = _stored_rows(conn, [d.patient_key for d in candidates]) if candidates else {}
+    inserts: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
+    updates: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
+    deletes: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
+    in_full = []
+    for d in changed:
+        old = stored.get(d.patient_key)
+        if old is None or not _diff(d, old, run_id, inserts, updates, deletes):
+            in_full.append(d)
+    _delete_derived(conn, [d.patient_key for d in in_full])
+    for model in DERIVED_BY_PATIENT:  # children first
+        name = model.__tablename__
+        delete_rows(conn, name, _KEYS[name], deletes[name])
+    for name in _COLUMNS:
+        update_rows(conn, name, _COLUMNS[name], _KEYS[name], updates[name])
+        copy_rows(conn, name, _COLUMNS[name], inserts[name])
+    _write(conn, in_full, run_id, ids)
+
+
+@dataclass(frozen=True)
+class _TablePlan:
+    """How the writer handles one derived table's rows."""
+
+    columns: list[str]
+    ids: list[tuple[int, str]]  # (position, kind) of each id column
+    run: int | None  # position of derivation_run_id
+    key: Callable[[tuple[Any, ...]], Any]  # the primary key of a row
+    single_key: bool
+    dates: list[int]  # positions of date columns
+    select: str  # the stored rows of some patients, derivation_run_id read as null
+
+
+def _table_plan(model: Any) -> _TablePlan:
+    name = model.__tablename__
+    cols = _COLUMNS[name]
+    keys = [cols.index(c.name) for c in model.__table__.primary_key.columns]
+    run = cols.index("derivation_run_id") if "derivation_run_id" in cols else None
+    selected = ", ".join("NULL" if i == run else c for i, c in enumerate(cols))
+    return _TablePlan(
+        columns=cols,
+        ids=[(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
+        run=run,
+        key=itemgetter(*keys),
+        single_key=len(keys) == 1,
+        dates=[i for i, c in enumerate(model.__table__.columns) if isinstance(c.type, Date)],
+        select=f"SELECT {selected} FROM {name} WHERE patient_key {{keys}}",
+    )
+
+
+_PLANS = {m.__tablename__: _table_plan(m) for m in DERIVED_TABLES}
+
+
+def _stored_rows(conn: Connection, keys: list[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+    """The patients' stored derived rows, per patient and table, in column order, with null
+    for the derivation run (as in rows not yet written) and dates as dates on both engines."""
+    out: dict[str, dict[str, list[tuple[Any, ...]]]] = {k: {n: [] for n in _COLUMNS} for k in keys}
+    as_text = conn.dialect.name == "sqlite"  # SQLite returns dates as ISO text
+    for name, plan in _PLANS.items():
+        kpos = plan.columns.index("patient_key")
+        dates = plan.dates if as_text else []
+        for row in _fetch(conn, plan.select, keys):
+            if dates:
+                v = list(row)
+                for i in dates:
+                    if v[i] is not None:
+                        v[i] = dt.date.fromisoformat(v[i])
+                row = tuple(v)
+            out[row[kpos]][name].append(row)
+    return out
+
+
+def _diff(
+    d: PatientRows,
+    old: dict[str, list[tuple[Any, ...]]],
+    run_id: int,
+    inserts: dict[str, list[tuple[Any, ...]]],
+    updates: dict[str, list[tuple[Any, ...]]],
+    deletes: dict[str, list[tuple[Any, ...]]],
+) -> bool:
+    """Add the row changes that turn ``old`` into the patient's new rows, keeping the stored
+    ids; False (nothing added) when the number of ids of some kind differs."""
+    registry_ids: dict[str, list[int]] = {}
+    for kind, table in _ID_OWNERS.items():
+        pos = _COLUMNS[table].index(kind)
+        stored_ids = sorted(row[pos] for row in old[table])
+        if len(stored_ids) != d.ids_used.get(kind, 0):
+            return False
+        registry_ids[kind] = [0, *stored_ids]  # local id i -> registry_ids[kind][i]
+    for name, rows in d.tables.items():
+        plan = _PLANS[name]
+        before = {plan.key(r): r for r in old[name]}
+        for row in rows:
+            if plan.ids:
+                v = list(row)
+                for pos, kind in plan.ids:
+                    if v[pos] is not None:
+                        v[pos] = registry_ids[kind][v[pos]]
+                row = tuple(v)
+            was = before.pop(plan.key(row), None)
+            if was == row:
+                continue
+            if plan.run is not None:
+                row = (*row[: plan.run], run_id, *row[plan.run + 1 :])
+            (inserts if was is None else updates)[name].append(row)
+        if plan.single_key:
+            deletes[name].extend((k,) for k in before)
+        else:
+            deletes[name].extend(before)
+    return True
 
 
 def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) -> PatientRows:
@@ -567,7 +688,7 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
                 refractory=refr,
             )
     out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None)
-    tables = out.tuples()
+    tables = out.rows
     digest = hashlib.blake2b(repr((rules_version, tables)).encode(), digest_size=16).hexdigest()
     summary = tables[PatientSummary.__tablename__]
     summary[0] = (*summary[0][:_DIGEST_POS], digest, *summary[0][_DIGEST_POS + 1 :])

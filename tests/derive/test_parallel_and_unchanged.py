@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, bindparam, select, text, update
 
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
@@ -63,3 +63,104 @@ def test_a_rederivation_that_changes_nothing_writes_nothing(engine: Engine, tmp_
             {"r": third.derivation_run_id},
         ).all()
     assert [r[0] for r in runs] == [key]
+
+
+_OWNERS = {  # each kind of id and the table that holds it
+    "exposure_id": "exposures",
+    "line_id": "lines_of_therapy",
+    "regimen_id": "regimens",
+    "relapse_id": "relapses",
+}
+_ID_KINDS = {"l2_line_id": "line_id", **{k: k for k in _OWNERS}}
+
+
+def canonical_state(engine: Engine) -> dict[str, list[tuple]]:
+    """Every derived row with its ids replaced by (patient, rank among the patient's ids of
+    that kind) and no derivation run: equal for two registries holding the same derivations
+    whatever ids they allocated."""
+    with engine.connect() as conn:
+        rank: dict[str, dict[int, tuple[str, int]]] = {}
+        for kind, table in _OWNERS.items():
+            rows = conn.execute(text(f"SELECT patient_key, {kind} FROM {table} ORDER BY patient_key, {kind}"))
+            seen: dict[str, int] = {}
+            rank[kind] = {}
+            for pk, i in rows:
+                seen[pk] = seen.get(pk, 0) + 1
+                rank[kind][i] = (pk, seen[pk])
+        out = {}
+        for table in DERIVED_TABLES:
+            result = conn.execute(text(f"SELECT * FROM {table}"))
+            cols = list(result.keys())
+            rows = []
+            for row in result:
+                v = {
+                    c: (rank[_ID_KINDS[c]].get(x) if c in _ID_KINDS and x is not None else x)
+                    for c, x in zip(cols, row, strict=True)
+                    if c != "derivation_run_id"
+                }
+                rows.append(repr(sorted(v.items())))
+            out[table] = sorted(rows)
+    return out
+
+
+def test_a_changed_derivation_keeps_ids_and_rewrites_only_what_changed(
+    engine: Engine, twin: Engine, tmp_path: Path
+) -> None:
+    write_bundle(tmp_path / "b", patients=150, seed=23)
+    for eng in (engine, twin):
+        assert run_bundle(eng, tmp_path / "b", KEY).status == "succeeded"
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(text("SELECT patient_key FROM patients ORDER BY patient_key"))]
+        before = {
+            k: sorted(
+                conn.execute(
+                    text("SELECT exposure_id FROM exposures WHERE patient_key = :k"), {"k": k}
+                ).scalars()
+            )
+            for k in keys
+        }
+        first_run = conn.execute(text("SELECT MAX(derivation_run_id) FROM derivation_runs")).scalar()
+    dosed, dropped = keys[:40], keys[40:60]
+    for eng in (engine, twin):
+        with eng.begin() as conn:
+            # a new dose on one row: the same exposures, lines and relapses, another value
+            for k in dosed:
+                conn.execute(
+                    text(
+                        "UPDATE treatments SET dose_mg = COALESCE(dose_mg, 0) + 3 WHERE treatment_key = "
+                        "(SELECT MAX(treatment_key) FROM treatments WHERE patient_key = :k)"
+                    ),
+                    {"k": k},
+                )
+            # a patient's first treatment row gone: often other exposures and lines
+            for k in dropped:
+                conn.execute(
+                    text(
+                        "DELETE FROM treatments WHERE treatment_key = (SELECT MIN(treatment_key) "
+                        "FROM treatments WHERE patient_key = :k)"
+                    ),
+                    {"k": k},
+                )
+            conn.execute(update(Patient).values(needs_derivation=True))
+    with twin.begin() as conn:  # the twin derives everyone from nothing
+        for table in DERIVED_TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    diffed = derive_pending(engine)
+    derive_pending(twin)
+    assert canonical_state(engine) == canonical_state(twin)
+    assert 20 < diffed.written <= 60  # some new doses change no derived value
+    with engine.connect() as conn:
+        for k in dosed:
+            rows = conn.execute(
+                text("SELECT exposure_id, derivation_run_id FROM exposures WHERE patient_key = :k"), {"k": k}
+            ).all()
+            assert sorted(i for i, _ in rows) == before[k]  # ids kept
+        runs = conn.execute(
+            text(
+                "SELECT derivation_run_id, COUNT(*) FROM exposures WHERE patient_key IN :k GROUP BY 1"
+            ).bindparams(bindparam("k", expanding=True)),
+            {"k": dosed},
+        ).all()
+    by_run = dict(runs)
+    # the rewritten exposures carry the new run, the others still the first one
+    assert by_run.get(diffed.derivation_run_id, 0) > 0 and by_run.get(first_run, 0) > 0
