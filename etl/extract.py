@@ -345,12 +345,9 @@ def _bounded_lines(fh: io.TextIOWrapper, limit: int, block: int = 1 << 16) -> It
     return itertools.chain.from_iterable(_line_blocks(fh, limit, block))
 
 
-def _line_blocks(
-    fh: io.TextIOWrapper, limit: int, block: int = 1 << 16, padded: list[bool] | None = None
-) -> Iterator[list[str]]:
+def _line_blocks(fh: io.TextIOWrapper, limit: int, block: int = 1 << 16) -> Iterator[list[str]]:
     """The file's complete lines, a block at a time (a list each: C-speed iteration downstream;
-    see ``_bounded_lines``). ``padded[0]`` becomes True once a line handed on may have a field
-    with whitespace at its edge (then values need trimming; a clean export never does)."""
+    see ``_bounded_lines``)."""
 
     carry = ""
     number = 0
@@ -360,8 +357,6 @@ def _line_blocks(
             if carry:
                 if len(carry) > limit:
                     raise LineTooLong(number + 1, limit)
-                if padded is not None and _may_need_trimming(carry):
-                    padded[0] = True
                 yield [carry]
             return
         lines = _split_lines(carry + text)
@@ -372,9 +367,16 @@ def _line_blocks(
         if len(carry) > limit:
             raise LineTooLong(number + len(lines) + 1, limit)
         number += len(lines)
-        if padded is not None and not padded[0] and _may_need_trimming("".join(lines)):
-            padded[0] = True
         yield lines
+
+
+def _watched(blocks: Iterable[list[str]], padded: list[bool]) -> Iterator[list[str]]:
+    """The blocks, setting ``padded[0]`` once a line handed on may have a field with whitespace
+    at its edge (then values need trimming; a clean export never does)."""
+    for block in blocks:
+        if not padded[0] and _may_need_trimming("".join(block)):
+            padded[0] = True
+        yield block
 
 
 def _too_long(member: str, exc: LineTooLong) -> BundleRefused:
@@ -544,19 +546,16 @@ def iter_chunks(
     padded = [False]  # set once a line read may hold a value to trim
     pending = _Pending()
 
-    def one_by_one(lines: Iterable[str]) -> Iterator[Chunk]:
-        return _quoted_records(
-            csv.reader(lines, strict=True), pending, row, width, chunk_rows, header, wanted, padded, key
-        )
-
     try:
         with _text_stream(bundle, member) as fh:
-            blocks = _line_blocks(fh, Limits.from_env().line_chars, padded=padded)
+            # lines are checked for edge whitespace where they are handed on: in the fast path
+            # below only those not skipped (a second night skips almost all)
+            blocks = _line_blocks(fh, Limits.from_env().line_chars)
             first = next(blocks, [])
             if first and '"' not in first[0]:
                 blocks = itertools.chain([first[1:]], blocks)  # the header line
             else:  # a quoted header: everything goes through one reader
-                blocks = itertools.chain([first], blocks)
+                blocks = _watched(itertools.chain([first], blocks), padded)
                 reader = csv.reader(itertools.chain.from_iterable(blocks), strict=True)
                 next(reader, None)
                 yield from _quoted_records(
@@ -566,9 +565,8 @@ def iter_chunks(
             for block in blocks:
                 if any('"' in line for line in block):
                     # from here on a record may span lines: one csv reader, nothing skipped
-                    reader = csv.reader(
-                        itertools.chain(block, itertools.chain.from_iterable(blocks)), strict=True
-                    )
+                    rest = _watched(itertools.chain([block], blocks), padded)
+                    reader = csv.reader(itertools.chain.from_iterable(rest), strict=True)
                     yield from _quoted_records(
                         reader, pending, row, width, chunk_rows, header, wanted, padded, key
                     )
@@ -590,6 +588,8 @@ def iter_chunks(
                             part = [part[i] for i in keep]
                             numbers = (np.asarray(numbers)[keep]).tolist()
                             hashes = h[keep].tolist()
+                    if part and not padded[0] and _may_need_trimming("".join(part)):
+                        padded[0] = True
                     pending.add(list(csv.reader(part, strict=True)), numbers, hashes, width)
                     if len(pending) >= chunk_rows:
                         yield pending.chunk(header, wanted, padded[0], key)

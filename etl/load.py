@@ -306,29 +306,35 @@ def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, n
     export may match (records of patients not in ``stage_dirty_patients``). None when a record
     has no hash (loaded before hashes were kept) or two records share one: then the file is read
     in full."""
-    scope = _site_scope(name).replace(":site", "?" if conn.dialect.name == "sqlite" else "%s")
-    dbapi = conn.connection.dbapi_connection  # plain DB-API rows: hundreds of thousands of integers
+    pg = conn.dialect.name == "postgresql"
+    scope = _site_scope(name).replace(":site", "%s" if pg else "?")
+    # hundreds of thousands of integers: one comma-joined text each, parsed by numpy (a third of
+    # the time of fetching them as rows)
+    joined = "string_agg(t.row_hash::text, ',')" if pg else "group_concat(t.row_hash, ',')"
+    dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cur = dbapi.cursor()
     try:
-        cur.execute(f"SELECT t.row_hash {scope}", (site,))
-        everything = [h for (h,) in cur.fetchall()]
-        if any(h is None for h in everything):
+        cur.execute(f"SELECT COUNT(*), COUNT(t.row_hash), {joined} {scope}", (site,))
+        rows, hashed, everything = cur.fetchone()
+        if rows != hashed:
             return None
-        stored = np.array(everything, dtype=np.int64)
-        if len(np.unique(stored)) != len(stored):
-            return None
+        # the records of patients whose own rows changed (few: found through their keys)
         cur.execute(
-            f"SELECT t.row_hash {scope} AND EXISTS "
-            f"(SELECT 1 FROM stage_dirty_patients d WHERE d.patient_key = t.patient_key)",
-            (site,),
+            f"SELECT {joined} FROM stage_dirty_patients d JOIN {TARGETS[name][0]} t "
+            "ON t.patient_key = d.patient_key WHERE t.is_current = TRUE"
         )
-        dirty = cur.fetchall()
+        (dirty,) = cur.fetchone()
     finally:
         cur.close()
-    # hash-based set operations (numpy's sorting ones cost a second at 500,000 rows)
-    eligible = stored[~pd.Index(stored).isin([h for (h,) in dirty])]
-    return stored, eligible
+    stored = _integers(everything)
+    if not pd.Index(stored).is_unique:  # a hash table (numpy's unique sorts: 0.4 s at 500,000)
+        return None
+    return stored, stored[~pd.Index(stored).isin(_integers(dirty))]
+
+
+def _integers(joined: str | None) -> np.ndarray:
+    return np.array(joined.split(","), dtype=np.int64) if joined else np.zeros(0, dtype=np.int64)
 
 
 def staged_record_hashes(conn: Connection, name: str, quarantined_keys: Sequence[str]) -> np.ndarray:
