@@ -316,7 +316,9 @@ def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, n
     cur = dbapi.cursor()
     try:
         cur.execute(f"SELECT COUNT(*), COUNT(t.row_hash), {joined} {scope}", (site,))
-        rows, hashed, everything = cur.fetchone()
+        counted = cur.fetchone()
+        assert counted is not None
+        rows, hashed, everything = counted
         if rows != hashed:
             return None
         # the records of patients whose own rows changed (few: found through their keys)
@@ -324,7 +326,9 @@ def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, n
             f"SELECT {joined} FROM stage_dirty_patients d JOIN {TARGETS[name][0]} t "
             "ON t.patient_key = d.patient_key WHERE t.is_current = TRUE"
         )
-        (dirty,) = cur.fetchone()
+        joined_dirty = cur.fetchone()
+        assert joined_dirty is not None
+        (dirty,) = joined_dirty
     finally:
         cur.close()
     stored = _integers(everything)

@@ -437,6 +437,9 @@ class PatientSummary(Derived, Base):
     # digest of the patient's derived rows (ids local to the patient) under the rules version:
     # a re-derivation with the same digest leaves the stored rows as they are
     derivation_digest: Mapped[str | None] = mapped_column(String(32))
+    # one digest per derived table (16 hex digits each, in table order): a re-derivation with
+    # another digest reads and compares only the tables whose digest changed
+    table_digests: Mapped[str | None] = mapped_column(String(160))
 
 
 Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date)

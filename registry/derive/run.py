@@ -2,10 +2,11 @@
 
 Patients are processed in batches: read their current rows, derive in Python (pure rules in
 ``core``) and turn each patient's result into table rows with ids local to the patient and a
-digest of them. The writer then stores only the patients whose digest differs from the stored
-one (a re-derivation that changes nothing writes nothing), and of those, where the numbers of
-exposures, lines, regimens and relapses are unchanged, only the rows that differ, keeping
-their ids — all in one transaction, under the registry's writer lock. Global ids are allocated by the one writer, in patient order, so link
+digest of each table's rows. The writer then stores only the patients whose digest differs
+from the stored one (a re-derivation that changes nothing writes nothing), and of those, where
+the numbers of exposures, lines, regimens and relapses are unchanged, only the rows that differ
+in the tables whose digest changed, keeping their ids — all in one transaction, under the
+registry's writer lock. New ids are allocated by the one writer, in patient order, so link
 tables are bulk-inserted without ``RETURNING`` and the result does not depend on how the work
 was split. With ``workers`` > 1, worker processes read and derive batches in parallel (each with
 its own read-only connection to the committed source rows) while the writer writes.
@@ -160,8 +161,8 @@ def _derive(
     done = written = 0
     for batch, derived in _derived_batches(conn, current, vocab, params, version, workers):
         stored = _stored_digests(conn, batch, version)
-        changed = [d for d in derived if stored.get(d.patient_key, "") != d.digest]
-        _store(conn, changed, {k for k in stored}, run_id, ids)
+        changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
+        _store(conn, changed, stored, run_id, ids)
         written += len(changed)
         done += len(batch)
         if progress:
@@ -287,16 +288,20 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
     }
 
 
-def _stored_digests(conn: Connection, keys: list[str], version: str) -> dict[str, str | None]:
-    """The digests of the patients' stored derivations made under rules ``version`` (a patient
-    derived under other rules is always written again in full, so its rows record this run)."""
+def _stored_digests(
+    conn: Connection, keys: list[str], version: str
+) -> dict[str, tuple[str | None, str | None]]:
+    """The digests (of all rows, of each table) of the patients' stored derivations made under
+    rules ``version`` (a patient derived under other rules is always written again in full, so
+    its rows record this run)."""
     found = _fetch(
         conn,
-        "SELECT ps.patient_key, ps.derivation_digest, r.rules_version FROM patient_summaries ps "
-        "JOIN derivation_runs r ON r.derivation_run_id = ps.derivation_run_id WHERE ps.patient_key {keys}",
+        "SELECT ps.patient_key, ps.derivation_digest, ps.table_digests, r.rules_version "
+        "FROM patient_summaries ps JOIN derivation_runs r ON r.derivation_run_id = ps.derivation_run_id "
+        "WHERE ps.patient_key {keys}",
         keys,
     )
-    return {k: digest for k, digest, v in found if v == version}
+    return {k: (digest, tables) for k, digest, tables, v in found if v == version}
 
 
 def _derived_batches(
@@ -393,7 +398,10 @@ _ID_COLUMNS: dict[str, dict[str, str]] = {
 }
 _COLUMNS = {m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES}
 _DIGEST_POS = _COLUMNS[PatientSummary.__tablename__].index("derivation_digest")
+assert _COLUMNS[PatientSummary.__tablename__][_DIGEST_POS + 1] == "table_digests"
+_TABLE_DIGEST = 16  # hex digits of each table's digest within a patient's digest
 _IN_COLUMN_ORDER = {name: itemgetter(*cols) for name, cols in _COLUMNS.items()}
+assert _COLUMNS[ExposureSource.__tablename__] == ["exposure_id", "treatment_key", "patient_key"]
 
 
 class _LocalIds:
@@ -410,10 +418,11 @@ class _LocalIds:
 @dataclass
 class PatientRows:
     """One patient's derived rows (tuples in each table's column order, local ids, no
-    derivation run) and their digest."""
+    derivation run) and their digests."""
 
     patient_key: str
     digest: str
+    table_digests: str
     tables: dict[str, list[tuple[Any, ...]]]
     ids_used: dict[str, int]
 
@@ -462,34 +471,57 @@ _ID_OWNERS = {
     "regimen_id": Regimen.__tablename__,
     "relapse_id": Relapse.__tablename__,
 }
-_KEYS = {m.__tablename__: [c.name for c in m.__table__.primary_key.columns] for m in DERIVED_TABLES}
 
 
 def _store(
-    conn: Connection, changed: list[PatientRows], same_rules: set[str], run_id: int, ids: _IdAllocator
+    conn: Connection,
+    changed: list[PatientRows],
+    stored: dict[str, tuple[str | None, str | None]],
+    run_id: int,
+    ids: _IdAllocator,
 ) -> None:
     """Store the patients whose derivation changed. A patient derived before under the same
-    rules, with as many exposures, lines, regimens and relapses as now, keeps their ids: their
-    i-th stored id of each kind stands for local id i, and only the rows that differ are
-    updated, inserted or deleted (with this run's id). Everyone else is replaced in full."""
-    candidates = [d for d in changed if d.patient_key in same_rules]
-    stored = _stored_rows(conn, [d.patient_key for d in candidates]) if candidates else {}
+    rules (``stored``: their digests), with as many exposures, lines, regimens and relapses as
+    now, keeps their ids: their i-th stored id of each kind stands for local id i, and only the
+    rows that differ, in the tables whose digest changed, are updated, inserted or deleted
+    (with this run's id). Everyone else is replaced in full."""
+    wanted = {
+        d.patient_key: _changed_tables(stored[d.patient_key][1], d.table_digests)
+        for d in changed
+        if d.patient_key in stored
+    }
+    old = _stored_rows(conn, wanted) if wanted else {}
     inserts: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
     updates: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
     deletes: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
     in_full = []
     for d in changed:
-        old = stored.get(d.patient_key)
-        if old is None or not _diff(d, old, run_id, inserts, updates, deletes):
+        rows = old.get(d.patient_key)
+        if rows is None or not _diff(d, rows, run_id, inserts, updates, deletes):
             in_full.append(d)
     _delete_derived(conn, [d.patient_key for d in in_full])
     for model in DERIVED_BY_PATIENT:  # children first
         name = model.__tablename__
-        delete_rows(conn, name, _KEYS[name], deletes[name])
+        delete_rows(conn, name, _PLANS[name].keys, deletes[name])
     for name in _COLUMNS:
-        update_rows(conn, name, _COLUMNS[name], _KEYS[name], updates[name])
+        update_rows(conn, name, _COLUMNS[name], _PLANS[name].keys, updates[name])
         copy_rows(conn, name, _COLUMNS[name], inserts[name])
     _write(conn, in_full, run_id, ids)
+
+
+# always read for a patient being compared: the tables holding ids (their ranks map the local
+# ids) and the summary (its digest changes)
+_ALWAYS_READ = frozenset({*_ID_OWNERS.values(), PatientSummary.__tablename__})
+
+
+def _changed_tables(before: str | None, now: str) -> frozenset[str]:
+    """The tables to read and compare for a patient whose stored digest is ``before``."""
+    n = _TABLE_DIGEST
+    if before is None or len(before) != len(now):  # a digest of an earlier format: all
+        return frozenset(_COLUMNS)
+    return _ALWAYS_READ | {
+        name for i, name in enumerate(_COLUMNS) if before[i * n : (i + 1) * n] != now[i * n : (i + 1) * n]
+    }
 
 
 @dataclass(frozen=True)
@@ -497,6 +529,7 @@ class _TablePlan:
     """How the writer handles one derived table's rows."""
 
     columns: list[str]
+    keys: list[str]  # the primary key's columns
     ids: list[tuple[int, str]]  # (position, kind) of each id column
     run: int | None  # position of derivation_run_id
     key: Callable[[tuple[Any, ...]], Any]  # the primary key of a row
@@ -513,6 +546,7 @@ def _table_plan(model: Any) -> _TablePlan:
     selected = ", ".join("NULL" if i == run else c for i, c in enumerate(cols))
     return _TablePlan(
         columns=cols,
+        keys=[cols[i] for i in keys],
         ids=[(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
         run=run,
         key=itemgetter(*keys),
@@ -525,12 +559,20 @@ def _table_plan(model: Any) -> _TablePlan:
 _PLANS = {m.__tablename__: _table_plan(m) for m in DERIVED_TABLES}
 
 
-def _stored_rows(conn: Connection, keys: list[str]) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
-    """The patients' stored derived rows, per patient and table, in column order, with null
-    for the derivation run (as in rows not yet written) and dates as dates on both engines."""
-    out: dict[str, dict[str, list[tuple[Any, ...]]]] = {k: {n: [] for n in _COLUMNS} for k in keys}
+def _stored_rows(
+    conn: Connection, wanted: dict[str, frozenset[str]]
+) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+    """The patients' stored rows of the tables wanted for each, per patient and table, in column
+    order, with null for the derivation run (as in rows not yet written) and dates as dates on
+    both engines."""
+    out: dict[str, dict[str, list[tuple[Any, ...]]]] = {
+        k: {n: [] for n in tables} for k, tables in wanted.items()
+    }
     as_text = conn.dialect.name == "sqlite"  # SQLite returns dates as ISO text
     for name, plan in _PLANS.items():
+        keys = [k for k, tables in wanted.items() if name in tables]
+        if not keys:
+            continue
         kpos = plan.columns.index("patient_key")
         dates = plan.dates if as_text else []
         for row in _fetch(conn, plan.select, keys):
@@ -562,6 +604,8 @@ def _diff(
             return False
         registry_ids[kind] = [0, *stored_ids]  # local id i -> registry_ids[kind][i]
     for name, rows in d.tables.items():
+        if name not in old:
+            continue  # its digest is unchanged: so are its rows
         plan = _PLANS[name]
         before = {plan.key(r): r for r in old[name]}
         for row in rows:
@@ -592,6 +636,7 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
     run_id = None
     pk = d.patient_key
     exp_ids = {}
+    sources = out.rows[ExposureSource.__tablename__]
     for e in d.exposures:
         eid = ids.take("exposure_id")
         exp_ids[e.index] = eid
@@ -607,8 +652,8 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
             role=e.role,
             derivation_run_id=run_id,
         )
-        for sk in dict.fromkeys(e.source_keys):
-            out.add(ExposureSource, exposure_id=eid, treatment_key=sk, patient_key=pk)
+        # the most numerous rows (one per treatment row): tuples in column order directly
+        sources.extend([(eid, sk, pk) for sk in dict.fromkeys(e.source_keys)])
     line_ids = {}
     for ln in d.lines:
         lid = ids.take("line_id")
@@ -687,12 +732,18 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
                 patient_key=pk,
                 refractory=refr,
             )
-    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None)
+    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None, table_digests=None)
     tables = out.rows
-    digest = hashlib.blake2b(repr((rules_version, tables)).encode(), digest_size=16).hexdigest()
+    # one digest per table (16 hex digits each, in table order; the writer reads and compares
+    # only the stored tables whose digest changed), and one of them all
+    per_table = "".join(
+        hashlib.blake2b(repr((rules_version, rows)).encode(), digest_size=_TABLE_DIGEST // 2).hexdigest()
+        for rows in tables.values()
+    )
+    digest = hashlib.blake2b(per_table.encode(), digest_size=16).hexdigest()
     summary = tables[PatientSummary.__tablename__]
-    summary[0] = (*summary[0][:_DIGEST_POS], digest, *summary[0][_DIGEST_POS + 1 :])
-    return PatientRows(d.patient_key, digest, tables, dict(ids.used))
+    summary[0] = (*summary[0][:_DIGEST_POS], digest, per_table, *summary[0][_DIGEST_POS + 2 :])
+    return PatientRows(d.patient_key, digest, per_table, tables, dict(ids.used))
 
 
 def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dict[str, Any]:

@@ -164,3 +164,16 @@ def test_a_changed_derivation_keeps_ids_and_rewrites_only_what_changed(
     by_run = dict(runs)
     # the rewritten exposures carry the new run, the others still the first one
     assert by_run.get(diffed.derivation_run_id, 0) > 0 and by_run.get(first_run, 0) > 0
+
+
+def test_only_the_tables_whose_digest_changed_are_read_again() -> None:
+    tables = list(derive_run._COLUMNS)
+    n = derive_run._TABLE_DIGEST
+    now = "".join(f"{i:0{n}x}" for i in range(len(tables)))
+    always = {"exposures", "lines_of_therapy", "regimens", "relapses", "patient_summaries"}
+    assert derive_run._changed_tables(now, now) == always  # the id tables and the summary
+    links = tables.index("exposure_sources")
+    other = now[: links * n] + "f" * n + now[(links + 1) * n :]
+    assert derive_run._changed_tables(other, now) == always | {"exposure_sources"}
+    assert derive_run._changed_tables(None, now) == set(tables)  # derived before digests per table
+    assert derive_run._changed_tables(now[:32], now) == set(tables)
