@@ -39,9 +39,12 @@ def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | 
 
 
 def bench_arguments(description: str) -> argparse.Namespace:
-    """The options every benchmark takes: --patients, --engines, --pg-url."""
+    """The options every benchmark takes: --patients (or --huge), --engines, --pg-url."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
+    ap.add_argument(
+        "--huge", action="store_true", help="1,000,000 patients (a national registry; not for CI)"
+    )
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument(
         "--pg-url",
@@ -49,4 +52,7 @@ def bench_arguments(description: str) -> argparse.Namespace:
             "REGISTRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
         ),
     )
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.huge:
+        args.patients = 1_000_000
+    return args

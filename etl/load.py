@@ -70,6 +70,10 @@ def create_stages(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_stage_gone ON stage_gone (h, file)"))
     # patients whose own rows (patients, follow-up) changed tonight: their other rows are read again
     Table("stage_dirty_patients", md, Column("patient_key", key_type), prefixes=["TEMPORARY"]).create(conn)
+    # the records of one file that a full export retires (found in one pass over the table)
+    Table(
+        "stage_retiring", md, Column("k", key_type), Column("patient_key", key_type), prefixes=["TEMPORARY"]
+    ).create(conn)
 
 
 def index_stage(conn: Connection, name: str) -> None:
@@ -87,7 +91,7 @@ def drop_stages(conn: Connection) -> None:
     """Drop the staging tables."""
     for name in TARGETS:
         conn.execute(text(f"DROP TABLE IF EXISTS {stage_name(name)}"))
-    for extra in ("stage_quarantined_keys", "stage_gone", "stage_dirty_patients"):
+    for extra in ("stage_quarantined_keys", "stage_gone", "stage_dirty_patients", "stage_retiring"):
         conn.execute(text(f"DROP TABLE IF EXISTS {extra}"))
 
 
@@ -246,18 +250,30 @@ def retire_missing(conn: Connection, name: str, site: str, run_id: int, *, gone_
     if earlier is None:
         return 0  # nothing of this site predates the run: nothing to retire
     pk = TARGETS[name][1]
+    # one pass over the site's records finds them; logging and retiring then go by key
+    conn.execute(text("DELETE FROM stage_retiring"))
     conn.execute(
         text(
-            f"INSERT INTO record_changes (run_id, patient_key, file, record_key, action) "
-            f"SELECT :run, patient_key, CAST(:fname AS VARCHAR(32)), {pk}, 'retired' "
-            f"FROM {target} WHERE {missing}"
+            f"INSERT INTO stage_retiring (k, patient_key) "
+            f"SELECT {pk}, patient_key FROM {target} WHERE {missing}"
         ),
-        {**params, "fname": name},
+        params,
+    )
+    conn.execute(text("ANALYZE stage_retiring"))  # PostgreSQL's planner: how few they are
+    conn.execute(
+        text(
+            "INSERT INTO record_changes (run_id, patient_key, file, record_key, action) "
+            "SELECT :run, patient_key, CAST(:fname AS VARCHAR(32)), k, 'retired' FROM stage_retiring"
+        ),
+        {"run": run_id, "fname": name},
     )
     _flag_logged_patients(conn, name, run_id)  # the retired records' patients
     res = conn.execute(
-        text(f"UPDATE {target} SET is_current = FALSE, retired_run_id = :run WHERE {missing}"),
-        params,
+        text(
+            f"UPDATE {target} SET is_current = FALSE, retired_run_id = :run "
+            f"WHERE {pk} IN (SELECT k FROM stage_retiring)"
+        ),
+        {"run": run_id},
     )
     return int(res.rowcount or 0)
 

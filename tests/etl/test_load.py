@@ -473,6 +473,19 @@ def test_retirement_is_an_anti_join_not_a_scan_per_row(engine: Engine, tmp_path:
                 )
             )
             assert "ix_stage_treatments_key" in plan, plan
+        # the records found are then retired by key: a search of the table, not a scan
+        keys = [k for (k,) in conn.execute(text("SELECT treatment_key FROM treatments LIMIT 20"))]
+        conn.execute(
+            text("INSERT INTO stage_retiring (k, patient_key) VALUES (:k, 'p')"), [{"k": k} for k in keys]
+        )
+        conn.execute(text("ANALYZE stage_retiring"))
+        update = (
+            "UPDATE treatments SET is_current = FALSE, retired_run_id = 1 "
+            "WHERE treatment_key IN (SELECT k FROM stage_retiring)"
+        )
+        explain = "EXPLAIN" if conn.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+        plan = " ".join(str(r) for r in conn.execute(text(f"{explain} {update}")))
+        assert "Seq Scan on treatments" not in plan and "SCAN treatments" not in plan, plan
         conn.rollback()
 
 
