@@ -37,6 +37,7 @@ from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
+from registry.db.bulk import refresh_statistics
 from registry.db.database import require_current_schema, writer_lock
 from registry.db.keyprint import check_key, remember_key
 from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site, SourceFile
@@ -591,6 +592,14 @@ def _load(
                         conn, name, manifest.site_id, run_id, gone_only=plan is not None
                     )
         _fault_point("retire")
+        refresh_statistics(
+            conn,
+            {
+                load.TARGETS[n][0]: c.changed + c.retired
+                for n, c in summary.files.items()
+                if n in load.TARGETS
+            },
+        )
         _remember_files(conn, bundle, manifest, summary, run_id, unchanged)
         if quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])

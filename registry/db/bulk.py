@@ -68,3 +68,23 @@ def _many(conn: Connection, sql: str, params: list[tuple]) -> int:
     finally:
         cur.close()
     return len(params)
+
+
+def refresh_statistics(conn: Connection, changed: dict[str, int], share: float = 0.1) -> list[str]:
+    """PostgreSQL: ``ANALYZE`` each table whose changed rows (``changed``: table -> rows
+    inserted, updated or retired) pass ``share`` of its rows, or that was never analysed.
+    Autovacuum would get there, but later: the derivation that follows a load reads the tables
+    by batches of patient keys, and a table without statistics is planned as a full scan per
+    batch (a tenth of a second each at 20,000 patients, against a hundredth with them).
+    SQLite plans by its indexes without statistics. Returns the tables analysed."""
+    if conn.dialect.name != "postgresql":
+        return []
+    done = []
+    for table, n in changed.items():
+        if n <= 0:
+            continue
+        rows = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = %s", (table,)).scalar()
+        if rows is None or rows < 0 or n > share * rows:  # -1: never analysed
+            conn.exec_driver_sql(f"ANALYZE {table}")
+            done.append(table)
+    return done

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import multiprocessing
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -25,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
-from registry.db.bulk import copy_rows, delete_rows, update_rows
+from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
 from registry.db.database import make_engine, writer_lock
 from registry.db.models import (
     DerivationRun,
@@ -159,10 +160,11 @@ def _derive(
     for batch in _batches(retired, BATCH):
         _delete_derived(conn, batch)
     done = written = 0
+    touched: Counter[str] = Counter()  # rows written per derived table
     for batch, derived in _derived_batches(conn, current, vocab, params, version, workers):
         stored = _stored_digests(conn, batch, version)
         changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
-        _store(conn, changed, stored, run_id, ids)
+        touched.update(_store(conn, changed, stored, run_id, ids))
         written += len(changed)
         done += len(batch)
         if progress:
@@ -175,6 +177,7 @@ def _derive(
             .values(needs_derivation=False),
             {"keys": batch},
         )
+    refresh_statistics(conn, dict(touched))
     conn.execute(
         update(DerivationRun)
         .where(DerivationRun.derivation_run_id == run_id)
@@ -438,7 +441,7 @@ class _Rows:
         self.rows[name].append(_IN_COLUMN_ORDER[name](values))  # KeyError: a column not given
 
 
-def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> None:
+def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> Counter[str]:
     """Write patients' rows: their local ids moved to the registry's next free ids, in order."""
     out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
     plans = {
@@ -462,6 +465,7 @@ def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAl
                 out[name].append(tuple(v))
     for name, rows in out.items():
         copy_rows(conn, name, _COLUMNS[name], rows)
+    return Counter({name: len(rows) for name, rows in out.items()})
 
 
 # the table holding each kind of id, and the key columns of every derived table
@@ -479,7 +483,7 @@ def _store(
     stored: dict[str, tuple[str | None, str | None]],
     run_id: int,
     ids: _IdAllocator,
-) -> None:
+) -> Counter[str]:
     """Store the patients whose derivation changed. A patient derived before under the same
     rules (``stored``: their digests), with as many exposures, lines, regimens and relapses as
     now, keeps their ids: their i-th stored id of each kind stands for local id i, and only the
@@ -506,7 +510,10 @@ def _store(
     for name in _COLUMNS:
         update_rows(conn, name, _COLUMNS[name], _PLANS[name].keys, updates[name])
         copy_rows(conn, name, _COLUMNS[name], inserts[name])
-    _write(conn, in_full, run_id, ids)
+    written = _write(conn, in_full, run_id, ids)
+    for name in _COLUMNS:
+        written[name] += len(deletes[name]) + len(updates[name]) + len(inserts[name])
+    return written
 
 
 # always read for a patient being compared: the tables holding ids (their ranks map the local

@@ -26,6 +26,7 @@ from etl.pipeline import run_bundle
 from etl.synth import write_bundle as synth_bundle
 from registry.cli import cli
 from registry.core.errors import EXIT_DATA, EXIT_TEMPFAIL, BundleRefused
+from registry.db.bulk import refresh_statistics
 from registry.db.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -563,3 +564,26 @@ def test_unstaging_duplicates_is_a_few_statements_not_one_scan_per_row(engine: E
             event.remove(engine, "before_cursor_execute", seen)
         left = conn.execute(text(f"SELECT COUNT(*) FROM {st}")).scalar()
     assert left == 0 and len([s for s in statements if s.lstrip().upper().startswith("DELETE")]) == 3
+
+
+def test_a_load_that_changes_much_of_a_table_refreshes_its_statistics(engine: Engine, tmp_path: Path) -> None:
+    """PostgreSQL: the tables a first load filled (and the derived tables) are analysed in the
+    load, not left to autovacuum: the derivation reads them at once. SQLite: nothing to do."""
+    synth_bundle(tmp_path / "b", patients=120, seed=8)
+    run_bundle(engine, tmp_path / "b", KEY)
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            assert refresh_statistics(conn, {"treatments": 10**6}) == []
+            return
+        analysed = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                    "WHERE relname IN ('treatments', 'patients', 'exposures', 'exposure_sources')"
+                )
+            ).all()
+        )
+        assert analysed == {"treatments": True, "patients": True, "exposures": True, "exposure_sources": True}
+        # a few rows in a large table: left to autovacuum
+        assert refresh_statistics(conn, {"treatments": 1}) == []
+        assert refresh_statistics(conn, {"treatments": 10**6}) == ["treatments"]
