@@ -55,6 +55,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # a page cache of 128 MiB (the default is 2 MiB): the merge inserts rows into indexes keyed by
     # pseudonyms (random order), which thrash a small cache once the registry outgrows it
     cur.execute("PRAGMA cache_size=-131072")
+    # the log is reused from its start once copied into the database file, but never shrinks
+    # by itself: after a first load of 20,000 patients it stayed at 415 MB on disk
+    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 
