@@ -2,14 +2,15 @@
 
 Patients are processed in batches: read their current rows, derive in Python (pure rules in
 ``core``) and turn each patient's result into table rows with ids local to the patient and a
-digest of each table's rows. The writer then stores only the patients whose digest differs
-from the stored one (a re-derivation that changes nothing writes nothing), and of those, where
-the numbers of exposures, lines, regimens and relapses are unchanged, only the rows that differ
-in the tables whose digest changed, keeping their ids — all in one transaction, under the
-registry's writer lock. New ids are allocated by the one writer, in patient order, so link
-tables are bulk-inserted without ``RETURNING`` and the result does not depend on how the work
-was split. With ``workers`` > 1, worker processes read and derive batches in parallel (each with
-its own read-only connection to the committed source rows) while the writer writes.
+digest of each table's rows. Then work out what storing them takes: nothing for a patient whose
+digest is the stored one (a re-derivation that changes nothing writes nothing); where the
+numbers of exposures, lines, regimens and relapses are unchanged, only the rows that differ in
+the tables whose digest changed, keeping their ids; everyone else is replaced in full. The one
+writer applies that in one transaction, under the registry's writer lock, and allocates new ids
+in patient order, so link tables are bulk-inserted without ``RETURNING`` and the result does
+not depend on how the work was split. With ``workers`` > 1, worker processes read, derive and
+compare batches in parallel (each with its own read-only connection to the committed rows of
+its own patients, which no other batch touches) while the writer writes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -161,11 +162,9 @@ def _derive(
         _delete_derived(conn, batch)
     done = written = 0
     touched: Counter[str] = Counter()  # rows written per derived table
-    for batch, derived in _derived_batches(conn, current, vocab, params, version, workers):
-        stored = _stored_digests(conn, batch, version)
-        changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
-        touched.update(_store(conn, changed, stored, run_id, ids))
-        written += len(changed)
+    for batch, changes in _derived_batches(conn, current, vocab, params, version, run_id, workers):
+        touched.update(_store(conn, changes, run_id, ids))
+        written += changes.written
         done += len(batch)
         if progress:
             progress(done, len(current))
@@ -313,20 +312,19 @@ def _derived_batches(
     vocab: Any,
     params: DerivationParameters,
     version: str,
+    run_id: int,
     workers: int,
-) -> Iterator[tuple[list[str], list[PatientRows]]]:
-    """(patient keys, their derived rows) batch by batch, in patient order: derived here, or by
-    worker processes reading the committed source rows while this process writes."""
+) -> Iterator[tuple[list[str], _Changes]]:
+    """(patient keys, what storing their derivation takes) batch by batch, in patient order:
+    derived and compared here, or by worker processes reading the committed rows (source rows
+    and the stored derivation of their own patients, which no other batch touches) while this
+    process writes."""
     if workers <= 1 or len(keys) < PARALLEL_MIN:
         for batch in _batches(keys, BATCH):
-            inputs = _read_inputs(conn, batch, vocab)
-            yield (
-                batch,
-                [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in batch],
-            )
+            yield batch, _changes(conn, batch, vocab, params, version, run_id)
         return
     batches = list(_batches(keys, PARALLEL_BATCH))
-    tasks = [(b, params, version) for b in batches]
+    tasks = [(b, params, version, run_id) for b in batches]
     _WORKER["parent"] = conn.engine
     url = conn.engine.url.render_as_string(hide_password=False)
     with multiprocessing.get_context("fork").Pool(
@@ -348,12 +346,56 @@ def _worker_start(url: str) -> None:
         _WORKER.update(engine=engine, vocab=vocabulary_map(conn))
 
 
-def _worker_derive(task: tuple[list[str], DerivationParameters, str]) -> list[PatientRows]:
-    keys, params, version = task
-    vocab = _WORKER["vocab"]
+def _worker_derive(task: tuple[list[str], DerivationParameters, str, int]) -> _Changes:
+    keys, params, version, run_id = task
     with _WORKER["engine"].connect() as conn:
-        inputs = _read_inputs(conn, keys, vocab)
-    return [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in keys]
+        return _changes(conn, keys, _WORKER["vocab"], params, version, run_id)
+
+
+@dataclass
+class _Changes:
+    """What storing one batch's derivation takes: patients replaced in full (their rows with
+    local ids; new ids are the writer's to allocate), and the row changes of the patients
+    compared row by row (stored ids, this run's id)."""
+
+    replaced: list[PatientRows] = field(default_factory=list)
+    compared: int = 0  # patients whose changed rows are below
+    inserts: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {n: [] for n in _COLUMNS})
+    updates: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {n: [] for n in _COLUMNS})
+    deletes: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {n: [] for n in _COLUMNS})
+
+    @property
+    def written(self) -> int:
+        """Patients whose derived rows change."""
+        return len(self.replaced) + self.compared
+
+
+def _changes(
+    conn: Connection, keys: list[str], vocab: Any, params: DerivationParameters, version: str, run_id: int
+) -> _Changes:
+    """Derive the patients and work out what storing them takes: nothing for a patient whose
+    digest is the stored one; for one derived before under the same rules with as many
+    exposures, lines, regimens and relapses as now, the rows that differ in the tables whose
+    digest changed (their i-th stored id of each kind stands for local id i); everyone else
+    is replaced in full."""
+    inputs = _read_inputs(conn, keys, vocab)
+    derived = [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in keys]
+    stored = _stored_digests(conn, keys, version)
+    changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
+    wanted = {
+        d.patient_key: _changed_tables(stored[d.patient_key][1], d.table_digests)
+        for d in changed
+        if d.patient_key in stored
+    }
+    old = _stored_rows(conn, wanted) if wanted else {}
+    out = _Changes()
+    for d in changed:
+        rows = old.get(d.patient_key)
+        if rows is not None and _diff(d, rows, run_id, out.inserts, out.updates, out.deletes):
+            out.compared += 1
+        else:
+            out.replaced.append(d)
+    return out
 
 
 class _IdAllocator:
@@ -399,7 +441,9 @@ _ID_COLUMNS: dict[str, dict[str, str]] = {
     RelapseRefractoriness.__tablename__: {"relapse_id": "relapse_id"},
     PatientSummary.__tablename__: {"l2_line_id": "line_id"},
 }
-_COLUMNS = {m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES}
+_COLUMNS: dict[str, list[str]] = {
+    m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES
+}
 _DIGEST_POS = _COLUMNS[PatientSummary.__tablename__].index("derivation_digest")
 assert _COLUMNS[PatientSummary.__tablename__][_DIGEST_POS + 1] == "table_digests"
 _TABLE_DIGEST = 16  # hex digits of each table's digest within a patient's digest
@@ -477,42 +521,20 @@ _ID_OWNERS = {
 }
 
 
-def _store(
-    conn: Connection,
-    changed: list[PatientRows],
-    stored: dict[str, tuple[str | None, str | None]],
-    run_id: int,
-    ids: _IdAllocator,
-) -> Counter[str]:
-    """Store the patients whose derivation changed. A patient derived before under the same
-    rules (``stored``: their digests), with as many exposures, lines, regimens and relapses as
-    now, keeps their ids: their i-th stored id of each kind stands for local id i, and only the
-    rows that differ, in the tables whose digest changed, are updated, inserted or deleted
-    (with this run's id). Everyone else is replaced in full."""
-    wanted = {
-        d.patient_key: _changed_tables(stored[d.patient_key][1], d.table_digests)
-        for d in changed
-        if d.patient_key in stored
-    }
-    old = _stored_rows(conn, wanted) if wanted else {}
-    inserts: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-    updates: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-    deletes: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-    in_full = []
-    for d in changed:
-        rows = old.get(d.patient_key)
-        if rows is None or not _diff(d, rows, run_id, inserts, updates, deletes):
-            in_full.append(d)
-    _delete_derived(conn, [d.patient_key for d in in_full])
+def _store(conn: Connection, changes: _Changes, run_id: int, ids: _IdAllocator) -> Counter[str]:
+    """Apply a batch's changes: rows of patients compared row by row deleted (children first),
+    updated and inserted; patients replaced in full deleted and written with new ids. Returns
+    the rows written per table."""
+    _delete_derived(conn, [d.patient_key for d in changes.replaced])
     for model in DERIVED_BY_PATIENT:  # children first
         name = model.__tablename__
-        delete_rows(conn, name, _PLANS[name].keys, deletes[name])
+        delete_rows(conn, name, _PLANS[name].keys, changes.deletes[name])
     for name in _COLUMNS:
-        update_rows(conn, name, _COLUMNS[name], _PLANS[name].keys, updates[name])
-        copy_rows(conn, name, _COLUMNS[name], inserts[name])
-    written = _write(conn, in_full, run_id, ids)
+        update_rows(conn, name, _COLUMNS[name], _PLANS[name].keys, changes.updates[name])
+        copy_rows(conn, name, _COLUMNS[name], changes.inserts[name])
+    written = _write(conn, changes.replaced, run_id, ids)
     for name in _COLUMNS:
-        written[name] += len(deletes[name]) + len(updates[name]) + len(inserts[name])
+        written[name] += len(changes.deletes[name]) + len(changes.updates[name]) + len(changes.inserts[name])
     return written
 
 

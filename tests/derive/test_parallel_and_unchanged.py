@@ -104,8 +104,8 @@ def canonical_state(engine: Engine) -> dict[str, list[tuple]]:
 
 
 def test_a_changed_derivation_keeps_ids_and_rewrites_only_what_changed(
-    engine: Engine, twin: Engine, tmp_path: Path
-) -> None:
+    engine: Engine, twin: Engine, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     write_bundle(tmp_path / "b", patients=150, seed=23)
     for eng in (engine, twin):
         assert run_bundle(eng, tmp_path / "b", KEY).status == "succeeded"
@@ -145,8 +145,11 @@ def test_a_changed_derivation_keeps_ids_and_rewrites_only_what_changed(
     with twin.begin() as conn:  # the twin derives everyone from nothing
         for table in DERIVED_TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
-    diffed = derive_pending(engine)
-    derive_pending(twin)
+    # compared by worker processes, batches of 40, against the twin deriving from nothing alone
+    monkeypatch.setattr(derive_run, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(derive_run, "PARALLEL_BATCH", 40)
+    diffed = derive_pending(engine, workers=2)
+    derive_pending(twin, workers=1)
     assert canonical_state(engine) == canonical_state(twin)
     assert 20 < diffed.written <= 60  # some new doses change no derived value
     with engine.connect() as conn:
