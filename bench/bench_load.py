@@ -110,6 +110,13 @@ def load_and_report(url: str, bundle: Path) -> dict[str, Any]:
     return out
 
 
+def _child(url: str, bundle: Path, send: Any) -> None:
+    try:
+        send.send(load_and_report(url, bundle))
+    except BaseException as exc:  # reported by the parent
+        send.send(exc)
+
+
 def main() -> None:
     args = bench_arguments(__doc__.splitlines()[0] if __doc__ else "")
     work = Path(tempfile.mkdtemp(prefix="mmreg-bench-"))
@@ -134,8 +141,14 @@ def main() -> None:
             if url is None:
                 continue
             fl = floor(url, n_rows)
-            with spawn.Pool(1) as pool:
-                r = pool.apply(load_and_report, (url, work / "bundle"))
+            # a process of its own (not a pool's: daemonic, it could not start derivation workers)
+            receive, send = spawn.Pipe(duplex=False)
+            child = spawn.Process(target=_child, args=(url, work / "bundle", send))
+            child.start()
+            r = receive.recv()
+            child.join()
+            if isinstance(r, BaseException):
+                raise r
             load_s = r["timings"].get("load_s", 0.0)
             derive_s = r["timings"].get("derive_s", 0.0)
             floor_s = n_rows / fl
