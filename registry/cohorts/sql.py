@@ -71,7 +71,10 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
         LEFT JOIN seen ON seen.patient_key = p.patient_key
         WHERE p.is_current = TRUE
     ),
-    b AS (
+    -- MATERIALIZED: computed once. Inlined, each use of a column of b copied its correlated
+    -- subquery (24 copies in the lenalidomide cohort; 77 s against 19 s at 100,000 patients
+    -- on SQLite)
+    b AS MATERIALIZED (
         SELECT b0.*,
           CASE WHEN death_date IS NOT NULL AND death_date <= cutoff THEN 1 ELSE 0 END AS dead,
           {_least("COALESCE(last_contact_date, last_record_date)", "cutoff")} AS end_fu,
