@@ -348,9 +348,10 @@ def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, n
     finally:
         cur.close()
     stored = _integers(everything)
-    if not pd.Index(stored).is_unique:  # a hash table (numpy's unique sorts: 0.4 s at 500,000)
+    index = pd.Index(stored)  # a hash table (numpy's unique sorts: 0.4 s at 500,000)
+    if not index.is_unique:
         return None
-    return stored, stored[~pd.Index(stored).isin(_integers(dirty))]
+    return stored, stored[~index.isin(_integers(dirty))]
 
 
 def _integers(joined: str | None) -> np.ndarray:

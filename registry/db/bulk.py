@@ -29,8 +29,9 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
     return len(rows)
 
 
-def _marks(conn: Connection, n: int) -> list[str]:
-    return ["%s" if conn.dialect.name == "postgresql" else "?"] * n
+def _mark(conn: Connection) -> str:
+    """The DB-API parameter placeholder of the engine."""
+    return "%s" if conn.dialect.name == "postgresql" else "?"
 
 
 def update_rows(
@@ -43,9 +44,9 @@ def update_rows(
     params = [tuple(r[i] for i in set_pos) + tuple(r[i] for i in key_pos) for r in rows]
     if not params:
         return 0
-    marks = _marks(conn, len(columns))
-    sets = ", ".join(f"{columns[i]} = {marks[0]}" for i in set_pos)
-    where = " AND ".join(f"{k} = {marks[0]}" for k in keys)
+    mark = _mark(conn)
+    sets = ", ".join(f"{columns[i]} = {mark}" for i in set_pos)
+    where = " AND ".join(f"{k} = {mark}" for k in keys)
     return _many(conn, f"UPDATE {table} SET {sets} WHERE {where}", params)
 
 
@@ -54,7 +55,7 @@ def delete_rows(conn: Connection, table: str, keys: Sequence[str], values: Itera
     params = list(values)
     if not params:
         return 0
-    mark = _marks(conn, 1)[0]
+    mark = _mark(conn)
     where = " AND ".join(f"{k} = {mark}" for k in keys)
     return _many(conn, f"DELETE FROM {table} WHERE {where}", params)
 

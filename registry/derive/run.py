@@ -398,15 +398,19 @@ def _changes(
     return out
 
 
+# each kind of id and the table that holds it
+_ID_OWNERS: dict[str, Any] = {
+    "exposure_id": Exposure,
+    "line_id": LineOfTherapy,
+    "regimen_id": Regimen,
+    "relapse_id": Relapse,
+}
+
+
 class _IdAllocator:
     def __init__(self, conn: Connection) -> None:
         self.next: dict[str, int] = {}
-        for model, col in (
-            (Exposure, "exposure_id"),
-            (LineOfTherapy, "line_id"),
-            (Regimen, "regimen_id"),
-            (Relapse, "relapse_id"),
-        ):
+        for col, model in _ID_OWNERS.items():
             c = model.__table__.c[col]
             self.next[col] = int(conn.execute(select(func.coalesce(func.max(c), 0))).scalar() or 0) + 1
 
@@ -488,37 +492,21 @@ class _Rows:
 def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> Counter[str]:
     """Write patients' rows: their local ids moved to the registry's next free ids, in order."""
     out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-    plans = {
-        name: (
-            [(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
-            cols.index("derivation_run_id") if "derivation_run_id" in cols else None,
-        )
-        for name, cols in _COLUMNS.items()
-    }
     for d in derived:
         base = {kind: ids.reserve(kind, n) - 1 for kind, n in d.ids_used.items()}
         for name, rows in d.tables.items():
-            positions, run_pos = plans[name]
+            plan = _PLANS[name]
             for row in rows:
                 v = list(row)
-                for pos, kind in positions:
+                for pos, kind in plan.ids:
                     if v[pos] is not None:
                         v[pos] += base[kind]
-                if run_pos is not None:
-                    v[run_pos] = run_id
+                if plan.run is not None:
+                    v[plan.run] = run_id
                 out[name].append(tuple(v))
     for name, rows in out.items():
         copy_rows(conn, name, _COLUMNS[name], rows)
     return Counter({name: len(rows) for name, rows in out.items()})
-
-
-# the table holding each kind of id, and the key columns of every derived table
-_ID_OWNERS = {
-    "exposure_id": Exposure.__tablename__,
-    "line_id": LineOfTherapy.__tablename__,
-    "regimen_id": Regimen.__tablename__,
-    "relapse_id": Relapse.__tablename__,
-}
 
 
 def _store(conn: Connection, changes: _Changes, run_id: int, ids: _IdAllocator) -> Counter[str]:
@@ -540,7 +528,7 @@ def _store(conn: Connection, changes: _Changes, run_id: int, ids: _IdAllocator) 
 
 # always read for a patient being compared: the tables holding ids (their ranks map the local
 # ids) and the summary (its digest changes)
-_ALWAYS_READ = frozenset({*_ID_OWNERS.values(), PatientSummary.__tablename__})
+_ALWAYS_READ = frozenset({*(m.__tablename__ for m in _ID_OWNERS.values()), PatientSummary.__tablename__})
 
 
 def _changed_tables(before: str | None, now: str) -> frozenset[str]:
@@ -561,8 +549,7 @@ class _TablePlan:
     keys: list[str]  # the primary key's columns
     ids: list[tuple[int, str]]  # (position, kind) of each id column
     run: int | None  # position of derivation_run_id
-    key: Callable[[tuple[Any, ...]], Any]  # the primary key of a row
-    single_key: bool
+    key: Callable[[tuple[Any, ...]], Any]  # the primary key of a row (a value when one column)
     dates: list[int]  # positions of date columns
     select: str  # the stored rows of some patients, derivation_run_id read as null
 
@@ -579,7 +566,6 @@ def _table_plan(model: Any) -> _TablePlan:
         ids=[(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
         run=run,
         key=itemgetter(*keys),
-        single_key=len(keys) == 1,
         dates=[i for i, c in enumerate(model.__table__.columns) if isinstance(c.type, Date)],
         select=f"SELECT {selected} FROM {name} WHERE patient_key {{keys}}",
     )
@@ -626,7 +612,8 @@ def _diff(
     """Add the row changes that turn ``old`` into the patient's new rows, keeping the stored
     ids; False (nothing added) when the number of ids of some kind differs."""
     registry_ids: dict[str, list[int]] = {}
-    for kind, table in _ID_OWNERS.items():
+    for kind, model in _ID_OWNERS.items():
+        table = model.__tablename__
         pos = _COLUMNS[table].index(kind)
         stored_ids = sorted(row[pos] for row in old[table])
         if len(stored_ids) != d.ids_used.get(kind, 0):
@@ -650,7 +637,7 @@ def _diff(
             if plan.run is not None:
                 row = (*row[: plan.run], run_id, *row[plan.run + 1 :])
             (inserts if was is None else updates)[name].append(row)
-        if plan.single_key:
+        if len(plan.keys) == 1:
             deletes[name].extend((k,) for k in before)
         else:
             deletes[name].extend(before)
