@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -38,9 +38,14 @@ def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | 
         admin.dispose()
 
 
-def bench_arguments(description: str) -> argparse.Namespace:
-    """The options every benchmark takes: --patients (or --huge), --engines, --pg-url."""
+def bench_arguments(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes: --patients (or --huge), --engines, --pg-url, and
+    those that ``extra`` adds."""
     ap = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(ap)
     ap.add_argument("--patients", type=int, default=int(os.environ.get("BENCH_PATIENTS", 20000)))
     ap.add_argument(
         "--huge", action="store_true", help="1,000,000 patients (a national registry; not for CI)"

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindparam, text
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindparam, select, text
 
 from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_rows
-from registry.db.models import Base
+from registry.db.models import Base, FollowUp, Patient
 
 # target table and primary key column, per loaded file (from the file specs)
 TARGETS: dict[str, tuple[str, str]] = {name: (spec.target, spec.key) for name, spec in SPECS.items()}
@@ -317,6 +317,28 @@ def mark_dirty_patients(conn: Connection, site: str, names: Sequence[str]) -> in
     )
 
 
+def patient_facts(conn: Connection, site: str) -> pd.DataFrame:
+    """The site's current patients as the cross-file rules read them (``PatientFacts.frame``):
+    birth, diagnosis, death and last contact dates, indexed by patient pseudonym."""
+    found = conn.execute(
+        select(
+            Patient.patient_key,
+            Patient.birth_date,
+            Patient.diagnosis_date,
+            FollowUp.death_date,
+            FollowUp.last_contact_date,
+        )
+        .outerjoin(FollowUp, (FollowUp.patient_key == Patient.patient_key) & FollowUp.is_current)
+        .where(Patient.site_code == site, Patient.is_current)
+    ).all()
+    columns = ["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"]
+    frame = pd.DataFrame(found, columns=columns, dtype=object)
+    for col in columns[1:]:
+        frame[col] = pd.to_datetime(frame[col], format="ISO8601").astype("datetime64[ns]")
+    frame.index = pd.Index(frame["key"].to_numpy())
+    return frame
+
+
 def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The hashes of the site's current records of a file, and those of them a row of tonight's
     export may match (records of patients not in ``stage_dirty_patients``). None when a record
@@ -355,7 +377,8 @@ def stored_hashes(conn: Connection, name: str, site: str) -> tuple[np.ndarray, n
 
 
 def _integers(joined: str | None) -> np.ndarray:
-    return np.array(joined.split(","), dtype=np.int64) if joined else np.zeros(0, dtype=np.int64)
+    # numpy's own text parser: a sixth of the time of splitting into Python strings
+    return np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
 
 
 def staged_record_hashes(conn: Connection, name: str, quarantined_keys: Sequence[str]) -> np.ndarray:

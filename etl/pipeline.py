@@ -334,7 +334,10 @@ def _unchanged_files(
 ) -> set[str]:
     """Files of a full bundle identical, byte for byte, to the site's last full delivery read
     under the same reading version (registry, specs, rules, vocabulary). The files the others
-    are checked against (patients, follow-up) count as unchanged only when every file is."""
+    are checked against (patients, follow-up) count as unchanged only together, and, when
+    another file changed, only if their last reading quarantined none of their rows: then the
+    site's current patients are exactly their valid rows, and the changed files are checked
+    against the registry's facts instead (``load.patient_facts``)."""
     if manifest.mode != "full":
         return set()
     with engine.connect() as conn:
@@ -350,10 +353,23 @@ def _unchanged_files(
         and stored[name].sha256 == bundle.member_hashes.get(spec.filename)
         and stored[name].registry_version == READING_VERSION
     }
-    facts = {name for name, spec in SPECS.items() if spec.on_valid is not None}
-    if any(name not in same for name in SPECS):
-        same -= facts  # any changed file is checked against the patients' facts: read them
+    facts = set(_FACTS_FILES)
+    if any(name not in same for name in SPECS) and not (
+        facts <= same and _read_cleanly(engine, [stored[n].run_id for n in facts], facts)
+    ):
+        same -= facts  # the changed files are checked against the patients' facts: read them
     return same
+
+
+def _read_cleanly(engine: Engine, run_ids: list[int], files: set[str]) -> bool:
+    """Whether the runs that last read ``files`` quarantined none of their rows."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(QuarantinedRow.quarantine_id)
+            .where(QuarantinedRow.run_id.in_(run_ids), QuarantinedRow.file.in_(sorted(files)))
+            .limit(1)
+        ).first()
+    return found is None
 
 
 def _remember_files(
@@ -489,11 +505,13 @@ def _load(
             chunk_rows,
             progress,
         )
+        if set(_FACTS_FILES) <= unchanged and not set(SPECS) <= unchanged:
+            # the patient files, sent again unchanged and read cleanly last time, are the
+            # site's current records: the changed files are checked against those
+            facts.frame = load.patient_facts(conn, manifest.site_id)
         # files compared row by row with the site's current records (None until planned)
         rowwise: dict[str, _RowPlan | None] = (
-            dict.fromkeys(_LEAF_FILES)
-            if row_by_row and manifest.mode == "full" and not unchanged & set(_FACTS_FILES)
-            else {}
+            dict.fromkeys(_LEAF_FILES) if row_by_row and manifest.mode == "full" else {}
         )
         for spec in SPECS.values():
             name = spec.name
@@ -749,11 +767,7 @@ def _read_file(
                     {"_not_stored": "malformed row"},
                 )
             )
-        pkeys = (
-            pseudo.series("patient", chunk["patient_id"])
-            if facts.registry_patients is not None and not spec.is_root
-            else None
-        )
+        pkeys = None if spec.is_root else pseudo.series("patient", chunk["patient_id"])
         res = check_chunk(spec, chunk, r.cutoff, facts, pkeys)
         _fault_point("validate")  # the first chunk validated, not staged
         rows = to_rows(spec, res.valid, r.context, r.run_id)

@@ -71,9 +71,10 @@ class ReasonLog:
 
 @dataclass
 class PatientFacts:
-    """Per-patient dates of the bundle's valid patients, indexed by source patient_id."""
+    """Per-patient dates of the bundle's valid patients (or, when the patient files were
+    delivered again unchanged, of the site's current patients), indexed by patient pseudonym."""
 
-    # key (the patient pseudonym) and the dates the cross-file rules compare against
+    # key (the patient pseudonym, also the index) and the dates the cross-file rules compare against
     frame: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
             columns=["key", "birth_date", "diagnosis_date", "death_date", "last_contact_date"]
@@ -141,8 +142,8 @@ def check_chunk(
 ) -> ChunkResult:
     """Validate one chunk of ``spec``'s file: typed parsing, the Pandera schema, the dates
     every file shares, the patient link (children of ``patients.csv``) and the file's own
-    rules. ``patient_keys`` (the rows' patient pseudonyms) is needed only in incremental
-    mode, to accept children of patients already in the registry."""
+    rules. ``patient_keys`` (the rows' patient pseudonyms) is required for the children of
+    ``patients.csv``: the facts are found by pseudonym."""
     log = ReasonLog()
     typed = parse_typed(spec, chunk, log)
     run_pandera(spec, typed, chunk, log)
@@ -169,13 +170,15 @@ def check_chunk(
 def _patient_link(c: RuleContext, facts: PatientFacts, patient_keys: pd.Series | None) -> None:
     """A child row's patient must be a valid row of patients.csv (or, incremental, current in
     the registry); the patient's dates are aligned with the rows for the file's own rules."""
+    if patient_keys is None:
+        raise ValueError("the children of patients.csv are checked with their patient pseudonyms")
     pid = c.raw["patient_id"]
-    known = pid.isin(facts.frame.index)
-    if facts.registry_patients is not None and patient_keys is not None:
+    known = patient_keys.isin(facts.frame.index)
+    if facts.registry_patients is not None:
         in_registry = patient_keys.isin(facts.registry_patients)
     else:
         in_registry = pd.Series(False, index=pid.index)
     c.log.add(~known & ~in_registry & (pid != ""), "patient_id", pid, RuleCode.ORPHAN)
-    f = facts.frame.reindex(pid.to_numpy())
+    f = facts.frame.reindex(patient_keys.to_numpy())
     f.index = c.t.index
     c.diagnosis, c.death, c.last_contact = f["diagnosis_date"], f["death_date"], f["last_contact_date"]

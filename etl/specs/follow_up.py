@@ -54,7 +54,7 @@ def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any)
     """Keep the valid rows' death and last contact until the file is complete."""
     f = valid[["death_date", "last_contact_date"]].copy()
     f["key"] = keys.to_numpy()
-    f.index = patient_ids
+    f.index = pd.Index(keys.to_numpy())
     facts.pending.append(f)
 
 

@@ -64,10 +64,10 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 
 def on_valid(facts: Any, valid: pd.DataFrame, keys: pd.Series, patient_ids: Any) -> None:
-    """The valid patients' birth and diagnosis dates, by source patient id."""
+    """The valid patients' birth and diagnosis dates, by patient pseudonym."""
     f = valid[["birth_date", "diagnosis_date"]].copy()
     f["key"] = keys.to_numpy()
-    f.index = patient_ids
+    f.index = pd.Index(keys.to_numpy())
     facts.frame = pd.concat([facts.frame, f]) if len(facts.frame) else f
 
 

@@ -71,7 +71,8 @@ def build_exposures(
                 stopped_for_progression, current[-1].start, cur_end, t, tx_dates, prog_dates, p
             ):
                 current.append(t)
-                cur_end = None if (cur_end is None or t.end is None) else max(cur_end, t.end)
+                if cur_end is not None and (t.end is None or t.end > cur_end):
+                    cur_end = t.end  # ongoing (None) or later
                 stopped_for_progression |= t.stop_reason == "progression"
                 continue
             if current:
@@ -100,27 +101,35 @@ def _merges(
     if stopped_for_progression:
         return False
     # never across a progression or a transplant dated after the earlier row's start and on
-    # or before the later row's start
-    if any(prev_start < d <= nxt.start for d in prog_dates):
-        return False
-    if any(prev_start < d <= nxt.start for d in tx_dates):
-        return False
+    # or before the later row's start (plain loops: these lists are short, and this runs once
+    # per pair of same-drug rows)
+    start = nxt.start
+    for d in prog_dates:
+        if prev_start < d <= start:
+            return False
+    for d in tx_dates:
+        if prev_start < d <= start:
+            return False
     if cur_end is None:  # still running: a row starting during it continues it
         return True
-    return (nxt.start - cur_end).days <= p.drug_gap_days
+    return (start - cur_end).days <= p.drug_gap_days
 
 
 def _exposure(index: int, role: ExposureRole, mobilisation: bool, rows: list[TreatmentRow]) -> Exposure:
-    end = latest_end(r.end for r in rows)
-    last_ending = max(rows, key=lambda r: (r.end or dt.date.max, r.start))
-    last_started = max(rows, key=lambda r: (r.start, r.end or dt.date.max))
     first = rows[0]
+    if len(rows) == 1:  # most exposures: one row is its own first, last and latest
+        end, last_ending, last_started, start = first.end, first, first, first.start
+    else:
+        end = latest_end(r.end for r in rows)
+        last_ending = max(rows, key=lambda r: (r.end or dt.date.max, r.start))
+        last_started = max(rows, key=lambda r: (r.start, r.end or dt.date.max))
+        start = min(r.start for r in rows)
     return Exposure(
         index=index,
         drug=first.drug or "",
         drug_class=first.drug_class,
         drug_id=first.drug_id,
-        start=min(r.start for r in rows),
+        start=start,
         end=end,
         stop_reason=last_ending.stop_reason,
         last_dose=last_started.dose,

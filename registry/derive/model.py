@@ -196,7 +196,10 @@ class Derivation:
 
 def latest_end(ends: Iterable[dt.date | None]) -> dt.date | None:
     """The end of a group of periods: None (ongoing) if any is ongoing, else the latest end."""
-    ends = list(ends)
-    if not ends or any(e is None for e in ends):
-        return None
-    return max(e for e in ends if e is not None)
+    latest = None
+    for e in ends:
+        if e is None:
+            return None
+        if latest is None or e > latest:
+            latest = e
+    return latest

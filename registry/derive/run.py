@@ -202,6 +202,15 @@ def _as_date(v: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(v))
 
 
+class _Dates(dict[Any, "dt.date | None"]):
+    """Stored dates as ``date`` objects, each text parsed once per batch (SQLite returns ISO
+    text; a batch's half a million dates hold a few thousand distinct days)."""
+
+    def __missing__(self, v: Any) -> dt.date | None:
+        day = self[v] = _as_date(v)
+        return day
+
+
 def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
     """Rows of a plain SQL query whose ``{keys}`` is replaced by a match on the given patient
     keys, through the DB-API cursor (the derivation reads every source row of its patients:
@@ -222,6 +231,8 @@ def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]
 def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, PatientInputs]:
     rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
     names, classes = vocab.names, vocab.classes
+    day = _Dates()
+    day[None] = None
     for pkey, tkey, did, start, end, stop, intent, dose in _fetch(
         conn,
         "SELECT patient_key, treatment_key, drug_id, start_date, end_date, stop_reason, intent, dose_mg "
@@ -234,8 +245,8 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
                 tkey,
                 names.get(did) if did else None,
                 classes.get(did) if did else None,
-                _as_date(start),  # type: ignore[arg-type]
-                _as_date(end),
+                day[start],  # type: ignore[arg-type]
+                day[end],
                 stop,
                 intent,
                 dose,
@@ -243,23 +254,23 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
             )
         )
     tx: dict[str, list[TransplantRow]] = {k: [] for k in keys}
-    for pkey, tkey, day, kind, tandem in _fetch(
+    for pkey, tkey, when, kind, tandem in _fetch(
         conn,
         "SELECT patient_key, transplant_key, transplant_date, transplant_type, planned_tandem "
         "FROM transplants WHERE is_current = TRUE AND patient_key {keys}",
         keys,
     ):
         tx[pkey].append(
-            TransplantRow(tkey, _as_date(day), kind, None if tandem is None else bool(tandem))  # type: ignore[arg-type]
+            TransplantRow(tkey, day[when], kind, None if tandem is None else bool(tandem))  # type: ignore[arg-type]
         )
     ev: dict[str, list[EventRow]] = {k: [] for k in keys}
-    for pkey, ekey, day, kind in _fetch(
+    for pkey, ekey, when, kind in _fetch(
         conn,
         "SELECT patient_key, event_key, event_date, event_type "
         "FROM disease_events WHERE is_current = TRUE AND patient_key {keys}",
         keys,
     ):
-        ev[pkey].append(EventRow(ekey, _as_date(day), kind))  # type: ignore[arg-type]
+        ev[pkey].append(EventRow(ekey, day[when], kind))  # type: ignore[arg-type]
     fu: dict[str, tuple[dt.date | None, dt.date | None]] = {}
     for pkey, contact, death in _fetch(
         conn,
@@ -267,7 +278,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
         "WHERE is_current = TRUE AND patient_key {keys}",
         keys,
     ):
-        fu[pkey] = (_as_date(contact), _as_date(death))
+        fu[pkey] = (day[contact], day[death])
     cut: dict[str, dt.date | None] = {}
     for pkey, cutoff in _fetch(
         conn,
@@ -275,7 +286,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
         "JOIN sites s ON s.site_code = p.site_code WHERE p.patient_key {keys}",
         keys,
     ):
-        cut[pkey] = _as_date(cutoff)
+        cut[pkey] = day[cutoff]
     return {
         k: PatientInputs(
             patient_key=k,

@@ -513,19 +513,39 @@ def test_files_delivered_again_unchanged_are_not_read_and_retire_nothing(
     del after["sites"], before["sites"]  # only the site's last export moved on
     assert after == before
 
-    # one file changed: it is read, and the patient files it is checked against with it
+    # one file changed: only it is read (the patient files, read cleanly last time, are the
+    # registry's current patients: it is checked against those)
+    assert first.files["patients"].quarantined == first.files["follow_up"].quarantined == 0
     n3 = _redeliver(tmp_path / "n1", tmp_path / "n3", 48)
     text_ = (n3 / "disease_events.csv").read_text()
     (n3 / "disease_events.csv").write_text("\n".join(text_.splitlines()[:-1]) + "\n")  # one event fewer
     third = run_bundle(engine, n3, KEY)
     read = {name for name, f in third.files.items() if not f.unchanged_file}
-    assert read == {"patients", "follow_up", "disease_events"}
+    assert read == {"disease_events"}
     assert third.files["disease_events"].retired == 1 and third.files["treatments"].retired == 0
-    assert third.files["patients"].read == first.files["patients"].read
+    assert third.files["patients"].read == 0
 
     # --force reads everything again
     forced = run_bundle(engine, _redeliver(n3, tmp_path / "n4", 1), KEY, force=True)
     assert not any(f.unchanged_file for f in forced.files.values())
+
+
+def test_patient_files_that_lost_a_row_last_time_are_read_with_a_changed_file(
+    engine: Engine, tmp_path: Path
+) -> None:
+    synth_bundle(tmp_path / "n1", patients=40, seed=3)
+    lines = (tmp_path / "n1" / "follow_up.csv").read_text().splitlines()
+    lines[1] = lines[1] + ",an extra field"  # malformed: quarantined, its patient unknown
+    (tmp_path / "n1" / "follow_up.csv").write_text("\n".join(lines) + "\n")
+    first = run_bundle(engine, tmp_path / "n1", KEY)
+    assert first.files["follow_up"].quarantined == 1
+    n2 = _redeliver(tmp_path / "n1", tmp_path / "n2", 24)
+    text_ = (n2 / "disease_events.csv").read_text()
+    (n2 / "disease_events.csv").write_text("\n".join(text_.splitlines()[:-1]) + "\n")
+    second = run_bundle(engine, n2, KEY)
+    read = {name for name, f in second.files.items() if not f.unchanged_file}
+    assert read == {"patients", "follow_up", "disease_events"}
+    assert second.files["follow_up"].quarantined == 1
 
 
 def test_a_file_remembered_under_another_reading_version_is_read_again(

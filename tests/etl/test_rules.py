@@ -172,7 +172,8 @@ def validate_in_memory(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[
         frame = pd.DataFrame(rows.get(spec.name, []), columns=columns).fillna("").astype(str)
         frame = frame.apply(lambda col: col.str.strip()).astype(object)
         frame.index = pd.RangeIndex(2, len(frame) + 2)
-        res = check_chunk(spec, frame, CUTOFF, facts)
+        keys = None if spec.is_root else pseudo.series("patient", frame["patient_id"])
+        res = check_chunk(spec, frame, CUTOFF, facts, keys)
         if spec.on_valid is not None:
             ids = frame.loc[res.valid.index, "patient_id"]
             spec.on_valid(facts, res.valid, pseudo.series("patient", ids), ids.to_numpy())
