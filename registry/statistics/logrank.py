@@ -52,25 +52,23 @@ def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col:
     t = durations(data[duration_col], duration_col)
     e = event_indicator(data[event_col], event_col)
     k = len(groups)
-    obs = np.zeros(k)
-    exp = np.zeros(k)
-    var = np.zeros((k, k))
+    # per distinct event time (rows) and group (columns): subjects at risk and events, from
+    # sorted times (linear after sorting; a loop over event times rescanned every subject)
     event_times = np.unique(t[e])
-    order = np.argsort(t)
-    t_sorted, g_sorted, e_sorted = t[order], g_index[order], e[order]
-    for time in event_times:
-        start = np.searchsorted(t_sorted, time, side="left")
-        at_risk = g_sorted[start:]
-        n_g = np.bincount(at_risk, minlength=k).astype(float)
-        n = n_g.sum()
-        here = (t_sorted[start:] == time) & e_sorted[start:]
-        d_g = np.bincount(at_risk[here], minlength=k).astype(float)
-        d = d_g.sum()
-        obs += d_g
-        exp += n_g * d / n
-        if n > 1:
-            factor = d * (n - d) / (n - 1) / n
-            var += factor * (np.diag(n_g) - np.outer(n_g, n_g) / n)
+    n_g = np.empty((len(event_times), k))
+    d_g = np.empty((len(event_times), k))
+    for i in range(k):
+        mine = g_index == i
+        t_i = np.sort(t[mine])
+        n_g[:, i] = len(t_i) - np.searchsorted(t_i, event_times, side="left")
+        d_g[:, i] = np.bincount(np.searchsorted(event_times, t[mine & e]), minlength=len(event_times))
+    n, d = n_g.sum(axis=1), d_g.sum(axis=1)
+    obs = d_g.sum(axis=0)
+    exp = (n_g * (d / n)[:, None]).sum(axis=0)
+    # hypergeometric variance, summed over the times with more than one subject at risk
+    several = n > 1
+    factor = np.where(several, d * (n - d) / np.where(several, n - 1, 1) / n, 0.0)
+    var = np.diag((factor[:, None] * n_g).sum(axis=0)) - (n_g * (factor / n)[:, None]).T @ n_g
     keep = exp > 0
     diff = (obs - exp)[keep][1:]
     vv = var[np.ix_(keep, keep)][1:, 1:]
