@@ -60,7 +60,11 @@ def _levels(values: pd.Series) -> pd.Series:
             return "yes" if v else "no"
         return str(v)
 
-    return values.map(level)
+    # each distinct value once (a cohort has thousands of rows and a handful of levels);
+    # missing values (None, NaN, NA) get the code -1: the last label
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    labels = np.array([*(level(u) for u in uniques), NOT_RECORDED], dtype=object)
+    return pd.Series(labels[codes], index=values.index, dtype=object)
 
 
 def table_one(

@@ -51,3 +51,22 @@ def test_counts_percentages_missing_and_total() -> None:
     age = next(r for r in t["rows"] if r["variable"] == "age")
     assert age["cells"]["A"] == {"median": 55.0, "q1": 52.5, "q3": 57.5, "values": 2, "missing": 1}
     assert age["cells"]["total"]["median"] == 65.0
+
+
+def test_levels_name_missing_values_and_booleans_whatever_their_type() -> None:
+    from registry.reports.table1 import NOT_RECORDED, _levels
+
+    values = pd.Series([True, None, False, np.nan, "III", pd.NA, True, 2], dtype=object)
+    assert _levels(values).tolist() == [
+        "yes",
+        NOT_RECORDED,
+        "no",
+        NOT_RECORDED,
+        "III",
+        NOT_RECORDED,
+        "yes",
+        "2",
+    ]
+    flags = pd.Series([True, None, False], dtype="boolean")
+    assert _levels(flags).tolist() == ["yes", NOT_RECORDED, "no"]
+    assert _levels(pd.Series([], dtype=object)).tolist() == []
