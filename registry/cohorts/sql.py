@@ -33,19 +33,28 @@ def _date_literal(dialect: str, d: dt.date) -> str:
     return f"'{d.isoformat()}'" if dialect == "sqlite" else f"DATE '{d.isoformat()}'"
 
 
+def _progression_after_l2() -> str:
+    """The patient's first progression after the start of the 2nd line (up to the cutoff):
+    from both tables, each looked up through its patient index, only for patients with a 2nd
+    line. (A union of both tables, filtered per patient, made SQLite index every treatment row
+    first: 1.8 s of the 4.9 s query at 100,000 patients.)"""
+    window = "patient_key = b0.patient_key AND is_current = TRUE AND {d} > b0.l2_start AND {d} <= b0.cutoff"
+    return (
+        "CASE WHEN b0.l2_start IS NOT NULL THEN (SELECT MIN(d) FROM ("
+        "SELECT event_date AS d FROM disease_events WHERE event_type IN ('progression', 'relapse') "
+        f"AND {window.format(d='event_date')} UNION ALL "
+        "SELECT end_date FROM treatments WHERE stop_reason = 'progression' "
+        f"AND {window.format(d='end_date')}) pr) END"
+    )
+
+
 def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
     """Per-patient facts every cohort condition and endpoint can use."""
     cutoff = (
         _date_literal(dialect, as_of) if as_of else "s.last_data_cutoff"
     )  # as_of caps the view at a date; otherwise each site's own cutoff
     return f"""
-    WITH prog AS (
-        SELECT patient_key, event_date AS d FROM disease_events
-        WHERE is_current = TRUE AND event_type IN ('progression', 'relapse')
-        UNION ALL
-        SELECT patient_key, end_date AS d FROM treatments
-        WHERE is_current = TRUE AND stop_reason = 'progression' AND end_date IS NOT NULL
-    ),
+    WITH
     -- each table grouped first (by its patient index), then the few rows per patient: a
     -- fifth faster than grouping every dated row at once (100,000 patients, SQLite); the
     -- treatments in one pass for both dates (a third faster than two)
@@ -87,8 +96,7 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
         SELECT b0.*,
           CASE WHEN death_date IS NOT NULL AND death_date <= cutoff THEN 1 ELSE 0 END AS dead,
           {_least("COALESCE(last_contact_date, last_record_date)", "cutoff")} AS end_fu,
-          (SELECT MIN(pr.d) FROM prog pr WHERE pr.patient_key = b0.patient_key
-             AND pr.d > b0.l2_start AND pr.d <= b0.cutoff) AS progression_after_l2,
+          {_progression_after_l2()} AS progression_after_l2,
           CASE WHEN relapse_date <= cutoff THEN relapse_date END AS relapse
         FROM b0
     )

@@ -403,7 +403,44 @@ def test_the_cohort_query_computes_each_patients_facts_once(engine: Engine) -> N
         if conn.dialect.name == "sqlite":
             plan = [r[3] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
             assert sum("CORRELATED SCALAR SUBQUERY" in step for step in plan) == 1, plan
+            # and it reads each patient's rows through the patient indexes: a whole-table scan
+            # of treatments (indexed automatically per query) cost 1.8 s at 100,000 patients
+            scans = [s for s in plan if s.startswith(("SCAN treatments", "SCAN disease_events"))]
+            assert all("USING" in s for s in scans), plan
         else:
             plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}")]
             assert any("CTE b" in step for step in plan), plan  # scanned as a computed table
             assert sum("SubPlan" in step for step in plan) <= 1, plan
+
+
+def test_progression_after_the_second_line_from_either_source(engine: Engine, tmp_path: Path) -> None:
+    """PFS from the 2nd line ends at the first progression after its start: a documented
+    progression event or a treatment stopped for progression, whichever comes first, never one
+    on or before the start of the 2nd line and never one after the cutoff."""
+    r = Rows()
+    for pid in ("H", "I"):
+        r.patient(pid)
+        r.induction_and_asct(pid)
+        r.rx(pid, "lenalidomide", "2018-09-01", "2021-06-01", "progression", "maintenance")
+        r.ev(pid, "2021-06-01")
+        r.fu(pid, "2026-05-01")
+    # H: the 2nd line stops 'completed'; a progression event on 2022-03-01 ends PFS
+    r.rx("H", "Darzalex", "2021-06-15", "2021-12-01", "completed")
+    r.ev("H", "2022-03-01")
+    # I: no event; the 2nd line stopped for progression on 2022-04-01 ends PFS
+    r.rx("I", "Kyprolis", "2021-06-15", "2022-04-01", "progression")
+    s = run_bundle(engine, write_bundle(tmp_path / "b", r.rows), KEY)
+    assert s.status == "succeeded" and s.quarantined == 0, s.warnings
+    l2 = dt.date(2021, 6, 15)
+
+    def pfs_2l(as_of: dt.date | None) -> dict[str, tuple[int, int]]:
+        table = patient_table(read_cohort(engine, DEFN, as_of), DEFN).set_index("patient_key")
+        return {p: tuple(table.loc[_key(p)][["pfs_2l_days", "pfs_2l_event"]]) for p in "HI"}
+
+    assert pfs_2l(None) == {
+        "H": ((dt.date(2022, 3, 1) - l2).days, 1),
+        "I": ((dt.date(2022, 4, 1) - l2).days, 1),
+    }
+    # a cutoff between the two: I's progression comes after it, so I is censored at the cutoff
+    cutoff = dt.date(2022, 3, 15)
+    assert pfs_2l(cutoff) == {"H": ((dt.date(2022, 3, 1) - l2).days, 1), "I": ((cutoff - l2).days, 0)}
