@@ -299,12 +299,6 @@ def _run_or_explain(engine: Engine, defn: CohortDefinition, query: Callable[[], 
 # facts Table 1 describes besides the cohort's own columns: diagnosis, staging, FISH, the index
 # transplant's response and tandem, the first induction regimen and the 2nd line's drug classes
 BASELINE_SQL = """
-WITH reg AS (
-    SELECT r.patient_key, r.line_id, r.phase, r.name, r.acronym, r.backbone,
-           ROW_NUMBER() OVER (PARTITION BY r.patient_key, r.line_id, r.phase
-                              ORDER BY r.regimen_number) AS k
-    FROM regimens r
-)
 SELECT p.patient_key, p.diagnosis_date, p.riss_stage, p.ldh_elevated, p.del17p, p.t_4_14,
        p.t_14_16, p.gain_1q, t.response_day100, ps.tandem_transplant_date,
        ind.acronym AS induction_acronym, ind.backbone AS induction_backbone,
@@ -313,8 +307,12 @@ FROM patients p
 JOIN patient_summaries ps ON ps.patient_key = p.patient_key
 LEFT JOIN transplants t ON t.transplant_key = ps.index_transplant_key
 LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
-LEFT JOIN reg ind ON ind.line_id = l1.line_id AND ind.phase = 'induction' AND ind.k = 1
-LEFT JOIN reg l2 ON l2.line_id = ps.l2_line_id AND l2.k = 1 AND l2.phase = 'salvage'
+LEFT JOIN regimens ind ON ind.regimen_id = (
+    SELECT r.regimen_id FROM regimens r WHERE r.line_id = l1.line_id AND r.phase = 'induction'
+    ORDER BY r.regimen_number LIMIT 1)
+LEFT JOIN regimens l2 ON l2.regimen_id = (
+    SELECT r.regimen_id FROM regimens r WHERE r.line_id = ps.l2_line_id AND r.phase = 'salvage'
+    ORDER BY r.regimen_number LIMIT 1)
 WHERE p.is_current = TRUE
 """
 

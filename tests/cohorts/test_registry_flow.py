@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
@@ -444,3 +445,29 @@ def test_progression_after_the_second_line_from_either_source(engine: Engine, tm
     # a cutoff between the two: I's progression comes after it, so I is censored at the cutoff
     cutoff = dt.date(2022, 3, 15)
     assert pfs_2l(cutoff) == {"H": ((dt.date(2022, 3, 1) - l2).days, 1), "I": ((cutoff - l2).days, 0)}
+
+
+def test_baseline_facts_name_the_first_induction_regimen_and_the_second_lines_classes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Table 1's regimen facts: the backbone of line 1's first induction regimen and of the 2nd
+    line's first regimen. K's induction gains daratumumab after six weeks (a second induction
+    regimen in the same line); L has no 2nd line."""
+    r = Rows()
+    for pid in ("K", "L"):
+        r.patient(pid)
+        r.induction_and_asct(pid)
+        r.fu(pid, "2026-05-01")
+    r.rx("K", "Darzalex", "2018-03-01", "2018-05-01", "completed")
+    r.rx("K", "lenalidomide", "2018-09-01", "2021-06-01", "progression", "maintenance")
+    r.ev("K", "2021-06-01")
+    r.rx("K", "Kyprolis", "2021-06-15", "2022-04-01", "completed")
+    r.rx("K", "dexamethasone", "2021-06-15", "2022-04-01", "completed")
+    s = run_bundle(engine, write_bundle(tmp_path / "b", r.rows), KEY)
+    assert s.status == "succeeded" and s.quarantined == 0, s.warnings
+    facts = read_cohort(engine, DEFN, baseline=True).set_index("patient_key")
+    got = {
+        p: tuple(None if pd.isna(v) else v for v in facts.loc[_key(p)][["induction_backbone", "l2_backbone"]])
+        for p in ("K", "L")
+    }
+    assert got == {"K": ("PI + IMiD", "PI + steroid"), "L": ("PI + IMiD", None)}
