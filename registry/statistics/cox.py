@@ -131,20 +131,30 @@ def _efron(s: _Sorted, beta: np.ndarray, per_time: bool = False):
     wx = w[:, None] * x
     s0 = np.cumsum(w)[s.risk_end]
     s1 = np.cumsum(wx, axis=0)[s.risk_end]
-    s2 = np.cumsum(wx[:, :, None] * x[:, None, :], axis=0)[s.risk_end]
     we, xe = w[s.event_rows], x[s.event_rows]
     t0 = np.add.reduceat(we, s.starts)
     t1 = np.add.reduceat(we[:, None] * xe, s.starts, axis=0)
-    t2 = np.add.reduceat(we[:, None, None] * xe[:, :, None] * xe[:, None, :], s.starts, axis=0)
     g, f = s.group, s.frac
     d0 = s0[g] - f * t0[g]
     a = (s1[g] - f[:, None] * t1[g]) / d0[:, None]
-    info_e = (s2[g] - f[:, None, None] * t2[g]) / d0[:, None, None] - a[:, :, None] * a[:, None, :]
     u_e = xe - a
     if per_time:
+        s2 = np.cumsum(wx[:, :, None] * x[:, None, :], axis=0)[s.risk_end]
+        t2 = np.add.reduceat(we[:, None, None] * xe[:, :, None] * xe[:, None, :], s.starts, axis=0)
+        info_e = (s2[g] - f[:, None, None] * t2[g]) / d0[:, None, None] - a[:, :, None] * a[:, None, :]
         return np.add.reduceat(u_e, s.starts, axis=0), np.add.reduceat(info_e, s.starts, axis=0)
+    # The information summed over events without a (rows x p x p) array: each row's w x x' is
+    # counted once per event whose risk set holds it, divided by that event's d0, so it enters
+    # with the weight c_i = sum of 1/d0 over those events (a reverse cumulative sum over the
+    # risk-set ends); Efron's tie correction likewise weights each event row by the sum of
+    # f/d0 over its tie. Two matrix products instead of a cumulative sum of p x p matrices.
+    per_end = np.zeros(len(w))
+    np.add.at(per_end, s.risk_end, np.bincount(g, weights=1.0 / d0, minlength=len(s.starts)))
+    c = np.cumsum(per_end[::-1])[::-1]
+    h = np.bincount(g, weights=f / d0, minlength=len(s.starts))[g]
+    info = (x.T * (w * c)) @ x - (xe.T * (we * h)) @ xe - a.T @ a
     ll = float(eta[s.event_rows].sum() - np.log(d0).sum())
-    return ll, u_e.sum(axis=0), info_e.sum(axis=0)
+    return ll, u_e.sum(axis=0), info
 
 
 def _aliased(x: np.ndarray) -> list[bool]:
