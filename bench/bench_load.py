@@ -7,8 +7,9 @@ For each engine it measures (1) the floor: inserting the same number of rows of 
 width into a plain table with the fastest path (sqlite3 executemany / psycopg COPY) inside one
 transaction, and (2) `registry etl run` on a synthetic bundle of N patients (validation,
 pseudonyms, staging, merge, quarantine, derivation), by stage, with its peak resident memory
-(the loading process or its largest derivation worker), then `registry derive --all` and the
-study and outcomes reports (HTML, released with a minimum cell of 11) on the loaded registry.
+(the loading process or its largest derivation worker; once after the load and its
+derivation, once after everything), then `registry derive --all` and the study and outcomes
+reports (HTML, released with a minimum cell of 11) on the loaded registry.
 It prints rows/s for both, the ratios of the load and of the load with its derivation to the
 floor, and the seconds of each step. ``--huge`` loads 1,000,000 patients (not for CI).
 ``--bundle DIR`` reuses (or, when missing, writes and keeps) the synthetic bundle in DIR;
@@ -95,6 +96,7 @@ def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, 
     out["total_s"] = time.perf_counter() - t
     out["timings"] = {k: v for k, v in s.timings.items() if k.endswith("_s")}
     out["derived"] = s.derived_patients or 0
+    out["load_peak_rss_mib"] = _peak_mib()  # the load and its derivation, before the reports
     # what an operator runs after a rules upgrade: every patient again, over derived data
     if rederive:
         t = time.perf_counter()
@@ -108,12 +110,17 @@ def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, 
     render_outcomes(release_outcomes(outcomes_report(eng).data, 11), "html")
     out["outcomes_s"] = time.perf_counter() - t
     eng.dispose()
+    out["peak_rss_mib"] = _peak_mib()
+    return out
+
+
+def _peak_mib() -> float:
+    """Peak resident memory so far of this process or its largest finished derivation worker."""
     peak_kib = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,  # the derivation workers
     )
-    out["peak_rss_mib"] = peak_kib / 1024
-    return out
+    return peak_kib / 1024
 
 
 def _child(url: str, bundle: Path, rederive: bool, send: Any) -> None:
@@ -177,6 +184,10 @@ def main() -> None:
             )
             print(f"           stages: { {k: round(v, 1) for k, v in r['timings'].items()} }")
             print(f"           first derivation {1000 * derive_s / max(r['derived'], 1):.2f} ms a patient")
+            print(
+                f"           peak memory: {r['load_peak_rss_mib']:,.0f} MiB loading and deriving, "
+                f"{r['peak_rss_mib']:,.0f} MiB with the reports"
+            )
             if "rederive_s" in r:
                 print(
                     f"           derive --all afterwards: {r['rederived']:,} patients in "
