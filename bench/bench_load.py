@@ -23,6 +23,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -137,6 +138,13 @@ def main() -> None:
 
     args = bench_arguments(__doc__.splitlines()[0] if __doc__ else "", extra)
     work = Path(tempfile.mkdtemp(prefix="mmreg-bench-"))
+    try:
+        _run(args, work)
+    finally:  # the registries (33 GB at 1,000,000 patients) and a bundle not asked to be kept
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
     bundle = args.bundle or work / "bundle"
     t = time.perf_counter()
     reused = (bundle / "manifest.json").exists()
