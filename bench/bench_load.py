@@ -3,13 +3,13 @@
     python bench/bench_load.py [--patients N | --huge] [--engines sqlite,postgresql] [--pg-url URL]
                                [--bundle DIR] [--skip-rederive]
 
-For each engine it measures (1) the floor: inserting the same number of rows of the same
-width into a plain table with the fastest path (sqlite3 executemany / psycopg COPY) inside one
-transaction, and (2) `registry etl run` on a synthetic bundle of N patients (validation,
-pseudonyms, staging, merge, quarantine, derivation), by stage, with its peak resident memory
-(the loading process or its largest derivation worker; once after the load and its
-derivation, once after everything), then `registry derive --all` and the study and outcomes
-reports (HTML, released with a minimum cell of 11) on the loaded registry.
+For each engine it measures (1) the floor: the bundle's CSV files loaded as they are into
+plain text tables by the engine's bulk path (`sqlite3 .import`, or `COPY FROM STDIN` as
+`psql \\copy` does) in one transaction, and (2) `registry etl run` on a synthetic bundle of N
+patients (validation, pseudonyms, staging, merge, quarantine, derivation), by stage, with its
+peak resident memory (the loading process or its largest derivation worker; once after the
+load and its derivation, once after everything), then `registry derive --all` and the study
+and outcomes reports (HTML, released with a minimum cell of 11) on the loaded registry.
 It prints rows/s for both, the ratios of the load and of the load with its derivation to the
 floor, and the seconds of each step. ``--huge`` loads 1,000,000 patients (not for CI).
 ``--bundle DIR`` reuses (or, when missing, writes and keeps) the synthetic bundle in DIR;
@@ -20,10 +20,13 @@ Not a test: figures go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import multiprocessing
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,44 +45,65 @@ from registry.db.setup import prepare
 from registry.derive.run import derive_pending
 
 KEY = b"benchmark-key-not-secret-0123456789"
-FLOOR_CHUNK = 200_000  # rows built (untimed) then inserted (timed) at a time: memory stays bounded
+FLOOR_CHUNK = 200_000  # rows inserted at a time by the Python floor: memory stays bounded
 
 
-def floor(engine_url: str, rows: int, width: int = 8) -> float:
-    """Rows per second for a plain bulk insert of ``rows`` x ``width`` text/int columns."""
+def bundle_files(bundle: Path) -> list[Path]:
+    """The bundle's data files (not the generator's truth files)."""
+    return sorted(f for f in bundle.glob("*.csv") if not f.name.startswith("synth-"))
+
+
+def floor(engine_url: str, bundle: Path) -> tuple[int, float, str]:
+    """The bulk-load floor: the bundle's CSV files, as they are, each into a plain table of
+    text columns named by its header, in one transaction: ``sqlite3 .import`` (the command-line
+    shell, when installed; else the Python equivalent: ``csv.reader`` and one ``executemany``
+    per chunk) and ``COPY ... FROM STDIN (FORMAT csv)`` fed the file's bytes, as ``psql \\copy``
+    does. Returns (rows, seconds, how)."""
     eng = make_engine(engine_url)
-    cols = ", ".join(f"c{i}" for i in range(width))
+    files = bundle_files(bundle)
+    tables = {}
+    for f in files:
+        with f.open(newline="") as fh:
+            tables[f] = (f"floor_{f.stem}", next(csv.reader(fh)))
     with eng.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
-        conn.execute(
-            text(
-                "CREATE TABLE bench_floor (c0 BIGINT PRIMARY KEY, c1 TEXT, c2 TEXT, "
-                "c3 TEXT, c4 TEXT, c5 FLOAT, c6 TEXT, c7 TEXT)"
-            )
-        )
-    spent = 0.0
+        for table, header in tables.values():
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+            conn.execute(text(f"CREATE TABLE {table} ({', '.join(f'{c} TEXT' for c in header)})"))
+    shell = shutil.which("sqlite3")
+    t = time.perf_counter()
+    if eng.dialect.name == "sqlite" and shell is not None:
+        how = "sqlite3 .import"
+        script = "BEGIN;\n" + "".join(
+            f".import --csv --skip 1 '{f}' {table}\n" for f, (table, _h) in tables.items()
+        ) + "COMMIT;\n"
+        subprocess.run([shell, str(eng.url.database)], input=script, text=True, check=True)
+    else:
+        how = "COPY FROM STDIN (csv)" if eng.dialect.name == "postgresql" else "csv.reader + executemany"
+        with eng.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            for f, (table, header) in tables.items():
+                if eng.dialect.name == "postgresql":
+                    sql = f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)"
+                    with f.open("rb") as fh, raw.cursor() as cur, cur.copy(sql) as cp:  # type: ignore[attr-defined]
+                        while block := fh.read(1 << 20):
+                            cp.write(block)
+                else:
+                    sql = f"INSERT INTO {table} VALUES ({', '.join('?' * len(header))})"
+                    with f.open(newline="") as fh:
+                        reader = csv.reader(fh)
+                        next(reader)
+                        cur = raw.cursor()
+                        while chunk := list(itertools.islice(reader, FLOOR_CHUNK)):
+                            cur.executemany(sql, chunk)
+                        cur.close()
+    spent = time.perf_counter() - t
     with eng.begin() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        for start in range(0, rows, FLOOR_CHUNK):
-            data = [
-                (i, f"key-{i:012d}", "2020-01-01", "2020-02-01", "lenalidomide", 10.0, "x", "y")[:width]
-                for i in range(start, min(rows, start + FLOOR_CHUNK))
-            ]
-            t = time.perf_counter()
-            if conn.dialect.name == "postgresql":
-                with raw.cursor() as cur, cur.copy(f"COPY bench_floor ({cols}) FROM STDIN") as cp:  # type: ignore[attr-defined]
-                    for r in data:
-                        cp.write_row(r)
-            else:
-                cur = raw.cursor()
-                cur.executemany(f"INSERT INTO bench_floor VALUES ({', '.join('?' * width)})", data)
-                cur.close()
-            spent += time.perf_counter() - t
-    with eng.begin() as conn:
-        conn.execute(text("DROP TABLE bench_floor"))
+        rows = sum(int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() or 0) for t, _h in tables.values())
+        for table, _h in tables.values():
+            conn.execute(text(f"DROP TABLE {table}"))
     eng.dispose()
-    return rows / spent
+    return rows, spent, how
 
 
 def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, Any]:
@@ -156,11 +180,9 @@ def _run(args: argparse.Namespace, work: Path) -> None:
         write_bundle(bundle, patients=args.patients, seed=42, dirty=True)
     gen_s = time.perf_counter() - t
     n_rows = 0
-    for f in bundle.glob("*.csv"):
-        if f.name.startswith("synth-"):
-            continue
-        with f.open() as fh:
-            n_rows += sum(1 for _ in fh) - 1
+    for f in bundle_files(bundle):
+        with f.open(newline="") as fh:
+            n_rows += sum(1 for _ in csv.reader(fh)) - 1
     made = "reused" if reused else f"generated in {gen_s:.1f} s ({n_rows / gen_s:,.0f} rows/s)"
     print(f"bundle: {args.patients:,} patients, {n_rows:,} rows, {made}", flush=True)
     print(
@@ -172,8 +194,13 @@ def _run(args: argparse.Namespace, work: Path) -> None:
         with bench_database(name, args.pg_url, work) as url:
             if url is None:
                 continue
-            fl = floor(url, n_rows)
-            print(f"{name:<11}floor {fl:,.0f} rows/s; loading...", flush=True)
+            floor_rows, floor_s, how = floor(url, bundle)
+            fl = floor_rows / floor_s
+            print(
+                f"{name:<11}floor: the {floor_rows:,} rows of the CSV files in {floor_s:.1f} s by {how}"
+                f" ({fl:,.0f} rows/s); loading...",
+                flush=True,
+            )
             # a process of its own (not a pool's: daemonic, it could not start derivation workers)
             receive, send = spawn.Pipe(duplex=False)
             child = spawn.Process(target=_child, args=(url, bundle, not args.skip_rederive, send))
@@ -184,7 +211,6 @@ def _run(args: argparse.Namespace, work: Path) -> None:
                 raise r
             load_s = r["timings"].get("load_s", 0.0)
             derive_s = r["timings"].get("derive_s", 0.0)
-            floor_s = n_rows / fl
             print(
                 f"{name:<11}{fl:>14,.0f}{n_rows / load_s:>12,.0f}{load_s / floor_s:>7.1f}x"
                 f"{r['total_s'] / floor_s:>8.1f}x{load_s:>8.1f}{derive_s:>10.1f}{r['total_s']:>9.1f}"

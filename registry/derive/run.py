@@ -303,10 +303,11 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
 
 def _stored_digests(
     conn: Connection, keys: list[str], version: str
-) -> dict[str, tuple[str | None, str | None]]:
+) -> tuple[dict[str, tuple[str | None, str | None]], set[str]]:
     """The digests (of all rows, of each table) of the patients' stored derivations made under
     rules ``version`` (a patient derived under other rules is always written again in full, so
-    its rows record this run)."""
+    its rows record this run), and the patients with a stored derivation under any rules
+    (every derived patient has a summary row; the others have no derived rows to delete)."""
     found = _fetch(
         conn,
         "SELECT ps.patient_key, ps.derivation_digest, ps.table_digests, r.rules_version "
@@ -314,7 +315,7 @@ def _stored_digests(
         "WHERE ps.patient_key {keys}",
         keys,
     )
-    return {k: (digest, tables) for k, digest, tables, v in found if v == version}
+    return {k: (digest, tables) for k, digest, tables, v in found if v == version}, {r[0] for r in found}
 
 
 def _derived_batches(
@@ -370,6 +371,10 @@ class _Changes:
     compared row by row (stored ids, this run's id)."""
 
     replaced: list[PatientRows] = field(default_factory=list)
+    # the replaced patients that have stored rows to delete first (on a first derivation, none:
+    # deleting by patient key from tables growing in the same transaction cost the PostgreSQL
+    # writer a third of its time, for nothing)
+    cleared: list[str] = field(default_factory=list)
     compared: int = 0  # patients whose changed rows are below
     inserts: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {n: [] for n in _COLUMNS})
     updates: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {n: [] for n in _COLUMNS})
@@ -391,7 +396,7 @@ def _changes(
     is replaced in full."""
     inputs = _read_inputs(conn, keys, vocab)
     derived = [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in keys]
-    stored = _stored_digests(conn, keys, version)
+    stored, has_rows = _stored_digests(conn, keys, version)
     changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
     wanted = {
         d.patient_key: _changed_tables(stored[d.patient_key][1], d.table_digests)
@@ -406,6 +411,8 @@ def _changes(
             out.compared += 1
         else:
             out.replaced.append(d)
+            if d.patient_key in has_rows:
+                out.cleared.append(d.patient_key)
     return out
 
 
@@ -524,7 +531,8 @@ def _store(conn: Connection, changes: _Changes, run_id: int, ids: _IdAllocator) 
     """Apply a batch's changes: rows of patients compared row by row deleted (children first),
     updated and inserted; patients replaced in full deleted and written with new ids. Returns
     the rows written per table."""
-    _delete_derived(conn, [d.patient_key for d in changes.replaced])
+    if changes.cleared:
+        _delete_derived(conn, changes.cleared)
     for model in DERIVED_BY_PATIENT:  # children first
         name = model.__tablename__
         delete_rows(conn, name, _PLANS[name].keys, changes.deletes[name])

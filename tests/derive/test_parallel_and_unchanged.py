@@ -180,3 +180,38 @@ def test_only_the_tables_whose_digest_changed_are_read_again() -> None:
     assert derive_run._changed_tables(other, now) == always | {"exposure_sources"}
     assert derive_run._changed_tables(None, now) == set(tables)  # derived before digests per table
     assert derive_run._changed_tables(now[:32], now) == set(tables)
+
+
+def test_only_patients_with_stored_rows_are_deleted_before_writing(
+    engine: Engine, twin: Engine, tmp_path: Path
+) -> None:
+    """A first derivation deletes nothing (nobody has derived rows yet); a derivation under
+    other rules replaces everyone's rows, old ones deleted first, leaving what a registry
+    derived once under those rules holds."""
+    import dataclasses
+
+    from sqlalchemy import event
+
+    from registry.derive.params import DEFAULT_PARAMETERS
+
+    write_bundle(tmp_path / "b", patients=80, seed=24)
+    for eng in (engine, twin):
+        assert run_bundle(eng, tmp_path / "b", KEY, derive=False).status == "succeeded"
+    deletes: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(statement.split()[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        first = derive_pending(engine, workers=1)
+        assert first.patients == 80 and deletes == []
+        other = dataclasses.replace(DEFAULT_PARAMETERS, drug_gap_days=DEFAULT_PARAMETERS.drug_gap_days + 7)
+        again = derive_pending(engine, all_patients=True, params=other, workers=1)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert again.written == 80
+    assert {t.lower() for t in deletes} >= {"exposures", "patient_summaries", "lines_of_therapy"}
+    derive_pending(twin, params=other, workers=1)
+    assert canonical_state(engine) == canonical_state(twin)
