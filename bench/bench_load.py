@@ -99,8 +99,9 @@ def floor(engine_url: str, bundle: Path) -> tuple[int, float, str]:
                         cur.close()
     spent = time.perf_counter() - t
     with eng.begin() as conn:
-        rows = sum(int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() or 0) for t, _h in tables.values())
+        rows = 0
         for table, _h in tables.values():
+            rows += int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar() or 0)
             conn.execute(text(f"DROP TABLE {table}"))
     eng.dispose()
     return rows, spent, how
