@@ -73,9 +73,11 @@ def floor(engine_url: str, bundle: Path) -> tuple[int, float, str]:
     t = time.perf_counter()
     if eng.dialect.name == "sqlite" and shell is not None:
         how = "sqlite3 .import"
-        script = "BEGIN;\n" + "".join(
-            f".import --csv --skip 1 '{f}' {table}\n" for f, (table, _h) in tables.items()
-        ) + "COMMIT;\n"
+        script = (
+            "BEGIN;\n"
+            + "".join(f".import --csv --skip 1 '{f}' {table}\n" for f, (table, _h) in tables.items())
+            + "COMMIT;\n"
+        )
         subprocess.run([shell, str(eng.url.database)], input=script, text=True, check=True)
     else:
         how = "COPY FROM STDIN (csv)" if eng.dialect.name == "postgresql" else "csv.reader + executemany"
