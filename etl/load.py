@@ -96,9 +96,18 @@ def drop_stages(conn: Connection) -> None:
 
 
 def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    frame = df[list(columns)].astype(object)
-    frame = frame.where(frame.notna(), None)
-    return list(frame.itertuples(index=False, name=None))
+    """Rows as tuples of Python values (None for every kind of null), built column by column
+    (a column's values converted at once, then zipped: a third of the time of converting the
+    frame and iterating its rows)."""
+    cols = []
+    for c in columns:
+        values = df[c].to_numpy(dtype=object)
+        nulls = pd.isna(values)
+        if nulls.any():
+            values = values.copy()
+            values[nulls] = None
+        cols.append(values.tolist())
+    return list(zip(*cols, strict=True))
 
 
 def stage_frame(conn: Connection, name: str, frame: pd.DataFrame) -> int:
@@ -122,7 +131,18 @@ def duplicate_rows(conn: Connection, name: str) -> pd.DataFrame:
            OR {pk} IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
         ORDER BY source_row
     """
-    return pd.read_sql_query(text(sql), conn, params={"f": name})
+    if conn.dialect.name != "postgresql":
+        return pd.read_sql_query(text(sql), conn, params={"f": name})
+    # PostgreSQL groups the keys by walking the stage's key index, fetching each row from the
+    # table in key order (a new temporary table has no visibility map, and VACUUM cannot run in
+    # the load's transaction): 4.3 s for 1,500,000 rows, against 1.0 s hashing them from a
+    # sequential scan. Index scans are off for this statement only.
+    for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+        conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+    found = pd.read_sql_query(text(sql), conn, params={"f": name})
+    for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+        conn.exec_driver_sql(f"RESET {setting}")  # (a failed statement rolls them back with the rest)
+    return found
 
 
 def staged_keys_among(conn: Connection, name: str, keys: Sequence[str]) -> set[str]:
