@@ -1,8 +1,11 @@
-"""The settings every SQLite connection of the registry gets."""
+"""The settings every connection of the registry gets, on each engine."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
 
 from registry.db.database import make_engine
 
@@ -22,3 +25,17 @@ def test_every_sqlite_connection_gets_the_registry_settings(tmp_path: Path) -> N
         "cache_size": -131072,  # 128 MiB
         "journal_size_limit": 67108864,  # the log shrinks back to 64 MiB after a large write
     }
+
+
+def test_every_postgresql_connection_compiles_no_query_just_in_time(engine: Engine) -> None:
+    """The cohort query's estimated cost passes PostgreSQL's JIT thresholds, and compiling it
+    cost more than running it: every connection the registry opens has JIT off, also one that
+    was rolled back or reused from the pool."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    for _ in range(2):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+            conn.rollback()
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
