@@ -216,6 +216,13 @@ class Bundle:
             return (self._prefix + member) in self._zip.namelist()
         return (self.path / member).is_file()
 
+    def size(self, member: str) -> int | None:
+        """The member's uncompressed size in bytes (None: not in the bundle)."""
+        if self._zip is not None:
+            info = self._info(member)
+            return info.file_size if info is not None else None
+        return self._file_size(member)
+
     def open(self, member: str) -> IO[bytes]:
         if self._zip is not None:
             return self._zip.open(self._prefix + member)

@@ -6,12 +6,15 @@ exactly as it was (the ledger row, written in its own transactions, says what ha
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import datetime as dt
+import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from etl import load
 from etl.extract import (
     DEFAULT_CHUNK_ROWS,
     Bundle,
+    Chunk,
     FileHeader,
     Manifest,
     RowHashing,
@@ -731,6 +735,87 @@ class _FileReading:
         return bool(pd.Index(used).isin(self.plan.matched()).any())
 
 
+# files at least this large (bytes) are checked by worker processes while this one reads and
+# stages (a file whose valid rows feed the patient facts is always checked here)
+PARALLEL_CHECK_BYTES = 32 << 20
+
+
+@dataclass
+class _Checked:
+    """One chunk checked and mapped: the target rows to stage, the rejected rows as stored, the
+    findings on loaded rows and the drug names the vocabulary did not know."""
+
+    rows: pd.DataFrame
+    rejected: list[RejectedRow]
+    findings: list[dict[str, Any]]
+    unmapped: Counter[str]
+    valid: pd.DataFrame | None = None  # for the file's ``on_valid`` (checked here only)
+
+
+def _check_piece(spec: Any, r: _Reader, frame: pd.DataFrame, hashes: np.ndarray) -> _Checked:
+    """Validate one chunk and map its valid rows to target rows (no database: a worker process
+    can do it)."""
+    pseudo = r.pseudo
+    context = dataclasses.replace(r.context, unmapped=Counter())
+    pkeys = None if spec.is_root else pseudo.series("patient", frame["patient_id"])
+    res = check_chunk(spec, frame, r.cutoff, r.facts, pkeys)
+    rows = to_rows(spec, res.valid, context, r.run_id)
+    rows["row_hash"] = pd.Series(hashes, index=frame.index).loc[rows.index].to_numpy()
+    rejected = [
+        quarantine_row(spec, row_number, res.raw.loc[row_number].to_dict(), reasons, pseudo)
+        for row_number, reasons in res.reasons.items()
+    ]
+    findings = finding_rows(spec, res.findings, rows, pseudo)
+    return _Checked(rows, rejected, findings, context.unmapped, res.valid if spec.on_valid else None)
+
+
+_CHECKER: dict[str, Any] = {}  # what a checking worker inherits from its parent (by fork)
+
+
+def _check_in_worker(task: tuple[pd.DataFrame, np.ndarray]) -> _Checked:
+    return _check_piece(_CHECKER["spec"], _CHECKER["reader"], *task)
+
+
+def _load_workers() -> int:
+    """Worker processes for checking a large file: REGISTRY_LOAD_WORKERS, else the cores."""
+    setting = os.environ.get("REGISTRY_LOAD_WORKERS", "").strip()
+    return int(setting) if setting.isdigit() else (os.cpu_count() or 1)
+
+
+def _checked_pieces(
+    pieces: Iterator[Chunk], spec: Any, r: _Reader, parallel: bool
+) -> Iterator[tuple[Chunk, _Checked]]:
+    """Each chunk with its check, in file order: done here, or (``parallel``) by worker
+    processes forked now (they inherit the facts, the pseudonymiser and the vocabulary) while
+    this process reads the next chunks and stages the checked ones; at most two chunks a
+    worker wait, so memory stays bounded by the chunk size."""
+    workers = _load_workers() if parallel else 1
+    if workers <= 1:
+        for piece in pieces:
+            yield piece, _check_piece(spec, r, piece.frame, _hashes(piece))
+        return
+    _CHECKER.update(spec=spec, reader=r)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            waiting: collections.deque[tuple[Chunk, Any]] = collections.deque()
+            for piece in pieces:
+                task = (piece.frame, _hashes(piece))
+                waiting.append((piece, pool.apply_async(_check_in_worker, (task,))))
+                if len(waiting) >= 2 * workers:
+                    done, result = waiting.popleft()
+                    yield done, result.get()
+            while waiting:
+                done, result = waiting.popleft()
+                yield done, result.get()
+    finally:
+        _CHECKER.clear()
+
+
+def _hashes(piece: Chunk) -> np.ndarray:
+    assert piece.hashes is not None
+    return piece.hashes
+
+
 def _read_file(
     conn: Any,
     bundle: Bundle,
@@ -745,16 +830,15 @@ def _read_file(
     name = spec.name
     file_q: list[RejectedRow] = []
     file_findings: list[dict[str, Any]] = []
-    facts, pseudo = r.facts, r.pseudo
     hashing = RowHashing(
         row_hash_key(r.key, READING_VERSION, name, header.columns), plan.match if plan is not None else None
     )
     skipped_before = plan.count if plan is not None else 0
-    for piece in iter_chunks(bundle, spec, header, r.chunk_rows, hashing):
-        chunk, hashes = piece.frame, piece.hashes
-        assert hashes is not None
-        _fault_point("read")  # the first chunk read, nothing validated yet
-        counts.read += len(chunk) + len(piece.malformed)
+    size = bundle.size(spec.filename) or 0
+    parallel = spec.on_valid is None and size >= PARALLEL_CHECK_BYTES
+    pieces = iter_chunks(bundle, spec, header, r.chunk_rows, hashing)
+    for piece, checked in _checked_pieces(_counted(pieces, counts), spec, r, parallel):
+        _fault_point("validate")  # the first chunk validated, not staged
         for row_number, fields in piece.malformed:
             why = f"{fields} fields, the header has {len(header.columns)}"
             # the row is not stored: its fields cannot be matched to columns, so its
@@ -767,20 +851,16 @@ def _read_file(
                     {"_not_stored": "malformed row"},
                 )
             )
-        pkeys = None if spec.is_root else pseudo.series("patient", chunk["patient_id"])
-        res = check_chunk(spec, chunk, r.cutoff, facts, pkeys)
-        _fault_point("validate")  # the first chunk validated, not staged
-        rows = to_rows(spec, res.valid, r.context, r.run_id)
-        rows["row_hash"] = pd.Series(hashes, index=chunk.index).loc[rows.index].to_numpy()
+        rows = checked.rows
         load.stage_frame(conn, name, rows)
         _fault_point("stage")  # the first chunk staged
-        file_findings += finding_rows(spec, res.findings, rows, pseudo)
-        for row_number, reasons in res.reasons.items():
-            raw = res.raw.loc[row_number].to_dict()
-            file_q.append(quarantine_row(spec, row_number, raw, reasons, pseudo))
+        file_findings += checked.findings
+        file_q += checked.rejected
+        r.context.unmapped.update(checked.unmapped)
         if spec.on_valid is not None:
-            ids = chunk.loc[res.valid.index, "patient_id"].to_numpy()
-            spec.on_valid(facts, res.valid, rows["patient_key"], ids)
+            assert checked.valid is not None
+            ids = piece.frame.loc[checked.valid.index, "patient_id"].to_numpy()
+            spec.on_valid(r.facts, checked.valid, rows["patient_key"], ids)
         if r.progress:
             r.progress(name, counts.read + (plan.count - skipped_before if plan is not None else 0))
     if plan is not None:  # rows skipped unread as unchanged: read and loaded all the same
@@ -788,6 +868,14 @@ def _read_file(
         counts.read += skipped
         counts.unchanged_rows += skipped
     return _FileReading(file_q, file_findings, plan)
+
+
+def _counted(pieces: Iterator[Chunk], counts: FileCounts) -> Iterator[Chunk]:
+    """The chunks of a file as read, counted."""
+    for piece in pieces:
+        _fault_point("read")  # the first chunk read, nothing validated yet
+        counts.read += len(piece.frame) + len(piece.malformed)
+        yield piece
 
 
 def root_causes(rows: list[RejectedRow]) -> list[tuple[str, str | None, int]]:
