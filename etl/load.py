@@ -110,10 +110,15 @@ def _tuples(df: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*cols, strict=True))
 
 
-def stage_frame(conn: Connection, name: str, frame: pd.DataFrame) -> int:
-    """Bulk-copy a chunk of target rows into the file's staging table."""
-    cols = loaded_columns(name)
-    return copy_rows(conn, stage_name(name), cols, _tuples(frame, cols))
+def staged_tuples(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """A chunk of target rows as the tuples ``stage_tuples`` copies (no database: a worker
+    process can build them)."""
+    return _tuples(frame, loaded_columns(name))
+
+
+def stage_tuples(conn: Connection, name: str, rows: list[tuple[Any, ...]]) -> int:
+    """Bulk-copy a chunk of target rows (from ``staged_tuples``) into the file's staging table."""
+    return copy_rows(conn, stage_name(name), loaded_columns(name), rows)
 
 
 def stage_quarantined_keys(conn: Connection, name: str, keys: Iterable[str]) -> None:

@@ -742,14 +742,17 @@ PARALLEL_CHECK_BYTES = 32 << 20
 
 @dataclass
 class _Checked:
-    """One chunk checked and mapped: the target rows to stage, the rejected rows as stored, the
-    findings on loaded rows and the drug names the vocabulary did not know."""
+    """One chunk checked and mapped: the target rows to stage (as tuples), the rejected rows as
+    stored, the findings on loaded rows and the drug names the vocabulary did not know."""
 
-    rows: pd.DataFrame
+    staged: list[tuple[Any, ...]]
     rejected: list[RejectedRow]
     findings: list[dict[str, Any]]
     unmapped: Counter[str]
-    valid: pd.DataFrame | None = None  # for the file's ``on_valid`` (checked here only)
+    # for the file's ``on_valid`` (such a file is checked here only): the valid typed rows and
+    # the target rows' patient keys
+    valid: pd.DataFrame | None = None
+    patient_keys: pd.Series | None = None
 
 
 def _check_piece(spec: Any, r: _Reader, frame: pd.DataFrame, hashes: np.ndarray) -> _Checked:
@@ -766,7 +769,10 @@ def _check_piece(spec: Any, r: _Reader, frame: pd.DataFrame, hashes: np.ndarray)
         for row_number, reasons in res.reasons.items()
     ]
     findings = finding_rows(spec, res.findings, rows, pseudo)
-    return _Checked(rows, rejected, findings, context.unmapped, res.valid if spec.on_valid else None)
+    staged = load.staged_tuples(spec.name, rows)
+    if spec.on_valid is None:
+        return _Checked(staged, rejected, findings, context.unmapped)
+    return _Checked(staged, rejected, findings, context.unmapped, res.valid, rows["patient_key"])
 
 
 _CHECKER: dict[str, Any] = {}  # what a checking worker inherits from its parent (by fork)
@@ -851,16 +857,15 @@ def _read_file(
                     {"_not_stored": "malformed row"},
                 )
             )
-        rows = checked.rows
-        load.stage_frame(conn, name, rows)
+        load.stage_tuples(conn, name, checked.staged)
         _fault_point("stage")  # the first chunk staged
         file_findings += checked.findings
         file_q += checked.rejected
         r.context.unmapped.update(checked.unmapped)
         if spec.on_valid is not None:
-            assert checked.valid is not None
+            assert checked.valid is not None and checked.patient_keys is not None
             ids = piece.frame.loc[checked.valid.index, "patient_id"].to_numpy()
-            spec.on_valid(r.facts, checked.valid, rows["patient_key"], ids)
+            spec.on_valid(r.facts, checked.valid, checked.patient_keys, ids)
         if r.progress:
             r.progress(name, counts.read + (plan.count - skipped_before if plan is not None else 0))
     if plan is not None:  # rows skipped unread as unchanged: read and loaded all the same
