@@ -442,12 +442,57 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
 
 
 @dataclass
-class Chunk:
-    """A chunk of rows of one file, and its malformed records."""
+class _Fields:
+    """A chunk's well-formed records, not yet a frame: records split into fields, then lines
+    without quotes still to split (a worker process checking the chunk splits them)."""
 
-    frame: pd.DataFrame  # well-formed rows, all strings, index = source row number
-    malformed: list[tuple[int, int]]  # (row number, field count) of rows with a wrong count
-    hashes: np.ndarray | None = None  # per row of ``frame``: the keyed hash of its source record
+    records: list[list[str]]
+    lines: list[str]
+    numbers: list[int]
+    columns: list[str]  # the header's
+    wanted: list[str]  # the contract's columns, in order (a missing optional one is empty)
+    padded: bool  # some field may have whitespace at its edge: trim
+
+    def frame(self) -> pd.DataFrame:
+        records = self.records + list(csv.reader(self.lines, strict=True)) if self.lines else self.records
+        frame = (
+            pd.DataFrame(records, columns=self.columns, dtype=object)
+            if records
+            else pd.DataFrame(columns=self.columns, dtype=object)
+        )
+        positions = {c: i for i, c in enumerate(self.columns)}
+        out = pd.DataFrame(index=pd.Index(self.numbers, dtype="int64"))
+        for col in self.wanted:
+            if col in positions:
+                # every line of the chunk was scanned before it was parsed: trimming is needed
+                # only when one of them had whitespace at a field's edge
+                values = frame[col].str.strip() if self.padded else frame[col]
+                out[col] = values.to_numpy() if len(frame) else []
+            else:
+                out[col] = ""
+        return out.astype(object)
+
+
+class Chunk:
+    """A chunk of rows of one file, and its malformed records. Its rows become a frame when
+    ``frame`` is first read (where the chunk is checked: a worker process, for a large file)."""
+
+    def __init__(
+        self, fields: _Fields, malformed: list[tuple[int, int]], hashes: np.ndarray | None = None
+    ) -> None:
+        self._fields: _Fields | None = fields
+        self._frame: pd.DataFrame | None = None
+        self.rows = len(fields.numbers)  # well-formed rows
+        self.malformed = malformed  # (row number, field count) of rows with a wrong count
+        self.hashes = hashes  # per well-formed row: the keyed hash of its source record
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The well-formed rows, all strings, index = source row number."""
+        if self._frame is None:
+            assert self._fields is not None
+            self._frame, self._fields = self._fields.frame(), None
+        return self._frame
 
 
 @dataclass
@@ -471,20 +516,26 @@ def line_hashes(texts: list[str], key: str) -> np.ndarray:
 
 
 class _Pending:
-    """Records waiting to become a chunk: fields, row numbers, hashes (None: from the fields)."""
+    """Records waiting to become a chunk: fields (records after a quote) or lines without
+    quotes (split later), row numbers, hashes (None: from the fields)."""
 
     def __init__(self) -> None:
         self.records: list[list[str]] = []
+        self.lines: list[str] = []
         self.numbers: list[int] = []
         self.hashes: list[int | None] = []
         self.malformed: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
-        return len(self.records) + len(self.malformed)
+        return len(self.numbers) + len(self.malformed)
 
     def add(
         self, recs: list[list[str]], numbers: Iterable[int], hashes: Iterable[int | None], width: int
     ) -> None:
+        """Records split into fields (read after a quote)."""
+        if self.lines:  # records come after every line: keep the order
+            self.records += csv.reader(self.lines, strict=True)
+            self.lines = []
         nums, hs = list(numbers), list(hashes)
         if all(n == width for n in map(len, recs)):
             self.records += recs
@@ -499,32 +550,42 @@ class _Pending:
                 self.numbers.append(n)
                 self.hashes.append(h)
 
-    def chunk(self, header: FileHeader, wanted: list[str], padded: bool, key: str | None) -> Chunk:
-        records = self.records
-        frame = (
-            pd.DataFrame(records, columns=header.columns, dtype=object)
-            if records
-            else pd.DataFrame(columns=header.columns, dtype=object)
-        )
-        positions = {c: i for i, c in enumerate(header.columns)}
-        out = pd.DataFrame(index=pd.Index(self.numbers, dtype="int64"))
-        for col in wanted:
-            if col in positions:
-                # every line of the chunk was scanned before it was parsed: trimming is needed
-                # only when one of them had whitespace at a field's edge
-                values = frame[col].str.strip() if padded else frame[col]
-                out[col] = values.to_numpy() if len(frame) else []
+    def add_lines(self, lines: list[str], numbers: list[int], hashes: list[int | None], width: int) -> None:
+        """Lines without a quote (one record each, fields counted by their commas; split into
+        fields when the chunk's frame is made)."""
+        if lines and max(map(len, lines)) > csv.field_size_limit():
+            # a field may pass the csv module's limit: split now, so that the error is raised
+            # while reading, with its row number
+            self.add(list(csv.reader(lines, strict=True)), numbers, hashes, width)
+            return
+        if all(line.count(",") == width - 1 for line in lines):
+            self.lines += lines
+            self.numbers += numbers
+            self.hashes += hashes
+            return
+        for line, n, h in zip(lines, numbers, hashes, strict=True):
+            fields = line.count(",") + 1
+            if fields != width:
+                self.malformed.append((n, fields))
             else:
-                out[col] = ""
+                self.lines.append(line)
+                self.numbers.append(n)
+                self.hashes.append(h)
+
+    def chunk(self, header: FileHeader, wanted: list[str], padded: bool, key: str | None) -> Chunk:
         hashes = None
         if key is not None:
             missing = [i for i, h in enumerate(self.hashes) if h is None]
             if missing:  # records after a quote: hashed from their fields
-                joined = line_hashes(["\x1f".join(records[i]) for i in missing], key)
+                # (a chunk holding such records holds every row as fields: lines read before
+                # them were split when they came)
+                assert len(self.records) == len(self.numbers) and not self.lines
+                joined = line_hashes(["\x1f".join(self.records[i]) for i in missing], key)
                 for i, h in zip(missing, joined.tolist(), strict=True):
                     self.hashes[i] = h
             hashes = np.array(self.hashes, dtype=np.int64)
-        result = Chunk(out.astype(object), self.malformed, hashes)
+        fields = _Fields(self.records, self.lines, self.numbers, header.columns, wanted, padded)
+        result = Chunk(fields, self.malformed, hashes)
         self.__init__()  # type: ignore[misc]
         return result
 
@@ -597,7 +658,7 @@ def iter_chunks(
                             hashes = h[keep].tolist()
                     if part and not padded[0] and _may_need_trimming("".join(part)):
                         padded[0] = True
-                    pending.add(list(csv.reader(part, strict=True)), numbers, hashes, width)
+                    pending.add_lines(part, list(numbers), list(hashes), width)
                     if len(pending) >= chunk_rows:
                         yield pending.chunk(header, wanted, padded[0], key)
             if len(pending):

@@ -755,9 +755,11 @@ class _Checked:
     patient_keys: pd.Series | None = None
 
 
-def _check_piece(spec: Any, r: _Reader, frame: pd.DataFrame, hashes: np.ndarray) -> _Checked:
+def _check_piece(spec: Any, r: _Reader, piece: Chunk) -> _Checked:
     """Validate one chunk and map its valid rows to target rows (no database: a worker process
-    can do it)."""
+    can do it, splitting the chunk's lines into fields too)."""
+    frame, hashes = piece.frame, piece.hashes
+    assert hashes is not None
     pseudo = r.pseudo
     context = dataclasses.replace(r.context, unmapped=Counter())
     pkeys = None if spec.is_root else pseudo.series("patient", frame["patient_id"])
@@ -778,8 +780,8 @@ def _check_piece(spec: Any, r: _Reader, frame: pd.DataFrame, hashes: np.ndarray)
 _CHECKER: dict[str, Any] = {}  # what a checking worker inherits from its parent (by fork)
 
 
-def _check_in_worker(task: tuple[pd.DataFrame, np.ndarray]) -> _Checked:
-    return _check_piece(_CHECKER["spec"], _CHECKER["reader"], *task)
+def _check_in_worker(piece: Chunk) -> _Checked:
+    return _check_piece(_CHECKER["spec"], _CHECKER["reader"], piece)
 
 
 def _load_workers() -> int:
@@ -798,15 +800,15 @@ def _checked_pieces(
     workers = _load_workers() if parallel else 1
     if workers <= 1:
         for piece in pieces:
-            yield piece, _check_piece(spec, r, piece.frame, _hashes(piece))
+            yield piece, _check_piece(spec, r, piece)
         return
     _CHECKER.update(spec=spec, reader=r)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             waiting: collections.deque[tuple[Chunk, Any]] = collections.deque()
             for piece in pieces:
-                task = (piece.frame, _hashes(piece))
-                waiting.append((piece, pool.apply_async(_check_in_worker, (task,))))
+                # the chunk travels as its lines: the worker splits them into fields
+                waiting.append((piece, pool.apply_async(_check_in_worker, (piece,))))
                 if len(waiting) >= 2 * workers:
                     done, result = waiting.popleft()
                     yield done, result.get()
@@ -815,11 +817,6 @@ def _checked_pieces(
                 yield done, result.get()
     finally:
         _CHECKER.clear()
-
-
-def _hashes(piece: Chunk) -> np.ndarray:
-    assert piece.hashes is not None
-    return piece.hashes
 
 
 def _read_file(
@@ -879,7 +876,7 @@ def _counted(pieces: Iterator[Chunk], counts: FileCounts) -> Iterator[Chunk]:
     """The chunks of a file as read, counted."""
     for piece in pieces:
         _fault_point("read")  # the first chunk read, nothing validated yet
-        counts.read += len(piece.frame) + len(piece.malformed)
+        counts.read += piece.rows + len(piece.malformed)
         yield piece
 
 

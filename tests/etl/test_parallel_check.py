@@ -48,6 +48,8 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
     fields, rows = read_csv(bundle / "treatments.csv")
     rows[5]["drug"] = "Unheard-of-mab"  # an unmapped name, counted from a worker
     rows[40]["start_date"] = "2020-02-30"  # rejected in a chunk a worker checks
+    # a quoted field part-way through a chunk: from there on records are split while reading
+    rows[250]["drug"] = "Dexamethasone, oral"
     write_csv(bundle / "treatments.csv", fields, rows)
     with (bundle / "treatments.csv").open("a") as fh:
         fh.write("RX-EXTRA,SYN0000001,too,few\n")  # malformed: quarantined in file order
