@@ -556,6 +556,8 @@ def _load(
                 if dirty:  # a file sent unchanged must still be checked against those patients
                     unchanged -= set(_LEAF_FILES)
 
+        for stage in LOAD_STAGES:
+            summary.timings[f"{stage}_s"] = round(reader.seconds[stage], 3)
         t = time.perf_counter()
         for name in FILE_ORDER:
             staged = conn.execute(text(f"SELECT COUNT(*) FROM {load.stage_name(name)}")).scalar()
@@ -716,6 +718,9 @@ class _Reader:
     run_id: int
     chunk_rows: int
     progress: Progress | None
+    # seconds of the load's stages over every file (with checking workers, their stages are
+    # summed over the workers and overlap the reading and staging done here)
+    seconds: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -735,6 +740,9 @@ class _FileReading:
         return bool(pd.Index(used).isin(self.plan.matched()).any())
 
 
+# the stages of reading the files, timed over all of them (``RunSummary.timings``: ``<stage>_s``)
+LOAD_STAGES = ("read", "validate", "pseudonymise", "map", "stage")
+
 # files at least this large (bytes) are checked by worker processes while this one reads and
 # stages (a file whose valid rows feed the patient facts is always checked here)
 PARALLEL_CHECK_BYTES = 32 << 20
@@ -753,17 +761,23 @@ class _Checked:
     # the target rows' patient keys
     valid: pd.DataFrame | None = None
     patient_keys: pd.Series | None = None
+    # seconds by stage: splitting lines (read), validate, pseudonymise, map (to target rows,
+    # rejected rows and findings), stage (the tuples)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _check_piece(spec: Any, r: _Reader, piece: Chunk) -> _Checked:
     """Validate one chunk and map its valid rows to target rows (no database: a worker process
     can do it, splitting the chunk's lines into fields too)."""
+    pseudo = r.pseudo
+    t0, p0 = time.perf_counter(), pseudo.seconds
     frame, hashes = piece.frame, piece.hashes
     assert hashes is not None
-    pseudo = r.pseudo
+    t1 = time.perf_counter()
     context = dataclasses.replace(r.context, unmapped=Counter())
     pkeys = None if spec.is_root else pseudo.series("patient", frame["patient_id"])
     res = check_chunk(spec, frame, r.cutoff, r.facts, pkeys)
+    t2, p2 = time.perf_counter(), pseudo.seconds
     rows = to_rows(spec, res.valid, context, r.run_id)
     rows["row_hash"] = pd.Series(hashes, index=frame.index).loc[rows.index].to_numpy()
     rejected = [
@@ -771,10 +785,18 @@ def _check_piece(spec: Any, r: _Reader, piece: Chunk) -> _Checked:
         for row_number, reasons in res.reasons.items()
     ]
     findings = finding_rows(spec, res.findings, rows, pseudo)
+    t3, p3 = time.perf_counter(), pseudo.seconds
     staged = load.staged_tuples(spec.name, rows)
+    seconds = {
+        "read": t1 - t0,
+        "validate": (t2 - t1) - (p2 - p0),
+        "pseudonymise": p3 - p0,
+        "map": (t3 - t2) - (p3 - p2),
+        "stage": time.perf_counter() - t3,
+    }
     if spec.on_valid is None:
-        return _Checked(staged, rejected, findings, context.unmapped)
-    return _Checked(staged, rejected, findings, context.unmapped, res.valid, rows["patient_key"])
+        return _Checked(staged, rejected, findings, context.unmapped, seconds=seconds)
+    return _Checked(staged, rejected, findings, context.unmapped, res.valid, rows["patient_key"], seconds)
 
 
 _CHECKER: dict[str, Any] = {}  # what a checking worker inherits from its parent (by fork)
@@ -840,8 +862,9 @@ def _read_file(
     size = bundle.size(spec.filename) or 0
     parallel = spec.on_valid is None and size >= PARALLEL_CHECK_BYTES
     pieces = iter_chunks(bundle, spec, header, r.chunk_rows, hashing)
-    for piece, checked in _checked_pieces(_counted(pieces, counts), spec, r, parallel):
+    for piece, checked in _checked_pieces(_counted(pieces, counts, r.seconds), spec, r, parallel):
         _fault_point("validate")  # the first chunk validated, not staged
+        r.seconds.update(checked.seconds)
         for row_number, fields in piece.malformed:
             why = f"{fields} fields, the header has {len(header.columns)}"
             # the row is not stored: its fields cannot be matched to columns, so its
@@ -854,7 +877,9 @@ def _read_file(
                     {"_not_stored": "malformed row"},
                 )
             )
+        t = time.perf_counter()
         load.stage_tuples(conn, name, checked.staged)
+        r.seconds["stage"] += time.perf_counter() - t
         _fault_point("stage")  # the first chunk staged
         file_findings += checked.findings
         file_q += checked.rejected
@@ -872,9 +897,14 @@ def _read_file(
     return _FileReading(file_q, file_findings, plan)
 
 
-def _counted(pieces: Iterator[Chunk], counts: FileCounts) -> Iterator[Chunk]:
-    """The chunks of a file as read, counted."""
-    for piece in pieces:
+def _counted(pieces: Iterator[Chunk], counts: FileCounts, seconds: Counter[str]) -> Iterator[Chunk]:
+    """The chunks of a file as read, counted, the reading timed."""
+    while True:
+        t = time.perf_counter()
+        piece = next(pieces, None)
+        seconds["read"] += time.perf_counter() - t
+        if piece is None:
+            return
         _fault_point("read")  # the first chunk read, nothing validated yet
         counts.read += piece.rows + len(piece.malformed)
         yield piece

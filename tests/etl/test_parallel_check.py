@@ -91,3 +91,16 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
     assert par.unmapped_drugs == one.unmapped_drugs and any("unheard" in k for k in par.unmapped_drugs)
     assert state(engine) == state(twin)
     assert _ordered(engine) == _ordered(twin)
+
+
+def test_the_load_reports_its_stages_without_counting_any_twice(engine: Engine, tmp_path: Path) -> None:
+    """The run's timings name each stage of reading the files (read, validate, pseudonymise,
+    map, stage) besides the merge and the derivation; in one process they are disjoint parts
+    of the load, so they add up to no more than it (pseudonyms made while validating are the
+    pseudonymise stage's, not the validate stage's)."""
+    write_bundle(tmp_path / "b", patients=150, seed=32)
+    s = run_bundle(engine, tmp_path / "b", KEY, chunk_rows=200)
+    stages = {k: s.timings[f"{k}_s"] for k in pipeline.LOAD_STAGES}
+    assert all(v > 0 for v in stages.values()), stages
+    assert sum(stages.values()) + s.timings["merge_s"] <= s.timings["load_s"], (stages, s.timings)
+    assert s.timings["derive_s"] > 0
