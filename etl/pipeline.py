@@ -720,7 +720,9 @@ class _Reader:
     progress: Progress | None
     # seconds of the load's stages over every file (with checking workers, their stages are
     # summed over the workers and overlap the reading and staging done here)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: collections.defaultdict[str, float] = field(
+        default_factory=lambda: collections.defaultdict(float)
+    )
 
 
 @dataclass
@@ -864,7 +866,8 @@ def _read_file(
     pieces = iter_chunks(bundle, spec, header, r.chunk_rows, hashing)
     for piece, checked in _checked_pieces(_counted(pieces, counts, r.seconds), spec, r, parallel):
         _fault_point("validate")  # the first chunk validated, not staged
-        r.seconds.update(checked.seconds)
+        for stage, spent in checked.seconds.items():
+            r.seconds[stage] += spent
         for row_number, fields in piece.malformed:
             why = f"{fields} fields, the header has {len(header.columns)}"
             # the row is not stored: its fields cannot be matched to columns, so its
@@ -897,7 +900,7 @@ def _read_file(
     return _FileReading(file_q, file_findings, plan)
 
 
-def _counted(pieces: Iterator[Chunk], counts: FileCounts, seconds: Counter[str]) -> Iterator[Chunk]:
+def _counted(pieces: Iterator[Chunk], counts: FileCounts, seconds: dict[str, float]) -> Iterator[Chunk]:
     """The chunks of a file as read, counted, the reading timed."""
     while True:
         t = time.perf_counter()
