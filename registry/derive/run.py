@@ -15,6 +15,7 @@ its own patients, which no other batch touches) while the writer writes.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import multiprocessing
@@ -335,14 +336,24 @@ def _derived_batches(
         for batch in _batches(keys, BATCH):
             yield batch, _changes(conn, batch, vocab, params, version, run_id)
         return
-    batches = list(_batches(keys, PARALLEL_BATCH))
-    tasks = [(b, params, version, run_id) for b in batches]
     _WORKER["parent"] = conn.engine
     url = conn.engine.url.render_as_string(hide_password=False)
     with multiprocessing.get_context("fork").Pool(
         workers, initializer=_worker_start, initargs=(url,)
     ) as pool:
-        yield from zip(batches, pool.imap(_worker_derive, tasks), strict=True)
+        # at most two batches a worker in flight: results the writer has not taken yet wait in
+        # memory (with ``imap`` they piled up whenever the workers outran the writer: 1.75 GiB
+        # in the writer near the end of a 1,000,000-patient derivation)
+        waiting: collections.deque[tuple[list[str], Any]] = collections.deque()
+        for batch in _batches(keys, PARALLEL_BATCH):
+            task = (batch, params, version, run_id)
+            waiting.append((batch, pool.apply_async(_worker_derive, (task,))))
+            if len(waiting) >= 2 * workers:
+                done, result = waiting.popleft()
+                yield done, result.get()
+        while waiting:
+            done, result = waiting.popleft()
+            yield done, result.get()
 
 
 _WORKER: dict[str, Any] = {}

@@ -215,3 +215,40 @@ def test_only_patients_with_stored_rows_are_deleted_before_writing(
     assert {t.lower() for t in deletes} >= {"exposures", "patient_summaries", "lines_of_therapy"}
     derive_pending(twin, params=other, workers=1)
     assert canonical_state(engine) == canonical_state(twin)
+
+
+def test_the_writer_keeps_at_most_two_batches_a_worker_in_flight(
+    engine: Engine, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Batches are handed to the workers as the writer takes results, not all at once: results
+    the writer has not stored yet wait in its memory (1.75 GiB near the end of a
+    1,000,000-patient derivation when they could pile up)."""
+    import multiprocessing.pool
+
+    from registry.db.vocabulary import vocabulary_map
+    from registry.derive.params import DEFAULT_PARAMETERS
+
+    monkeypatch.setattr(derive_run, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(derive_run, "PARALLEL_BATCH", 5)
+    write_bundle(tmp_path / "b", patients=60, seed=25)
+    assert run_bundle(engine, tmp_path / "b", KEY, derive=False).status == "succeeded"
+    handed: list[int] = []
+    apply_async = multiprocessing.pool.Pool.apply_async
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        handed.append(1)
+        return apply_async(self, *args, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.pool.Pool, "apply_async", counted)
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(text("SELECT patient_key FROM patients ORDER BY patient_key"))]
+        version = DEFAULT_PARAMETERS.rules_version("test")
+        batches = derive_run._derived_batches(
+            conn, keys, vocabulary_map(conn), DEFAULT_PARAMETERS, version, 1, workers=2
+        )
+        taken = []
+        for batch, _changes in batches:
+            taken.append(batch)
+            assert len(handed) - len(taken) < 2 * 2 + 1  # in flight after this one was taken
+    assert len(taken) == 12 and len(handed) == 12
+    assert [k for b in taken for k in b] == keys
