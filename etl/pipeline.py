@@ -41,6 +41,7 @@ from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem, RegistryError
+from registry.core.parallel import in_order
 from registry.db.bulk import refresh_statistics
 from registry.db.database import require_current_schema, writer_lock
 from registry.db.keyprint import check_key, remember_key
@@ -829,16 +830,8 @@ def _checked_pieces(
     _CHECKER.update(spec=spec, reader=r)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            waiting: collections.deque[tuple[Chunk, Any]] = collections.deque()
-            for piece in pieces:
-                # the chunk travels as its lines: the worker splits them into fields
-                waiting.append((piece, pool.apply_async(_check_in_worker, (piece,))))
-                if len(waiting) >= 2 * workers:
-                    done, result = waiting.popleft()
-                    yield done, result.get()
-            while waiting:
-                done, result = waiting.popleft()
-                yield done, result.get()
+            # the chunk travels as its lines: the worker splits them into fields
+            yield from in_order(pool, _check_in_worker, pieces, lambda piece: piece, 2 * workers)
     finally:
         _CHECKER.clear()
 

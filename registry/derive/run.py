@@ -15,7 +15,6 @@ its own patients, which no other batch touches) while the writer writes.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import multiprocessing
@@ -28,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
+from registry.core.parallel import in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
 from registry.db.database import make_engine, writer_lock
 from registry.db.models import (
@@ -344,16 +344,13 @@ def _derived_batches(
         # at most two batches a worker in flight: results the writer has not taken yet wait in
         # memory (with ``imap`` they piled up whenever the workers outran the writer: 1.75 GiB
         # in the writer near the end of a 1,000,000-patient derivation)
-        waiting: collections.deque[tuple[list[str], Any]] = collections.deque()
-        for batch in _batches(keys, PARALLEL_BATCH):
-            task = (batch, params, version, run_id)
-            waiting.append((batch, pool.apply_async(_worker_derive, (task,))))
-            if len(waiting) >= 2 * workers:
-                done, result = waiting.popleft()
-                yield done, result.get()
-        while waiting:
-            done, result = waiting.popleft()
-            yield done, result.get()
+        yield from in_order(
+            pool,
+            _worker_derive,
+            _batches(keys, PARALLEL_BATCH),
+            lambda batch: (batch, params, version, run_id),
+            2 * workers,
+        )
 
 
 _WORKER: dict[str, Any] = {}
