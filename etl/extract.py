@@ -536,19 +536,7 @@ class _Pending:
         if self.lines:  # records come after every line: keep the order
             self.records += csv.reader(self.lines, strict=True)
             self.lines = []
-        nums, hs = list(numbers), list(hashes)
-        if all(n == width for n in map(len, recs)):
-            self.records += recs
-            self.numbers += nums
-            self.hashes += hs
-            return
-        for rec, n, h in zip(recs, nums, hs, strict=True):
-            if len(rec) != width:
-                self.malformed.append((n, len(rec)))
-            else:
-                self.records.append(rec)
-                self.numbers.append(n)
-                self.hashes.append(h)
+        self._keep(recs, [len(rec) for rec in recs], list(numbers), list(hashes), width, self.records)
 
     def add_lines(self, lines: list[str], numbers: list[int], hashes: list[int | None], width: int) -> None:
         """Lines without a quote (one record each, fields counted by their commas; split into
@@ -558,18 +546,30 @@ class _Pending:
             # while reading, with its row number
             self.add(list(csv.reader(lines, strict=True)), numbers, hashes, width)
             return
-        if all(line.count(",") == width - 1 for line in lines):
-            self.lines += lines
+        self._keep(lines, [line.count(",") + 1 for line in lines], numbers, hashes, width, self.lines)
+
+    def _keep(
+        self,
+        items: list[Any],
+        fields: list[int],
+        numbers: list[int],
+        hashes: list[int | None],
+        width: int,
+        into: list[Any],
+    ) -> None:
+        """Keep the items (records or lines) with ``width`` fields, in ``into``; the others are
+        malformed (row number and field count)."""
+        if all(n == width for n in fields):
+            into += items
             self.numbers += numbers
             self.hashes += hashes
             return
-        for line, n, h in zip(lines, numbers, hashes, strict=True):
-            fields = line.count(",") + 1
-            if fields != width:
-                self.malformed.append((n, fields))
+        for item, n, row, h in zip(items, fields, numbers, hashes, strict=True):
+            if n != width:
+                self.malformed.append((row, n))
             else:
-                self.lines.append(line)
-                self.numbers.append(n)
+                into.append(item)
+                self.numbers.append(row)
                 self.hashes.append(h)
 
     def chunk(self, header: FileHeader, wanted: list[str], padded: bool, key: str | None) -> Chunk:

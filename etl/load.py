@@ -126,6 +126,9 @@ def stage_quarantined_keys(conn: Connection, name: str, keys: Iterable[str]) -> 
     copy_rows(conn, "stage_quarantined_keys", ["file", "key"], [(name, k) for k in keys])
 
 
+_INDEX_SCANS = ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan")  # PostgreSQL settings
+
+
 def duplicate_rows(conn: Connection, name: str) -> pd.DataFrame:
     """Staged rows whose key occurs more than once in the file (valid or quarantined rows)."""
     pk = TARGETS[name][1]
@@ -142,10 +145,10 @@ def duplicate_rows(conn: Connection, name: str) -> pd.DataFrame:
     # table in key order (a new temporary table has no visibility map, and VACUUM cannot run in
     # the load's transaction): 4.3 s for 1,500,000 rows, against 1.0 s hashing them from a
     # sequential scan. Index scans are off for this statement only.
-    for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+    for setting in _INDEX_SCANS:
         conn.exec_driver_sql(f"SET LOCAL {setting} = off")
     found = pd.read_sql_query(text(sql), conn, params={"f": name})
-    for setting in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+    for setting in _INDEX_SCANS:
         conn.exec_driver_sql(f"RESET {setting}")  # (a failed statement rolls them back with the rest)
     return found
 
