@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from etl.contract import FORMAT, FORMAT_VERSION, looks_like_identifier
 from etl.specs import SPECS, FileSpec
@@ -454,23 +456,59 @@ class _Fields:
     padded: bool  # some field may have whitespace at its edge: trim
 
     def frame(self) -> pd.DataFrame:
+        """The rows as strings, index = row number. Lines without quotes (nearly every chunk)
+        are split by Arrow's CSV reader into Arrow string columns; records read after a quote
+        are already fields (object columns)."""
+        if self.lines and not self.records:
+            columns = _arrow_columns(self.lines, len(self.columns))
+            if columns is not None:
+                return self._frame(lambda i: columns[i], pd.StringDtype("pyarrow"))
         records = self.records + list(csv.reader(self.lines, strict=True)) if self.lines else self.records
-        frame = (
-            pd.DataFrame(records, columns=self.columns, dtype=object)
-            if records
-            else pd.DataFrame(columns=self.columns, dtype=object)
-        )
-        positions = {c: i for i, c in enumerate(self.columns)}
+        return self._frame(lambda i: [rec[i] for rec in records], object)
+
+    def _frame(self, column: Callable[[int], Any], dtype: Any) -> pd.DataFrame:
+        positions = {c: i for i, c in enumerate(self.columns)}  # (a repeated name: its last place)
         out = pd.DataFrame(index=pd.Index(self.numbers, dtype="int64"))
         for col in self.wanted:
-            if col in positions:
+            if col not in positions:
+                out[col] = pd.array([""] * len(out), dtype=dtype)
+                continue
+            values = pd.array(column(positions[col]), dtype=dtype)
+            if self.padded:
                 # every line of the chunk was scanned before it was parsed: trimming is needed
-                # only when one of them had whitespace at a field's edge
-                values = frame[col].str.strip() if self.padded else frame[col]
-                out[col] = values.to_numpy() if len(frame) else []
-            else:
-                out[col] = ""
-        return out.astype(object)
+                # only when one of them had whitespace at a field's edge (Python's idea of
+                # whitespace, on either path)
+                stripped = [v.strip() for v in values.to_numpy(dtype=object)]
+                values = pd.array(stripped, dtype=dtype)
+            out[col] = values
+        return out
+
+
+def _arrow_columns(lines: list[str], width: int) -> list[pa.Array] | None:
+    """Quote-free lines (each with ``width`` fields, every one but the last ending in a line
+    break) split into ``width`` Arrow string columns; None if Arrow finds another number of rows
+    (then the csv module splits them)."""
+    data = "".join(lines).encode()
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(
+                column_names=[f"f{i}" for i in range(width)],
+                use_threads=False,
+                block_size=max(len(data) + 1, 1 << 20),  # one block: a line never straddles two
+            ),
+            parse_options=pacsv.ParseOptions(quote_char=False, double_quote=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(width)},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != len(lines):
+        return None
+    return [table.column(i).combine_chunks() for i in range(width)]
 
 
 class Chunk:

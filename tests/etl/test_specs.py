@@ -4,15 +4,20 @@ optional file may be left out of a bundle without retiring anything of it."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from etl import load, pipeline
 from etl.pipeline import run_bundle
 from etl.specs import SPECS
+from etl.specs.base import iso
 from registry.db.models import DiseaseEvent
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -56,3 +61,12 @@ def test_an_optional_file_may_be_absent_and_retires_nothing(
         ).scalar()
     assert current == 3  # still current: leaving an optional file out is not deleting its rows
     assert pipeline.SPECS["disease_events"].optional  # the pipeline read the same registry of specs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2262, 4, 10))), max_size=30))
+def test_dates_are_stored_as_iso_text_and_nulls_as_none(days: list[dt.date | None]) -> None:
+    column = pd.Series(pd.to_datetime(days), index=range(5, 5 + len(days)))
+    out = iso(column)
+    assert out.tolist() == [None if d is None else d.isoformat() for d in days]
+    assert list(out.index) == list(column.index) and out.dtype == object
