@@ -12,6 +12,7 @@ row reasons itself — Pandera then validates typed columns only, which keeps it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandera.pandas as pa
 
@@ -139,7 +140,9 @@ def looks_like_identifier(column: str) -> bool:
 # They validate the typed frame the pre-parser produces (dates parsed, numbers coerced, codes
 # mapped through their synonyms). Every check is named with its rule code; nullability is the
 # ``required`` check, so that too reports under the rule's own name.
-_DTYPES = {"date": "datetime64[ns]", "number": "float64"}
+# Ids and text are strings of either kind (Arrow strings from the quote-free reader, objects
+# from the csv module): their dtype is not checked (the pre-parser made them), codes are objects.
+_DTYPES: dict[str, Any] = {"date": "datetime64[ns]", "number": "float64", "id": None, "text": None}
 
 
 def _checks(col: Column) -> list[pa.Check]:

@@ -107,7 +107,10 @@ def parse_typed(contract: FileSpec, chunk: pd.DataFrame, log: ReasonLog) -> pd.D
             # unknown codes stay as written so Pandera's isin check reports them
             typed[col.name] = mapped.where(mapped.notna(), raw.where(~empty)).astype(object)
         else:
-            typed[col.name] = raw.where(~empty).astype(object)
+            # ids and text keep the column's strings: Arrow strings (a chunk of quote-free
+            # lines) check nulls and lengths by kernels; the csv module's path gives objects
+            kept = raw.where(~empty)
+            typed[col.name] = kept if isinstance(kept.dtype, pd.StringDtype) else kept.astype(object)
     return typed
 
 
