@@ -133,11 +133,14 @@ def duplicate_rows(conn: Connection, name: str) -> pd.DataFrame:
     """Staged rows whose key occurs more than once in the file (valid or quarantined rows)."""
     pk = TARGETS[name][1]
     st = stage_name(name)
+    # one join with the few keys in question (a key that is not unique, or that a quarantined
+    # row has too): PostgreSQL ran "IN (... HAVING COUNT(*) > 1) OR IN (...)" as a subquery
+    # per row when the grouping did not fit in work_mem (2.8 s for 527,000 rows, 0.6 s so)
     sql = f"""
-        SELECT * FROM {st}
-        WHERE {pk} IN (SELECT {pk} FROM {st} GROUP BY {pk} HAVING COUNT(*) > 1)
-           OR {pk} IN (SELECT key FROM stage_quarantined_keys WHERE file = :f)
-        ORDER BY source_row
+        SELECT s.* FROM {st} s
+        JOIN (SELECT {pk} AS k FROM {st} GROUP BY {pk} HAVING COUNT(*) > 1
+              UNION SELECT key FROM stage_quarantined_keys WHERE file = :f) d ON d.k = s.{pk}
+        ORDER BY s.source_row
     """
     if conn.dialect.name != "postgresql":
         return pd.read_sql_query(text(sql), conn, params={"f": name})
@@ -207,7 +210,10 @@ def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
     """Flag for derivation the patients of the file's records this run logged as changed."""
     conn.execute(
         text(
-            "UPDATE patients SET needs_derivation = TRUE WHERE patient_key IN "
+            # (already flagged ones are left alone: on a first load the patients file flagged
+            # every patient, and rewriting them once a file cost 0.7 s at 20,000 patients on
+            # PostgreSQL, where each update writes a new row version and its index entries)
+            "UPDATE patients SET needs_derivation = TRUE WHERE needs_derivation = FALSE AND patient_key IN "
             "(SELECT patient_key FROM record_changes WHERE run_id = :run AND file = :f)"
         ),
         {"run": run_id, "f": name},
