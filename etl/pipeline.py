@@ -603,8 +603,8 @@ def _load(
         remember_key(conn, key, run_id)
         for name in FILE_ORDER:
             # the change log (which flags the changed records' patients), then the upsert
-            summary.files[name].changed = load.log_changes(conn, name, run_id)
-            load.merge(conn, name)
+            logged = summary.files[name].changed = load.log_changes(conn, name, run_id)
+            load.merge(conn, name, only_new=load.only_added(conn, name, run_id, logged))
         _fault_point("merge")
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):

@@ -30,6 +30,7 @@ from registry.db.bulk import refresh_statistics
 from registry.db.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.test_unchanged_rows import edit_rows, next_night, state
 
 KEY = TEST_KEY.encode()
 
@@ -651,3 +652,54 @@ def test_duplicate_keys_are_found_by_hashing_the_stage_and_the_planner_is_left_a
             dups = load.duplicate_rows(conn, "treatments")
     assert dups["source_row"].tolist() == [2, 3, 4, 2002, 2003, 2004, 4502]
     assert dups["treatment_key"].tolist() == ["k0", "k1", "k2", "k0", "k1", "k2", "k4500"]
+
+
+def test_a_plain_insert_only_when_every_staged_row_is_new(
+    engine: Engine, twin: Engine, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A file whose staged rows are all new records (a first load; a night that only adds) is
+    merged by a plain insert; a night that changes a record upserts. The registry ends as one
+    that always upserts, and a plain insert never overwrites a record that exists."""
+    decided: dict[str, bool] = {}
+    real = load.only_added
+
+    def spy(conn, name, run_id, logged):  # type: ignore[no-untyped-def]
+        decided[name] = real(conn, name, run_id, logged)
+        return decided[name] if conn.engine is engine else False  # the twin always upserts
+
+    monkeypatch.setattr(load, "only_added", spy)
+    night1 = tmp_path / "n1"
+    synth_bundle(night1, patients=60, seed=12)
+    for eng in (engine, twin):
+        run_bundle(eng, night1, KEY)
+    assert decided == {name: True for name in load.TARGETS}
+    assert state(engine) == state(twin)
+
+    def changes(d: Path) -> None:
+        def treatments(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+            rows[0]["drug"] = "Bortezomib" if rows[0]["drug"] != "Bortezomib" else "Lenalidomide"
+            return [*rows, dict(rows[1], treatment_id="RX-NEW-1")]
+
+        edit_rows(d / "treatments.csv", treatments)
+        edit_rows(d / "disease_events.csv", lambda rows: [*rows, dict(rows[0], event_id="EV-NEW-1")])
+
+    night2 = next_night(night1, tmp_path / "n2", changes)
+    decided.clear()
+    run_bundle(engine, night2, KEY)
+    assert decided["treatments"] is False  # a changed record: upserted
+    assert decided["disease_events"] is True  # one added record, the rest unchanged
+    run_bundle(twin, night2, KEY)
+    assert state(engine) == state(twin)
+
+    with engine.connect() as conn:
+        trans = conn.begin()
+        key = conn.execute(text("SELECT treatment_key FROM treatments LIMIT 1")).scalar()
+        load.create_stages(conn)
+        cols = ", ".join(load.loaded_columns("treatments"))
+        st = load.stage_name("treatments")
+        conn.execute(
+            text(f"INSERT INTO {st} SELECT {cols} FROM treatments WHERE treatment_key = :k"), {"k": key}
+        )
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            load.merge(conn, "treatments", only_new=True)
+        trans.rollback()
