@@ -700,6 +700,6 @@ def test_a_plain_insert_only_when_every_staged_row_is_new(
         conn.execute(
             text(f"INSERT INTO {st} SELECT {cols} FROM treatments WHERE treatment_key = :k"), {"k": key}
         )
-        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
             load.merge(conn, "treatments", only_new=True)
         trans.rollback()
