@@ -229,9 +229,7 @@ def only_added(conn: Connection, name: str, run_id: int, logged: int) -> bool:
     if staged != logged:
         return False
     other = conn.execute(
-        text(
-            "SELECT 1 FROM record_changes WHERE run_id = :run AND file = :f AND action <> 'added' LIMIT 1"
-        ),
+        text("SELECT 1 FROM record_changes WHERE run_id = :run AND file = :f AND action <> 'added' LIMIT 1"),
         {"run": run_id, "f": name},
     ).first()
     return other is None
