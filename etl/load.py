@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindparam, select, text
 
 from etl.specs import ROOT, SPECS
-from registry.db.bulk import copy_rows
+from registry.db.bulk import copy_csv, copy_rows, csv_block
 from registry.db.models import Base, FollowUp, Patient
 
 # target table and primary key column, per loaded file (from the file specs)
@@ -116,9 +116,19 @@ def staged_tuples(name: str, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     return _tuples(frame, loaded_columns(name))
 
 
-def stage_tuples(conn: Connection, name: str, rows: list[tuple[Any, ...]]) -> int:
-    """Bulk-copy a chunk of target rows (from ``staged_tuples``) into the file's staging table."""
-    return copy_rows(conn, stage_name(name), loaded_columns(name), rows)
+def staged_csv(name: str, frame: pd.DataFrame) -> bytes:
+    """A chunk of target rows as a CSV block for PostgreSQL's ``COPY`` (``stage``), written
+    column by column by Arrow (no database: a worker process can write it)."""
+    return csv_block(frame, loaded_columns(name))
+
+
+def stage(conn: Connection, name: str, staged: list[tuple[Any, ...]] | bytes) -> None:
+    """Copy a chunk of target rows into the file's staging table: tuples (``staged_tuples``)
+    or, on PostgreSQL, a CSV block (``staged_csv``)."""
+    if isinstance(staged, bytes):
+        copy_csv(conn, stage_name(name), loaded_columns(name), staged)
+    else:
+        copy_rows(conn, stage_name(name), loaded_columns(name), staged)
 
 
 def stage_quarantined_keys(conn: Connection, name: str, keys: Iterable[str]) -> None:

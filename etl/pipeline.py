@@ -509,6 +509,7 @@ def _load(
             run_id,
             chunk_rows,
             progress,
+            copy_csv=conn.dialect.name == "postgresql",
         )
         if set(_FACTS_FILES) <= unchanged and not set(SPECS) <= unchanged:
             # the patient files, sent again unchanged and read cleanly last time, are the
@@ -724,6 +725,8 @@ class _Reader:
     seconds: collections.defaultdict[str, float] = field(
         default_factory=lambda: collections.defaultdict(float)
     )
+    # PostgreSQL: chunks are staged as CSV blocks written from their columns (``COPY``)
+    copy_csv: bool = False
 
 
 @dataclass
@@ -756,7 +759,7 @@ class _Checked:
     """One chunk checked and mapped: the target rows to stage (as tuples), the rejected rows as
     stored, the findings on loaded rows and the drug names the vocabulary did not know."""
 
-    staged: list[tuple[Any, ...]]
+    staged: list[tuple[Any, ...]] | bytes  # tuples, or a CSV block for PostgreSQL's COPY
     rejected: list[RejectedRow]
     findings: list[dict[str, Any]]
     unmapped: Counter[str]
@@ -789,7 +792,7 @@ def _check_piece(spec: Any, r: _Reader, piece: Chunk) -> _Checked:
     ]
     findings = finding_rows(spec, res.findings, rows, pseudo)
     t3, p3 = time.perf_counter(), pseudo.seconds
-    staged = load.staged_tuples(spec.name, rows)
+    staged = load.staged_csv(spec.name, rows) if r.copy_csv else load.staged_tuples(spec.name, rows)
     seconds = {
         "read": t1 - t0,
         "validate": (t2 - t1) - (p2 - p0),
@@ -874,7 +877,7 @@ def _read_file(
                 )
             )
         t = time.perf_counter()
-        load.stage_tuples(conn, name, checked.staged)
+        load.stage(conn, name, checked.staged)
         r.seconds["stage"] += time.perf_counter() - t
         _fault_point("stage")  # the first chunk staged
         file_findings += checked.findings

@@ -42,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         engines = [e.strip() for e in metafunc.config.getoption("--engines").split(",") if e]
+        only = metafunc.definition.get_closest_marker("engines")  # a test of one engine's path
+        if only is not None:
+            engines = [e for e in engines if e in only.args]
         metafunc.parametrize("backend", engines, scope="session")
 
 

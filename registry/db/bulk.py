@@ -1,11 +1,14 @@
 """Bulk insert of prepared tuples: psycopg ``COPY`` on PostgreSQL, one ``executemany`` on
-SQLite (the fastest paths measured on this kind of machine). Runs inside the caller's
-transaction."""
+SQLite (the fastest paths measured on this kind of machine); on PostgreSQL also ``COPY`` of a
+CSV block written from a frame's columns at once. Runs inside the caller's transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from sqlalchemy import Connection
 
 
@@ -27,6 +30,31 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
         cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
         cur.close()
     return len(rows)
+
+
+def csv_block(frame: pd.DataFrame, columns: Sequence[str]) -> bytes:
+    """The frame's ``columns`` as CSV records for ``copy_csv`` (no database: a worker process
+    can write them): formatted by Arrow's CSV writer, column by column, without a Python tuple
+    a row. Every value is quoted and a null is an unquoted empty field, so PostgreSQL tells an
+    empty text from a null; numbers are written in their shortest exact form."""
+    if frame.empty:
+        return b""
+    table = pa.table({c: pa.array(frame[c], from_pandas=True) for c in columns})
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return bytes(out.getvalue())
+
+
+def copy_csv(conn: Connection, table: str, columns: Sequence[str], block: bytes) -> None:
+    """PostgreSQL: copy a block of CSV records (every value quoted, a null unquoted and empty:
+    what ``csv_block`` writes) into ``table``, in the caller's transaction."""
+    if not block:
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None and conn.dialect.name == "postgresql"
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+    with raw.cursor() as cur, cur.copy(sql) as cp:  # type: ignore[attr-defined]
+        cp.write(block)
 
 
 def _mark(conn: Connection) -> str:

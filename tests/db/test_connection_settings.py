@@ -27,12 +27,11 @@ def test_every_sqlite_connection_gets_the_registry_settings(tmp_path: Path) -> N
     }
 
 
+@pytest.mark.engines("postgresql")
 def test_every_postgresql_connection_compiles_no_query_just_in_time(engine: Engine) -> None:
     """The cohort query's estimated cost passes PostgreSQL's JIT thresholds, and compiling it
     cost more than running it: every connection the registry opens has JIT off, also one that
     was rolled back or reused from the pool."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a PostgreSQL setting")
     for _ in range(2):
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
