@@ -249,9 +249,9 @@ def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     """Upsert staged rows: new, changed or reinstated records, and records whose source row's
     text changed without changing their content (their new ``row_hash`` is kept, so the row is
     recognised as unchanged the next night). With ``only_new`` (``only_added`` said so) a plain
-    insert: the conflict check cost a fifth of a first load's largest insert (PostgreSQL 14.3
-    -> 11.8 s, SQLite 5.0 -> 4.1 s for 527,000 treatments); should a key exist after all, the
-    insert fails and the run with it, nothing is overwritten.
+    insert: on SQLite the conflict check cost a fifth of a first load's largest insert (5.0 ->
+    4.0-4.3 s for 527,000 treatments; on PostgreSQL no measurable difference); should a key
+    exist after all, the insert fails and the run with it, nothing is overwritten.
 
     Rows go in in patient order: the indexes on ``patient_key`` then grow by appending
     neighbours instead of inserting at random places. Pseudonyms are random, so in file order a

@@ -24,8 +24,9 @@ class Pseudonymiser:
         self._site = site_id
         self._cache: dict[tuple[str, str], str] = {}
         # per namespace, an HMAC that has taken in "<site_id>:<namespace>:" (key and prefix
-        # hashed once): each id then costs a copy and its own bytes, 2.6x faster than a
-        # one-shot digest that starts from the key every time
+        # hashed once): each id then costs a copy and its own bytes, twice as fast as a
+        # one-shot digest that starts from the key every time (0.38 s against 0.73 s for
+        # 200,000 ids)
         self._started: dict[str, Any] = {}
         self.seconds = 0.0  # spent in ``series`` (the load reports it as its pseudonymise stage)
 
