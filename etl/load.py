@@ -218,6 +218,10 @@ def log_changes(conn: Connection, name: str, run_id: int) -> int:
 
 def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:
     """Flag for derivation the patients of the file's records this run logged as changed."""
+    if conn.execute(text("SELECT 1 FROM patients WHERE needs_derivation = FALSE LIMIT 1")).first() is None:
+        # every patient is flagged already (a first load): nothing to look up (PostgreSQL
+        # still read the file's change-log rows, 3.6 s for the treatments at 100,000 patients)
+        return
     conn.execute(
         text(
             # (already flagged ones are left alone: on a first load the patients file flagged
