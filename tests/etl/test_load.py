@@ -703,3 +703,27 @@ def test_a_plain_insert_only_when_every_staged_row_is_new(
         with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
             load.merge(conn, "treatments", only_new=True)
         trans.rollback()
+
+
+def test_a_first_load_flags_its_patients_once(engine: Engine, tmp_path: Path) -> None:
+    """The patients file flags every patient it loads; on a first load the other files find
+    nobody left to flag and rewrite no patient row (each file used to update them all again)."""
+    synth_bundle(tmp_path / "b", patients=40, seed=5)
+    flagging: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("UPDATE patients SET needs_derivation"):
+            flagging.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        run_bundle(engine, tmp_path / "b", KEY, derive=False)
+        assert flagging == []
+        with engine.begin() as conn:  # as after a derivation: files look their patients up again
+            conn.execute(text("UPDATE patients SET needs_derivation = FALSE"))
+        run_bundle(engine, tmp_path / "b", KEY, derive=False, force=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert any("record_changes" in statement for statement in flagging)  # looked up again
+    with engine.connect() as conn:  # (the reload changed nothing: nobody flagged)
+        assert conn.execute(text("SELECT COUNT(*) FROM patients WHERE needs_derivation")).scalar() == 0
