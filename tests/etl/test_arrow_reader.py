@@ -18,8 +18,7 @@ from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import read_csv, write_csv
-from tests.etl.test_parallel_check import _ordered
-from tests.etl.test_unchanged_rows import state
+from tests.etl.test_parallel_check import calls_to, same_registry
 
 KEY = TEST_KEY.encode()
 
@@ -91,14 +90,7 @@ def test_a_bundle_loads_the_same_through_arrow_and_through_the_csv_module(
     rows[15]["treatment_id"] = ""
     write_csv(bundle / "treatments.csv", fields, rows)
 
-    arrow_chunks = []
-    real = extract._arrow_columns
-
-    def counted(lines, width):  # type: ignore[no-untyped-def]
-        arrow_chunks.append(len(lines))
-        return real(lines, width)
-
-    monkeypatch.setattr(extract, "_arrow_columns", counted)
+    arrow_chunks = calls_to(monkeypatch, extract, "_arrow_columns")
     a = run_bundle(engine, bundle, KEY, chunk_rows=97)
     assert len(arrow_chunks) > 10  # every file, several chunks each, went through Arrow
 
@@ -107,5 +99,4 @@ def test_a_bundle_loads_the_same_through_arrow_and_through_the_csv_module(
 
     assert a.files == b.files
     assert a.files["treatments"].quarantined >= 6
-    assert state(engine) == state(twin)
-    assert _ordered(engine) == _ordered(twin)
+    assert same_registry(engine, twin)

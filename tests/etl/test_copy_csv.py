@@ -22,8 +22,7 @@ from etl.synth import write_bundle
 from registry.db.bulk import copy_csv, csv_block
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import read_csv, write_csv
-from tests.etl.test_parallel_check import _ordered
-from tests.etl.test_unchanged_rows import state
+from tests.etl.test_parallel_check import calls_to, same_registry
 
 KEY = TEST_KEY.encode()
 # what a stored text can hold (PostgreSQL's text holds no NUL; the contract rejects it first)
@@ -78,19 +77,12 @@ def test_a_bundle_staged_as_csv_blocks_ends_as_one_staged_as_tuples(
     rows[2]["drug"] = "Dexamethasone, oral"  # quoted in the file
     rows[4]["drug"] = "Lénalidomide"
     write_csv(bundle / "treatments.csv", fields, rows)
-    blocks: list[int] = []
-    real = load.staged_csv
-
-    def counted(name, frame):  # type: ignore[no-untyped-def]
-        blocks.append(len(frame))
-        return real(name, frame)
-
-    monkeypatch.setattr(load, "staged_csv", counted)
+    blocks = calls_to(monkeypatch, load, "staged_csv")
     a = run_bundle(engine, bundle, KEY, chunk_rows=113)
-    assert len(blocks) > 10 and sum(blocks) >= sum(f.loaded for f in a.files.values())
+    staged = sum(len(frame) for _name, frame in blocks)
+    assert len(blocks) > 10 and staged >= sum(f.loaded for f in a.files.values())
 
     monkeypatch.setattr(load, "staged_csv", load.staged_tuples)  # the tuples' path
     b = run_bundle(twin, bundle, KEY, chunk_rows=113)
     assert a.files == b.files
-    assert state(engine) == state(twin)
-    assert _ordered(engine) == _ordered(twin)
+    assert same_registry(engine, twin)

@@ -5,6 +5,7 @@ reasons in order, findings, change log, unmapped drug names, counts)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -38,6 +39,25 @@ def _ordered(engine: Engine) -> dict[str, list[tuple]]:
                 )
             ],
         }
+
+
+def same_registry(engine: Engine, twin: Engine) -> bool:
+    """Every clinical, derived, quarantine and change-log row equal, and the quarantine and
+    the findings stored in the same order."""
+    return state(engine) == state(twin) and _ordered(engine) == _ordered(twin)
+
+
+def calls_to(monkeypatch: Any, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Record the arguments of every call to ``owner.name`` (which still does its work)."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(owner, name)
+
+    def recorded(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
 
 
 def test_workers_check_a_large_file_exactly_as_one_process_does(
@@ -89,8 +109,7 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
         ), name
     assert par.warnings == one.warnings
     assert par.unmapped_drugs == one.unmapped_drugs and any("unheard" in k for k in par.unmapped_drugs)
-    assert state(engine) == state(twin)
-    assert _ordered(engine) == _ordered(twin)
+    assert same_registry(engine, twin)
 
 
 def test_the_load_reports_its_stages_without_counting_any_twice(engine: Engine, tmp_path: Path) -> None:
