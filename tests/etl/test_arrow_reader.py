@@ -78,7 +78,7 @@ def test_a_bundle_loads_the_same_through_arrow_and_through_the_csv_module(
     engine: Engine, twin: Engine, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     bundle = tmp_path / "b"
-    write_bundle(bundle, patients=200, seed=17, dirty=True)
+    write_bundle(bundle, patients=80, seed=17, dirty=True)
     fields, rows = read_csv(bundle / "treatments.csv")
     rows[3]["drug"] = "  Revlimid 10 mg "  # whitespace at the edges: trimmed on both paths
     rows[7]["drug"] = "Lénalidomide"
@@ -91,11 +91,11 @@ def test_a_bundle_loads_the_same_through_arrow_and_through_the_csv_module(
     write_csv(bundle / "treatments.csv", fields, rows)
 
     arrow_chunks = calls_to(monkeypatch, extract, "_arrow_columns")
-    a = run_bundle(engine, bundle, KEY, chunk_rows=97)
+    a = run_bundle(engine, bundle, KEY, chunk_rows=37)
     assert len(arrow_chunks) > 10  # every file, several chunks each, went through Arrow
 
     monkeypatch.setattr(extract, "_arrow_columns", lambda lines, width: None)
-    b = run_bundle(twin, bundle, KEY, chunk_rows=97)
+    b = run_bundle(twin, bundle, KEY, chunk_rows=37)
 
     assert a.files == b.files
     assert a.files["treatments"].quarantined >= 6

@@ -72,17 +72,17 @@ def test_a_bundle_staged_as_csv_blocks_ends_as_one_staged_as_tuples(
     engine: Engine, twin: Engine, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     bundle = tmp_path / "b"
-    write_bundle(bundle, patients=150, seed=23, dirty=True)
+    write_bundle(bundle, patients=80, seed=23, dirty=True)
     fields, rows = read_csv(bundle / "treatments.csv")
     rows[2]["drug"] = "Dexamethasone, oral"  # quoted in the file
     rows[4]["drug"] = "Lénalidomide"
     write_csv(bundle / "treatments.csv", fields, rows)
     blocks = calls_to(monkeypatch, load, "staged_csv")
-    a = run_bundle(engine, bundle, KEY, chunk_rows=113)
+    a = run_bundle(engine, bundle, KEY, chunk_rows=41)
     staged = sum(len(frame) for _name, frame in blocks)
     assert len(blocks) > 10 and staged >= sum(f.loaded for f in a.files.values())
 
     monkeypatch.setattr(load, "staged_csv", load.staged_tuples)  # the tuples' path
-    b = run_bundle(twin, bundle, KEY, chunk_rows=113)
+    b = run_bundle(twin, bundle, KEY, chunk_rows=41)
     assert a.files == b.files
     assert same_registry(engine, twin)
