@@ -1,9 +1,10 @@
 """Load: bulk paths into temporary staging tables, then set-based merges.
 
-PostgreSQL stages with psycopg 3 ``COPY``; SQLite with one ``executemany`` per chunk. Merges are
-``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE <some column differs>`` so unchanged
-rows are not touched and the row count is the number of rows really changed. Everything
-runs inside the caller's transaction.
+PostgreSQL stages with psycopg 3 ``COPY`` of CSV blocks Arrow wrote from a chunk's columns;
+SQLite with one ``executemany`` of tuples per chunk. Merges are ``INSERT ... SELECT ... ON
+CONFLICT DO UPDATE ... WHERE <some column differs>`` so unchanged rows are not touched and the
+row count is the number of rows really changed (a plain ``INSERT`` when every staged row is a
+new record). Everything runs inside the caller's transaction.
 """
 
 from __future__ import annotations

@@ -756,8 +756,9 @@ PARALLEL_CHECK_BYTES = 32 << 20
 
 @dataclass
 class _Checked:
-    """One chunk checked and mapped: the target rows to stage (as tuples), the rejected rows as
-    stored, the findings on loaded rows and the drug names the vocabulary did not know."""
+    """One chunk checked and mapped: the target rows to stage (tuples, or on PostgreSQL a CSV
+    block), the rejected rows as stored, the findings on loaded rows and the drug names the
+    vocabulary did not know."""
 
     staged: list[tuple[Any, ...]] | bytes  # tuples, or a CSV block for PostgreSQL's COPY
     rejected: list[RejectedRow]
@@ -768,7 +769,7 @@ class _Checked:
     valid: pd.DataFrame | None = None
     patient_keys: pd.Series | None = None
     # seconds by stage: splitting lines (read), validate, pseudonymise, map (to target rows,
-    # rejected rows and findings), stage (the tuples)
+    # rejected rows and findings), stage (the tuples or the CSV block)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
