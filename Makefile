@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-sqlite lint bench clean
+.PHONY: demo test test-sqlite lint bench clean wheel-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,12 @@ test: $(STAMP)  ## the whole suite on SQLite and PostgreSQL
 test-sqlite: $(STAMP)
 	$(BIN)/python -m pytest -q --engines sqlite
 
+wheel-smoke:  ## build the wheel, install it into a fresh venv, run the registry from another folder
+	.ci/wheel-smoke
+
 lint: $(STAMP)
-	$(BIN)/ruff check registry etl tests migrations bench
-	$(BIN)/ruff format --check registry etl tests migrations bench
+	$(BIN)/ruff check registry etl tests migrations bench setup.py
+	$(BIN)/ruff format --check registry etl tests migrations bench setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -546,6 +546,14 @@ class RowHashing:
     skip: Callable[[np.ndarray], np.ndarray] | None = None
 
 
+def record_texts(lines: list[str]) -> list[str]:
+    """The text a quote-free line's record is hashed as: its fields joined by \\x1f, as a
+    record read by the csv module is (``_Pending.chunk``). Line endings, quoting and the
+    record's place in the file do not change it: a re-ordered, re-encoded or re-quoted
+    delivery of the same values gives the same hashes, so its rows are matched as unchanged."""
+    return [line.rstrip("\r\n").replace(",", "\x1f") for line in lines]
+
+
 def line_hashes(texts: list[str], key: str) -> np.ndarray:
     """Keyed 64-bit hashes of texts (SipHash through pandas), as signed integers."""
     if not texts:
@@ -685,7 +693,9 @@ def iter_chunks(
                     numbers: Iterable[int] = range(row[0] + 1, row[0] + 1 + len(part))
                     row[0] += len(part)
                     hashes: Iterable[int | None] = (
-                        line_hashes(part, key).tolist() if key is not None else [None] * len(part)
+                        line_hashes(record_texts(part), key).tolist()
+                        if key is not None
+                        else [None] * len(part)
                     )
                     if skip is not None and part:
                         h = np.asarray(hashes, dtype=np.int64)

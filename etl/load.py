@@ -264,14 +264,18 @@ def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     outgrow the page cache every row costs a page written and read again."""
     target, pk = TARGETS[name]
     cols = loaded_columns(name)
+    content_differs = " OR ".join(f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in data_columns(name))
     extra_cols, extra_vals, extra_set = "", "", ""
     if name == ROOT:
+        # a patient is flagged when its record's content changed or it comes back, never because
+        # its line's text did (re-ordered, re-encoded or re-quoted deliveries change no fact)
         extra_cols, extra_vals = ", needs_derivation", ", TRUE"
-        extra_set = ", needs_derivation = TRUE"
+        extra_set = (
+            f", needs_derivation = CASE WHEN {target}.is_current = FALSE OR {content_differs} "
+            f"THEN TRUE ELSE {target}.needs_derivation END"
+        )
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
-    differs = " OR ".join(
-        f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in [*data_columns(name), "row_hash"]
-    )
+    differs = f"{content_differs} OR {target}.row_hash {_distinct(conn)} excluded.row_hash"
     upsert = f"""
         ON CONFLICT ({pk}) DO UPDATE SET {updates}, is_current = TRUE,
             retired_run_id = NULL{extra_set}

@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from etl.extract import Bundle, read_manifest
+from etl.night_facts import gross_changes, snapshot, touched_patients
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError, ReportRefused
 from registry.core.files import share_tree
 from registry.db.keyprint import check_key
-from registry.db.models import FollowUp, Patient, PatientSummary
 
 Log = Callable[[str, dict[str, Any]], None]  # (event, fields without identifiers)
 REPORTS = ("lenalidomide-relapse",)  # the study reports regenerated every night
@@ -49,6 +49,9 @@ class BundleOutcome:
     retired: int = 0
     message: str = ""
     moved_to: str = ""
+    run_id: int | None = None
+    # rows quarantined per input file (only files with some)
+    quarantined_by_file: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,13 +65,24 @@ class NightResult:
     # report name -> why it was not written (e.g. an empty cohort, a cohort below --min-cell)
     reports_refused: dict[str, str] = field(default_factory=dict)
     min_cell: int | None = None  # counts below it never leave (changes.json, the JSON summary)
+    # fatal data-quality checks that failed tonight: the registry is not fit for studies
+    fatal_checks: list[str] = field(default_factory=list)
+    night_run: int = 1  # the how-manieth run of this night's date (a same-day re-run is 2, ...)
 
     @property
     def exit_code(self) -> int:
-        """0 when every bundle loaded (quarantined rows are no failure) and every report was
-        written; 65 when a bundle or a report was refused."""
+        """0 when every bundle loaded (quarantined rows are no failure), every report was
+        written and no fatal data-quality check failed; 65 otherwise."""
         refused = any(b.status != RunStatus.SUCCEEDED for b in self.bundles) or self.reports_refused
-        return EXIT_DATA if refused else EXIT_OK
+        return EXIT_DATA if refused or self.fatal_checks else EXIT_OK
+
+    @property
+    def problems(self) -> list[str]:
+        """What makes the night fail, one phrase each (no counts below the threshold: names only)."""
+        out = [f"fatal data-quality check failed: {c}" for c in self.fatal_checks]
+        out += [f"bundle {b.path} {b.status}: {b.message}" for b in self.bundles if b.status != "succeeded"]
+        out += [f"report {name} refused: {why}" for name, why in self.reports_refused.items()]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The night as JSON; with ``min_cell`` every count from 1 to min_cell - 1 is null."""
@@ -77,6 +91,8 @@ class NightResult:
     def _json(self) -> dict[str, Any]:
         return {
             "night": self.night,
+            "night_run": self.night_run,
+            "fatal_checks": self.fatal_checks,
             "bundles": [asdict(b) for b in self.bundles],
             "changes": self.changes,
             "reports": self.reports,
@@ -136,31 +152,6 @@ def _order(paths: list[Path]) -> list[tuple[Path, str | None, dt.datetime | None
     )
 
 
-def _facts(engine: Engine) -> dict[str, int]:
-    """Counts the night's changes are measured with (current records only)."""
-    with engine.connect() as conn:
-
-        def count(q: Any) -> int:
-            return int(conn.execute(q).scalar() or 0)
-
-        return {
-            "patients": count(select(func.count()).select_from(Patient).where(Patient.is_current)),
-            "deaths": count(
-                select(func.count())
-                .select_from(FollowUp)
-                .where(FollowUp.is_current, FollowUp.vital_status == "dead")
-            ),
-            "relapses": count(
-                select(func.count())
-                .select_from(PatientSummary)
-                .where(PatientSummary.relapse_date.is_not(None))
-            ),
-            "second_lines": count(
-                select(func.count()).select_from(PatientSummary).where(PatientSummary.l2_start.is_not(None))
-            ),
-        }
-
-
 def _study(engine: Engine, name: str) -> Any:
     from registry.reports.inputs import study_report
 
@@ -168,7 +159,7 @@ def _study(engine: Engine, name: str) -> Any:
 
 
 # integers in the night's JSON that count no patients or rows
-NOT_COUNTS = frozenset({"exit_code", "run_id", "bundles_taken", "bundles_refused"})
+NOT_COUNTS = frozenset({"exit_code", "run_id", "night_run", "bundles_taken", "bundles_refused"})
 
 
 def _suppress_counts(value: Any, n: int | None, key: str = "") -> Any:
@@ -255,91 +246,49 @@ def run_night(
         Every bundle's outcome, what changed, the reports written; ``exit_code`` 0 or 65.
     """
     from registry.derive.run import derive_pending
-    from registry.reports.render import to_html, to_json
-    from registry.reports.suppress import released
 
     today = (night or dt.datetime.now(dt.UTC).date()).isoformat()
     result = NightResult(today, min_cell=min_cell)
     with inbox_lock(inbox):
         with engine.connect() as conn:
             check_key(conn, key)  # a wrong key is the night's problem (78), not the bundles'
-        before = _facts(engine)
+        before = snapshot(engine)
         studies_before = (
-            {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before["patients"] else {}
+            {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before.patients else {}
         )
         for path, site, _exported, problem in _order(waiting_bundles(inbox)):
-            outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
-            if problem is not None:
-                outcome.message = problem
-            else:
-                try:
-                    s = run_bundle(engine, path, key, derive=False)
-                except LockHeld:
-                    raise
-                except RegistryError as exc:
-                    outcome.message = exc.message
-                else:
-                    outcome.status = s.status
-                    outcome.message = s.message
-                    outcome.read = sum(f.read for f in s.files.values())
-                    outcome.loaded = sum(f.loaded for f in s.files.values())
-                    outcome.quarantined = s.quarantined
-                    outcome.retired = sum(f.retired for f in s.files.values())
-            if outcome.status == RunStatus.SUCCEEDED:
-                outcome.moved_to = _move(path, inbox / "processed" / today)
-            else:
-                outcome.moved_to = _move(path, inbox / "rejected" / today, outcome.message)
+            outcome = _take(engine, inbox, today, path, site, problem, key)
             log("bundle", {k: v for k, v in asdict(outcome).items() if k != "moved_to"})
             result.bundles.append(outcome)
         derived = derive_pending(engine)
         log("derived", {"patients": derived.patients, "rules_version": derived.rules_version})
-        after = _facts(engine)
-        studies_after = {}
+        runs = [b.run_id for b in result.bundles if b.run_id is not None and b.status == RunStatus.SUCCEEDED]
+        gross = gross_changes(before, snapshot(engine), touched_patients(engine, runs))
         folder = None
         if reports_dir is not None:
             folder = reports_dir / today
             folder.mkdir(parents=True, exist_ok=True)
-        night_changes = {
-            "patients added": max(after["patients"] - before["patients"], 0),
-            "patients retired": max(before["patients"] - after["patients"], 0),
-            "deaths": after["deaths"] - before["deaths"],
-            "relapses": after["relapses"] - before["relapses"],
-            "second lines started": after["second_lines"] - before["second_lines"],
-        }
-        for name in REPORTS:
-
-            def study_pages(name: str = name) -> dict[str, str]:
-                report = _study(engine, name)
-                # a short summary at the top of the page (counts go through the small-cell rule)
-                report.data["since_last_night"] = {"night": today, "counts": dict(night_changes)}
-                data = released(report.data, min_cell)  # once, for the pages and the night's record
-                studies_after[name] = _groups(data)
-                return {"html": to_html(data), "json": to_json(data)}
-
-            _write_report(name, study_pages, folder, result, log)
-        _write_report(OUTCOMES, lambda: _outcome_pages(engine, min_cell), folder, result, log)
-        quality = _quality(engine, folder, dq_thresholds, min_cell)
-        if quality["page"] is not None:
-            result.reports.append(quality["page"])
+            result.night_run = _night_run(folder)
+        quality = _quality(engine, dq_thresholds)
+        result.fatal_checks = quality.pop("fatal")
+        studies_after = _write_reports(engine, result, gross, folder, min_cell, log)
+        _quality_page(engine, folder, quality, min_cell, result)
         result.changes = {
             "bundles_taken": sum(b.status == RunStatus.SUCCEEDED for b in result.bundles),
             "bundles_refused": sum(b.status != RunStatus.SUCCEEDED for b in result.bundles),
-            "patients_added": night_changes["patients added"],
-            "patients_retired": night_changes["patients retired"],
-            "patients_changed": max(derived.patients - max(after["patients"] - before["patients"], 0), 0),
-            "deaths_added": night_changes["deaths"],
-            "relapses_added": night_changes["relapses"],
-            "second_lines_added": night_changes["second lines started"],
+            **gross,
+            "quarantined_by_file": _quarantined_by_file(result.bundles),
             "studies": {
                 name: {"before": studies_before.get(name), "after": studies_after.get(name)}
                 for name in REPORTS
             },
-            "data_quality": {k: v for k, v in quality.items() if k != "page"},
+            "data_quality": quality,
         }
         if folder is not None:
             import json
 
-            changes = folder / "changes.json"
+            name = "changes.json" if result.night_run == 1 else f"changes-{result.night_run}.json"
+            changes = folder / name
             changes.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
             result.reports.append(str(changes))
             share_tree(folder, report_group)
@@ -347,12 +296,122 @@ def run_night(
     return result
 
 
-def _outcome_pages(engine: Engine, min_cell: int | None) -> dict[str, str]:
+def _take(
+    engine: Engine, inbox: Path, today: str, path: Path, site: str | None, problem: str | None, key: bytes
+) -> BundleOutcome:
+    """Load one waiting bundle (without deriving) and move it to processed/ or rejected/."""
+    outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
+    if problem is not None:
+        outcome.message = problem
+    else:
+        try:
+            s = run_bundle(engine, path, key, derive=False)
+        except LockHeld:
+            raise
+        except RegistryError as exc:
+            outcome.message = exc.message
+        else:
+            outcome.status = s.status
+            outcome.message = s.message
+            outcome.run_id = s.run_id
+            outcome.read = sum(f.read for f in s.files.values())
+            outcome.loaded = sum(f.loaded for f in s.files.values())
+            outcome.quarantined = s.quarantined
+            outcome.quarantined_by_file = {n: f.quarantined for n, f in s.files.items() if f.quarantined}
+            outcome.retired = sum(f.retired for f in s.files.values())
+    if outcome.status == RunStatus.SUCCEEDED:
+        outcome.moved_to = _move(path, inbox / "processed" / today)
+    else:
+        outcome.moved_to = _move(path, inbox / "rejected" / today, outcome.message)
+    return outcome
+
+
+def _quarantined_by_file(bundles: list[BundleOutcome]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for b in bundles:
+        for name, n in b.quarantined_by_file.items():
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+def _night_run(folder: Path) -> int:
+    """1 for the night's first run; a same-day re-run is 2, 3, ... (its record goes beside the
+    first, never over it)."""
+    if not (folder / "changes.json").exists():
+        return 1
+    taken = {p.stem.removeprefix("changes-") for p in folder.glob("changes-*.json")}
+    n = 2
+    while str(n) in taken:
+        n += 1
+    return n
+
+
+# how the reports' "since the last night" box names the gross counts
+NIGHT_LABELS = {
+    "patients_added": "patients added",
+    "patients_changed": "patients changed",
+    "patients_retired": "patients retired",
+    "deaths_added": "deaths added",
+    "deaths_removed": "deaths removed",
+    "relapses_added": "relapses added",
+    "relapses_removed": "relapses removed",
+    "second_lines_added": "second lines added",
+    "second_lines_removed": "second lines removed",
+}
+
+
+def _night_warning(result: NightResult) -> str | None:
+    if not result.fatal_checks:
+        return None
+    return (
+        f"Tonight's data-quality checks failed ({', '.join(result.fatal_checks)}, severity fatal): "
+        "results of this night should not be trusted for studies until the site's export is fixed; "
+        "see data-quality.html."
+    )
+
+
+def _write_reports(
+    engine: Engine,
+    result: NightResult,
+    gross: dict[str, int],
+    folder: Path | None,
+    min_cell: int | None,
+    log: Log,
+) -> dict[str, Any]:
+    """The night's study and outcomes reports (a failed fatal check is said at the top of each).
+    Returns each study's groups as released."""
+    from registry.reports.render import to_html, to_json
+    from registry.reports.suppress import released
+
+    counts = {label: gross[k] for k, label in NIGHT_LABELS.items()}
+    warning = _night_warning(result)
+    studies_after: dict[str, Any] = {}
+    for name in REPORTS:
+
+        def study_pages(name: str = name) -> dict[str, str]:
+            report = _study(engine, name)
+            # a short summary at the top of the page (counts go through the small-cell rule)
+            report.data["since_last_night"] = {"night": result.night, "counts": dict(counts)}
+            if warning:
+                report.data["warnings"] = [warning, *report.data.get("warnings", [])]
+            data = released(report.data, min_cell)  # once, for the pages and the night's record
+            studies_after[name] = _groups(data)
+            return {"html": to_html(data), "json": to_json(data)}
+
+        _write_report(name, study_pages, folder, result, log)
+    _write_report(OUTCOMES, lambda: _outcome_pages(engine, min_cell, warning), folder, result, log)
+    return studies_after
+
+
+def _outcome_pages(engine: Engine, min_cell: int | None, warning: str | None = None) -> dict[str, str]:
     """The transplant-outcomes report of the night, HTML and JSON."""
     from registry.reports.inputs import outcomes_report
     from registry.reports.outcomes import release_outcomes, render_outcomes
 
-    data = release_outcomes(outcomes_report(engine).data, min_cell)
+    report = outcomes_report(engine)
+    if warning:
+        report.data["warnings"] = [warning, *report.data.get("warnings", [])]
+    data = release_outcomes(report.data, min_cell)
     return {fmt: render_outcomes(data, fmt) for fmt in ("html", "json")}
 
 
@@ -376,30 +435,47 @@ def _write_report(
             result.reports.append(str(path))
 
 
-def _quality(
-    engine: Engine, folder: Path | None, overrides: dict[str, float] | None, min_cell: int | None
-) -> dict[str, Any]:
-    """Run the data-quality checks: the failures, the diff with the previous run and (with a
-    report folder) the quality page."""
+def _quality(engine: Engine, overrides: dict[str, float] | None) -> dict[str, Any]:
+    """Run the data-quality checks: the failures (the fatal ones apart), the diff with the
+    previous run."""
+    from registry.quality.checks import CheckSeverity
     from registry.quality.run import FAILED, diff, previous_run_ids, run_checks
-    from registry.reports.quality import quality_html, trends
 
     run_id, results = run_checks(engine, overrides)
     previous = [r for r in previous_run_ids(engine, 2) if r != run_id]
     changes = diff(engine, previous[-1], run_id, overrides) if previous else None
-    out: dict[str, Any] = {
+    failed = [r for r in results if r.status == FAILED]
+    return {
         "run_id": run_id,
-        "failed": [r.check_id for r in results if r.status == FAILED],
+        "failed": [r.check_id for r in failed],
+        "fatal": [r.check_id for r in failed if r.severity == CheckSeverity.FATAL],
         "new": changes["new"] if changes else [],
         "resolved": changes["resolved"] if changes else [],
         "persisting": changes["persisting"] if changes else [],
-        "page": None,
+        "_results": results,
+        "_diff": changes,
     }
-    if folder is not None:
-        page = folder / "data-quality.html"
-        page.write_text(quality_html(run_id, results, trends(engine), changes, min_cell), encoding="utf-8")
-        out["page"] = str(page)
-    return out
+
+
+def _quality_page(
+    engine: Engine,
+    folder: Path | None,
+    quality: dict[str, Any],
+    min_cell: int | None,
+    result: NightResult,
+) -> None:
+    """The night's data-quality page (with a report folder); drops the raw results from
+    ``quality``, which goes into the night's record."""
+    from registry.reports.quality import quality_html, trends
+
+    results, changes = quality.pop("_results"), quality.pop("_diff")
+    if folder is None:
+        return
+    page = folder / "data-quality.html"
+    page.write_text(
+        quality_html(quality["run_id"], results, trends(engine), changes, min_cell), encoding="utf-8"
+    )
+    result.reports.append(str(page))
 
 
 def _keep_last(reports_dir: Path, nights: int) -> None:

@@ -72,7 +72,9 @@ def row_hash_key(key: bytes, reading_version: str, file: str, columns: list[str]
     the key (a row holds a source id); a new registry, spec, rule or vocabulary version, another
     pseudonym key or another header (columns added, dropped or moved) matches no stored hash, so
     every row is read again once."""
-    text = "\x1f".join(["row-hash", reading_version, file, *columns])
+    # "record-hash": a record is hashed as its fields joined by \x1f, however it was quoted or
+    # ended (before: a quote-free line's raw text, line ending included)
+    text = "\x1f".join(["record-hash", reading_version, file, *columns])
     digest = hmac.digest(key, text.encode(), "sha256")
     return base64.b64encode(digest[:12]).decode()  # 16 ASCII characters, as pandas wants
 

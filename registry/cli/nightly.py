@@ -13,6 +13,30 @@ from registry.cli.base import Context, cli, echo_json, format_option, handle_err
 from registry.core.errors import NoInput
 
 
+def _n(value: Any) -> str:
+    return "<min-cell" if value is None else str(value)
+
+
+def night_line(night: dict[str, Any]) -> str:
+    """The night's one summary line, from its released JSON (counts below --min-cell show as
+    '<min-cell')."""
+    c = night["changes"]
+    quarantined = ", ".join(f"{f} {_n(n)}" for f, n in c.get("quarantined_by_file", {}).items()) or "none"
+    line = (
+        f"night {night['night']}"
+        + (f" (run {night['night_run']})" if night.get("night_run", 1) > 1 else "")
+        + f": {c['bundles_taken']} bundle(s) loaded, {c['bundles_refused']} refused; "
+        f"patients +{_n(c['patients_added'])} ~{_n(c['patients_changed'])} -{_n(c['patients_retired'])}; "
+        f"deaths +{_n(c['deaths_added'])} -{_n(c['deaths_removed'])}; "
+        f"relapses +{_n(c['relapses_added'])} -{_n(c['relapses_removed'])}; "
+        f"second lines +{_n(c['second_lines_added'])} -{_n(c['second_lines_removed'])}; "
+        f"quarantined rows: {quarantined}"
+    )
+    if night.get("fatal_checks"):
+        line += f"; FATAL data-quality checks failed: {', '.join(night['fatal_checks'])}"
+    return line
+
+
 @cli.command()
 @click.option(
     "--inbox", required=True, type=click.Path(file_okay=False, path_type=str), help="Where sites deliver."
@@ -46,9 +70,12 @@ def nightly(
 
     Loaded bundles move to INBOX/processed/<night>/, refused ones to INBOX/rejected/<night>/
     with a .reason.txt. With --reports, <night>/ gets the study reports and changes.json
-    (what changed since the last night); the last --keep-nights nights are kept. Exit codes:
-    0 every bundle loaded, 65 one or more refused, 69 database unreachable, 75 another run
-    holds the lock, 78 configuration, 70 a bug.
+    (what changed since the last night, every count gross: added and removed apart; a
+    same-day re-run writes changes-2.json beside it); the last --keep-nights nights are kept.
+    One summary line on stdout (also under cron), then one line per problem. Exit codes:
+    0 every bundle loaded and every report written, 65 a bundle or report refused or a fatal
+    data-quality check failed (named on the summary and at the top of every report), 69
+    database unreachable, 75 another run holds the lock, 78 configuration, 70 a bug.
 
     Example: registry nightly --inbox /srv/registry/inbox --reports /srv/registry/reports
     """
@@ -83,15 +110,9 @@ def nightly(
     )
     if fmt == "json":
         echo_json(result.to_json())
-    elif not ctx.quiet:
-        c = result.changes
-        click.echo(
-            f"night {result.night}: {c['bundles_taken']} bundle(s) loaded, {c['bundles_refused']} refused; "
-            f"patients +{c['patients_added']}, changed {c['patients_changed']}, "
-            f"retired {c['patients_retired']}; deaths +{c['deaths_added']}, "
-            f"relapses +{c['relapses_added']}, second lines +{c['second_lines_added']}"
-        )
-        for b in result.bundles:
-            if b.status != "succeeded":
-                click.echo(f"  refused {b.path}: {b.message}")
+    else:
+        if not ctx.quiet:
+            click.echo(night_line(result.to_json()))
+        for problem in result.problems:  # also under --quiet: they are why the night failed
+            click.echo(f"  {problem}", err=ctx.quiet)
     sys.exit(result.exit_code)

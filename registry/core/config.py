@@ -65,6 +65,15 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{creds}@{host}"
 
 
+def normalise_database_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` (the form most hosting tools print) both mean
+    PostgreSQL through psycopg 3; any other URL is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in {"postgresql", "postgres", "postgres+psycopg"}:
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
 def _read_config_file(path: Path) -> dict[str, object]:
     try:
         with path.open("rb") as fh:
@@ -117,13 +126,12 @@ def load_settings(
         url, source = str(cfg["database_url"]), f"config file {cfg_path}"
     else:
         url, source = DEFAULT_DATABASE_URL, "default"
+    url = normalise_database_url(url)
     if not (url.startswith("sqlite") or url.startswith("postgresql")):
         raise ConfigError(
             f"unsupported database URL from {source}: {redact_url(url)!r}",
-            hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+            hint="use sqlite:///PATH or postgresql://USER@HOST/DB (postgres:// works too)",
         )
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
 
     key: str | None
     if env.get(ENV_PSEUDONYM_KEY):

@@ -37,6 +37,17 @@ def test_postgres_scheme_uses_psycopg3() -> None:
     assert s.database_url == "postgresql+psycopg://u@h/db"
 
 
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
+def test_the_common_postgres_url_forms_are_accepted(scheme: str) -> None:
+    s = load_settings(environ={"REGISTRY_DATABASE_URL": f"{scheme}://u:pw@h:5433/db"})
+    assert s.database_url == "postgresql+psycopg://u:pw@h:5433/db"
+
+
+def test_an_unknown_scheme_is_still_refused() -> None:
+    with pytest.raises(ConfigError, match="unsupported database URL"):
+        load_settings("mysql://u@h/db", environ={})
+
+
 def test_password_is_redacted() -> None:
     assert redact_url("postgresql+psycopg://u:secret@h/db") == "postgresql+psycopg://u:***@h/db"
 
