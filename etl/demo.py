@@ -71,9 +71,25 @@ def run_demo(
     html_path.write_text(release(rep, "html"), encoding="utf-8")
     json_path.write_text(release(rep, "json"), encoding="utf-8")
     (out / "outcomes.html").write_text(render_outcomes(outcomes, "html"), encoding="utf-8")
+    _write_config(out, db)
     seconds = time.perf_counter() - t0
     headline = _headline(rep.data, summary.quarantined, html_path, seconds, db)
     return DemoResult(html_path, json_path, rep.data, summary.quarantined, seconds, headline)
+
+
+def _write_config(out: Path, db: Path) -> Path:
+    """``OUT/registry.toml``: the demo registry's URL and the demo's pseudonym key (synthetic
+    data only; a real deployment's key never sits in a file beside its registry), so that
+    ``REGISTRY_CONFIG=OUT/registry.toml registry doctor`` (and every other command) works."""
+    path = out / "registry.toml"
+    path.write_text(
+        "# written by `registry demo`: the demo registry and the key its synthetic pseudonyms use\n"
+        "[registry]\n"
+        f'database_url = "sqlite:///{db.resolve()}"\n'
+        f'pseudonym_key = "{DEMO_PSEUDONYM_KEY}"\n',
+        encoding="utf-8",
+    )
+    return path
 
 
 def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float, db: Path) -> str:
@@ -108,11 +124,11 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
             f"log-rank OS from 2nd line, {pair[0]} vs {pair[1]}: p = " + ("n/a" if p is None else f"{p:.4f}")
         )
     lines.append(f"published: {published['note']}; n/r = not reported")
-    url = f"sqlite:///{db.resolve()}"
+    config = db.parent / "registry.toml"
     lines.append(f"rows quarantined by the ETL: {quarantined}; to look at them and at the registry:")
     lines.append("  . .venv/bin/activate   # puts `registry` on the PATH (from the project folder)")
-    lines.append(f"  registry --database-url {url} etl quarantine")
-    lines.append(f"  registry --database-url {url} etl runs")
+    lines.append(f"  export REGISTRY_CONFIG={config.resolve()}   # the demo's database and its key")
+    lines.append("  registry doctor && registry etl quarantine && registry etl runs")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
     lines.append(f"transplant outcomes (OS, PFS, relapse and NRM): {html.resolve().parent / 'outcomes.html'}")
     return "\n".join(lines)

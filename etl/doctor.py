@@ -136,6 +136,6 @@ def _last_run(conn: Any) -> tuple[str, bool] | None:
         return None
     started = row.started_at.isoformat(timespec="seconds") if row.started_at else "?"
     text = f"run {row.run_id} ({row.site_code or '-'}, started {started}): {row.status}"
-    if row.status in (RunStatus.FAILED, RunStatus.KILLED, RunStatus.REFUSED):
+    if row.status in (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.KILLED, RunStatus.REFUSED):
         return f"{text} — {row.message or ''}; see `registry etl runs`", False
     return text, True

@@ -27,7 +27,7 @@ from etl.extract import Bundle, read_manifest
 from etl.night_facts import gross_changes, snapshot, touched_patients
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
-from registry.core.errors import EXIT_DATA, EXIT_OK, LockHeld, RegistryError, ReportRefused
+from registry.core.errors import EXIT_DATA, EXIT_OK, Interrupted, LockHeld, RegistryError, ReportRefused
 from registry.core.files import share_tree
 from registry.db.keyprint import check_key
 
@@ -306,8 +306,8 @@ def _take(
     else:
         try:
             s = run_bundle(engine, path, key, derive=False)
-        except LockHeld:
-            raise
+        except (LockHeld, Interrupted):
+            raise  # the night's problem, not the bundle's: it stays in the inbox
         except RegistryError as exc:
             outcome.message = exc.message
         else:

@@ -10,7 +10,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -40,8 +39,8 @@ from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.core.enums import RunStatus
-from registry.core.errors import BundleRefused, Problem, RegistryError
-from registry.core.parallel import in_order
+from registry.core.errors import BundleRefused, Interrupted, Problem, RegistryError
+from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import refresh_statistics
 from registry.db.database import require_current_schema, writer_lock
 from registry.db.keyprint import check_key, remember_key
@@ -280,6 +279,14 @@ def run_bundle(
                     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
                     ledger.finish(summary, manifest)
                     raise
+                except KeyboardInterrupt:
+                    summary.status = RunStatus.INTERRUPTED
+                    summary.message = "interrupted (Ctrl-C) during the load; nothing of the run was committed"
+                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    ledger.finish(summary, manifest)
+                    raise Interrupted(
+                        f"interrupted; nothing was changed (run {ledger.run_id} recorded as interrupted)"
+                    ) from None
                 except BaseException as exc:
                     summary.status = RunStatus.FAILED
                     summary.message = (
@@ -296,7 +303,14 @@ def run_bundle(
             _derive_pending(engine, summary, progress, pause=False)
         return summary
     if derive and not dry_run:
-        _derive_pending(engine, summary, progress)
+        try:
+            _derive_pending(engine, summary, progress)
+        except Interrupted:
+            raise Interrupted(
+                f"interrupted during the derivation: run {ledger.run_id}'s load was committed, its "
+                "derivation was not",
+                hint="`registry derive` derives the patients it flagged (so does the next run)",
+            ) from None
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:
         with engine.begin() as conn:
@@ -833,7 +847,7 @@ def _checked_pieces(
         return
     _CHECKER.update(spec=spec, reader=r)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with forked_pool(workers) as pool:
             # the chunk travels as its lines: the worker splits them into fields
             yield from in_order(pool, _check_in_worker, pieces, lambda piece: piece, 2 * workers)
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from etl.rules import Reason, RejectedRow
 from registry.core.csvsafe import safe_cell
+from registry.core.errors import NotFound
 from registry.db.models import EtlRun, QuarantinedRow
 
 
@@ -46,12 +47,25 @@ def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def iter_quarantine(engine: Engine, run_id: int | None = None) -> Iterator[tuple[int, RejectedRow]]:
-    """(run id, rejected row) of one run's quarantine (default: the latest run that has any)."""
+    """(run id, rejected row) of one run's quarantine (default: the latest run that has any).
+    An unknown run id is a ``NotFound`` (64), raised here, before any row is read."""
     with engine.connect() as conn:
         if run_id is None:
             run_id = conn.execute(select(func.max(QuarantinedRow.run_id))).scalar()
             if run_id is None:
-                return
+                return iter(())
+        elif conn.execute(select(EtlRun.run_id).where(EtlRun.run_id == run_id)).first() is None:
+            latest = conn.execute(select(func.max(EtlRun.run_id))).scalar()
+            raise NotFound(
+                f"no run {run_id} in the ledger"
+                + (f" (the latest is run {latest})" if latest else " (it is empty)"),
+                hint="`registry etl runs` lists the runs",
+            )
+    return _quarantined_rows(engine, run_id)
+
+
+def _quarantined_rows(engine: Engine, run_id: int) -> Iterator[tuple[int, RejectedRow]]:
+    with engine.connect() as conn:
         stmt = (
             select(QuarantinedRow)
             .where(QuarantinedRow.run_id == run_id)

@@ -21,7 +21,7 @@ import click
 
 from registry import __version__
 from registry.core.config import Settings, load_settings
-from registry.core.errors import EXIT_SOFTWARE, EXIT_USAGE, OutputError, RegistryError
+from registry.core.errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_USAGE, OutputError, RegistryError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,9 @@ class Context:
 
 def exit_with(exc: RegistryError) -> None:
     """One line (and a hint) on stderr, then the error's documented exit code."""
-    click.echo(f"error: {exc.message}", err=True)
+    from registry.core.errors import Interrupted
+
+    click.echo(exc.message if isinstance(exc, Interrupted) else f"error: {exc.message}", err=True)
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
     sys.exit(exc.exit_code)
@@ -156,7 +158,10 @@ class RegistryGroup(click.Group):
         except click.exceptions.UsageError as exc:  # bad option, missing argument, bad value
             exc.show()
             sys.exit(EXIT_USAGE)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+                click.echo("interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
             click.echo("aborted", err=True)
             sys.exit(1)
         except click.exceptions.ClickException as exc:
@@ -166,7 +171,7 @@ class RegistryGroup(click.Group):
             exit_with(exc)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug: say so, keep the traceback for the report
             click.echo(
                 f"internal error ({type(exc).__name__}): this is a bug in the registry; "

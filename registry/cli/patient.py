@@ -33,9 +33,11 @@ def derive(ctx: Context, all_patients: bool, workers: int | None) -> None:
         def progress(done: int, total: int) -> None:
             click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
 
-    res = derive_pending(engine, all_patients=all_patients, progress=progress, workers=workers)
-    if ctx.interactive:
-        click.echo("", err=True)
+    try:
+        res = derive_pending(engine, all_patients=all_patients, progress=progress, workers=workers)
+    finally:
+        if ctx.interactive:  # end the progress line (also before an interruption's message)
+            click.echo("", err=True)
     click.echo(
         f"derived {res.patients} patient(s) under rules {res.rules_version} "
         f"({res.written} with changed results); cleared {res.retired} retired; "

@@ -15,6 +15,7 @@ class RunStatus(StrEnum):
     VALIDATED = "validated"  # a dry run: nothing written
     REFUSED = "refused"  # a structural problem: nothing changed
     FAILED = "failed"  # an error: nothing changed
+    INTERRUPTED = "interrupted"  # Ctrl-C during the load: nothing changed
     KILLED = "killed"  # the process died; marked by the next run
 
 

@@ -17,6 +17,7 @@ EXIT_CANT_CREATE = 73  # EX_CANTCREAT
 EXIT_IOERR = 74  # EX_IOERR
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL
 EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 # code: (meaning, what to do) — the documented contract
 EXIT_CODES: dict[int, tuple[str, str]] = {
@@ -44,6 +45,11 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "free space on the registry's disk, then run again",
     ),
     EXIT_TEMPFAIL: ("another run holds the lock", "retry later (cron: the next run)"),
+    EXIT_INTERRUPTED: (
+        "interrupted (Ctrl-C): the one line says what was kept (nothing, or a committed load whose "
+        "derivation is pending)",
+        "run the command again; `registry derive` finishes a pending derivation",
+    ),
     EXIT_CONFIG: (
         "configuration error: bad URL or driver, no pseudonym key, unreadable TOML, no registry "
         "database, schema not migrated, a broken cohort definition, patients derived under older rules",
@@ -149,3 +155,9 @@ class NotFound(RegistryError):
     """An unknown name on the command line: cohort, patient (64)."""
 
     exit_code = EXIT_USAGE
+
+
+class Interrupted(RegistryError):
+    """The user interrupted a run (Ctrl-C); the message says what, if anything, was kept."""
+
+    exit_code = EXIT_INTERRUPTED

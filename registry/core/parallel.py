@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import multiprocessing
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import Pool
 from typing import Any, TypeVar
@@ -25,3 +29,40 @@ def in_order(
     while waiting:
         done, result = waiting.popleft()
         yield done, result.get()
+
+
+def ignore_interrupts() -> None:
+    """A worker process's first step: Ctrl-C reaches the whole process group, and only the
+    parent decides what an interruption means (it ends the pool; a worker that handled it too
+    would print its own traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def forked_pool(
+    workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+) -> Iterator[Pool]:
+    """A pool of forked workers that never handle Ctrl-C. SIGINT is blocked while the workers
+    are forked (each starts by ignoring it, so none sees one before its first instruction) and
+    unblocked once the pool is in place: a Ctrl-C that came meanwhile is raised then, inside the
+    block, whose end (an interruption included) terminates the workers."""
+
+    def start(*args: Any) -> None:
+        ignore_interrupts()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if initializer is not None:
+            initializer(*args)
+
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=start, initargs=initargs)
+    except BaseException:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        raise
+    with pool:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        yield pool

@@ -91,7 +91,7 @@ class EtlRun(Base):
     exported_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     data_cutoff: Mapped[dt.date | None] = mapped_column(Date)
     mode: Mapped[str | None] = mapped_column(String(16))
-    # running | succeeded | unchanged | refused | failed | killed
+    # running | succeeded | unchanged | refused | failed | interrupted | killed
     status: Mapped[str] = mapped_column(String(16), index=True)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

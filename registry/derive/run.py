@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
-from registry.core.parallel import in_order
+from registry.core.errors import Interrupted
+from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
 from registry.db.database import make_engine, writer_lock
 from registry.db.models import (
@@ -115,8 +115,14 @@ def derive_pending(
         The derivation run's id, the patients derived and cleared, the parameters and the
         rules version.
     """
-    with writer_lock(engine), engine.begin() as conn:
-        return _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
+    try:
+        with writer_lock(engine), engine.begin() as conn:
+            return _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "interrupted; nothing was changed (the derivation is one transaction; the patients it "
+            "had not stored stay flagged for the next one)"
+        ) from None
 
 
 def _worker_count(engine: Engine, workers: int | None) -> int:
@@ -338,9 +344,7 @@ def _derived_batches(
         return
     _WORKER["parent"] = conn.engine
     url = conn.engine.url.render_as_string(hide_password=False)
-    with multiprocessing.get_context("fork").Pool(
-        workers, initializer=_worker_start, initargs=(url,)
-    ) as pool:
+    with forked_pool(workers, _worker_start, (url,)) as pool:
         # at most two batches a worker in flight: results the writer has not taken yet wait in
         # memory (with ``imap`` they piled up whenever the workers outran the writer: 1.75 GiB
         # in the writer near the end of a 1,000,000-patient derivation)

@@ -17,6 +17,7 @@ from registry.core.errors import (
     EXIT_CODES,
     EXIT_CONFIG,
     EXIT_DATA,
+    EXIT_INTERRUPTED,
     EXIT_IOERR,
     EXIT_NO_INPUT,
     EXIT_OK,
@@ -56,6 +57,7 @@ def test_0_success(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-
         ["report", "study", "no-such-cohort"],
         ["db", "downgrade", "9999", "--yes"],
         ["db", "downgrade", "base"],  # destructive: needs --yes
+        ["etl", "quarantine", "--run", "999"],  # an unknown run id, not an empty file
     ],
 )
 def test_64_usage(args: list[str], sqlite_cli_env) -> None:  # type: ignore[no-untyped-def]
@@ -150,6 +152,19 @@ def test_78_configuration(args: list[str], text: str, sqlite_cli_env, tmp_path: 
     code, out = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert code == EXIT_CONFIG and text in out and "Traceback" not in out, out
     assert not (tmp_path / "none.db").exists()  # reading commands never create a registry
+
+
+def test_130_interrupted(sqlite_cli_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C as the library reports it (processes and worker pools: tests/cli/test_interrupt.py)."""
+    import registry.derive.run as run_module
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_derive", interrupted)
+    code, out = run("derive", "--all")
+    assert code == EXIT_INTERRUPTED and out.strip().startswith("interrupted; nothing was changed"), out
+    assert "Traceback" not in out
 
 
 def test_every_documented_code_has_its_test_and_nothing_undocumented_is_tested() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from etl.demo import run_demo
@@ -57,6 +58,24 @@ def test_demo_runs_end_to_end_and_twice(tmp_path: Path) -> None:
     assert "published" in first.headline and "55.3" in first.headline  # side by side with the paper
     second = run_demo(tmp_path / "demo", patients=200)  # safe to run twice: same numbers
     assert second.data["groups"] == first.data["groups"]
+
+
+def test_doctor_is_healthy_on_the_demo_registry_with_the_config_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from registry.cli import cli
+
+    result = run_demo(tmp_path / "demo", patients=60)
+    config = tmp_path / "demo" / "registry.toml"
+    assert f"export REGISTRY_CONFIG={config.resolve()}" in result.headline
+    for name in ("REGISTRY_DATABASE_URL", "REGISTRY_PSEUDONYM_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REGISTRY_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["doctor", "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.output)["healthy"], res.output
 
 
 def test_synth_cli_writes_a_valid_bundle(tmp_path: Path, cli_env) -> None:  # type: ignore[no-untyped-def]
