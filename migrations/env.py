@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from alembic import context
 from sqlalchemy import create_engine
 
@@ -31,15 +34,36 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+@contextlib.contextmanager
+def _sqlite_foreign_keys_off(connection) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """SQLite rebuilds a table to change a column (batch mode: copy, drop, rename). With foreign
+    keys on, dropping the old table would delete (cascade) the rows that refer to it, so they
+    are off while the migrations run and checked before they are on again (SQLite's own recipe
+    for schema changes). The pragma only takes effect outside a transaction: on a connection
+    already in one (a caller's) nothing changes."""
+    raw = connection.connection.dbapi_connection if connection.dialect.name == "sqlite" else None
+    if raw is None or connection.in_transaction():
+        yield
+        return
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"a migration left {len(broken)} rows with broken foreign keys")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         _configure(connection)
-        with context.begin_transaction():
+        with _sqlite_foreign_keys_off(connection), context.begin_transaction():
             context.run_migrations()
         return
     engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
-    with engine.connect() as conn:
+    with engine.connect() as conn, _sqlite_foreign_keys_off(conn):
         _configure(conn)
         with context.begin_transaction():
             context.run_migrations()

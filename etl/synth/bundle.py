@@ -30,7 +30,16 @@ from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_p
 
 DEFAULT_PATIENTS = 1000
 DEFAULT_CUTOFF = dt.date(2026, 6, 30)
-TRUTH_COLUMNS = ["patient_id", "category", "group", "index_transplant", "relapse", "l2_start", "patterns"]
+TRUTH_COLUMNS = [
+    "patient_id",
+    "category",
+    "group",
+    "index_transplant",
+    "relapse",
+    "l2_start",
+    "l2_progression",  # the first progression after the 2nd line started (pfs_2l, pfs2): r3
+    "patterns",
+]
 
 
 # --------------------------------------------------------------------------- dirty rows
@@ -120,6 +129,7 @@ def _truth_row(rec: PatientRecord) -> dict[str, Any]:
         "index_transplant": t.get("index_transplant", ""),
         "relapse": t.get("relapse", ""),
         "l2_start": t.get("l2_start", ""),
+        "l2_progression": t.get("l2_progression", ""),
         "patterns": ";".join(rec.patterns),
     }
 

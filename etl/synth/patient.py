@@ -5,7 +5,9 @@ have: drugs added or switched during induction, cyclophosphamide mobilisation wi
 plerixafor before stem-cell collection, melphalan dated a week before the infusion, a
 bisphosphonate or denosumab running across every line, antiviral prophylaxis, maintenance
 recorded as three-month prescriptions, brand names with doses, routes, accents and
-formulation suffixes, and a second line starting on the day the progression is recorded.
+formulation suffixes, a second line starting on the day the progression is recorded, and
+(revision 3 of the rules) a relapse recorded twice, salvage begun a few days before the
+progression was recorded, and a blinded trial drug as the second line.
 None of these changes what the registry must derive: the patient's ``truth`` (index
 transplant, relapse, start of the second line, study group) is written next to the bundle
 so a test can check every date.
@@ -65,6 +67,8 @@ NAMES = {
     "zoledronic acid": ["Zoledronic acid", "Zometa 4 mg IV", "zoledronate"],
     "denosumab": ["Denosumab", "Xgeva"],
     "acyclovir": ["Acyclovir", "Aciclovir 400 mg PO", "Valaciclovir"],
+    # not in the vocabulary on purpose: a blinded trial drug, recorded with intent salvage
+    "study drug": ["Study drug (blinded)", "STUDY DRUG (blinded)", "study drug (blinded)"],
 }
 DOSES: dict[str, list[float]] = {
     "lenalidomide": [25, 15, 10],
@@ -116,6 +120,10 @@ PATTERN_RATES = {
     "antiviral": 0.40,
     "maintenance_prescriptions": 0.15,
     "l2_on_progression_day": 0.30,
+    # (r3) drawn from a stream of their own: the patterns above keep the draws they had
+    "relapse_recorded_twice": 0.12,  # the clinical relapse recorded again 5-25 days later
+    "salvage_before_record": 0.15,  # the progression recorded 1-14 days after the first salvage dose
+    "blinded_trial_drug": 0.05,  # a second line without lenalidomide: a blinded study drug
 }
 
 
@@ -146,18 +154,20 @@ class PatientRecord:
 class _Gen:
     def __init__(self, rng: random.Random, pid: str, category: str, cutoff: int) -> None:
         self.r = rng
+        self.r3 = random.Random(0)  # the r3 patterns' own stream (seeded by generate_patient)
         self.rec = PatientRecord(pid, category)
         self.cutoff = cutoff
         self.n = {"transplant": 0, "treatment": 0, "event": 0}
         self.end_of_follow_up = cutoff  # set once death / last contact are known
+        self.given: set[str] = set()  # the generic names of non-steroid, non-supportive drugs given
 
     def new_id(self, kind: str) -> str:
         self.n[kind] += 1
         prefix = {"transplant": "TX", "treatment": "RX", "event": "EV"}[kind]
         return f"{prefix}-{self.rec.pid}-{self.n[kind]:03d}"
 
-    def chance(self, pattern: str) -> bool:
-        hit = self.r.random() < PATTERN_RATES[pattern]
+    def chance(self, pattern: str, rng: random.Random | None = None) -> bool:
+        hit = (rng or self.r).random() < PATTERN_RATES[pattern]
         if hit:
             self.rec.patterns.append(pattern)
         return hit
@@ -177,6 +187,15 @@ class _Gen:
             end = start
         if end is not None and end > self.end_of_follow_up:
             end, stop = None, "ongoing"
+        if generic not in (
+            "dexamethasone",
+            "zoledronic acid",
+            "denosumab",
+            "acyclovir",
+            "filgrastim",
+            "plerixafor",
+        ):
+            self.given.add(generic)
         self.rec.treatments.append(
             {
                 "treatment_id": self.new_id("treatment"),
@@ -308,6 +327,7 @@ def generate_patient(
     pid = patient_id(site, index)
     cut = _day(cutoff)
     g = _Gen(rng, pid, category, cut)
+    g.r3 = random.Random(f"{seed}:{site}:{index}:r3")
     in_group = category in GROUPS
     # second-line start spread so that follow-up after it ranges from ~2 to ~14 years
     if in_group:
@@ -406,8 +426,12 @@ def _after_transplant(
             stop = rng.choice(["completed", "toxicity", "patient_choice"])
             g.maintenance(drug, mt_start, mt_start + rng.randint(300, 2500), stop)
         return
+    lag = 0  # days the progression's record trails the first salvage dose (r3)
     if in_group:
         relapse = l2 if g.chance("l2_on_progression_day") else l2 - rng.randint(7, 40)
+        if l2 + 14 < g.end_of_follow_up and g.chance("salvage_before_record", g.r3):
+            lag = g.r3.randint(1, 14)
+            relapse = l2 + lag  # the clinic letter or the confirming result, after the first dose
     else:
         relapse = tx + rng.randint(365, 1800)
     toxic_stop = False
@@ -415,33 +439,47 @@ def _after_transplant(
         drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
         toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
         end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
-        g.maintenance(drug, mt_start, end, "toxicity" if toxic_stop else "progression")
+        stop = "toxicity" if toxic_stop else "progression"
+        if lag and not toxic_stop:  # stopped the week before the salvage, the reason not recorded
+            end, stop = l2 - g.r3.randint(5, 9), "other"
+        g.maintenance(drug, mt_start, end, stop)
     if relapse <= g.end_of_follow_up:
         g.rec.truth["relapse"] = _d(relapse)
     # about 15% document the relapse only by the maintenance's stop reason
-    if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop:
+    if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop or lag:
         g.event(relapse, rng.choice(["progression", "relapse"]), "PD")
+    if in_group and g.chance("relapse_recorded_twice", g.r3):
+        g.event(relapse + g.r3.randint(5, 25), "relapse", "PD")  # the clinical relapse, again
     if not in_group:
         return
     regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
+    salvage_intent = rng.choice(["salvage", ""])
+    if category in ("G2", "G4") and g.chance("blinded_trial_drug", g.r3):
+        regimen, salvage_intent = ["study drug"], "salvage"  # a blinded trial drug records its intent
+    if lag and not set(regimen) - g.given:
+        salvage_intent = "salvage"  # drugs of line 1 again: only a recorded intent makes it salvage
     # progression-only median such that progression-or-death lands on the target
     os_months, pfs2_months = GROUPS[category][1], GROUPS[category][2]
     prog_median = 1 / (1 / pfs2_months - 1 / os_months)
     # at least a month on the new line before progression (no spike at a floor value)
     pfs2 = 30 + _exp_months(rng, prog_median)
+    if lag:  # the next progression is an episode of its own: more than 30 days after the record
+        pfs2 = max(pfs2, lag + 31)
     l2_end = min(l2 + pfs2, death)
-    # on the progression day the first drug starts that very day
-    stagger = 0 if relapse == l2 else 3
+    # on the progression day (or before it was recorded) the first drug starts that very day
+    stagger = 0 if relapse == l2 or lag else 3
     start = g.regimen(
         regimen,
         l2,
         l2_end,
-        rng.choice(["salvage", ""]),
+        salvage_intent,
         "progression" if l2 + pfs2 < death else "death",
         stagger=stagger,
     )
     g.rec.truth["l2_start"] = _d(start) if start is not None else None
     g.rec.truth["group"] = category
+    progressed = l2 + pfs2 < death and l2 + pfs2 <= g.end_of_follow_up
+    g.rec.truth["l2_progression"] = _d(l2 + pfs2) if progressed else ""
     if l2 + pfs2 < death:
         g.event(l2 + pfs2, "progression", "PD")
         if rng.random() < 0.6 and l2 + pfs2 + 30 < death:

@@ -44,6 +44,8 @@ class StartRule(StrEnum):
     GAP = "gap"
     NEW_DRUG = "new_drug"
     TRANSPLANT = "transplant"
+    # (r3) a regimen begun up to progression_lag_days before the progression was recorded
+    PROGRESSION_RECORDED_LATER = "progression_recorded_later"
 
 
 class LineEnd(StrEnum):

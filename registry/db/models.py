@@ -297,12 +297,15 @@ class Exposure(Derived, Base):
     __tablename__ = "exposures"
     exposure_id: Mapped[int] = mapped_column(Id, primary_key=True)
     patient_key: Mapped[str] = mapped_column(KEY, index=True)
-    drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"))
+    # null for an unmapped drug whose rows record an intent (r3: a blinded trial drug)
+    drug_id: Mapped[int | None] = mapped_column(Id, ForeignKey("drugs.drug_id"))
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing at the cutoff
     stop_reason: Mapped[str | None] = mapped_column(String(16))
     last_dose_mg: Mapped[float | None] = mapped_column(Float)
     role: Mapped[str] = mapped_column(String(16))  # regimen | conditioning
+    # the normalised recorded name of such an unmapped drug (class 'unmapped'); null otherwise
+    unmapped_drug: Mapped[str | None] = mapped_column(String(200))
 
 
 class ExposureSource(Base):
@@ -328,8 +331,9 @@ class LineOfTherapy(Derived, Base):
     end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing
     # a stop reason of its last-ending exposure, progression, next_line or ongoing
     end_reason: Mapped[str | None] = mapped_column(String(16))
-    # why this line started: first | progression | gap | new_drug | transplant
-    start_rule: Mapped[str] = mapped_column(String(16))
+    # why this line started: first | progression | progression_recorded_later | gap | new_drug |
+    # transplant
+    start_rule: Mapped[str] = mapped_column(String(32))
     includes_index_transplant: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -400,6 +404,12 @@ class Relapse(Derived, Base):
     len_last_dose_mg: Mapped[float | None] = mapped_column(Float)
     len_exposure_days: Mapped[int | None] = mapped_column(Integer)
     len_free_interval_days: Mapped[int | None] = mapped_column(Integer)
+    # (r3) disease-event records of the episode (a relapse recorded twice: 2; a stop reason is
+    # no such record); null before r3
+    event_records: Mapped[int | None] = mapped_column(Integer)
+    # (r3) recorded after the salvage regimen it caused began (that line's start rule is
+    # progression_recorded_later); null before r3
+    recorded_after_line_start: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RelapseRefractoriness(Base):
@@ -433,6 +443,10 @@ class PatientSummary(Derived, Base):
     l2_start: Mapped[dt.date | None] = mapped_column(Date)
     l2_first_regimen: Mapped[str | None] = mapped_column(String(400))
     l2_lenalidomide: Mapped[bool] = mapped_column(Boolean, default=False)
+    l2_start_rule: Mapped[str | None] = mapped_column(String(32))  # why the 2nd line started (r3)
+    # (r3) the first progression episode that began after the 2nd line started and is not the
+    # one that started it (its documented date): the event of pfs_2l and pfs2
+    l2_progression_date: Mapped[dt.date | None] = mapped_column(Date)
     lines: Mapped[int] = mapped_column(Integer, default=0)
     # digest of the patient's derived rows (ids local to the patient) under the rules version:
     # a re-derivation with the same digest leaves the stored rows as they are

@@ -43,17 +43,20 @@ def _age(dialect: str, later: str, earlier: str) -> str:
 _LINE_AGENTS_FROM = """FROM regimens g
               JOIN regimen_exposures re ON re.regimen_id = g.regimen_id
               JOIN exposures e ON e.exposure_id = re.exposure_id
-              JOIN drugs d ON d.drug_id = e.drug_id WHERE g.line_id = l.line_id"""
+              LEFT JOIN drugs d ON d.drug_id = e.drug_id WHERE g.line_id = l.line_id"""
+# the drug's generic name, or the normalised recorded name of an unmapped drug whose rows record
+# an intent (r3: a blinded trial drug)
+_AGENT = "COALESCE(d.generic_name, e.unmapped_drug)"
 
 
 def _line_agents(dialect: str) -> str:
     """Every drug of a line (generic names, distinct, sorted, joined by ', ')."""
     if dialect == "sqlite":
         return (
-            "(SELECT group_concat(name, ', ') FROM (SELECT DISTINCT d.generic_name AS name "
+            f"(SELECT group_concat(name, ', ') FROM (SELECT DISTINCT {_AGENT} AS name "
             f"{_LINE_AGENTS_FROM} ORDER BY name))"
         )
-    return f"(SELECT string_agg(DISTINCT d.generic_name, ', ' ORDER BY d.generic_name) {_LINE_AGENTS_FROM})"
+    return f"(SELECT string_agg(DISTINCT {_AGENT}, ', ' ORDER BY {_AGENT}) {_LINE_AGENTS_FROM})"
 
 
 VIEWS: tuple[View, ...] = (
@@ -157,7 +160,11 @@ VIEWS: tuple[View, ...] = (
             ("start_date", "first day of the line"),
             ("end_date", "last day (never after the next line starts); null when ongoing"),
             ("end_reason", "a stop reason, progression, next_line or ongoing"),
-            ("start_rule", "first, progression, gap, new_drug or transplant"),
+            (
+                "start_rule",
+                "first, progression, progression_recorded_later (salvage begun up to 30 days before the "
+                "progression was recorded), gap, new_drug or transplant",
+            ),
             ("regimen_name", "the line's first regimen (generic names joined by +)"),
             ("agents", "every drug given in the line, generic names"),
         ),
@@ -224,12 +231,21 @@ VIEWS: tuple[View, ...] = (
                 "lenalidomide_free_interval_days",
                 "days from the last lenalidomide to the relapse (0 if running)",
             ),
+            (
+                "event_records",
+                "progression or relapse events recorded for the episode (2 or more: recorded again)",
+            ),
+            (
+                "recorded_after_line_start",
+                "recorded after the salvage regimen it caused began (that line started before it)",
+            ),
         ),
         """SELECT r.patient_key, r.sequence AS relapse_number, r.relapse_date, r.source,
            r.after_index_transplant, r.is_first_after_index AS first_after_index_transplant,
            r.len_refractory AS lenalidomide_refractory, r.len_last_dose_mg AS lenalidomide_last_dose_mg,
            r.len_exposure_days AS lenalidomide_exposure_days,
-           r.len_free_interval_days AS lenalidomide_free_interval_days
+           r.len_free_interval_days AS lenalidomide_free_interval_days, r.event_records,
+           r.recorded_after_line_start
            FROM relapses r JOIN patients p ON p.patient_key = r.patient_key AND p.is_current""",
     ),
 )

@@ -1,4 +1,4 @@
-"""The derivation rules (docs/derivations.md, revision 2) as a pure function of one patient's
+"""The derivation rules (docs/derivations.md, revision 3) as a pure function of one patient's
 rows.
 
 No database here: ``derive_patient(inputs, params)`` returns plain dataclasses, so every rule
@@ -16,12 +16,15 @@ from registry.derive.exposures import (
     TransplantPlan,
     build_exposures,
     documented_progressions,
+    index_transplant,
     plan_transplants,
 )
+from registry.derive.lag import recorded_later
 from registry.derive.model import (
     LENALIDOMIDE,
     MELPHALAN,
     Derivation,
+    Episode,
     EventRow,
     Exposure,
     Line,
@@ -34,7 +37,7 @@ from registry.derive.model import (
     latest_end,
 )
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
-from registry.derive.relapses import derive_relapses
+from registry.derive.relapses import derive_relapses, relapse_episodes
 
 __all__ = [
     "LENALIDOMIDE",
@@ -54,6 +57,8 @@ __all__ = [
 ]
 
 ONE_DAY = dt.timedelta(days=1)
+# the start rules of a line that a progression started (the previous line ends for progression)
+PROGRESSION_RULES = frozenset({StartRule.PROGRESSION, StartRule.PROGRESSION_RECORDED_LATER})
 Members = list[tuple[Exposure, bool]]  # (exposure, continued from an earlier regimen)
 
 
@@ -65,7 +70,7 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
     inp
         The patient's current treatment, transplant and disease-event rows and follow-up.
     p
-        The rules' parameters (defaults: revision 2).
+        The rules' parameters (defaults: revision 3).
 
     Returns
     -------
@@ -74,14 +79,31 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         transplant roles, relapse episodes with refractoriness, and the facts cohorts use.
     """
     progressions = documented_progressions(inp)
-    exposures = build_exposures(inp, progressions, p)
-    plan = plan_transplants(inp, progressions, exposures, p)
+    episodes = relapse_episodes(progressions, index_transplant(inp, progressions), p)
+    # (r3) a salvage regimen begun before its progression was recorded moves where that
+    # episode divides lines to the regimen's start; each pass finds such regimens in the
+    # lines the previous pass derived (most patients: one pass, none found)
+    while True:
+        dv = _derive_once(inp, progressions, episodes, p)
+        found = recorded_later(dv, p)
+        if not found:
+            return dv
+        for ep, start in found:
+            ep.split = start
+
+
+def _derive_once(
+    inp: PatientInputs, progressions: list[Progression], episodes: list[Episode], p: DerivationParameters
+) -> Derivation:
+    splits = [ep.splits_on for ep in episodes]
+    exposures = build_exposures(inp, splits, p)
+    plan = plan_transplants(inp, splits, exposures, p)
     # progressions, line 1's transplants and transplants starting a line close a regimen's window
-    closers = [pr.date for pr in progressions]
+    closers = list(splits)
     closers += [t.date for t in (plan.index, plan.tandem) if t is not None]
     closers += [d for d, _ in plan.line_starts]
     raw = _form_regimens(exposures, closers, inp.end_of_follow_up, p)
-    builder = _LineBuilder(inp, plan, [pr.date for pr in progressions], p)
+    builder = _LineBuilder(inp, plan, episodes, p)
     builder.run(raw)
     lines, regimens = builder.lines, builder.regimens
 
@@ -89,14 +111,14 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         started = [ln.number for ln in lines if ln.start <= day]
         return max(started) if started else None
 
-    def line_progressed(pr: Progression) -> int | None:
+    def line_progressed(day: dt.date) -> int | None:
         # the line during which it happened: a line starting that very day is its treatment
-        started = [ln.number for ln in lines if ln.start < pr.date]
+        started = [ln.number for ln in lines if ln.start < day]
         return max(started) if started else None
 
     _close_lines(lines, regimens, builder.line_exposures, inp, line_containing, plan.index)
     out_roles = {t.key: (plan.roles[t.key], line_containing(t.date)) for t in inp.transplants}
-    relapses = derive_relapses(progressions, exposures, plan.index, line_progressed, p)
+    relapses = derive_relapses(episodes, exposures, plan.index, line_progressed, p)
     return Derivation(
         patient_key=inp.patient_key,
         exposures=exposures,
@@ -107,6 +129,7 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         index_transplant=plan.index,
         tandem_transplant=plan.tandem,
         progressions=progressions,
+        episodes=episodes,
     )
 
 
@@ -178,10 +201,12 @@ class _LineBuilder:
     rules (progression, gap, new drug, transplant) and giving each regimen its phase."""
 
     def __init__(
-        self, inp: PatientInputs, plan: TransplantPlan, prog_dates: list[dt.date], p: DerivationParameters
+        self, inp: PatientInputs, plan: TransplantPlan, episodes: list[Episode], p: DerivationParameters
     ) -> None:
         self.inp = inp
         self.plan = plan
+        self.episodes = episodes
+        prog_dates = [ep.splits_on for ep in episodes]
         self.prog_dates = prog_dates
         self.p = p
         self.window = dt.timedelta(days=p.regimen_window_days)
@@ -196,7 +221,7 @@ class _LineBuilder:
         self.line_exposures: dict[int, dict[int, Exposure]] = {}
 
     def open(self, start: dt.date, rule: StartRule) -> None:
-        if self.lines and rule == StartRule.PROGRESSION:
+        if self.lines and rule in PROGRESSION_RULES:
             self.lines[-1].end_reason = LineEnd.PROGRESSION
         number = len(self.lines) + 1
         self.lines.append(Line(number, start, None, None, rule))
@@ -228,8 +253,12 @@ class _LineBuilder:
             return StartRule.FIRST
         p = self.p
         cur = self.lines[-1]
-        if any(cur.start < d <= start for d in self.prog_dates):
-            return StartRule.PROGRESSION
+        # (r3) episodes, never single records: a record of an episode that began earlier is
+        # no progression after the current line's start
+        due = [ep for ep in self.episodes if cur.start < ep.splits_on <= start]
+        if due:
+            later = any(ep.recorded_later and ep.splits_on == start for ep in due)
+            return StartRule.PROGRESSION_RECORDED_LATER if later else StartRule.PROGRESSION
         index = self.plan.index
         if index is not None and start <= index.date:
             return None  # before the index transplant only a progression splits line 1
@@ -377,5 +406,5 @@ def _close_lines(
         if nxt is not None and (reg.end is None or reg.end >= nxt.start):
             reg.end = nxt.start - ONE_DAY
             reg.stop_reason = (
-                LineEnd.PROGRESSION if nxt.start_rule == StartRule.PROGRESSION else LineEnd.NEXT_LINE
+                LineEnd.PROGRESSION if nxt.start_rule in PROGRESSION_RULES else LineEnd.NEXT_LINE
             )

@@ -18,6 +18,17 @@ from registry.derive.model import (
 from registry.derive.params import DerivationParameters
 
 
+def index_transplant(inp: PatientInputs, progressions: list[Progression]) -> TransplantRow | None:
+    """The first autologous transplant that no documented progression precedes."""
+    first = progressions[0].date if progressions else None
+    for t in sorted(inp.transplants, key=lambda t: (t.date, t.key)):
+        if first is not None and first < t.date:
+            return None
+        if t.type == "autologous":
+            return t
+    return None
+
+
 def documented_progressions(inp: PatientInputs) -> list[Progression]:
     """Progression/relapse events (event date) and treatment rows stopped for progression
     (end date, whatever the drug: mapped, unmapped or supportive), sorted by date (events
@@ -44,14 +55,13 @@ def _is_conditioning(t: TreatmentRow, transplant_dates: list[dt.date], p: Deriva
     return False
 
 
-def build_exposures(
-    inp: PatientInputs, progressions: list[Progression], p: DerivationParameters
-) -> list[Exposure]:
+def build_exposures(inp: PatientInputs, splits: list[dt.date], p: DerivationParameters) -> list[Exposure]:
     """Rows of the same drug (and the same role: regimen, conditioning; mobilisation rows
     apart) merge while the gap is at most ``drug_gap_days``, never across a transplant or a
-    documented progression. Unmapped and supportive drugs make no exposure."""
+    progression episode (``splits``: where each episode divides, r3). Unmapped drugs (but
+    those whose row records an intent, r3) and supportive drugs make no exposure."""
     tx_dates = sorted(t.date for t in inp.transplants)
-    prog_dates = [pr.date for pr in progressions]
+    prog_dates = splits
     groups: dict[tuple[ExposureRole, bool, str], list[TreatmentRow]] = {}
     for t in inp.treatments:
         if t.drug is None or t.drug_class in p.non_regimen_classes:
@@ -155,13 +165,14 @@ class TransplantPlan:
 
 def plan_transplants(
     inp: PatientInputs,
-    progressions: list[Progression],
+    splits: list[dt.date],
     exposures: list[Exposure],
     p: DerivationParameters,
 ) -> TransplantPlan:
     """Each transplant's role (index, tandem, salvage, additional, allogeneic) and the
-    transplants that start a line of their own."""
-    prog_dates = [pr.date for pr in progressions]
+    transplants that start a line of their own; ``splits`` are the progression episodes'
+    dates (r3: episodes, not records)."""
+    prog_dates = splits
     liners = [
         e for e in exposures if e.role == ExposureRole.REGIMEN and e.drug_class not in p.non_line_classes
     ]

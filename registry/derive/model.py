@@ -14,6 +14,8 @@ from registry.derive import regimen_names
 
 LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
+UNMAPPED_CLASS = "unmapped"  # (r3) a drug the vocabulary does not map, whose row records an intent
+LINE_INTENTS = frozenset({"induction", "consolidation", "maintenance", "salvage"})
 
 
 # --------------------------------------------------------------------------- inputs
@@ -22,7 +24,9 @@ class TreatmentRow:
     """One treatment row as the rules read it (drug already mapped; None when unmapped)."""
 
     key: str
-    drug: str | None  # generic name; None = not in the vocabulary (ignored)
+    # generic name; None = not in the vocabulary (ignored). (r3) An unmapped drug whose row
+    # records an intent has its normalised name here and class ``unmapped``
+    drug: str | None
     drug_class: str | None
     start: dt.date
     end: dt.date | None = None
@@ -143,6 +147,29 @@ class Progression:
 
 
 @dataclass
+class Episode:
+    """(r3) A progression episode: records within ``relapse_episode_days`` of its first one.
+
+    ``date`` is its first record's (the relapse's documented date); ``split`` is where it
+    divides lines, exposures and regimens: the same day, or, when a salvage regimen began up to
+    ``progression_lag_days`` before the progression was recorded, that regimen's start."""
+
+    date: dt.date
+    source: ProgressionSource
+    key: str
+    events: int = 0  # disease-event records of it (2 or more: the relapse recorded again)
+    split: dt.date | None = None  # None: ``date``
+
+    @property
+    def splits_on(self) -> dt.date:
+        return self.date if self.split is None else self.split
+
+    @property
+    def recorded_later(self) -> bool:
+        return self.split is not None and self.split < self.date
+
+
+@dataclass
 class Relapse:
     """A relapse episode with refractoriness and the lenalidomide facts at it."""
 
@@ -158,6 +185,8 @@ class Relapse:
     len_last_dose: float | None
     len_exposure_days: int | None
     len_free_interval_days: int | None
+    events: int = 0  # (r3) disease-event records of the episode (2 or more: recorded again)
+    recorded_later: bool = False  # (r3) recorded after the salvage regimen it caused began
 
 
 @dataclass
@@ -173,6 +202,7 @@ class Derivation:
     index_transplant: TransplantRow | None
     tandem_transplant: TransplantRow | None
     progressions: list[Progression]
+    episodes: list[Episode] = field(default_factory=list)
 
     # ---- summary facts used by cohorts
     @property
@@ -192,6 +222,15 @@ class Derivation:
 
     def first_regimen(self, line: int) -> Regimen | None:
         return next((r for r in self.regimens if r.line == line), None)
+
+    def progression_after_line_start(self, number: int) -> dt.date | None:
+        """(r3) The documented date of the first progression episode that began after line
+        ``number`` started and is not the one that started it (the event of endpoints whose
+        origin is that line's start: the study's ``pfs_2l`` and ``pfs2``)."""
+        line = self.line(number)
+        if line is None:
+            return None
+        return next((e.date for e in self.episodes if e.splits_on > line.start), None)
 
 
 def latest_end(ends: Iterable[dt.date | None]) -> dt.date | None:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-RULES_REVISION = 2
+RULES_REVISION = 3
 """The revision of the derivation rules this code implements. Raise it whenever a change to
 the code changes what is derived from the same rows: patients derived under another
 revision (or other parameters) are reported by ``registry doctor`` and re-derived by
@@ -59,6 +59,11 @@ class DerivationParameters:
     )
     relapse_episode_days: int = _p(
         30, "progression records within this after an episode's first record belong to that episode"
+    )
+    progression_lag_days: int = _p(
+        30,
+        "a salvage regimen starting up to this before a progression episode's first record starts the "
+        "next line (progression recorded later, r3)",
     )
     non_line_classes: tuple[str, ...] = field(
         default=("steroid",),

@@ -2,77 +2,84 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
-from registry.core.enums import ExposureRole
-from registry.derive.model import LENALIDOMIDE, Exposure, Progression, Relapse, TransplantRow
+from registry.core.enums import ExposureRole, ProgressionSource
+from registry.derive.model import LENALIDOMIDE, Episode, Exposure, Progression, Relapse, TransplantRow
 from registry.derive.params import DerivationParameters
 
 
 def relapse_episodes(
     progressions: list[Progression], index_tx: TransplantRow | None, p: DerivationParameters
-) -> list[Progression]:
-    """The first record of each episode: records within ``relapse_episode_days`` after an
-    episode's first record (inclusive) belong to it; an episode never spans the index
-    transplant."""
-    episodes: list[Progression] = []
+) -> list[Episode]:
+    """The progression episodes: records within ``relapse_episode_days`` after an episode's
+    first record (inclusive) belong to it; an episode never spans the index transplant."""
+    episodes: list[Episode] = []
     for pr in progressions:
         if episodes and (pr.date - episodes[-1].date).days <= p.relapse_episode_days:
             crosses_index = index_tx is not None and episodes[-1].date <= index_tx.date < pr.date
             if not crosses_index:
-                continue  # the same relapse documented twice (event and stop reason)
-        episodes.append(pr)
+                # the same relapse documented again
+                episodes[-1].events += pr.source == ProgressionSource.EVENT
+                continue
+        episodes.append(Episode(pr.date, pr.source, pr.key, events=int(pr.source == ProgressionSource.EVENT)))
     return episodes
 
 
 def derive_relapses(
-    progressions: list[Progression],
+    episodes: list[Episode],
     exposures: list[Exposure],
     index_tx: TransplantRow | None,
-    line_of: Callable[[Progression], int | None],
+    line_of: Callable[[dt.date], int | None],
     p: DerivationParameters,
 ) -> list[Relapse]:
     """One ``Relapse`` per episode, with refractoriness to each drug started before it and the
-    lenalidomide facts; ``line_of`` names the line a progression happened in."""
+    lenalidomide facts; ``line_of`` names the line a progression dividing lines on a day
+    happened in."""
     out: list[Relapse] = []
     first_after_done = False
     drug_exps = [e for e in exposures if e.role == ExposureRole.REGIMEN]
-    for seq, pr in enumerate(relapse_episodes(progressions, index_tx, p), start=1):
-        after = index_tx is not None and pr.date > index_tx.date
+    for seq, ep in enumerate(episodes, start=1):
+        day = ep.date
+        after = index_tx is not None and day > index_tx.date
         first_after = after and not first_after_done
         first_after_done = first_after_done or first_after
         # an exposure starting on or after the progression is not running at it: it is the
-        # next line's treatment, often dated on the same day
-        before = [e for e in drug_exps if e.start < pr.date]
+        # next line's treatment, often dated on the same day; (r3) nor is one of the regimen
+        # that began before the progression was recorded and started the next line for it
+        before = [e for e in drug_exps if e.start < ep.splits_on]
         refractory: dict[str, bool] = {}
         for e in before:
-            hit = e.end is None or e.end >= pr.date or (pr.date - e.end).days <= p.refractory_window_days
+            hit = e.end is None or e.end >= day or (day - e.end).days <= p.refractory_window_days
             refractory[e.drug] = refractory.get(e.drug, False) or hit
         lens = [e for e in before if e.drug == LENALIDOMIDE]
         len_days = None
         len_free = None
         last_dose = None
         if lens:
-            len_days = sum((min(e.end or pr.date, pr.date) - e.start).days + 1 for e in lens)
-            running = any(e.end is None or e.end >= pr.date for e in lens)
+            len_days = sum((min(e.end or day, day) - e.start).days + 1 for e in lens)
+            running = any(e.end is None or e.end >= day for e in lens)
             last_end = max((e.end for e in lens if e.end is not None), default=None)
-            len_free = 0 if running or last_end is None else (pr.date - last_end).days
-            rows = [r for e in lens for r in e.rows if r.start < pr.date]
+            len_free = 0 if running or last_end is None else (day - last_end).days
+            rows = [r for e in lens for r in e.rows if r.start < day]
             last_dose = max(rows, key=lambda r: (r.start, r.key)).dose if rows else None
         out.append(
             Relapse(
                 sequence=seq,
-                date=pr.date,
-                source=pr.source,
-                source_key=pr.key,
+                date=day,
+                source=ep.source,
+                source_key=ep.key,
                 after_index_transplant=after,
                 is_first_after_index=first_after,
-                line=line_of(pr),
+                line=line_of(ep.splits_on),
                 refractory=refractory,
                 len_refractory=refractory.get(LENALIDOMIDE, False),
                 len_last_dose=last_dose,
                 len_exposure_days=len_days,
                 len_free_interval_days=len_free,
+                events=ep.events,
+                recorded_later=ep.recorded_later,
             )
         )
     return out

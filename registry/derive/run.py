@@ -43,7 +43,7 @@ from registry.db.models import (
     RelapseRefractoriness,
     TransplantRole,
 )
-from registry.db.vocabulary import VOCABULARY_VERSION, vocabulary_map
+from registry.db.vocabulary import VOCABULARY_VERSION, normalise_drug_name, vocabulary_map
 from registry.derive.core import (
     Derivation,
     EventRow,
@@ -53,6 +53,7 @@ from registry.derive.core import (
     derive_patient,
     latest_end,
 )
+from registry.derive.model import LINE_INTENTS, UNMAPPED_CLASS
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
 
 BATCH = 2000
@@ -235,23 +236,41 @@ def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]
         cur.close()
 
 
+_LINE_INTENTS_SQL = "(" + ", ".join(f"'{i}'" for i in sorted(LINE_INTENTS)) + ")"
+
+
+class _UnmappedNames(dict[str, str]):
+    """Recorded names of unmapped drugs, normalised once per batch (the name the rules and the
+    stored exposure use: ``Study drug (blinded)`` -> ``study drug``)."""
+
+    def __missing__(self, raw: str) -> str:
+        name = self[raw] = normalise_drug_name(raw) or raw.strip().lower()
+        return name
+
+
 def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, PatientInputs]:
     rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
     names, classes = vocab.names, vocab.classes
     day = _Dates()
     day[None] = None
-    for pkey, tkey, did, start, end, stop, intent, dose in _fetch(
+    blinded = _UnmappedNames()
+    for pkey, tkey, did, start, end, stop, intent, dose, raw in _fetch(
         conn,
-        "SELECT patient_key, treatment_key, drug_id, start_date, end_date, stop_reason, intent, dose_mg "
+        "SELECT patient_key, treatment_key, drug_id, start_date, end_date, stop_reason, intent, dose_mg, "
+        # the recorded name only where it can matter: an unmapped drug whose row records an intent
+        f"CASE WHEN drug_id IS NULL AND intent IN {_LINE_INTENTS_SQL} THEN drug_raw END "
         "FROM treatments WHERE is_current = TRUE AND patient_key {keys}",
         keys,
     ):
         did = int(did) if did is not None else None
+        name, cls = (names.get(did), classes.get(did)) if did else (None, None)
+        if raw is not None:  # (r3) a blinded trial drug: a non-steroid drug of class 'unmapped'
+            name, cls = blinded[raw], UNMAPPED_CLASS
         rx[pkey].append(
             TreatmentRow(
                 tkey,
-                names.get(did) if did else None,
-                classes.get(did) if did else None,
+                name,
+                cls,
                 day[start],  # type: ignore[arg-type]
                 day[end],
                 stop,
@@ -691,12 +710,13 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
             Exposure,
             exposure_id=eid,
             patient_key=pk,
-            drug_id=drug_ids[e.drug],
+            drug_id=e.drug_id if e.drug_class == UNMAPPED_CLASS else drug_ids[e.drug],
             start_date=e.start,
             end_date=e.end,
             stop_reason=e.stop_reason,
             last_dose_mg=e.last_dose,
             role=e.role,
+            unmapped_drug=e.drug if e.drug_class == UNMAPPED_CLASS else None,
             derivation_run_id=run_id,
         )
         # the most numerous rows (one per treatment row): tuples in column order directly
@@ -769,9 +789,13 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
             len_last_dose_mg=rel.len_last_dose,
             len_exposure_days=rel.len_exposure_days,
             len_free_interval_days=rel.len_free_interval_days,
+            event_records=rel.events,
+            recorded_after_line_start=rel.recorded_later,
             derivation_run_id=run_id,
         )
         for drug, refr in sorted(rel.refractory.items()):
+            if drug not in drug_ids:  # an unmapped drug (r3): no vocabulary entry to key it by
+                continue
             out.add(
                 RelapseRefractoriness,
                 relapse_id=rel_id,
@@ -821,6 +845,8 @@ def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dic
         "l2_start": l2.start if l2 else None,
         "l2_first_regimen": l2_reg.name if l2_reg else None,
         "l2_lenalidomide": bool(l2_reg and l2_reg.contains_lenalidomide),
+        "l2_start_rule": l2.start_rule if l2 else None,
+        "l2_progression_date": d.progression_after_line_start(2),
         "lines": len(d.lines),
         "derivation_run_id": run_id,
     }

@@ -11,7 +11,6 @@ from sqlalchemy import Engine, select
 from registry.db.history import resolve_patient_key
 from registry.db.models import (
     DiseaseEvent,
-    Drug,
     Exposure,
     FollowUp,
     LineOfTherapy,
@@ -108,14 +107,13 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
                 TimelineEntry(
                     rel.relapse_date,
                     "relapse",
-                    f"relapse #{rel.sequence} (from {rel.source}){len_txt}{flag}",
+                    f"relapse #{rel.sequence} (from {rel.source}"
+                    + (f", recorded {rel.event_records} times" if (rel.event_records or 0) > 1 else "")
+                    + (", after the salvage it caused began" if rel.recorded_after_line_start else "")
+                    + f"){len_txt}{flag}",
                 )
             )
-        n_exp = conn.execute(
-            select(Exposure.exposure_id, Drug.generic_name)
-            .join(Drug, Drug.drug_id == Exposure.drug_id)
-            .where(Exposure.patient_key == patient_key)
-        ).all()
+        n_exp = conn.execute(select(Exposure.exposure_id).where(Exposure.patient_key == patient_key)).all()
         head["exposures"] = len(n_exp)
         fu = conn.execute(select(FollowUp).where(FollowUp.patient_key == patient_key)).first()
         if fu:

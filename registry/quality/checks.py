@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, exists, func, literal, select
 
+from registry.core.enums import StartRule
 from registry.db.models import (
     DiseaseEvent,
     EtlRun,
@@ -25,6 +26,7 @@ from registry.db.models import (
     Patient,
     PatientSummary,
     Regimen,
+    Relapse,
     Site,
     Transplant,
     Treatment,
@@ -108,6 +110,18 @@ NO_INDUCTION = and_(
 )
 
 
+CURRENT_RELAPSE = exists().where(Patient.patient_key == Relapse.patient_key, Patient.is_current)
+RECORDED_AFTER_SALVAGE = Relapse.recorded_after_line_start.is_(True)
+RECORDED_AGAIN = Relapse.event_records > 1
+
+
+def _relapse_patients(condition: Any) -> Any:
+    return and_(
+        CURRENT_PATIENT,
+        exists().where(Relapse.patient_key == Patient.patient_key, condition),
+    )
+
+
 def _followup_stale(conn: Connection) -> tuple[int, int]:
     """Alive at last contact, last contact more than 365 days before the site's cutoff."""
     rows = conn.execute(
@@ -128,20 +142,26 @@ def _relapse_no_next_line(conn: Connection) -> tuple[int, int]:
     """Relapses after the index transplant more than 180 days before the cutoff, patient alive
     at last contact: how many have no next line."""
     rows = conn.execute(
-        select(PatientSummary.relapse_date, PatientSummary.l2_start, Site.last_data_cutoff)
+        select(
+            PatientSummary.relapse_date,
+            PatientSummary.l2_start,
+            PatientSummary.l2_start_rule,
+            Site.last_data_cutoff,
+        )
         .join(Patient, Patient.patient_key == PatientSummary.patient_key)
         .join(Site, Site.site_code == Patient.site_code)
         .join(FollowUp, and_(FollowUp.patient_key == Patient.patient_key, FollowUp.is_current))
         .where(CURRENT_PATIENT, FollowUp.vital_status == "alive", PatientSummary.relapse_date.is_not(None))
     ).all()
     due, missing = 0, 0
-    for relapse, l2, cutoff in rows:
+    for relapse, l2, rule, cutoff in rows:
         rel, cut = _as_date(relapse), _as_date(cutoff)
         if rel is None or cut is None or (cut - rel).days <= NO_NEXT_LINE_DAYS:
             continue
         due += 1
         l2_d = _as_date(l2)
-        missing += l2_d is None or l2_d < rel
+        # (r3) a second line begun for this relapse before it was recorded is its next line
+        missing += l2_d is None or (l2_d < rel and rule != StartRule.PROGRESSION_RECORDED_LATER)
     return missing, due
 
 
@@ -298,6 +318,27 @@ CATALOGUE: tuple[Check, ...] = (
         f"relapses after the index transplant more than {NO_NEXT_LINE_DAYS} days before the cutoff, "
         "patient alive at last contact, with no next line started (of those relapses)",
         _relapse_no_next_line,
+    ),
+    Check(
+        "relapses_recorded_after_salvage",
+        Category.PLAUSIBILITY,
+        CheckSeverity.INFO,
+        10.0,
+        "relapse episodes first recorded after the salvage regimen they caused began (the site dates "
+        "progressions by a later letter or result; the line starts with the regimen) (of relapse "
+        "episodes); `registry dq rows` names each patient's site",
+        _ratio(_n(Relapse, CURRENT_RELAPSE, RECORDED_AFTER_SALVAGE), _n(Relapse, CURRENT_RELAPSE)),
+        _rows_of(Patient, Patient.patient_key, _relapse_patients(RECORDED_AFTER_SALVAGE)),
+    ),
+    Check(
+        "relapses_recorded_again",
+        Category.CONFORMANCE,
+        CheckSeverity.INFO,
+        10.0,
+        "relapse episodes recorded as two or more progression or relapse events within "
+        "relapse_episode_days (one relapse, counted once) (of relapse episodes)",
+        _ratio(_n(Relapse, CURRENT_RELAPSE, RECORDED_AGAIN), _n(Relapse, CURRENT_RELAPSE)),
+        _rows_of(Patient, Patient.patient_key, _relapse_patients(RECORDED_AGAIN)),
     ),
     Check(
         "treatment_before_diagnosis",

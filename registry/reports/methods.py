@@ -13,7 +13,10 @@ from registry.derive.params import DEFAULT_PARAMETERS
 EVENT_WORDS = {
     "death": "death from any cause",
     "relapse": "the first relapse or progression after the index transplant",
-    "progression_after_l2": "the first documented progression after the start of the 2nd line",
+    "progression_after_l2": (
+        "the first documented progression episode that began after the start of the 2nd line (not "
+        "the one that started it; dated by its first record)"
+    ),
 }
 ORIGIN_WORDS = {"l2_start": "the start of the 2nd line", "index_transplant_date": "the index transplant"}
 
@@ -59,8 +62,14 @@ def methods(
                 f"conditioning, not a line. A progression while a drug runs or within "
                 f"{p['refractory_window_days']} days of its end makes the patient refractory to it; "
                 f"progression records within {p['relapse_episode_days']} days of an episode's first "
-                f"record are one relapse. Steroids ({', '.join(p['non_line_classes'])}) never start or "
-                f"split a line; supportive drugs are never part of a regimen."
+                f"record are one relapse, and a progression is always such an episode, never a "
+                f"single record. A salvage regimen begun up to "
+                f"{p.get('progression_lag_days', 30)} days before its progression was recorded (a new "
+                f"non-steroid drug, or intent salvage) starts the next line on its own start date, while "
+                f"the relapse keeps its documented date. Unmapped drugs whose records state an intent "
+                f"(blinded trial drugs) count as non-steroid drugs. Steroids "
+                f"({', '.join(p['non_line_classes'])}) never start or split a line; supportive drugs "
+                f"are never part of a regimen."
             ),
         },
         {

@@ -79,3 +79,36 @@ def test_upgrading_to_regimen_acronyms_flags_derived_patients_until_derived(
         unnamed = conn.execute(text("SELECT COUNT(*) FROM regimens WHERE backbone IS NULL")).scalar()
     assert "VRd" in acronyms and unnamed == 0
     engine.dispose()
+
+
+def test_revision_3_columns_keep_every_derived_row_both_ways(empty_db_url: str, tmp_path: Path) -> None:
+    """0013 rebuilds two tables on SQLite (a wider start rule, a nullable drug id); rows of
+    other tables refer to them with ON DELETE CASCADE, so with foreign keys on the rebuild
+    would delete them: the migrations run with foreign keys off and checked afterwards."""
+    engine = make_engine(empty_db_url)
+    prepare(engine)
+    run_bundle(engine, write_bundle(tmp_path / "b"), TEST_KEY.encode())
+    tables = (
+        "exposures",
+        "exposure_sources",
+        "regimen_exposures",
+        "regimens",
+        "lines_of_therapy",
+        "relapses",
+    )
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {t: int(conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() or 0) for t in tables}
+
+    derived = counts()
+    assert all(derived.values()), derived
+    downgrade(engine, "0012")
+    assert counts() == derived
+    upgrade(engine)
+    assert counts() == derived
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    engine.dispose()

@@ -45,6 +45,18 @@ def rx(
     )
 
 
+def unmapped(name: str, start: str, end: str | None = None, intent: str | None = None) -> TreatmentRow:
+    """A row whose drug the vocabulary does not map, as the derivation reads it: ignored, or,
+    when the row records an intent of a line (r3: a blinded trial drug), a non-steroid drug of
+    class ``unmapped`` named by its normalised name."""
+    from registry.derive.model import LINE_INTENTS, UNMAPPED_CLASS
+
+    row = rx(None, start, end, intent=intent)
+    if intent in LINE_INTENTS:
+        row.drug, row.drug_class = name, UNMAPPED_CLASS
+    return row
+
+
 def weekly_dex(start: str, weeks: int, every: int = 7) -> list[TreatmentRow]:
     s = d(start)
     return [

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
-from registry.db.models import LineOfTherapy, Regimen, Relapse, TransplantRole
+from registry.db.models import LineOfTherapy, PatientSummary, Regimen, Relapse, TransplantRole
 from registry.derive.core import Derivation, PatientInputs, derive_patient
 from tests.conftest import TEST_KEY
-from tests.derive import helpers, test_revision2, test_timelines
+from tests.derive import helpers, test_revision2, test_revision3, test_timelines
 from tests.etl.bundles import write_bundle
 
 KEY = TEST_KEY.encode()
@@ -22,7 +22,7 @@ KEY = TEST_KEY.encode()
 
 def _timelines() -> list[PatientInputs]:
     helpers.CAPTURED.clear()
-    for module in (test_timelines, test_revision2):
+    for module in (test_timelines, test_revision2, test_revision3):
         for name in dir(module):
             if name.startswith("test_"):
                 getattr(module, name)()
@@ -55,7 +55,7 @@ def _bundle_rows(timelines: list[PatientInputs]) -> dict[str, list[dict[str, Any
                 {
                     "treatment_id": f"{pid}-{t.key}",
                     "patient_id": pid,
-                    "drug": t.drug or "mystery drug",
+                    "drug": t.drug or "mystery drug",  # unmapped (r3: "study drug" with an intent)
                     "start_date": iso(t.start),
                     "end_date": iso(t.end) if t.end else "",
                     "stop_reason": t.stop_reason or "",
@@ -99,10 +99,21 @@ def _expected(d: Derivation) -> tuple[Any, ...]:
     lines = sorted((ln.number, ln.start, ln.end, ln.start_rule, ln.end_reason) for ln in d.lines)
     regs = sorted((r.line, r.phase, r.name, r.start, r.end) for r in d.regimens)
     rels = sorted(
-        (r.sequence, r.date, r.source, r.len_refractory, r.len_free_interval_days) for r in d.relapses
+        (
+            r.sequence,
+            r.date,
+            r.source,
+            r.len_refractory,
+            r.len_free_interval_days,
+            r.events,
+            r.recorded_later,
+        )
+        for r in d.relapses
     )
     roles = sorted(d.transplant_roles.values(), key=lambda r: (r[0], r[1] or 0))
-    return lines, regs, rels, roles
+    l2 = d.line(2)
+    second = (l2.start_rule if l2 else None, d.progression_after_line_start(2))
+    return lines, regs, rels, roles, second
 
 
 def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
@@ -130,8 +141,15 @@ def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
                 Relapse.source,
                 Relapse.len_refractory,
                 Relapse.len_free_interval_days,
+                Relapse.event_records,
+                Relapse.recorded_after_line_start,
             ).where(Relapse.patient_key == key)
         ).all()
+        second = conn.execute(
+            select(PatientSummary.l2_start_rule, PatientSummary.l2_progression_date).where(
+                PatientSummary.patient_key == key
+            )
+        ).one()
         roles = conn.execute(
             select(TransplantRole.role, LineOfTherapy.line_number)
             .outerjoin(LineOfTherapy, LineOfTherapy.line_id == TransplantRole.line_id)
@@ -142,6 +160,7 @@ def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
         sorted(map(tuple, regs)),
         sorted(map(tuple, rels)),
         sorted(map(tuple, roles), key=lambda r: (r[0], r[1] or 0)),
+        tuple(second),
     )
 
 

@@ -49,7 +49,7 @@ def test_cohort_list_export_and_views(cli_env, tmp_path: Path) -> None:  # type:
     runner = CliRunner()
     assert runner.invoke(cli, ["etl", "run", str(write_bundle(tmp_path / "b"))]).exit_code == 0
     res = runner.invoke(cli, ["cohort", "list"])
-    assert "lenalidomide-relapse (v1)" in res.output
+    assert "lenalidomide-relapse (v2)" in res.output
     out = tmp_path / "c.csv"
     res = runner.invoke(cli, ["cohort", "export", "lenalidomide-relapse", "--out", str(out)])
     assert res.exit_code == 0, res.output

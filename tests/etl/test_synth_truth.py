@@ -49,11 +49,15 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
         "maintenance_prescriptions",
     ):
         assert patterns[pattern] >= 50, pattern  # every pattern is exercised, many times
+    # revision 3's patterns (study patients only; the blinded drug in groups G2 and G4)
+    assert patterns["salvage_before_record"] >= 50 and patterns["relapse_recorded_twice"] >= 40
+    assert patterns["blinded_trial_drug"] >= 5
 
     s = run_bundle(engine, tmp_path / "b", KEY)
     # only the injected rows are quarantined: nothing the contract allows is lost
     assert {k: v.quarantined for k, v in s.files.items()} == truth["quarantine"]
-    assert set(s.unmapped_drugs) == {"investigational agent x"}  # every real-world spelling maps
+    # every real-world spelling maps; the blinded trial drug is unmapped and still derived
+    assert set(s.unmapped_drugs) == {"investigational agent x", "study drug"}
 
     def key(pid: str) -> str:
         return hmac.new(KEY, f"SYNTH-01:patient:{pid}".encode(), hashlib.sha256).hexdigest()
@@ -72,6 +76,9 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
         if row["group"]:
             wrong["relapse"] += _iso(summary.relapse_date) != row["relapse"]
             wrong["second line"] += _iso(summary.l2_start) != row["l2_start"]
+            wrong["progression after the second line"] += (
+                _iso(summary.l2_progression_date) != row["l2_progression"]
+            )
             wrong["group"] += groups.get(k) != row["group"]
         else:
             wrong["outside the study"] += k in groups

@@ -42,6 +42,12 @@ def defective_rows() -> dict[str, list[dict[str, Any]]]:
     )
     rows["treatments"].append({**template, "treatment_id": "R11", "dose_mg": "-1"})  # quarantined
     rows["disease_events"][0]["response"] = ""  # a response assessment without its response
+    # MRN-0001: DRd begun 2022-03-15, the progression recorded ten days later (maintenance
+    # stopped as completed): recorded after the salvage it caused
+    rows["treatments"][3]["stop_reason"] = "completed"
+    rows["disease_events"][1]["event_date"] = "2022-03-25"
+    # MRN-0002: the relapse recorded again 19 days later: one episode, recorded twice
+    rows["disease_events"].append({**rows["disease_events"][2], "event_id": "E4", "event_date": "2019-06-20"})
     return rows
 
 
@@ -53,16 +59,18 @@ EXPECTED = {  # check: (violating, denominator)
     "treatments_unmapped_drug": (1, 10),  # R9 among 8 + R9 + R10 loaded rows
     "death_cause_missing": (1, 1),
     "transplant_no_induction": (1, 2),  # MRN-0002
-    "relapse_no_next_line_180d": (0, 1),  # MRN-0001 relapsed 2022-03-01, line 2 on 2022-03-15
+    "relapse_no_next_line_180d": (0, 1),  # MRN-0001 relapsed 2022-03-25, line 2 on 2022-03-15
+    "relapses_recorded_after_salvage": (1, 2),  # MRN-0001 (of MRN-0001's and MRN-0002's relapses)
+    "relapses_recorded_again": (1, 2),  # MRN-0002
     "treatment_before_diagnosis": (1, 10),  # R10
     "lenalidomide_dose_implausible": (1, 3),  # R8 among R2, R4, R8
     "disease_events_response_missing": (1, 1),
+    "quarantine_rate_disease_events": (0, 4),
     "transplants_same_day": (0, 2),
     "quarantine_rate_patients": (0, 3),
     "quarantine_rate_follow_up": (0, 2),
     "quarantine_rate_transplants": (0, 2),
     "quarantine_rate_treatments": (1, 11),  # R11
-    "quarantine_rate_disease_events": (0, 3),
 }
 
 
