@@ -65,6 +65,7 @@ class Column:
     max_length: int = MAX_TEXT_LENGTH  # ids: MAX_ID_LENGTH (set in __post_init__)
     description: str = ""
     positive: bool = False  # a number that must be > 0
+    maximum: float = 1e6  # numbers: larger is no plausible value (doses are mg or mg/m2)
 
     def __post_init__(self) -> None:
         if self.kind == "id":

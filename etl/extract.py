@@ -3,6 +3,7 @@ in chunks of strings with normalised headers. Structural problems raise ``Bundle
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -106,6 +108,7 @@ class Bundle:
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
         self.member_hashes: dict[str, str] = {}  # filled by sha256()
+        self.member_lines: dict[str, int] = {}  # physical lines after the header, by sha256()
         self._names: list[str] = []
         if self.path.is_file():
             try:
@@ -115,6 +118,7 @@ class Bundle:
                     [Problem(self.path.name, "not a folder and not a readable .zip file")]
                 ) from None
             names = [n for n in self._zip.namelist() if not n.endswith("/")]
+            self._refuse_ambiguous(names)
             unsafe = [
                 n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")
             ]
@@ -154,6 +158,44 @@ class Bundle:
             self._check_sizes(
                 {m: (size, size) for m in KNOWN_MEMBERS if (size := self._file_size(m)) is not None}
             )
+
+    def _refuse_ambiguous(self, names: list[str]) -> None:
+        """Two members of one name (or of names equal but for case: one file on a case-folding
+        disk) make "the" file ambiguous: a zip reader takes the last one without a word."""
+        folded = Counter(n.casefold() for n in names)
+        twice = sorted({n for n in names if folded[n.casefold()] > 1})
+        if twice:
+            raise BundleRefused(
+                [
+                    Problem(
+                        self.path.name,
+                        f"{len(twice)} member name(s) appear more than once (case ignored), e.g. "
+                        f"{twice[0][:80]!r}: which one is the export is ambiguous",
+                    )
+                ],
+                hint="re-create the archive with each file once",
+            )
+        encrypted = [i.filename for i in self._zip.infolist() if i.flag_bits & 0x1] if self._zip else []
+        if encrypted:
+            raise BundleRefused(
+                [Problem(encrypted[0][:80], "encrypted (password-protected) member: cannot be read")],
+                hint="deliver the archive without a password (the transport protects it)",
+            )
+
+    @contextlib.contextmanager
+    def archive_errors(self, member: str) -> Iterator[None]:
+        """Reading a zip member checks its CRC, its size and its compression only as it is read:
+        a corrupt member is a refusal (65) naming it, never a traceback."""
+        try:
+            yield
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, zipfile.LargeZipFile) as exc:
+            if self._zip is None:
+                raise
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise BundleRefused(
+                [Problem(member, f"corrupt zip member ({reason}): nothing of the bundle was loaded")],
+                hint="re-create the archive from the site's export and deliver it again",
+            ) from None
 
     def _info(self, member: str) -> zipfile.ZipInfo | None:
         assert self._zip is not None
@@ -239,16 +281,44 @@ class Bundle:
                 continue
             h.update(member.encode() + b"\0")
             own = hashlib.sha256()
-            with self.open(member) as fh:
+            # every member read whole here, first: a corrupt one is refused before anything else
+            lines, last = 0, b"\n"
+            with self.archive_errors(member), self.open(member) as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
                     own.update(block)
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+            self.member_lines[member] = max(lines - (last == b"\n"), 0)  # the header's line ends one
             self.member_hashes[member] = own.hexdigest()
         return h.hexdigest()
 
 
-def read_manifest(bundle: Bundle) -> Manifest:
-    """The bundle's manifest, checked against the format; ``BundleRefused`` (65) otherwise."""
+# ISO 8601 calendar dates as the contract writes them: four, two and two ASCII digits
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EARLIEST_CUTOFF = dt.date(1990, 1, 1)  # no registry export is older than the registry's drugs
+CLOCK_SKEW = dt.timedelta(hours=1)  # an export stamped this far in the future is still accepted
+
+
+def _plausible(
+    exported_at: dt.datetime, cutoff: dt.date, refuse: Callable[[str], BundleRefused], now: dt.datetime | None
+) -> None:
+    """A manifest whose dates cannot be true is refused, naming the field: an export from the
+    future would make every later delivery of the site "older"; a cutoff after the export day or
+    before 1990 would make every report and every night fail."""
+    now = now or dt.datetime.now(dt.UTC)
+    if exported_at > now + CLOCK_SKEW:
+        stamp = now.isoformat(timespec="seconds")
+        raise refuse(f"'exported_at' {exported_at.isoformat()} is in the future (now {stamp})")
+    if cutoff > exported_at.date():
+        raise refuse(f"'data_cutoff' {cutoff} is after the export day ('exported_at' {exported_at.date()})")
+    if cutoff < EARLIEST_CUTOFF:
+        raise refuse(f"'data_cutoff' {cutoff} is before {EARLIEST_CUTOFF}: not a plausible export")
+
+
+def read_manifest(bundle: Bundle, now: dt.datetime | None = None) -> Manifest:
+    """The bundle's manifest, checked against the format and for plausible dates (``now``: the
+    clock, for tests); ``BundleRefused`` (65) otherwise."""
 
     def refuse(problem: str) -> BundleRefused:
         return BundleRefused([Problem("manifest.json", problem)])
@@ -256,8 +326,8 @@ def read_manifest(bundle: Bundle) -> Manifest:
     if not bundle.exists("manifest.json"):
         raise refuse("missing")
     try:
-        with bundle.open("manifest.json") as fh:
-            data = json.loads(fh.read().decode("utf-8-sig"))
+        with bundle.archive_errors("manifest.json"), bundle.open("manifest.json") as fh:
+            data = json.loads(fh.read(1 << 20).decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise refuse(f"not valid UTF-8 JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -276,10 +346,14 @@ def read_manifest(bundle: Bundle) -> Manifest:
         raise refuse("'exported_at' must be an ISO 8601 timestamp with offset") from None
     if exported_at.tzinfo is None:
         raise refuse("'exported_at' must carry a UTC offset (e.g. 2026-06-30T22:00:00+02:00)")
+    cutoff_text = str(data.get("data_cutoff"))
     try:
-        cutoff = dt.date.fromisoformat(str(data.get("data_cutoff")))
+        if not ISO_DATE.fullmatch(cutoff_text):
+            raise ValueError
+        cutoff = dt.date.fromisoformat(cutoff_text)
     except ValueError:
         raise refuse("'data_cutoff' must be an ISO date YYYY-MM-DD") from None
+    _plausible(exported_at, cutoff, refuse, now)
     mode = data.get("mode", "full")
     if mode not in ("full", "incremental"):
         raise refuse(f"'mode' must be 'full' or 'incremental', found {mode!r}")
@@ -410,7 +484,7 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
             return FileHeader(columns=[], present=False)
         raise BundleRefused([Problem(member, "missing")])
     try:
-        with _text_stream(bundle, member) as fh:
+        with bundle.archive_errors(member), _text_stream(bundle, member) as fh:
             header = next(csv.reader(_bounded_lines(fh, Limits.from_env().line_chars)), None)
     except LineTooLong as exc:
         raise _too_long(member, exc) from None

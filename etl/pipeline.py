@@ -65,6 +65,7 @@ class FileCounts:
     findings: int = 0  # advisory findings on loaded rows
     unchanged_file: bool = False  # identical to the site's last full delivery: not read
     unchanged_rows: int = 0  # rows identical to a current record's source row: counted, not read again
+    lines: int | None = None  # physical lines after the header (a quoted value may span lines)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RunSummary:
     quarantine: list[RejectedRow] = field(default_factory=list)  # filled by dry runs
     derived_patients: int | None = None
     derived_written: int | None = None  # ... of which the derived rows changed
+    columns_gone: list[str] = field(default_factory=list)  # said gone on purpose (--column-gone)
 
     @property
     def quarantined(self) -> int:
@@ -152,6 +154,7 @@ class _Ledger:
             "warnings": summary.warnings[:200],
             "message": summary.message[:4000],
             "unmapped_drugs": summary.unmapped_drugs or None,
+            "columns_gone": summary.columns_gone or None,
         }
         if manifest is not None:
             values.update(
@@ -176,6 +179,7 @@ def run_bundle(
     derive: bool = True,
     max_quarantine_rate: float | None = DEFAULT_MAX_QUARANTINE_RATE,
     row_by_row: bool = True,
+    columns_gone: frozenset[str] = frozenset(),
 ) -> RunSummary:
     """Load (or, with ``dry_run``, only validate) one export bundle, then derive the patients
     whose rows changed.
@@ -204,6 +208,10 @@ def run_bundle(
     max_quarantine_rate
         Refuse the whole bundle when a file (of at least 10 rows) would lose a larger share of
         its rows to the quarantine (None: never). A dry run reports it as a warning.
+    columns_gone
+        ``file.column`` names a full export may lack although the site delivered them before
+        (said on purpose by the operator, recorded in the run); any other such column refuses
+        the bundle (65) instead of blanking it for every patient.
     row_by_row
         In a full export, recognise the rows of the transplant, treatment and event files that
         are identical to a current record's source row and skip them (False: read every row;
@@ -245,6 +253,8 @@ def run_bundle(
                     summary.site_id, summary.mode = manifest.site_id, manifest.mode
                     summary.data_cutoff = manifest.data_cutoff
                     summary.bundle_hash = bundle_hash
+                    _check_columns(engine, manifest, headers, columns_gone)
+                    summary.columns_gone = sorted(columns_gone)
                     done = None if dry_run else _check_order(engine, manifest, bundle_hash, force)
                     if done is not None:
                         summary.status = RunStatus.UNCHANGED
@@ -391,8 +401,51 @@ def _read_cleanly(engine: Engine, run_ids: list[int], files: set[str]) -> bool:
     return found is None
 
 
+def _contract_columns(name: str) -> set[str]:
+    return {c.name for c in SPECS[name].columns}
+
+
+def _check_columns(
+    engine: Engine, manifest: Manifest, headers: dict[str, FileHeader], gone: frozenset[str]
+) -> None:
+    """A full export whose file lacks a column of the contract that the site's last full
+    delivery of that file had would blank it for every patient: refused (65), naming the
+    columns, unless the operator says they are gone on purpose (``file.column`` in ``gone``)."""
+    if manifest.mode != "full":
+        return
+    with engine.connect() as conn:
+        before = {
+            r.file: set(r.columns.split(",")) if r.columns else set()
+            for r in conn.execute(select(SourceFile).where(SourceFile.site_code == manifest.site_id))
+        }
+    lost = [
+        (name, col)
+        for name, header in headers.items()
+        if header.present
+        for col in sorted(before.get(name, set()) - set(header.columns))
+        if f"{name}.{col}" not in gone
+    ]
+    if lost:
+        problems = [
+            Problem(SPECS[name].filename, f"column {col} was delivered before and is missing now")
+            for name, col in lost
+        ]
+        flags = " ".join(f"--column-gone {name}.{col}" for name, col in lost)
+        raise BundleRefused(
+            problems,
+            hint=f"a full export without it would blank it for every patient; if the site dropped it on "
+            f"purpose: {flags}",
+        )
+
+
 def _remember_files(
-    conn: Any, bundle: Bundle, manifest: Manifest, summary: RunSummary, run_id: int, unchanged: set[str]
+    conn: Any,
+    bundle: Bundle,
+    manifest: Manifest,
+    summary: RunSummary,
+    run_id: int,
+    unchanged: set[str],
+    headers: dict[str, FileHeader],
 ) -> None:
     """A full delivery's files become the site's reference for the next night; an incremental
     one changes the registry behind them, so the site's references are dropped."""
@@ -410,6 +463,7 @@ def _remember_files(
             "rows": summary.files[name].read,
             "run_id": run_id,
             "registry_version": READING_VERSION,
+            "columns": ",".join(c for c in headers[name].columns if c in _contract_columns(name)),
         }
         for name, spec in SPECS.items()
         if name not in unchanged and spec.filename in bundle.member_hashes
@@ -458,6 +512,26 @@ def _check_order(engine: Engine, manifest: Manifest, bundle_hash: str, force: bo
                 hint="rerun with --force to load it anyway",
             )
     return None
+
+
+def _joined_lines(quarantine: list[RejectedRow], bundle: Bundle, summary: RunSummary) -> set[str]:
+    """Files in which a quoted value spanned lines and the record was quarantined for it (a stray
+    quote): the run reports records read against physical lines, and says the file retires
+    nothing tonight. Returns those files."""
+    for name, counts in summary.files.items():  # records read against physical lines, every file
+        counts.lines = bundle.member_lines.get(SPECS[name].filename)
+    joined: dict[str, list[int]] = {}
+    for q in quarantine:
+        if any(r.rule == RuleCode.STRAY_QUOTE for r in q.reasons):
+            joined.setdefault(q.file, []).append(q.row_number)
+    for name, rows in sorted(joined.items()):
+        counts = summary.files[name]
+        summary.warnings.append(
+            f"{SPECS[name].filename}: {counts.lines} physical lines read as {counts.read} records: a quoted "
+            f"value spans lines (a stray quote?) in {len(rows)} record(s), quarantined (first at line "
+            f"{rows[0]}); this file retires no record tonight"
+        )
+    return set(joined)
 
 
 def _load(
@@ -621,10 +695,13 @@ def _load(
             logged = summary.files[name].changed = load.log_changes(conn, name, run_id)
             load.merge(conn, name, only_new=load.only_added(conn, name, run_id, logged))
         _fault_point("merge")
+        joined = _joined_lines(quarantine, bundle, summary)
         if manifest.mode == "full":
             for name in reversed(FILE_ORDER):
-                # an optional file left out, or an unchanged one not read again, retires nothing
-                if headers[name].present and name not in unchanged:
+                # an optional file left out, or an unchanged one not read again, retires nothing;
+                # nor does one in which a stray quote joined lines: the records it swallowed
+                # cannot be told from records no longer sent
+                if headers[name].present and name not in unchanged and name not in joined:
                     plan = rowwise.get(name)
                     if plan is not None:
                         load.stage_gone(conn, name, plan.gone())
@@ -640,7 +717,7 @@ def _load(
                 if n in load.TARGETS
             },
         )
-        _remember_files(conn, bundle, manifest, summary, run_id, unchanged)
+        _remember_files(conn, bundle, manifest, summary, run_id, unchanged, headers)
         if quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in quarantine])
         _fault_point("quarantine")

@@ -36,6 +36,8 @@ class RuleCode(StrEnum):
     MUST_BE_POSITIVE = "must_be_positive"
     TOO_LONG = "too_long"
     NUL_CHARACTER = "nul_character"
+    STRAY_QUOTE = "stray_quote"
+    OUT_OF_RANGE = "out_of_range"
     DATE_BEFORE_1900 = "date_before_1900"
     DATE_AFTER_CUTOFF = "date_after_cutoff"
     # values of one row
@@ -84,7 +86,13 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
         "the source id occurs more than once in the file: every copy is invalid",
     ),
     (RuleCode.REQUIRED, ALL_FILES, "required value is empty", "a required value is empty"),
-    (RuleCode.INVALID_DATE, ALL_FILES, "not a date in YYYY-MM-DD form", "not a date in YYYY-MM-DD form"),
+    (
+        RuleCode.INVALID_DATE,
+        ALL_FILES,
+        "not a date in YYYY-MM-DD form",
+        "not a date in YYYY-MM-DD form: four, two and two ASCII digits (`2025-1-5` and full-width "
+        "digits are not)",
+    ),
     (
         RuleCode.INVALID_NUMBER,
         ("transplants", "treatments"),
@@ -114,6 +122,20 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
         ALL_FILES,
         "value contains a NUL byte",
         "an id or text with a NUL (0x00) byte: no database stores it faithfully (PostgreSQL refuses it)",
+    ),
+    (
+        RuleCode.STRAY_QUOTE,
+        ALL_FILES,
+        "value holds a line break, or an id, date or code holds a quote (a stray quote joined lines?)",
+        "a value holding a line break, or an id, date or coded value holding a quote character: a "
+        "stray quote in the export made one record of several lines (the record is quarantined with "
+        "its line number; stored values end at their first line break)",
+    ),
+    (
+        RuleCode.OUT_OF_RANGE,
+        ("transplants", "treatments"),
+        "number outside the plausible range",
+        "a number above its column's plausible maximum (1,000,000 for doses): not a value, a typo",
     ),
     (RuleCode.DATE_BEFORE_1900, ALL_FILES, "date before 1900-01-01", "any date before 1900-01-01"),
     (

@@ -40,6 +40,7 @@ def list_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
                 "quarantined": int(q.get(r.run_id, 0)),
                 "seconds": (r.timings or {}).get("total_s"),
                 "unmapped_drugs": r.unmapped_drugs or {},
+                "columns_gone": r.columns_gone or [],
                 "message": r.message,
             }
         )

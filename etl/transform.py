@@ -14,6 +14,7 @@ import pandas as pd
 
 from etl.rules import Reason, RejectedRow
 from etl.specs.base import FileSpec, RowContext
+from etl.validate import first_line
 
 
 class Pseudonymiser:
@@ -98,7 +99,9 @@ def quarantine_row(
 ) -> RejectedRow:
     """The stored form of a rejected row: source ids replaced by their pseudonyms (the
     registry never stores a raw source id), also in its reasons; everything else verbatim."""
-    data = dict(raw)
+    # a value ends at its first line break: what a stray quote swallowed after it (other
+    # records and their ids) is not stored, not even here
+    data = {k: first_line(v) if isinstance(v, str) else v for k, v in raw.items()}
     id_cols = {"patient_id": "patient", contract.id_column: contract.id_namespace}
     for col, ns in id_cols.items():
         if data.get(col):

@@ -23,6 +23,8 @@ from etl.contract import schema
 from etl.rules import Reason, RuleCode, Severity, reason
 from etl.specs.base import FileSpec, RuleContext
 
+ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # the contract's dates: four, two and two ASCII digits
+
 MIN_DATE = pd.Timestamp("1900-01-01")
 MAX_REASON_VALUE = 120
 
@@ -30,8 +32,15 @@ MAX_REASON_VALUE = 120
 def _short(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = str(value)
+    text = first_line(str(value))
     return text if len(text) <= MAX_REASON_VALUE else text[:MAX_REASON_VALUE] + "…"
+
+
+def first_line(text: str) -> str:
+    """A value up to its first line break: what a stray quote swallowed after it (other
+    records, their ids) is never stored, not even in the quarantine."""
+    cut = min((i for i in (text.find("\n"), text.find("\r")) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut] + "…"
 
 
 @dataclass
@@ -86,20 +95,40 @@ class PatientFacts:
     pending: list[pd.DataFrame] = field(default_factory=list)
 
 
+def _stray_quotes(contract: FileSpec, chunk: pd.DataFrame, log: ReasonLog) -> None:
+    """Values read by the csv module (after a file's first quote) may hold what a stray quote
+    swallowed: a line break in any value, or a quote in an id, date or code. Arrow strings come
+    from quote-free lines, which hold neither."""
+    for col in contract.columns:
+        raw = chunk[col.name]
+        if isinstance(raw.dtype, pd.StringDtype):
+            continue
+        text = raw.astype(str)
+        bad = text.str.contains("\n", regex=False) | text.str.contains("\r", regex=False)
+        if col.kind in ("id", "date", "code"):
+            bad |= text.str.contains('"', regex=False)
+        log.add(bad, col.name, raw, RuleCode.STRAY_QUOTE)
+
+
 def parse_typed(contract: FileSpec, chunk: pd.DataFrame, log: ReasonLog) -> pd.DataFrame:
     """Strings -> typed columns. Parse failures go to the log; failed cells become null."""
     typed = pd.DataFrame(index=chunk.index)
+    _stray_quotes(contract, chunk, log)
     for col in contract.columns:
         raw = chunk[col.name]
         empty = raw == ""
         if col.kind == "date":
-            parsed = pd.to_datetime(raw.where(~empty), format="%Y-%m-%d", errors="coerce")
+            iso = raw.str.fullmatch(ISO_DATE).fillna(False).astype(bool)  # ASCII digits only
+            parsed = pd.to_datetime(raw.where(~empty & iso), format="%Y-%m-%d", errors="coerce")
             log.add(parsed.isna() & ~empty, col.name, raw, RuleCode.INVALID_DATE)
             typed[col.name] = parsed
         elif col.kind == "number":
             parsed = pd.to_numeric(raw.where(~empty), errors="coerce").astype("float64")
             bad = (parsed.isna() | np.isinf(parsed)) & ~empty  # "NaN", "inf", "1,5": not a number here
             log.add(bad, col.name, raw, RuleCode.INVALID_NUMBER)
+            huge = parsed.abs() > col.maximum  # 1.8e308 parses; no dose is that
+            log.add(huge, col.name, raw, RuleCode.OUT_OF_RANGE)
+            parsed = parsed.where(~huge)
             typed[col.name] = parsed.astype("float64")
         elif col.kind == "code":
             lowered = raw.str.lower()

@@ -53,6 +53,14 @@ def _print_counts(summary) -> None:
     show_default=True,
     help="Refuse the bundle when a file (10+ rows) would lose a larger share of rows to the quarantine.",
 )
+@click.option(
+    "--column-gone",
+    "columns_gone",
+    multiple=True,
+    metavar="FILE.COLUMN",
+    help="A column the site delivered before and dropped on purpose (e.g. patients.iss_stage): "
+    "load the full export without it (recorded in the run). Repeatable.",
+)
 @click.option("--demo-key", is_flag=True, hidden=True)
 @pass_ctx
 @handle_errors
@@ -64,6 +72,7 @@ def etl_run(
     chunk_rows: int,
     no_derive: bool,
     max_quarantine_rate: float,
+    columns_gone: tuple[str, ...],
     demo_key: bool,
 ) -> None:
     """Load BUNDLE (a folder or .zip) in one transaction; bad rows are quarantined.
@@ -86,6 +95,7 @@ def etl_run(
         progress=_progress(ctx),
         derive=not no_derive,
         max_quarantine_rate=max_quarantine_rate,
+        columns_gone=frozenset(c.strip().lower() for c in columns_gone),
     )
     if ctx.interactive:
         click.echo("", err=True)

@@ -102,6 +102,8 @@ class EtlRun(Base):
     message: Mapped[str | None] = mapped_column(Text)
     # drug names the vocabulary did not map: {normalised name: rows}, most frequent first
     unmapped_drugs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # columns the operator said a full export no longer has on purpose (``--column-gone``)
+    columns_gone: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class QuarantinedRow(Base):
@@ -128,6 +130,8 @@ class SourceFile(Base):
     rows: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int] = mapped_column(Id)
     registry_version: Mapped[str] = mapped_column(String(32))  # <version>+<specs, rules, vocabulary digest>
+    # the header's contract columns, comma-separated (null: remembered before headers were)
+    columns: Mapped[str | None] = mapped_column(Text)
 
 
 class InputFinding(Base):

@@ -257,7 +257,9 @@ def test_incremental_only_upserts_and_accepts_known_patients(engine: Engine, tmp
 
 def test_older_bundle_is_refused_unless_forced(engine: Engine, tmp_path: Path) -> None:
     run_bundle(engine, write_bundle(tmp_path / "new"), KEY)
-    old = write_bundle(tmp_path / "old", manifest={"exported_at": "2026-01-01T00:00:00+00:00"})
+    old = write_bundle(
+        tmp_path / "old", manifest={"exported_at": "2026-01-01T00:00:00+00:00", "data_cutoff": "2025-12-31"}
+    )
     with pytest.raises(BundleRefused, match="older than the last bundle"):
         run_bundle(engine, old, KEY)
     assert run_bundle(engine, old, KEY, force=True).status == "succeeded"
@@ -268,15 +270,20 @@ def test_hostile_text_is_stored_verbatim_or_quarantined(engine: Engine, tmp_path
     rows = base_rows()
     evil = "x'); DROP TABLE patients; --"
     rows["treatments"][7]["drug"] = evil
-    rows["treatments"][6]["drug"] = 'he said "hi",\nnew line\t¿ünïcødé?'
+    rows["treatments"][6]["drug"] = 'he said "hi",\ttab ¿ünïcødé?'
+    rows["treatments"][4]["drug"] = "two\nlines"  # no drug name spans lines: a stray quote's work
     rows["treatments"][5]["drug"] = "L" * 500
     rows["transplants"][0]["conditioning_agent"] = "Robert'); --"
     s = run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
-    assert s.files["treatments"].quarantined == 1  # the 500-character drug name
+    assert s.files["treatments"].quarantined == 2  # the 500-character name, the line break
     with engine.connect() as conn:
         drugs = set(conn.execute(select(Treatment.drug_raw)).scalars())
         assert conn.execute(select(func.count()).select_from(Patient)).scalar() == 3
-    assert evil in drugs and 'he said "hi",\nnew line\t¿ünïcødé?' in drugs
+        stored = [
+            json.dumps(r, ensure_ascii=False) for r in conn.execute(select(QuarantinedRow.row_data)).scalars()
+        ]
+    assert evil in drugs and 'he said "hi",\ttab ¿ünïcødé?' in drugs
+    assert any('"two…"' in r for r in stored) and not any("lines" in r for r in stored)
     assert s.unmapped_drugs  # unknown names are listed, not guessed
 
 
@@ -330,6 +337,7 @@ def test_json_summary_is_the_only_thing_on_stdout(sqlite_cli_env, tmp_path: Path
         "findings": 0,
         "unchanged_file": False,
         "unchanged_rows": 0,
+        "lines": 8,  # physical lines after the header: one record each
     }
     assert "mystery drug" in proc.stderr  # warnings go to stderr
 

@@ -139,6 +139,23 @@ BAD = [
     ("rx_drug_too_long", _set("treatments", 7, drug="x" * 201), "treatments", "too_long"),
     ("rx_drug_nul", _set("treatments", 7, drug="Vel\x00cade"), "treatments", "nul_character"),
     ("ev_bad_date", _set("disease_events", 2, event_date="2021-02-30"), "disease_events", "invalid_date"),
+    # strictly YYYY-MM-DD in ASCII digits (strptime took both)
+    ("ev_short_date", _set("disease_events", 2, event_date="2021-2-3"), "disease_events", "invalid_date"),
+    (
+        "ev_fullwidth_date",
+        _set("disease_events", 2, event_date="２０２１-０２-０３"),
+        "disease_events",
+        "invalid_date",
+    ),
+    ("rx_dose_huge", _set("treatments", 7, dose_mg="1.7e308"), "treatments", "out_of_range"),
+    # what a stray quote makes of a record: a line break in a value, a quote in an id
+    (
+        "rx_drug_line_break",
+        _set("treatments", 7, drug="Revlimid\nRX-9,MRN-0003"),
+        "treatments",
+        "stray_quote",
+    ),
+    ("rx_id_quote", _set("treatments", 7, treatment_id='R8"'), "treatments", "stray_quote"),
 ]
 # rules whose failing rows are built by other tests (a malformed CSV record, repeated ids)
 ELSEWHERE = {
