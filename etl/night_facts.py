@@ -15,8 +15,12 @@ of about 30 MB, not a million strings.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, select, text
@@ -118,3 +122,46 @@ def gross_changes(before: Snapshot, after: Snapshot, touched: np.ndarray) -> dic
         "second_lines_added": seconds[0],
         "second_lines_removed": seconds[1],
     }
+
+
+class NightState:
+    """What an unfinished night leaves in the inbox (``.nightly-state.npz`` and ``.json``): the
+    snapshot taken before its first load, each study's groups then, and every bundle it took.
+    A night that dies after loading some bundles is finished by the next run, which reports
+    what the whole night changed (against the last completed night), not only its own part.
+    A completed night removes the state."""
+
+    def __init__(self, inbox: Path) -> None:
+        self.arrays = inbox / ".nightly-state.npz"
+        self.json = inbox / ".nightly-state.json"
+
+    def resume(self) -> tuple[Snapshot, dict[str, Any]] | None:
+        """The unfinished night's snapshot and record, or None (the last night completed)."""
+        if not (self.arrays.exists() and self.json.exists()):
+            return None
+        try:
+            with np.load(self.arrays) as z:
+                snap = Snapshot(z["keys"], z["dead"], z["relapse"], z["second_line"], z["digest"])
+            record = json.loads(self.json.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable: this night starts afresh
+        return snap, record
+
+    def start(self, snap: Snapshot, record: dict[str, Any]) -> None:
+        tmp = self.arrays.with_name(".nightly-state.tmp.npz")
+        with tmp.open("wb") as fh:
+            np.savez(
+                fh, keys=snap.keys, dead=snap.dead, relapse=snap.relapse, second_line=snap.second_line,
+                digest=snap.digest,
+            )  # fmt: skip
+        os.replace(tmp, self.arrays)
+        self.save(record)
+
+    def save(self, record: dict[str, Any]) -> None:
+        tmp = self.json.with_name(".nightly-state.tmp.json")
+        tmp.write_text(json.dumps(record, default=str), encoding="utf-8")
+        os.replace(tmp, self.json)
+
+    def clear(self) -> None:
+        self.arrays.unlink(missing_ok=True)
+        self.json.unlink(missing_ok=True)

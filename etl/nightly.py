@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from etl.extract import Bundle, read_manifest
-from etl.night_facts import gross_changes, snapshot, touched_patients
+from etl.night_facts import NightState, gross_changes, snapshot, touched_patients
 from etl.pipeline import run_bundle
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, Interrupted, LockHeld, RegistryError, ReportRefused
@@ -252,14 +252,24 @@ def run_night(
     with inbox_lock(inbox):
         with engine.connect() as conn:
             check_key(conn, key)  # a wrong key is the night's problem (78), not the bundles'
-        before = snapshot(engine)
-        studies_before = (
-            {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before.patients else {}
-        )
+        state = NightState(inbox)
+        resumed = state.resume()
+        if resumed is not None:  # the last night died after taking some bundles: finish it
+            before, record = resumed
+            studies_before = record["studies_before"]
+            result.bundles = [BundleOutcome(**b) for b in record["bundles"]]
+            log("resumed", {"bundles_taken_before": len(result.bundles)})
+        else:
+            before = snapshot(engine)
+            studies_before = (
+                {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before.patients else {}
+            )
+            state.start(before, {"studies_before": studies_before, "bundles": []})
         for path, site, _exported, problem in _order(waiting_bundles(inbox)):
             outcome = _take(engine, inbox, today, path, site, problem, key)
-            log("bundle", {k: v for k, v in asdict(outcome).items() if k != "moved_to"})
             result.bundles.append(outcome)
+            state.save({"studies_before": studies_before, "bundles": [asdict(b) for b in result.bundles]})
+            log("bundle", {k: v for k, v in asdict(outcome).items() if k != "moved_to"})
         derived = derive_pending(engine)
         log("derived", {"patients": derived.patients, "rules_version": derived.rules_version})
         runs = [b.run_id for b in result.bundles if b.run_id is not None and b.status == RunStatus.SUCCEEDED]
@@ -293,6 +303,7 @@ def run_night(
             result.reports.append(str(changes))
             share_tree(folder, report_group)
             _keep_last(reports_dir, keep_nights)  # type: ignore[arg-type]
+        state.clear()  # the night is complete: the next one starts from here
     return result
 
 

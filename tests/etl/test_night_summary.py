@@ -187,3 +187,28 @@ def test_gross_changes_count_each_direction_apart() -> None:
         "relapses_added": 1, "relapses_removed": 2,
         "second_lines_added": 0, "second_lines_removed": 0,
     }  # fmt: skip
+
+
+def test_a_night_that_died_after_a_bundle_is_finished_by_the_next_run(engine: Engine, tmp_path: Path) -> None:
+    """The re-run reports what the whole night changed, against the last completed night."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_bundle(inbox / "a", patients=60, seed=2, site="SITE-A")
+    write_bundle(inbox / "b", patients=40, seed=3, site="SITE-B")
+
+    def die(event: str, _fields: dict[str, Any]) -> None:
+        if event == "bundle":
+            raise RuntimeError("the machine went down")
+
+    try:
+        run_night(engine, inbox, KEY, night=dt.date(2026, 7, 1), log=die)
+    except RuntimeError:
+        pass
+    assert sorted(p.name for p in inbox.iterdir() if not p.name.startswith(".")) == ["b", "processed"]
+    again = run_night(engine, inbox, KEY, night=dt.date(2026, 7, 1))
+    c = again.changes
+    assert c["bundles_taken"] == 2 and [b.path for b in again.bundles] == ["a", "b"]
+    assert c["patients_added"] == 100 and c["deaths_added"] > 0
+    assert not (inbox / ".nightly-state.npz").exists()  # completed: the next night starts afresh
+    third = run_night(engine, inbox, KEY, night=dt.date(2026, 7, 2))
+    assert third.changes["bundles_taken"] == 0 and third.changes["patients_added"] == 0
