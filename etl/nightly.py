@@ -197,9 +197,22 @@ def _move(path: Path, area: Path, reason: str | None = None) -> str:
     if target.exists():  # a name delivered twice the same night: keep both
         target = area / f"{path.stem}-{dt.datetime.now(dt.UTC).strftime('%H%M%S%f')}{path.suffix}"
     shutil.move(str(path), target)
+    _private(area)
+    _private(target)  # a delivery holds patient data: the registry's account only (0700 / 0600)
     if reason is not None:
-        (area / f"{target.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+        note = area / f"{target.name}.reason.txt"
+        note.write_text(reason + "\n", encoding="utf-8")
+        note.chmod(0o600)
     return str(target)
+
+
+def _private(path: Path) -> None:
+    if path.is_dir():
+        path.chmod(0o700)
+        for p in path.rglob("*"):
+            p.chmod(0o700 if p.is_dir() else 0o600)
+    elif path.exists():
+        path.chmod(0o600)
 
 
 def run_night(

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from etl import load
 from etl.extract import (
@@ -42,7 +43,13 @@ from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Interrupted, Problem, RegistryError
 from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import refresh_statistics
-from registry.db.database import require_current_schema, writer_lock
+from registry.db.database import (
+    check_writer_lock,
+    lock_work,
+    lost_or_full,
+    require_current_schema,
+    writer_lock,
+)
 from registry.db.keyprint import check_key, remember_key
 from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site, SourceFile
 from registry.db.vocabulary import vocabulary_map
@@ -142,7 +149,9 @@ class _Ledger:
             assert pk is not None
             self.run_id = int(pk[0])
 
-    def finish(self, summary: RunSummary, manifest: Manifest | None) -> None:
+    def finish(self, summary: RunSummary, manifest: Manifest | None, conn: Any = None) -> None:
+        """The run's final status: in ``conn`` (the load's own transaction, so the status commits
+        with the data or not at all), else in a short transaction of its own."""
         summary.run_id = self.run_id
         if not self.enabled or self.run_id is None:
             return
@@ -163,8 +172,11 @@ class _Ledger:
                 data_cutoff=manifest.data_cutoff,
                 mode=manifest.mode,
             )
-        with self.engine.begin() as conn:
+        if conn is not None:
             conn.execute(update(EtlRun).where(EtlRun.run_id == self.run_id).values(**values))
+            return
+        with self.engine.begin() as own:
+            own.execute(update(EtlRun).where(EtlRun.run_id == self.run_id).values(**values))
 
 
 def run_bundle(
@@ -264,6 +276,14 @@ def run_bundle(
                     # what was read under a later cutoff may not hold under this one: read it all
                     same_reading = not dry_run and not force and _cutoff_not_earlier(engine, manifest)
                     unchanged = _unchanged_files(engine, bundle, manifest, headers) if same_reading else set()
+
+                    def before_commit(conn: Connection) -> None:
+                        check_writer_lock(conn)
+                        summary.status = RunStatus.SUCCEEDED
+                        summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
+                        summary.message = _describe(summary)
+                        ledger.finish(summary, manifest, conn)
+
                     _load(
                         engine,
                         bundle,
@@ -279,6 +299,7 @@ def run_bundle(
                         max_quarantine_rate=max_quarantine_rate,
                         unchanged=unchanged,
                         row_by_row=row_by_row and same_reading,
+                        before_commit=before_commit,
                     )
                     summary.status = RunStatus.VALIDATED if dry_run else RunStatus.SUCCEEDED
                 except _AlreadyLoaded:
@@ -305,22 +326,27 @@ def run_bundle(
                     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
                     ledger.finish(summary, manifest)
                     raise
-                summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
-                summary.message = _describe(summary)
-                ledger.finish(summary, manifest)
+                if dry_run:  # a load's final status was written in its own transaction
+                    summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
+                    summary.message = _describe(summary)
     except _AlreadyLoaded:
         if derive:  # finish what a run killed during its derivation left flagged
             _derive_pending(engine, summary, progress, pause=False)
         return summary
     if derive and not dry_run:
+        committed = f"run {ledger.run_id}'s load was committed, its derivation was not"
         try:
             _derive_pending(engine, summary, progress)
         except Interrupted:
             raise Interrupted(
-                f"interrupted during the derivation: run {ledger.run_id}'s load was committed, its "
-                "derivation was not",
+                f"interrupted during the derivation: {committed}",
                 hint="`registry derive` derives the patients it flagged (so does the next run)",
             ) from None
+        except OperationalError as exc:  # the server lost, the disk full: after the load committed
+            known = lost_or_full(exc, committed + " (`registry derive` finishes it)")
+            if known is None:
+                raise
+            raise known from None
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if not dry_run and ledger.run_id is not None:
         with engine.begin() as conn:
@@ -484,9 +510,12 @@ def _describe(s: RunSummary) -> str:
     return f"loaded; {changed} record(s) new or changed, {retired} retired, {s.quarantined} quarantined{note}"
 
 
-def _check_order(engine: Engine, manifest: Manifest, bundle_hash: str, force: bool) -> str | None:
-    """Refuse a bundle older than the site's last one; report an identical re-delivery."""
-    with engine.connect() as conn:
+def _check_order(
+    engine: Engine, manifest: Manifest, bundle_hash: str, force: bool, work: Connection | None = None
+) -> str | None:
+    """Refuse a bundle older than the site's last one; report an identical re-delivery (in
+    ``work``, the load's transaction, when given)."""
+    with contextlib.nullcontext(work) if work is not None else engine.connect() as conn:
         same = conn.execute(
             select(EtlRun.run_id)
             .where(EtlRun.bundle_hash == bundle_hash, EtlRun.site_code == manifest.site_id)
@@ -550,6 +579,7 @@ def _load(
     max_quarantine_rate: float | None,
     unchanged: set[str],
     row_by_row: bool,  # skipping unchanged rows allowed (not a dry run, not forced, cutoff not earlier)
+    before_commit: Callable[[Connection], None] = lambda conn: None,
 ) -> None:
     pseudo = Pseudonymiser(key, manifest.site_id)
     unmapped: Counter[str] = Counter()
@@ -574,6 +604,8 @@ def _load(
 
     conn = engine.connect()
     trans = conn.begin()
+    if not dry_run:
+        lock_work(conn)  # first: another run's work (past a lost lock) ends before this one's begins
     try:
         with engine.connect() as ro:
             vocab = vocabulary_map(ro)
@@ -688,6 +720,9 @@ def _load(
                     ],
                     hint="check the export; rerun with --force if the site really has no patients",
                 )
+        # checked again in the work transaction: a run that committed while this one read
+        if _check_order(engine, manifest, summary.bundle_hash or "", force, conn) is not None:
+            raise BundleRefused([Problem("manifest.json", "another run loaded this bundle meanwhile")])
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, key, run_id)
         for name in FILE_ORDER:
@@ -726,6 +761,7 @@ def _load(
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
         _fault_point("commit")
+        before_commit(conn)  # the lock still held; the ledger's final status, in this transaction
         trans.commit()
     except BaseException:
         if trans.is_active:

@@ -8,6 +8,7 @@ import click
 
 from registry.cli.base import Context, check_output, cli, echo_json, format_option, handle_errors, pass_ctx
 from registry.core.enums import RunStatus
+from registry.core.errors import RegistryError
 
 
 @cli.group()
@@ -86,17 +87,24 @@ def etl_run(
     from etl.pipeline import run_bundle
 
     key = ctx.settings.require_key(demo=demo_key)
-    summary = run_bundle(
-        ctx.existing_engine(),
-        bundle,
-        key,
-        force=force,
-        chunk_rows=chunk_rows,
-        progress=_progress(ctx),
-        derive=not no_derive,
-        max_quarantine_rate=max_quarantine_rate,
-        columns_gone=frozenset(c.strip().lower() for c in columns_gone),
-    )
+    try:
+        summary = run_bundle(
+            ctx.existing_engine(),
+            bundle,
+            key,
+            force=force,
+            chunk_rows=chunk_rows,
+            progress=_progress(ctx),
+            derive=not no_derive,
+            max_quarantine_rate=max_quarantine_rate,
+            columns_gone=frozenset(c.strip().lower() for c in columns_gone),
+        )
+    except RegistryError as exc:
+        if fmt == "json":  # a scheduler reading stdout gets JSON on failure too
+            echo_json(
+                {"status": "failed", "exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}
+            )
+        raise
     if ctx.interactive:
         click.echo("", err=True)
     for w in summary.warnings:

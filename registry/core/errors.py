@@ -109,6 +109,12 @@ class LockHeld(RegistryError):
     exit_code = EXIT_TEMPFAIL
 
 
+class LockLost(RegistryError):
+    """The run's writer lock was lost before it committed (75): it rolled back; run again."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
 class NoInput(RegistryError):
     """An input path does not exist (66)."""
 

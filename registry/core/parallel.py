@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +33,19 @@ def in_order(
         yield done, result.get()
 
 
+def end_with_parent() -> None:
+    """Linux: a worker ends (SIGTERM, quietly) when the process that forked it dies, instead of
+    living on as an orphan that writes broken-pipe tracebacks."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the pool's own shutdown is all there is
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(0)
+
+
 def ignore_interrupts() -> None:
     """A worker process's first step: Ctrl-C reaches the whole process group, and only the
     parent decides what an interruption means (it ends the pool; a worker that handled it too
@@ -50,6 +65,7 @@ def forked_pool(
     def start(*args: Any) -> None:
         ignore_interrupts()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        end_with_parent()
         if initializer is not None:
             initializer(*args)
 

@@ -20,12 +20,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from registry.core.errors import (
     ConfigError,
     DatabaseUnavailable,
     LockHeld,
+    LockLost,
     RegistryError,
     StorageError,
     UsageError,
@@ -278,19 +279,64 @@ def writer_lock(engine: Engine) -> Iterator[None]:
     conn = engine.connect()
     try:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         conn.commit()
         if not got:
             raise LockHeld(
                 "another run holds the lock on this registry",
                 hint="wait for it to finish; `registry etl runs` shows what is running",
             )
+        _HOLDERS[id(engine)] = int(pid or 0)
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
+            _HOLDERS.pop(id(engine), None)
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+            except DBAPIError:
+                pass  # the lock's connection is gone, and the lock with it: nothing to undo
     finally:
-        conn.close()
+        with contextlib.suppress(DBAPIError):
+            conn.close()
+
+
+# the backend holding the writer lock, per engine (PostgreSQL): checked before a run commits
+_HOLDERS: dict[int, int] = {}
+WORK_LOCK_NAME = "mm-registry-work"
+
+
+def lock_work(conn: Connection) -> None:
+    """PostgreSQL: serialise the work itself, not only the runs: a transaction-scoped advisory
+    lock taken first in every writing transaction (a load, a derivation). It dies with the
+    transaction, so a second loader that got past a lost session lock waits here until the
+    first run has committed or rolled back, then sees what it committed."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(WORK_LOCK_NAME.encode())})
+
+
+def check_writer_lock(conn: Connection) -> None:
+    """PostgreSQL: before a run commits, check that its writer lock is still held (its idle
+    connection can end: ``idle_session_timeout``, a terminated backend, a network cut). Lost, the
+    run is refused (75) and its transaction rolled back: nothing of it is committed."""
+    if conn.dialect.name != "postgresql":
+        return
+    pid = _HOLDERS.get(id(conn.engine))
+    if pid is None:
+        return  # not under the writer lock (a test's direct call)
+    held = conn.execute(
+        text(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid "
+            "AND objid = CAST(:k AS oid) AND objsubid = 1"
+        ),
+        {"pid": pid, "k": zlib.crc32(LOCK_NAME.encode())},
+    ).first()
+    if held is None:
+        raise LockLost(
+            "the registry's writer lock was lost during the run (its connection ended): nothing of "
+            "the run was committed",
+            hint="run again; check idle_session_timeout and the network between the registry and the server",
+        )
 
 
 LOST = (
@@ -305,19 +351,24 @@ LOST = (
 )
 
 
-def lost_or_full(exc: OperationalError) -> RegistryError | None:
+def lost_or_full(exc: OperationalError, committed: str | None = None) -> RegistryError | None:
     """The user-facing error for a database failure mid-run: a lost server connection (69) or a
-    full disk under SQLite (74) — the run's transaction is rolled back either way — else None."""
+    full disk under SQLite (74), else None. The failing transaction is rolled back either way;
+    ``committed`` says what an earlier transaction of the run had committed already (e.g. "run 4's
+    load was committed, its derivation was not"), so the message never claims nothing was."""
     message = str(exc.orig if exc.orig is not None else exc).lower()
     if "database or disk is full" in message or "disk i/o error" in message:
-        return StorageError(
-            "the registry's disk is full: the run was rolled back and the registry file is as it was",
-            hint="free space where the registry lives, then run again",
+        text_ = (
+            f"the registry's disk is full: {committed}"
+            if committed
+            else "the registry's disk is full: the run was rolled back and the registry file is as it was"
         )
+        return StorageError(text_, hint="free space where the registry lives, then run again")
     if exc.connection_invalidated or any(m in message for m in LOST):
         first = message.strip().splitlines()[0] if message.strip() else "connection lost"
+        what = committed or "nothing of the run was committed"
         return DatabaseUnavailable(
-            f"the database connection was lost during the run ({first}); nothing of the run was committed",
+            f"the database connection was lost during the run ({first}); {what}",
             hint="check the server, then run again (the run is repeatable)",
         )
     return None

@@ -80,6 +80,12 @@ def grant_analyst(engine: Engine, role: str, *, login: bool = False, password: s
                 conn.exec_driver_sql(f"ALTER ROLE {role} PASSWORD {quoted}")
         database = str(conn.execute(text("SELECT current_database()")).scalar())
         conn.exec_driver_sql(f'GRANT CONNECT ON DATABASE "{database}" TO {group}')
+        # no temporary tables or functions either: TEMP on a database is PUBLIC's by default, so
+        # it is taken from PUBLIC and kept by the registry's own role (its loads stage in
+        # temporary tables)
+        conn.exec_driver_sql(f'GRANT TEMPORARY ON DATABASE "{database}" TO CURRENT_USER')
+        conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+        conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM {group}, {role}')
         conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {group}")
         for who in (group, role):
             conn.exec_driver_sql(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {who}")

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
-from registry.db.database import make_engine, writer_lock
+from registry.db.database import check_writer_lock, lock_work, make_engine, writer_lock
 from registry.db.models import (
     DerivationRun,
     Exposure,
@@ -118,7 +118,10 @@ def derive_pending(
     """
     try:
         with writer_lock(engine), engine.begin() as conn:
-            return _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
+            lock_work(conn)
+            result = _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
+            check_writer_lock(conn)  # lost: nothing of the derivation commits
+            return result
     except KeyboardInterrupt:
         raise Interrupted(
             "interrupted; nothing was changed (the derivation is one transaction; the patients it "

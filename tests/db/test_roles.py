@@ -52,6 +52,8 @@ def test_an_analyst_role_reads_the_views_and_nothing_else(
                 "DELETE FROM patients",
                 "CREATE TABLE mine (x int)",
                 "CREATE VIEW mine AS SELECT 1",
+                "CREATE TEMP TABLE mine (x int)",  # no TEMP on the registry's database
+                "CREATE FUNCTION pg_temp.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'",
             ):
                 with pytest.raises(ProgrammingError, match="permission denied"):
                     conn.execute(text(forbidden))

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ from registry.core.errors import BundleRefused
 from registry.db.models import EtlRun, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.faults import start_paused
 
 KEY = TEST_KEY.encode()
 
@@ -219,3 +224,57 @@ def test_an_optional_file_left_out_is_not_a_lost_column(cli_env, tmp_path: Path)
     manifest = json.loads((again / "manifest.json").read_text())
     (again / "manifest.json").write_text(json.dumps({**manifest, "exported_at": "2026-07-02T02:00:00+00:00"}))
     assert runner.invoke(cli, ["etl", "run", str(again)]).exit_code == 0
+
+
+# ------------------------------------------------------------------ a lost lock (PostgreSQL)
+def _cli(db_url: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "REGISTRY_DATABASE_URL": db_url, "REGISTRY_PSEUDONYM_KEY": TEST_KEY}
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.engines("postgresql")
+def test_a_lost_lock_connection_aborts_the_run_and_the_next_loader_waits_for_it(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    older = write_bundle(tmp_path / "older")
+    newer = write_bundle(tmp_path / "newer", manifest={"exported_at": "2026-07-02T02:00:00+00:00"})
+    rows = base_rows()
+    del rows["treatments"][7]  # the newer export dropped a record
+    write_bundle(newer, rows, {"exported_at": "2026-07-02T02:00:00+00:00"})
+    first = start_paused(db_url, ["etl", "run", str(older)], tmp_path / "paused", "commit", pause_seconds=4)
+    key = zlib.crc32(b"mm-registry-load")
+    with engine.connect() as conn:
+        holder = conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                "AND objid = CAST(:k AS oid)"
+            ),
+            {"k": key},
+        ).scalar()
+        assert holder is not None
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": holder})  # idle_session_timeout, a cut
+    second = _cli(db_url, "etl", "run", str(newer))  # gets past the lost lock, waits for the work
+    _, err1 = first.communicate(timeout=120)
+    _, err2 = second.communicate(timeout=120)
+    assert first.returncode == 75 and "writer lock was lost" in err1 and "Traceback" not in err1, err1
+    assert second.returncode == 0, err2
+    with engine.connect() as conn:
+        runs = conn.execute(select(EtlRun.run_id, EtlRun.status).order_by(EtlRun.run_id)).all()
+        current = conn.execute(text("SELECT COUNT(*) FROM treatments WHERE is_current")).scalar()
+    assert [s for _, s in runs] == ["failed", "succeeded"]
+    assert current == 7  # as if the older load had never run: the newer export's records only
+
+
+def test_json_on_failure_too(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bundle = write_bundle(tmp_path / "b", manifest={"data_cutoff": "9999-12-31"})
+    res = CliRunner().invoke(cli, ["etl", "run", str(bundle), "--format", "json"])
+    assert res.exit_code == 65
+    data = json.loads(res.stdout)
+    assert data["status"] == "failed" and data["exit_code"] == 65 and "data_cutoff" in data["message"]

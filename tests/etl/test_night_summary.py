@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
@@ -200,10 +201,8 @@ def test_a_night_that_died_after_a_bundle_is_finished_by_the_next_run(engine: En
         if event == "bundle":
             raise RuntimeError("the machine went down")
 
-    try:
+    with pytest.raises(RuntimeError, match="went down"):
         run_night(engine, inbox, KEY, night=dt.date(2026, 7, 1), log=die)
-    except RuntimeError:
-        pass
     assert sorted(p.name for p in inbox.iterdir() if not p.name.startswith(".")) == ["b", "processed"]
     again = run_night(engine, inbox, KEY, night=dt.date(2026, 7, 1))
     c = again.changes

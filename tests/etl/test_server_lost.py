@@ -127,3 +127,30 @@ def test_the_server_stopping_mid_load_exits_69_and_loses_nothing(cluster: Cluste
     again = _registry(cluster.url, "etl", "run", str(night2))
     assert again.returncode == 0, again.stderr
     assert _state(cluster.url) != before
+
+
+def test_the_server_stopping_during_the_derivation_says_the_load_was_committed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The message comes from what was committed: the load was, its derivation was not."""
+    assert _registry(cluster.url, "db", "upgrade").returncode == 0
+    proc = start_paused(
+        cluster.url,
+        ["etl", "run", str(write_bundle(tmp_path / "b"))],
+        tmp_path / "paused",
+        "derive",
+        pause_seconds=3,
+    )
+    cluster.stop("immediate")  # the load committed; the derivation has not started
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 69, err
+    assert "run 1's load was committed, its derivation was not" in err and "nothing of the run" not in err, (
+        err
+    )
+    cluster.start()
+    engine = create_engine(cluster.url)
+    with engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM etl_runs")).scalars().all()
+        flagged = conn.execute(text("SELECT COUNT(*) FROM patients WHERE needs_derivation")).scalar()
+    engine.dispose()
+    assert status == ["succeeded"] and flagged == 3  # committed, recorded, waiting for `registry derive`
