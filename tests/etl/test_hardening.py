@@ -8,9 +8,11 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 import zlib
@@ -278,3 +280,56 @@ def test_json_on_failure_too(cli_env, tmp_path: Path) -> None:  # type: ignore[n
     assert res.exit_code == 65
     data = json.loads(res.stdout)
     assert data["status"] == "failed" and data["exit_code"] == 65 and "data_cutoff" in data["message"]
+
+
+def test_a_kill_after_the_commit_leaves_the_run_recorded_as_succeeded(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The final status commits with the data: killed after the commit (before the derivation),
+    the run stays succeeded, and the next run derives what it flagged."""
+    proc = start_paused(
+        db_url, ["etl", "run", str(write_bundle(tmp_path / "b"))], tmp_path / "paused", "derive"
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = write_bundle(tmp_path / "b2", manifest={"exported_at": "2026-07-02T02:00:00+00:00"})
+    assert run_bundle(engine, again, KEY).status == "succeeded"
+    with engine.connect() as conn:
+        statuses = conn.execute(select(EtlRun.status).order_by(EtlRun.run_id)).scalars().all()
+        pending = conn.execute(text("SELECT COUNT(*) FROM patients WHERE needs_derivation")).scalar()
+    assert statuses == ["succeeded", "succeeded"] and pending == 0
+
+
+def test_pool_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from registry.core.parallel import forked_pool\n"
+        "with forked_pool(2) as pool:\n"
+        "    busy = pool.map_async(time.sleep, [60, 60])  # workers in the middle of a task\n"
+        "    pids = [p.pid for p in pool._pool]\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.kill()  # SIGKILL: the pool's shutdown never runs
+    proc.wait()
+    proc.stdout.close()  # (the workers hold the pipe too: reading it to the end would wait for them)
+    deadline = time.time() + 10
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+    assert alive == [], "orphaned workers lived on"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
