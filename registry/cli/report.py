@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from registry.cli.base import Context, check_output, cli, handle_errors, pass_ctx, write_output
+from registry.core.errors import UsageError
 from registry.core.files import share_reports
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,7 +33,12 @@ def _output_options(fn: F) -> F:
     a folder for the figures."""
     for option in reversed(
         (
-            click.option("--format", "fmt", type=click.Choice(["html", "json", "csv"]), default="json"),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["html", "json", "csv"]),
+                help="html, json or csv (default: from --out's extension, else json).",
+            ),
             click.option(
                 "--out", type=click.Path(dir_okay=False, path_type=str), help="Output file (default: stdout)."
             ),
@@ -48,6 +54,21 @@ def _output_options(fn: F) -> F:
     ):
         fn = option(fn)
     return fn
+
+
+FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".csv": "csv"}
+
+
+def output_format(fmt: str | None, out: str | None) -> str:
+    """The format asked for, else the one ``--out``'s extension names, else JSON; an extension
+    that contradicts ``--format`` is a usage error (64), never JSON in an .html file."""
+    implied = FORMATS.get(Path(out).suffix.lower()) if out else None
+    if fmt and implied and fmt != implied:
+        raise UsageError(
+            f"--format {fmt} contradicts --out {out} (a .{implied} file)",
+            hint=f"use --format {implied}, or an --out ending in .{fmt}",
+        )
+    return fmt or implied or "json"
 
 
 def _emit(ctx: Context, out: str | None, body: str, *, share: bool = True) -> None:
@@ -83,7 +104,7 @@ def _emit(ctx: Context, out: str | None, body: str, *, share: bool = True) -> No
 def report_study(
     ctx: Context,
     name: str,
-    fmt: str,
+    fmt: str | None,
     out: str | None,
     min_cell: int | None,
     as_of,
@@ -104,6 +125,7 @@ def report_study(
     from registry.reports.inputs import study_report
     from registry.reports.release import check_release, release, write_figures
 
+    fmt = output_format(fmt, out)
     check_release(fmt, min_cell, table)
     _check_group(ctx)
     if out:
@@ -144,7 +166,7 @@ def report_study(
 @handle_errors
 def report_outcomes(
     ctx: Context,
-    fmt: str,
+    fmt: str | None,
     out: str | None,
     min_cell: int | None,
     as_of,
@@ -164,6 +186,7 @@ def report_outcomes(
     from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
     from registry.reports.render import write_figure_files
 
+    fmt = output_format(fmt, out)
     _check_group(ctx)
     if out:
         check_output(out)

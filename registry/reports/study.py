@@ -248,11 +248,21 @@ def _warn(warnings: list[dict[str, Any]], text: str, **counts: int) -> None:
     warnings.append({"text": text, "counts": counts})
 
 
+OUTCOMES_DEFINITION = "transplant-outcomes"  # the outcomes report's definition (registry.reports.inputs)
+
+
 def check_request(
     defn: CohortDefinition, endpoints: list[str] | None, landmark_days: int | None
 ) -> list[Endpoint]:
     """The endpoints asked for, or ``StudyError`` (64) for a request that cannot be answered as
     asked: an unknown endpoint, a biased comparison, a landmark for endpoints that need none."""
+    if len(defn.groups) < 2:
+        fits = (
+            "`registry report outcomes` is its report"
+            if defn.name == OUTCOMES_DEFINITION
+            else "a study report compares two or more groups: add [[groups]] to the definition"
+        )
+        raise StudyError(f"{defn.name!r} compares no groups: it is not a study", hint=fits)
     wanted = endpoints or [e.name for e in defn.endpoints if e.origin_is_baseline]
     chosen = [defn.endpoint(n) for n in wanted]
     biased = [e for e in chosen if not e.origin_is_baseline]

@@ -56,3 +56,22 @@ def test_an_empty_cohort_is_refused(cli_env, tmp_path: Path) -> None:  # type: i
     code, out = report("--format", "html")
     assert code == EXIT_DATA and "cohort lenalidomide-relapse is empty" in out, out
     assert "<html" not in out
+
+
+def test_a_definition_that_does_not_fit_the_report_names_the_report_that_does(sqlite_cli_env) -> None:  # type: ignore[no-untyped-def]
+    res = CliRunner().invoke(cli, ["report", "study", "transplant-outcomes"])
+    assert res.exit_code == 64 and "Traceback" not in res.output, res.output
+    assert "compares no groups" in res.output and "registry report outcomes" in res.output
+
+
+def test_out_infers_the_format_and_a_contradiction_is_a_usage_error(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    etl(str(write_bundle(tmp_path / "b", cohort_rows().rows)))
+    code, out = report("--out", str(tmp_path / "r.html"))
+    assert code == EXIT_OK, out
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    code, out = report("--out", str(tmp_path / "r.json"))
+    assert code == EXIT_OK and (tmp_path / "r.json").read_text().lstrip().startswith("{")
+    code, out = report("--out", str(tmp_path / "x.html"), "--format", "json")
+    assert code == 64 and "contradicts" in out and not (tmp_path / "x.html").exists(), out
+    res = CliRunner().invoke(cli, ["report", "outcomes", "--out", str(tmp_path / "o.html")])
+    assert res.exit_code == EXIT_OK and (tmp_path / "o.html").read_text().startswith("<!doctype html>")
