@@ -6,7 +6,10 @@ For each engine, in the same run and on the same machine:
   night 1  the bundle loaded into an empty registry (the baseline);
   night 2  the next night's full export: exported_at one day later, about 1% of the treatment
            rows changed and 0.5% deleted by the hospital;
-  night 3  night 2's bundle delivered again with a new exported_at and no change.
+  night 3  night 2's bundle delivered again with a new exported_at and no change;
+  night 4  night 2's values again, every file's rows in another order with CRLF line endings;
+  night 5  night 2's values again, every field of every file quoted.
+Nights 3-5 change no record: they must re-derive nobody.
 It prints each night's seconds (load, derivation) and its ratio to the first night. Not a test:
 figures go to docs/benchmarks.md.
 """
@@ -63,6 +66,31 @@ def next_night(src: Path, dst: Path, day: int, change: float, delete: float, see
     return changed, deleted
 
 
+def redelivered(src: Path, dst: Path, hour: int, *, shuffle: bool, quote_all: bool) -> None:
+    """``src``'s values delivered again: rows shuffled (CRLF endings) or every field quoted."""
+    shutil.copytree(src, dst)
+    rng = random.Random(hour)
+    for path in dst.glob("*.csv"):
+        if path.name.startswith("synth-"):
+            continue
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or [])
+            rows = list(reader)
+        if shuffle:
+            rng.shuffle(rows)
+        quoting = csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(
+                fh, fieldnames=fields, lineterminator="\r\n" if shuffle else "\n", quoting=quoting
+            )
+            w.writeheader()
+            w.writerows(rows)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["exported_at"] = manifest["exported_at"].replace("T03:00", f"T{hour:02d}:00")
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
 def main() -> None:
     args = bench_arguments(__doc__.splitlines()[0] if __doc__ else "")
     work = Path(tempfile.mkdtemp(prefix="mmreg-nights-"))
@@ -72,6 +100,8 @@ def main() -> None:
     manifest = json.loads((work / "night3" / "manifest.json").read_text())
     manifest["exported_at"] = manifest["exported_at"].replace("T03:00", "T04:00")
     (work / "night3" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    redelivered(work / "night2", work / "night4", 5, shuffle=True, quote_all=False)
+    redelivered(work / "night2", work / "night5", 6, shuffle=False, quote_all=True)
     print(f"{args.patients:,} patients; night 2: {changed:,} treatment rows changed, {deleted:,} deleted")
     for name in args.engines.split(","):
         with bench_database(name, args.pg_url, work) as url:
@@ -80,7 +110,7 @@ def main() -> None:
             engine = make_engine(url)
             prepare(engine)
             first = None
-            for night in ("night1", "night2", "night3"):
+            for night in ("night1", "night2", "night3", "night4", "night5"):
                 t = time.perf_counter()
                 s = run_bundle(engine, work / night, KEY)
                 total = time.perf_counter() - t

@@ -25,7 +25,7 @@ from registry.cohorts.definition import CohortDefinition
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.reports.study import _curve, _m, _r, _warn, attrition, facts_of, patient_table, report_header
-from registry.reports.suppress import _complement, _small, release_with
+from registry.reports.suppress import _complement, _small, curves_note, release_with, series, truncate_curve
 from registry.statistics import kaplan_meier, logrank_test
 from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, fine_gray, gray_test
 from registry.statistics.inputs import StatisticsInputError
@@ -314,22 +314,27 @@ def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, 
 
 
 def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
-    def endpoints(es: dict[str, Any], where: str) -> None:
+    def endpoints(es: dict[str, Any], where: str, size: int | None) -> None:
         for name, e in es.items():
             if _small(e.get("events"), n):
                 e["events"] = None
                 hidden.append(f"{where}.{name}.events")
             if _small(e.get("n"), n):
                 e["n"] = None
-            for t, k in list(e.get("at_risk", {}).items()):
-                if _small(k, n):
-                    e["at_risk"][t] = None
-                    hidden.append(f"{where}.{name}.at_risk.{t}")
+            # n and events together give the censored count (n - events); and an endpoint's n
+            # is the level's size: hidden when that is
+            if e.get("n") is not None and e.get("events") is not None and _small(e["n"] - e["events"], n):
+                e["events"] = None
+                hidden.append(f"{where}.{name}.events (n - events below the threshold)")
+            if size is None and "n" in e:
+                e["n"] = None
+            for t in series(e.get("at_risk", {}), n, size):
+                hidden.append(f"{where}.{name}.at_risk.{t}")
 
-    endpoints(out["endpoints"], "endpoints")
+    endpoints(out["endpoints"], "endpoints", out.get("n"))
     for curve in out.get("curves", {}).values():
-        for key in ("n_risk", "n_event", "n_censor"):
-            curve.pop(key, None)
+        truncate_curve(curve, n)  # per-time counts dropped; no step among fewer than n
+    curves_note(out, n)
     for var, s in out["strata"].items():
         sizes = {lv: v["n"] for lv, v in s["levels"].items()}
         if _small(s.get("n"), n):  # the landmark set of the maintenance comparison
@@ -353,11 +358,10 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
                 }
                 s["curves"].pop(lv, None)
             else:
-                endpoints(v["endpoints"], f"strata.{var}.{lv}")
+                endpoints(v["endpoints"], f"strata.{var}.{lv}", sizes[lv])
         for c in s["curves"].values():
             for curve in c.values():
-                for key in ("n_risk", "n_event", "n_censor"):
-                    curve.pop(key, None)
+                truncate_curve(curve, n)
         if any(v is None for v in sizes.values()):
             for t in s["tests"].values():
                 t.update(

@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from registry.reports.suppress import Protected
+
 PALETTE = ("#1b6ca8", "#d1495b", "#2e8b57", "#8d6a9f", "#e08e0b", "#5b5b5b")  # when none is given
 plt.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, small, testable
 plt.rcParams["svg.hashsalt"] = "registry"  # stable ids: the same report gives the same SVG
@@ -34,6 +36,8 @@ plt.rcParams["svg.hashsalt"] = "registry"  # stable ids: the same report gives t
 def count_text(v: int | None, min_cell: int | None) -> str:
     """A count as every output shows it: ``<N`` when the release step hid it, a dash when there is
     none (an internal report), else the number."""
+    if isinstance(v, Protected):  # hidden to protect another count: never a false <N
+        return "–"
     return f"<{min_cell}" if v is None and min_cell else ("–" if v is None else str(v))
 
 
@@ -75,7 +79,8 @@ def _legend(ax: Any, **kwargs: Any) -> None:
 
 
 def _p(x: float | None) -> str:
-    return "–" if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
+    """A p-value with its relation: "p < 0.001" or "p = 0.042" (a dash when withheld)."""
+    return "p –" if x is None else ("p < 0.001" if x < 0.001 else f"p = {x:.3f}")
 
 
 def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
@@ -123,7 +128,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
         (r for r in data.get("logrank", []) if r["endpoint"] == endpoint and len(r["groups"]) > 2), None
     ) or next((r for r in data.get("logrank", []) if r["endpoint"] == endpoint), None)
     if overall is not None and overall.get("p") is not None:
-        notes.append(f"Log-rank p = {_p(overall['p'])} ({', '.join(overall['groups'])})")
+        notes.append(f"Log-rank {_p(overall['p'])} ({', '.join(overall['groups'])})")
     for r in data.get("cox", []):
         key = (r["endpoint"], r["model"], r["variable"])
         if key == (endpoint, "unadjusted", "Group") and not r["is_reference"] and r.get("hr") is not None:
@@ -196,7 +201,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
             right_end = hi if ci[1] is None else min(ci[1], hi)
             ax.plot([left_end, right_end], [y, y], color="#1b6ca8", lw=1.5)
             ax.plot([r["hr"]], [y], "s", color="#1b6ca8", ms=5)
-            right = f"{r['hr']:.2f} ({_ci(ci)}) p {_p(r['p'])}"
+            right = f"{r['hr']:.2f} ({_ci(ci)}) {_p(r['p'])}"
         at(-0.02, y, r["term"], ha="right", va="center")
         at(1.03, y, right, ha="left", va="center")
         tag(at(N_COLUMN, y, count_text(r["n"], min_cell), ha="right", va="center"))

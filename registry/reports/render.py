@@ -18,11 +18,12 @@ import pandas as pd
 
 from registry.core.csvsafe import safe_cell
 from registry.reports.plots import count_text, flow_svg, forest_figure, km_figure, to_png, to_svg
+from registry.reports.suppress import json_default
 
 
 def to_json(data: dict[str, Any]) -> str:
     """The report's JSON (UTF-8, indented)."""
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return json.dumps(data, indent=2, ensure_ascii=False, default=json_default)
 
 
 def to_csv(patients: pd.DataFrame) -> str:

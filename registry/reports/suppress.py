@@ -37,6 +37,30 @@ from registry.core.errors import ReportRefused
 INTERNAL = "internal - not for release"
 
 
+class Protected:
+    """A count hidden although it is not small, to protect another: shown as a dash with a note
+    ("hidden to protect another count"), never as a false ``<N``; JSON null."""
+
+    def __str__(self) -> str:
+        return "–"
+
+    def __repr__(self) -> str:
+        return "PROTECTED"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Protected:
+        return self
+
+
+PROTECTED = Protected()
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s fallback for released reports: a protected count is null."""
+    if isinstance(value, Protected):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def _small(v: Any, n: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 < v < n
 
@@ -146,6 +170,74 @@ def _attrition(steps: list[dict[str, Any]], n: int, hidden: list[str]) -> None:
         steps[i][part] = v
 
 
+def _pair(row: dict[str, Any], total: str, part: str, n: int, hidden: list[str], where: str) -> None:
+    """A count and a part of it (patients and events): shown together only when neither nor
+    their difference (the censored) is 1..n-1; else both are hidden."""
+    a, b = row.get(total), row.get(part)
+    if a is None or b is None:
+        if total in row or part in row:
+            row[total] = row[part] = None
+        return
+    if _small(a, n) or _small(b, n) or _small(a - b, n):
+        row[total] = row[part] = None
+        hidden.append(f"{where}.{part} (n - {part} below the threshold)")
+
+
+def series(values: dict[str, Any], n: int, start: int | None) -> list[str]:
+    """Numbers at risk or cumulative events at successive times: a value is shown only where it
+    and its change since the last value shown (``start`` before the first: the group's size,
+    or 0) are each 0 or at least ``n`` (the change between two times counts the patients who
+    had an event or were censored between them). Returns the times hidden."""
+    hidden = []
+    last = start
+    for t in sorted(values, key=float):
+        v = values[t]
+        if v is None:
+            continue
+        small = 0 < v < n
+        ok = not small and (last is None or abs(v - last) == 0 or abs(v - last) >= n)
+        if ok:
+            last = v
+        else:  # a small value is <n; a larger one hidden for its change is protected
+            values[t] = None if small else PROTECTED
+            hidden.append(t)
+    return hidden
+
+
+def truncate_curve(curve: dict[str, Any], n: int) -> float | None:
+    """Cut a curve where fewer than ``n`` patients remain at risk (each later step would
+    describe fewer than ``n``); drop its per-time counts. Returns the time it stops at, or None
+    when it runs to its end."""
+    risk = curve.pop("n_risk", None)
+    curve.pop("n_event", None)
+    curve.pop("n_censor", None)
+    if not risk:
+        return None
+    cut = next((i for i, r in enumerate(risk) if r < n), None)
+    if cut is None:
+        return None
+    times = curve.get("time_months", [])
+    stop = times[cut] if cut < len(times) else None
+    for key in ("time_months", "surv", "lower", "upper", "estimate"):
+        if isinstance(curve.get(key), list):
+            curve[key] = curve[key][:cut]
+    if stop is not None and isinstance(curve.get("censored_months"), list):
+        keep = [i for i, t in enumerate(curve["censored_months"]) if t < stop]
+        for key in ("censored_months", "censored_surv", "censored_estimate"):
+            if isinstance(curve.get(key), list):
+                curve[key] = [curve[key][i] for i in keep]
+    curve["stops_at_months"] = stop
+    return stop
+
+
+def curves_note(out: dict[str, Any], n: int) -> None:
+    out["warnings"].append(
+        f"Curves stop where fewer than {n} patients remain at risk; numbers at risk and "
+        f"cumulative events are shown only where they and their change since the previous time "
+        f"shown are 0 or at least {n} (– : hidden to protect another count)."
+    )
+
+
 def _warnings(items: list[Any], n: int | None) -> list[str]:
     out = []
     for w in items:
@@ -229,18 +321,16 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             if _small(s.get("events"), n) or _small(s.get("censored"), n):
                 s["events"] = s["censored"] = None
                 hidden.append(f"groups.{g}.endpoints.{ep}.events")
-            for key in ("at_risk", "cumulative_events"):
-                for t, k in list(s.get(key, {}).items()):
-                    if _small(k, n):
-                        s[key][t] = None
-                        hidden.append(f"groups.{g}.endpoints.{ep}.{key}.{t}")
+            for key, start in (("at_risk", v["n"]), ("cumulative_events", 0)):
+                for t in series(s.get(key, {}), n, start):
+                    hidden.append(f"groups.{g}.endpoints.{ep}.{key}.{t}")
     for curves in out.get("curves", {}).values():
         for g in list(curves):
             if g in hidden_groups:
                 del curves[g]
                 continue
-            for key in ("n_risk", "n_event", "n_censor"):  # per-time counts: 1s and 2s
-                curves[g].pop(key, None)
+            truncate_curve(curves[g], n)  # per-time counts dropped; no step among fewer than n
+    curves_note(out, n)
     if "table1" in out:
         _table1(out["table1"], hidden_groups, n, hidden)
     reference_hidden = out.get("analysis", {}).get("reference_group") in hidden_groups
@@ -251,8 +341,14 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
         for key in ("n", "events", "model_n", "model_events"):
             if _small(row.get(key), n):
                 row[key] = None
-        if row.get("n") is None or row.get("events") is None:
-            row["n"] = row["events"] = None
+        # n and events of one set shown together give its censored count: hidden with them
+        _pair(row, "n", "events", n, hidden, f"cox.{row.get('endpoint')}.{row.get('term')}")
+        _pair(row, "model_n", "model_events", n, hidden, f"cox.{row.get('endpoint')}.{row.get('term')}.model")
+        group = out["groups"].get(row.get("level")) if row.get("variable") == "Group" else None
+        if group is not None:  # the same set as the survival table's: hidden where that one is
+            survival = group["endpoints"].get(row.get("endpoint"), {})
+            if survival.get("events") is None:
+                row["n"] = row["events"] = None
     for row in out.get("logrank", []):
         if set(row["groups"]) & hidden_groups:
             row.update(chi2=None, p=None, suppressed=True)

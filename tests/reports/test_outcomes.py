@@ -22,7 +22,7 @@ from registry.core.errors import ReportRefused, StudyError
 from registry.reports.outcomes import build_outcomes_report, release_outcomes, render_outcomes
 from tests.cohorts.test_registry_flow import cohort_rows
 from tests.etl.bundles import write_bundle
-from tests.reports.test_release import COUNT_CELLS, SVG_COUNTS, bad_text, small_ints
+from tests.reports.test_release import COUNT_CELLS, SVG_COUNTS, bad_text, recoverable_pairs, small_ints
 
 DEFN = load_definition("transplant-outcomes")
 NOT_COUNTS = {"definition_version", "df", "min_cell", "rate_months", "at_risk_months", "landmark_days"}
@@ -68,6 +68,7 @@ def assert_nothing_small_leaves(data: dict[str, Any], n: int) -> None:
     for key in NOT_COUNTS:
         parsed.pop(key, None)
     assert small_ints({k: v for k, v in parsed.items() if k not in NOT_COUNTS}, n) == []
+    assert recoverable_pairs(parsed, n) == []
     page = render_outcomes(out, "html")
     assert bad_text(COUNT_CELLS.findall(page), n) == [] and bad_text(SVG_COUNTS.findall(page), n) == []
     rows = list(csv.DictReader(io.StringIO(render_outcomes(out, "csv"))))

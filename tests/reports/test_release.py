@@ -55,6 +55,26 @@ def small_ints(value: Any, n: int, where: str = "") -> list[str]:
     return found
 
 
+PAIRS = (("n", "events"), ("model_n", "model_events"))
+
+
+def recoverable_pairs(value: Any, n: int, where: str = "") -> list[str]:
+    """Every object showing a count and a part of it (patients and events) whose difference
+    (the censored) is 1..n-1: a hidden count given back by subtraction."""
+    found = []
+    if isinstance(value, dict):
+        for total, part in PAIRS:
+            a, b = value.get(total), value.get(part)
+            if isinstance(a, int) and isinstance(b, int) and 0 < a - b < n:
+                found.append(f"{where}: {total} {a} - {part} {b}")
+        for k, v in value.items():
+            found += recoverable_pairs(v, n, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += recoverable_pairs(v, n, f"{where}[{i}]")
+    return found
+
+
 def bad_text(texts: list[str], n: int) -> list[str]:
     ok = {"", "–", f"<{n}", "0"}
     texts = [html.unescape(t).strip() for t in texts]
@@ -64,6 +84,7 @@ def bad_text(texts: list[str], n: int) -> list[str]:
 def assert_nothing_small_leaves(report: Any, n: int) -> None:
     data = json.loads(release(report, "json", n))
     assert small_ints(data, n) == []
+    assert recoverable_pairs(data, n) == []
     assert not any("n_risk" in c or "n_event" in c for ep in data["curves"].values() for c in ep.values())
     for w in data["warnings"]:
         assert [int(x) for x in FREE_INTEGERS.findall(w) if 0 < int(x) < n] == [], w

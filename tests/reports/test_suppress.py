@@ -67,3 +67,56 @@ def test_a_hidden_group_is_not_described_anywhere() -> None:
     )
     assert all(r["hr"] is None for r in g1_hidden["cox"] if r["variable"] == "Group")
     assert all(r["p"] is None for r in out["logrank"] if set(r["groups"]) & hidden)
+
+
+def test_numbers_at_risk_show_only_values_and_changes_of_zero_or_at_least_n() -> None:
+    """Between two shown numbers at risk, at least N patients (or none) left: a smaller change
+    would count the few who had an event or were censored between them. A value hidden for its
+    change is marked as protected (a dash), never as a false <N; a small value is <N."""
+    import json
+
+    from registry.reports.plots import count_text
+    from registry.reports.render import to_json
+    from registry.reports.suppress import PROTECTED, series
+
+    at_risk = {"0": 27, "12": 22, "24": 19, "36": 17, "48": 15, "60": 12, "72": 10, "84": 7, "96": 0}
+    hidden = series(at_risk, 11, start=27)
+    assert at_risk == {
+        "0": 27, "12": PROTECTED, "24": PROTECTED, "36": PROTECTED, "48": 15,
+        "60": PROTECTED, "72": None, "84": None, "96": 0,
+    }  # fmt: skip
+    assert hidden == ["12", "24", "36", "60", "72", "84"]
+    assert [count_text(v, 11) for v in at_risk.values()] == [
+        "27",
+        "–",
+        "–",
+        "–",
+        "15",
+        "–",
+        "<11",
+        "<11",
+        "0",
+    ]
+    assert json.loads(to_json({"at_risk": at_risk}))["at_risk"]["12"] is None
+    events = {"0": 0, "12": 5, "24": 11, "36": 20, "48": 23}
+    series(events, 11, start=0)
+    assert events == {"0": 0, "12": None, "24": 11, "36": PROTECTED, "48": 23}  # 23 - 11 = 12
+
+
+def test_a_curve_stops_where_fewer_than_n_remain_at_risk() -> None:
+    from registry.reports.suppress import truncate_curve
+
+    curve = {
+        "time_months": [1.0, 2.0, 3.0, 4.0],
+        "surv": [0.9, 0.8, 0.7, 0.6],
+        "lower": [0.8, 0.7, 0.6, 0.5],
+        "upper": [1.0, 0.9, 0.8, 0.7],
+        "n_risk": [20, 15, 10, 5],
+        "n_event": [1, 1, 1, 1],
+        "n_censor": [0, 0, 0, 0],
+        "censored_months": [2.5, 3.5],
+        "censored_surv": [0.8, 0.7],
+    }
+    assert truncate_curve(curve, 11) == 3.0
+    assert curve["time_months"] == [1.0, 2.0] and curve["surv"] == [0.9, 0.8]
+    assert curve["censored_months"] == [2.5] and "n_risk" not in curve and "n_event" not in curve
