@@ -747,7 +747,7 @@ def iter_chunks(
                 reader = csv.reader(itertools.chain.from_iterable(blocks), strict=True)
                 next(reader, None)
                 yield from _quoted_records(
-                    reader, pending, row, width, chunk_rows, header, wanted, padded, key
+                    reader, pending, row, width, chunk_rows, header, wanted, padded, key, skip
                 )
                 return
             for block in blocks:
@@ -756,7 +756,7 @@ def iter_chunks(
                     rest = _watched(itertools.chain([block], blocks), padded)
                     reader = csv.reader(itertools.chain.from_iterable(rest), strict=True)
                     yield from _quoted_records(
-                        reader, pending, row, width, chunk_rows, header, wanted, padded, key
+                        reader, pending, row, width, chunk_rows, header, wanted, padded, key, skip
                     )
                     return
                 lines = [line for line in block if line.strip()]  # blank lines count for nothing
@@ -803,14 +803,37 @@ def _quoted_records(
     wanted: list[str],
     padded: list[bool],
     key: str | None,
+    skip: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Chunk]:
-    """Chunks of records read one by one (a record may span lines); nothing is skipped."""
+    """Chunks of records read one by one (a record may span lines). Records hash as their
+    fields, as quote-free lines do, so one that ``skip`` picks (unchanged) is counted and left
+    out here too: a re-quoted delivery of the same values costs its reading only."""
+    batch: list[list[str]] = []
+    numbers: list[int] = []
+
+    def flush() -> None:
+        keep = list(range(len(batch)))
+        if key is not None and skip is not None and batch:
+            # a malformed record never matches a stored one: only whole records are compared
+            whole = [i for i, rec in enumerate(batch) if len(rec) == width]
+            if whole:
+                h = line_hashes(["\x1f".join(batch[i]) for i in whole], key)
+                skipped = {whole[j] for j in np.flatnonzero(skip(h)).tolist()}
+                keep = [i for i in keep if i not in skipped]
+        pending.add([batch[i] for i in keep], [numbers[i] for i in keep], [None] * len(keep), width)
+        batch.clear()
+        numbers.clear()
+
     for rec in reader:
         if not rec or (len(rec) == 1 and rec[0].strip() == "" and width > 1):
             continue  # blank line
         row[0] += 1
-        pending.add([rec], [row[0]], [None], width)
-        if len(pending) >= chunk_rows:
-            yield pending.chunk(header, wanted, padded[0], key)
+        batch.append(rec)
+        numbers.append(row[0])
+        if len(batch) >= min(1024, max(chunk_rows - len(pending), 1)):
+            flush()
+            if len(pending) >= chunk_rows:
+                yield pending.chunk(header, wanted, padded[0], key)
+    flush()
     if len(pending):
         yield pending.chunk(header, wanted, padded[0], key)

@@ -186,7 +186,10 @@ def _groups_or_none(engine: Engine, name: str, min_cell: int | None) -> dict[str
 def _groups(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each group's size and median OS from the 2nd line, as the released report shows them."""
     return {
-        g: {"n": v["n"], "median_os_2l_months": v["endpoints"].get("os_2l", {}).get("median_months")}
+        g: {
+            "n": v["n"] if isinstance(v["n"], int) else None,  # hidden (small or protected): null
+            "median_os_2l_months": v["endpoints"].get("os_2l", {}).get("median_months"),
+        }
         for g, v in data["groups"].items()
     }
 

@@ -25,7 +25,15 @@ from registry.cohorts.definition import CohortDefinition
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.reports.study import _curve, _m, _r, _warn, attrition, facts_of, patient_table, report_header
-from registry.reports.suppress import _complement, _small, curves_note, release_with, series, truncate_curve
+from registry.reports.suppress import (
+    PROTECTED,
+    _complement,
+    _small,
+    curves_note,
+    release_with,
+    series,
+    truncate_curve,
+)
 from registry.statistics import kaplan_meier, logrank_test
 from registry.statistics.competing import CumulativeIncidence, cumulative_incidence, fine_gray, gray_test
 from registry.statistics.inputs import StatisticsInputError
@@ -324,7 +332,7 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             # n and events together give the censored count (n - events); and an endpoint's n
             # is the level's size: hidden when that is
             if e.get("n") is not None and e.get("events") is not None and _small(e["n"] - e["events"], n):
-                e["events"] = None
+                e["events"] = PROTECTED  # not small itself: hidden for the censored count
                 hidden.append(f"{where}.{name}.events (n - events below the threshold)")
             if size is None and "n" in e:
                 e["n"] = None
@@ -340,7 +348,7 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
         if _small(s.get("n"), n):  # the landmark set of the maintenance comparison
             sizes = dict.fromkeys(sizes)
             s["n"] = None
-        _complement(sizes, n, hidden, f"strata.{var}")
+        protected = _complement(sizes, n, hidden, f"strata.{var}")
         for lv, v in s["levels"].items():
             v["n"] = sizes[lv]
             if sizes[lv] is None:
@@ -368,6 +376,8 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
                     {k: None for k in ("chi2", "stat", "p") if k in t},
                     reason="a level below the release threshold",
                 )
+        for lv in protected:  # hidden only because another level is: a dash, never a false <N
+            s["levels"][lv]["n"] = PROTECTED
     fg = out.get("fine_gray")
     if fg:
         for key in ("n", "events", "n_dropped"):

@@ -251,7 +251,10 @@ def flow_svg(data: dict[str, Any]) -> str:
         return f'<tspan class="count">{html.escape(count_text(v, min_cell))}</tspan>'
 
     def pct(part: int | None, whole: int | None) -> str:
-        return f" ({100 * part / whole:.0f}%)" if part is not None and whole else ""
+        # a percentage of a hidden count (small or protected) would give it back: none
+        if isinstance(part, int) and isinstance(whole, int) and whole:
+            return f" ({100 * part / whole:.0f}%)"
+        return ""
 
     boxes: list[str] = []
     w, left, side = 380, 20, 430

@@ -18,7 +18,7 @@ import pandas as pd
 
 from registry.core.csvsafe import safe_cell
 from registry.reports.plots import count_text, flow_svg, forest_figure, km_figure, to_png, to_svg
-from registry.reports.suppress import json_default
+from registry.reports.suppress import Protected, json_default
 
 
 def to_json(data: dict[str, Any]) -> str:
@@ -53,7 +53,11 @@ def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 "statistic": statistic,
                 "value": "" if value is None else value,
                 "kind": "count" if count else "estimate",
-                "suppressed": int(count and value is None and bool(data.get("release", {}).get("min_cell"))),
+                "suppressed": int(
+                    count
+                    and (value is None or isinstance(value, Protected))
+                    and bool(data.get("release", {}).get("min_cell"))
+                ),
                 "release": status,
             }
         )
@@ -186,6 +190,8 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct)
+# a count the release step let through (hidden ones, small or protected, are never computed with)
+_ENV.globals["shown"] = lambda v: isinstance(v, int) and not isinstance(v, bool)
 
 
 def to_html(data: dict[str, Any]) -> str:

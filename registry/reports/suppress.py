@@ -65,7 +65,9 @@ def _small(v: Any, n: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 < v < n
 
 
-def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: str) -> None:
+def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: str) -> list[str]:
+    """Small cells hidden; if exactly one is, the smallest other too (they add up to a shown
+    total). Returns the cells hidden only to protect another (to be marked ``PROTECTED``)."""
     small = [k for k, v in cells.items() if _small(v, n)]
     for k in small:
         cells[k] = None
@@ -76,6 +78,8 @@ def _complement(cells: dict[str, int | None], n: int, hidden: list[str], where: 
             _, k = min(rest)
             cells[k] = None
             hidden.append(f"{where}.{k} (complementary)")
+            return [k]
+    return []
 
 
 def _pick(shown: list[tuple[int, Any]]) -> Any:
@@ -140,7 +144,8 @@ def _table1(t1: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[st
         values = {k: cell["n"] for k, cell in cells.items()}
         relations = [[(i, c) for i in range(len(rows))] for c in columns if col_n[c] is not None]
         relations += [[(i, c) for c in columns] for i in range(len(rows))]
-        for k in _close(values, relations):
+        protected = _close(values, relations)
+        for k in protected:
             cells[k]["n"] = None
             hidden.append(f"table1.{var}.{rows[k[0]]['level']}.{k[1]} (complementary)")
         for cell in cells.values():
@@ -148,6 +153,8 @@ def _table1(t1: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[st
                 cell["pct"] = None
         if any(cell["n"] is None for cell in cells.values()):
             rows[0]["smd"] = None
+        for k in protected:  # hidden for another cell: a dash, never a false <N
+            cells[k]["n"] = PROTECTED
 
 
 def _attrition(steps: list[dict[str, Any]], n: int, hidden: list[str]) -> None:
@@ -164,22 +171,24 @@ def _attrition(steps: list[dict[str, Any]], n: int, hidden: list[str]) -> None:
             cells[k] = None
             hidden.append(f"attrition[{k[0]}].{k[1]}")
     relations = [[(i - 1, "remaining"), (i, "remaining"), (i, "excluded")] for i in range(1, len(steps))]
-    for k in _close(cells, relations, frozenset({(len(steps) - 1, "remaining")})):
+    protected = _close(cells, relations, frozenset({(len(steps) - 1, "remaining")}))
+    for k in protected:
         hidden.append(f"attrition[{k[0]}].{k[1]} (complementary)")
     for (i, part), v in cells.items():
-        steps[i][part] = v
+        steps[i][part] = PROTECTED if (i, part) in protected else v
 
 
 def _pair(row: dict[str, Any], total: str, part: str, n: int, hidden: list[str], where: str) -> None:
     """A count and a part of it (patients and events): shown together only when neither nor
     their difference (the censored) is 1..n-1; else both are hidden."""
     a, b = row.get(total), row.get(part)
-    if a is None or b is None:
-        if total in row or part in row:
-            row[total] = row[part] = None
+    if a is None and b is None:
         return
-    if _small(a, n) or _small(b, n) or _small(a - b, n):
-        row[total] = row[part] = None
+    if a is None or b is None or _small(a - b, n):
+        # the small one is <N; one hidden only because of the other (or their difference) is
+        # protected: a dash, never a false <N
+        row[total] = None if a is None or _small(a, n) else PROTECTED
+        row[part] = None if b is None or _small(b, n) else PROTECTED
         hidden.append(f"{where}.{part} (n - {part} below the threshold)")
 
 
@@ -304,7 +313,7 @@ def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
 
 def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
     sizes = {g: v["n"] for g, v in out["groups"].items()}
-    _complement(sizes, n, hidden, "groups.n")
+    protected = _complement(sizes, n, hidden, "groups.n")
     hidden_groups = {g for g, v in sizes.items() if v is None}
     for g, v in out["groups"].items():
         v["n"] = sizes[g]
@@ -366,3 +375,5 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             if _small(v, n):
                 night["counts"][label] = None
                 hidden.append(f"since_last_night.{label}")
+    for g in protected:  # a group hidden only because another is: a dash, never a false <N
+        out["groups"][g]["n"] = PROTECTED

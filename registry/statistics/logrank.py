@@ -81,7 +81,12 @@ def logrank_test(df: pd.DataFrame, duration_col: str, event_col: str, group_col:
     elif dof < 1:
         chi2, p, reason = None, None, "fewer than two groups with expected events"
     else:
-        chi2 = float(diff @ np.linalg.solve(vv, diff))
-        p = float(stats.chi2.sf(chi2, dof))
+        try:
+            chi2 = float(diff @ np.linalg.solve(vv, diff))
+            p = float(stats.chi2.sf(chi2, dof))
+        except np.linalg.LinAlgError:
+            # no variance to compare with (e.g. every event where only one subject of the
+            # groups compared is at risk): R's survdiff stops here too; not estimable
+            chi2, p, reason = None, None, "the variance of the comparison is singular (too few events)"
     counts = tuple(int((g_index == i).sum()) for i in range(k))
     return LogRankResult(groups, counts, tuple(obs), tuple(exp), chi2, dof, p, reason, dropped)

@@ -12,8 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.reports.study import build_study_report
-from registry.reports.suppress import released
+from registry.reports.suppress import PROTECTED, released
 from tests.reports.helpers import DEFN, cohort_frame
+
+
+def _hidden(v: Any) -> bool:
+    return v is None or v is PROTECTED
 
 
 @settings(max_examples=30, derandomize=True, deadline=None)
@@ -29,20 +33,23 @@ def test_no_hidden_cell_is_recoverable(sizes: dict[str, int], n: int) -> None:
     out = released(report.data, n)
     assert report.data == before  # the input is untouched
     group_n = [v["n"] for v in out["groups"].values()]
-    assert group_n.count(None) != 1, group_n  # one hidden group size next to a shown total
+    assert sum(map(_hidden, group_n)) != 1, group_n  # one hidden group size next to a shown total
+    for g, v in out["groups"].items():  # <N only on a small count; a protected one is not small
+        true = before["groups"][g]["n"]
+        assert (v["n"] is None) <= (0 < true < n) and (v["n"] is PROTECTED) <= (true >= n), (g, true, v["n"])
     steps = out["attrition"]
     for prev, step in itertools.pairwise(steps):  # remaining(k) = remaining(k-1) - excluded(k)
-        assert [prev["remaining"], step["remaining"], step["excluded"]].count(None) != 1, steps
+        assert sum(map(_hidden, [prev["remaining"], step["remaining"], step["excluded"]])) != 1, steps
     assert steps[-1]["remaining"] == out["n"] == report.data["n"]  # the analysed set's size stays shown
     t1 = out["table1"]
     for var in {r["variable"] for r in t1["rows"] if r["kind"] == "categorical"}:
         rows = [r for r in t1["rows"] if r["variable"] == var]
         for c in t1["columns"]:  # a column adds up to its n
             if t1["n"][c] is not None:
-                assert [r["cells"][c]["n"] for r in rows].count(None) != 1, (var, c)
+                assert sum(_hidden(r["cells"][c]["n"]) for r in rows) != 1, (var, c)
         for r in rows:  # a row's total is the sum of the groups
-            assert [cell["n"] for cell in r["cells"].values()].count(None) != 1, (var, r["level"])
-            assert all(cell["pct"] is None for cell in r["cells"].values() if cell["n"] is None)
+            assert sum(_hidden(cell["n"]) for cell in r["cells"].values()) != 1, (var, r["level"])
+            assert all(cell["pct"] is None for cell in r["cells"].values() if _hidden(cell["n"]))
     for v in out["groups"].values():
         for s in v["endpoints"].values():
             assert (s["events"] is None) == (s["censored"] is None)
@@ -51,14 +58,16 @@ def test_no_hidden_cell_is_recoverable(sizes: dict[str, int], n: int) -> None:
 def test_a_hidden_group_is_not_described_anywhere() -> None:
     report = build_study_report(cohort_frame({"G1": 20, "G2": 3, "G3": 20, "G4": 20}), DEFN)
     out: dict[str, Any] = released(report.data, 5)
-    hidden = {g for g, v in out["groups"].items() if v["n"] is None}
+    hidden = {g for g, v in out["groups"].items() if _hidden(v["n"])}
     assert "G2" in hidden and len(hidden) == 2  # and the smallest other group, complementary
+    assert out["groups"]["G2"]["n"] is None  # <5
+    assert [out["groups"][g]["n"] for g in hidden - {"G2"}] == [PROTECTED]  # 20: a dash, not <5
     for g in hidden:
         assert out["groups"][g]["endpoints"]["os_2l"]["median_months"] is None
         assert g not in out["curves"]["os_2l"]
         assert out["table1"]["n"][g] is None
         assert all(
-            r["cells"][g].get("n") is None for r in out["table1"]["rows"] if r["kind"] == "categorical"
+            _hidden(r["cells"][g].get("n")) for r in out["table1"]["rows"] if r["kind"] == "categorical"
         )
     assert all(r["hr"] is None for r in out["cox"] if r["level"] in hidden and r["variable"] == "Group")
     # with the reference group hidden, no group has a hazard ratio (each is relative to it)
