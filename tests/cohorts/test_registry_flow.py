@@ -23,7 +23,7 @@ from registry.db.models import LineOfTherapy, Patient, PatientSummary, Regimen
 from registry.derive.run import derive_pending
 from registry.reports.release import release
 from registry.reports.study import build_study_report, patient_table
-from registry.reports.suppress import released
+from registry.reports.suppress import PROTECTED, released
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import write_bundle
 
@@ -279,8 +279,11 @@ def test_min_cell_suppression_hides_small_counts_and_their_complements(loaded: E
     # and the analysed set's size stays shown
     assert data["attrition"][1]["excluded"] is None and data["attrition"][-1]["remaining"] == n
     steps = data["attrition"]
-    for prev, step in itertools.pairwise(steps):
-        assert [prev["remaining"], step["remaining"], step["excluded"]].count(None) != 1, steps
+    for prev, step in itertools.pairwise(steps):  # hidden: small (None) or protected (a dash)
+        hidden = [
+            v is None or v is PROTECTED for v in (prev["remaining"], step["remaining"], step["excluded"])
+        ]
+        assert sum(hidden) != 1, steps
     assert data["suppressed"]
 
 
