@@ -92,6 +92,15 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     min_cell = data.get("release", {}).get("min_cell")
     grid = [int(m) for m in data["analysis"]["at_risk_months"]]
     horizon = int(data.get("horizon_months") or (grid[-1] if grid else 60))
+    if not data.get("horizon_requested"):  # the axis ends with the last observation drawn
+        ends = [
+            max([*c.get("time_months", []), *c.get("censored_months", [])], default=0.0)
+            for c in curves.values()
+            if c
+        ]
+        if ends and max(ends) > 0:
+            horizon = min(horizon, max(12, math.ceil(max(ends) / 12) * 12))
+    grid = [m for m in grid if m <= horizon]
     names = list(groups)
     colour_of = {g: colours.get(g, PALETTE[i % len(PALETTE)]) for i, g in enumerate(names)}
     rows = len(names)

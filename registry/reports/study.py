@@ -416,6 +416,7 @@ def build_study_report(
         "table1": table_one(described, groups, analysis.table1),
         "curves": {},
         "horizon_months": horizon,
+        "horizon_requested": bool(horizon_months),  # --horizon-months: the axis is not shortened
         "logrank": [],
         "cox": [],
         "ph_check": [],

@@ -30,6 +30,7 @@ NOT_COUNTS = {
     "df",
     "days",
     "horizon_months",
+    "horizon_requested",
     "min_cell",
     "pairwise_tests",
     "at_risk_months",

@@ -81,3 +81,19 @@ def test_the_page_renders_in_a_headless_browser(tmp_path: Path) -> None:
         [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert dom.count("<svg") >= 5 and "Released: counts below 11 suppressed" in dom
+
+
+def test_the_time_axis_ends_with_the_last_observation_drawn() -> None:
+    import math
+
+    from registry.reports.plots import km_figure
+    from registry.reports.study import build_study_report
+    from registry.reports.suppress import released
+    from tests.reports.helpers import DEFN, cohort_frame
+
+    data = released(build_study_report(cohort_frame({"G1": 40, "G2": 40, "G3": 40, "G4": 40}), DEFN).data, 11)
+    curves = data["curves"]["os_2l"].values()
+    last = max(max([*c["time_months"], *c.get("censored_months", [])]) for c in curves)
+    fig = km_figure(data, "os_2l")
+    assert fig.axes[0].get_xlim()[1] == min(data["horizon_months"], max(12, math.ceil(last / 12) * 12))
+    assert fig.axes[0].get_xlim()[1] < data["horizon_months"]  # the curves stop before the data do
