@@ -23,6 +23,23 @@ from registry.cohorts.definition import Table1Variable
 
 NOT_RECORDED = "not recorded"
 TOTAL = "total"
+# ordered factors in their clinical order (any other levels alphabetically, "not recorded" last):
+# IMWG response from best to worst, stages I to III, risk from standard to high
+ORDINAL = {
+    level: rank
+    for order in (
+        ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD"),
+        ("I", "II", "III"),
+        ("standard", "high"),
+        ("absent", "present", "not tested"),
+    )
+    for rank, level in enumerate(order)
+}
+
+
+def level_order(level: str) -> tuple[bool, int, str]:
+    """Sort key of a Table 1 level: known ordinal levels in their order, then the others."""
+    return (level == NOT_RECORDED, ORDINAL.get(level, len(ORDINAL)), level)
 
 
 def smd_continuous(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -58,7 +75,7 @@ def _levels(values: pd.Series) -> pd.Series:
             return NOT_RECORDED
         if isinstance(v, bool | np.bool_):
             return "yes" if v else "no"
-        return str(v)
+        return str(v).replace("_", " ")  # a stored code as words: not_tested -> not tested
 
     # each distinct value once (a cohort has thousands of rows and a handful of levels);
     # missing values (None, NaN, NA) get the code -1: the last label
@@ -114,7 +131,7 @@ def table_one(
             c: _levels(parts[c][var.column]) if present else pd.Series([NOT_RECORDED] * n[c], dtype=object)
             for c in columns
         }
-        levels = sorted(set(lv[TOTAL]), key=lambda s: (s == NOT_RECORDED, s))
+        levels = sorted(set(lv[TOTAL]), key=level_order)
         counts = {c: lv[c].value_counts() for c in columns}
         props = {
             g: np.array([counts[g].get(level, 0) / n[g] if n[g] else 0.0 for level in levels]) for g in groups

@@ -70,3 +70,29 @@ def test_levels_name_missing_values_and_booleans_whatever_their_type() -> None:
     flags = pd.Series([True, None, False], dtype="boolean")
     assert _levels(flags).tolist() == ["yes", NOT_RECORDED, "no"]
     assert _levels(pd.Series([], dtype=object)).tolist() == []
+
+
+def test_ordered_factors_keep_their_clinical_order_and_codes_read_as_words() -> None:
+    import pandas as pd
+
+    from registry.cohorts.definition import Table1Variable
+    from registry.reports.table1 import table_one
+
+    frame = pd.DataFrame(
+        {
+            "group": ["A"] * 8,
+            "response": ["VGPR", "sCR", "PR", "CR", None, "PD", "SD", "MR"],
+            "del17p": ["not_tested", "absent", "present", "absent", None, "absent", "absent", "absent"],
+        }
+    )
+    variables = (
+        Table1Variable("response", "Response", "categorical"),
+        Table1Variable("del17p", "del(17p)", "categorical"),
+    )
+    rows = table_one(frame, ["A"], variables)["rows"]
+    assert [r["level"] for r in rows if r["variable"] == "response"] == [
+        "sCR", "CR", "VGPR", "PR", "MR", "SD", "PD", "not recorded",
+    ]  # fmt: skip
+    assert [r["level"] for r in rows if r["variable"] == "del17p"] == [
+        "absent", "present", "not tested", "not recorded",
+    ]  # fmt: skip
