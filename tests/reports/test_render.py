@@ -24,7 +24,7 @@ def test_html_shows_every_group_table_1_and_escapes_labels() -> None:
     page = release(rep, "html")
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     assert "Table 1. Baseline at the start of the 2nd line" in page
-    for label in ("Sex, n (%): F", "ISS stage, n (%): I", "Cytogenetic risk, n (%): high", "Total"):
+    for label in ("Sex, n (%): F", "ISS stage, n (%): I", "Cytogenetic risk, n (%): standard", "Total"):
         assert label in page
     assert "Age at the start of the 2nd line, years, median (IQR)" in page
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page  # autoescaped
