@@ -143,15 +143,12 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
         if key == (endpoint, "unadjusted", "Group") and not r["is_reference"] and r.get("hr") is not None:
             notes.append(f"HR {r['term']}: {r['hr']:.2f} ({_ci(r['hr_ci'])})")
     if notes:
-        ax.text(
-            0.01,
-            0.02,
-            "\n".join(notes),
-            transform=ax.transAxes,
-            fontsize=8,
-            va="bottom",
-            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+        # above the plotting area, under the title: never over a curve or its band
+        ax.set_title(
+            meta.get("title", meta["label"]), fontsize=10.5, wrap=True, pad=8 + 11 * ((len(notes) + 1) // 2)
         )
+        pairs = ["   ".join(notes[i : i + 2]) for i in range(0, len(notes), 2)]
+        ax.text(0.5, 1.01, "\n".join(pairs), transform=ax.transAxes, fontsize=7.5, ha="center", va="bottom")
 
     def x_of(t: float) -> float:
         return 0.14 + 0.82 * t / horizon
