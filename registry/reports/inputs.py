@@ -22,7 +22,7 @@ from registry.cohorts.sql import read_cohort
 from registry.core.errors import ReportRefused
 from registry.db.models import DerivationRun, EtlRun, Patient, Site, SourceFile, Transplant
 from registry.derive.run import derivation_status
-from registry.reports.methods import methods
+from registry.reports.methods import methods, outcomes_methods
 from registry.reports.study import StudyReport, build_study_report, check_request
 
 SOFTWARE = ("numpy", "pandas", "scipy", "SQLAlchemy", "matplotlib", "Jinja2")
@@ -214,12 +214,18 @@ def outcomes_report(
 ) -> Any:
     """The transplant-outcomes report from the registry, or ``ReportRefused`` (65) / ``StudyError``
     (64) as ``study_report``."""
-    from registry.reports.outcomes import build_outcomes_report
+    from registry.reports.outcomes import STRATA, build_outcomes_report
 
     defn = load_definition("transplant-outcomes")
     cohort = read_cohort(engine, defn, as_of, baseline=True)
     check_reportable(engine, as_of)
-    context = {"provenance": provenance(engine), "data_quality": quarantine_step(engine)}
+    prov = provenance(engine)
+    factors = by if by is not None else list(STRATA)
+    context = {
+        "provenance": prov,
+        "data_quality": quarantine_step(engine),
+        "methods": outcomes_methods(defn, prov["derivation"], factors, landmark_days),
+    }
     return build_outcomes_report(
         cohort, defn, by=by, as_of=as_of, landmark_days=landmark_days, context=context
     )

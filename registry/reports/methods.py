@@ -122,3 +122,48 @@ def methods(
             }
         )
     return out
+
+
+def outcomes_methods(
+    defn: CohortDefinition, derivation: dict[str, Any] | None, factors: list[str], landmark_days: int
+) -> list[dict[str, str]]:
+    """Methods of the transplant-outcomes report, from its definition and the derivation in
+    force: the data and rules paragraph of the study report, its cohort and endpoints, and the
+    statistics this report uses (Kaplan-Meier, competing risks, tests by factor)."""
+    study = {m["title"]: m for m in methods(defn, derivation)}
+    endpoints = "; ".join(
+        f"{e.name} ({e.label}): from {ORIGIN_WORDS.get(e.origin, e.origin)} to "
+        + " or ".join(EVENT_WORDS.get(ev, ev) for ev in e.events)
+        + (
+            f", with {' or '.join(EVENT_WORDS.get(ev, ev) for ev in e.competing)} as the competing event"
+            if e.competing
+            else ""
+        )
+        for e in defn.endpoints
+    )
+    rates = ", ".join(str(m) for m in defn.analysis.rate_months)
+    return [
+        study["Lines of therapy"],
+        study["Cohort"],
+        {
+            "title": "Endpoints and censoring",
+            "text": f"{endpoints}. Time is counted in days and shown in months (days / {DAYS_PER_MONTH}). "
+            "Patients without an event are censored at their last contact, capped at the data "
+            "cutoff; a relapse and a death on the same day count as the relapse.",
+        },
+        {
+            "title": "Statistics",
+            "text": "Overall and progression-free survival: Kaplan-Meier estimates with pointwise 95% "
+            "confidence intervals (Greenwood, log(-log) scale), medians as R's survfit reports them, "
+            f"rates at {rates} months. Relapse or progression and non-relapse mortality: cumulative "
+            "incidence with the other as a competing risk (Aalen-Johansen), Gray's variance and "
+            "log(-log) confidence intervals; Kaplan-Meier on relapse with deaths censored would "
+            "overstate it. By factor ("
+            + (", ".join(f.replace("_", " ") for f in factors) or "none")
+            + "): log-rank tests for OS and PFS, Gray's tests for the incidences; a missing value is "
+            f"a level of its own. Maintenance is compared from a landmark at day {landmark_days} "
+            "(patients alive and progression-free then, by the maintenance started by then), never "
+            "from the transplant (immortal-time bias). The numbers agree with R's survival and cmprsk "
+            "packages (tests in the registry).",
+        },
+    ]

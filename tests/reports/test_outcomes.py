@@ -129,6 +129,15 @@ def test_export_columns_cli_and_a_released_page(cli_env, tmp_path: Path) -> None
     for e in data["endpoints"].values():
         assert {"events", "median_months", "median_ci_months", "rates"} <= set(e)
     assert set(data["strata"]["iss_stage"]["tests"]) == {"os", "pfs", "relapse", "nrm"}
+    # a Methods section written from the definition and the derivation in force
+    titles = [m["title"] for m in data["methods"]]
+    assert titles == ["Lines of therapy", "Cohort", "Endpoints and censoring", "Statistics"]
+    text = " ".join(m["text"] for m in data["methods"])
+    assert "Aalen-Johansen" in text and "ISS stage" not in text and "iss stage" in text
+    assert "death without relapse" in text or "competing event" in text
+    page = tmp_path / "o.html"
+    assert CliRunner().invoke(cli, ["report", "outcomes", "--out", str(page)]).exit_code == 0
+    assert "<h2>Methods</h2>" in page.read_text()
     res = CliRunner().invoke(cli, ["report", "outcomes", "--min-cell", "11"])
     assert res.exit_code == 65 and "release threshold" in res.output  # 6 patients: nothing to release
     res = CliRunner().invoke(cli, ["report", "outcomes", "--maintenance-landmark-days", "0"])
