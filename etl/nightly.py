@@ -200,7 +200,7 @@ def _move(path: Path, area: Path, reason: str | None = None) -> str:
     if target.exists():  # a name delivered twice the same night: keep both
         target = area / f"{path.stem}-{dt.datetime.now(dt.UTC).strftime('%H%M%S%f')}{path.suffix}"
     shutil.move(str(path), target)
-    _private(area)
+    area.chmod(0o700)
     _private(target)  # a delivery holds patient data: the registry's account only (0700 / 0600)
     if reason is not None:
         note = area / f"{target.name}.reason.txt"

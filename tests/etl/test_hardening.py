@@ -130,6 +130,11 @@ def test_a_corrupt_zip_in_a_night_is_set_aside_and_the_good_bundle_loads(
     assert night.exit_code == 65 and "corrupt zip member" in by_name["site-b.zip"].message
     reason = (inbox / "rejected" / "2026-07-01" / "site-b.zip.reason.txt").read_text()
     assert "corrupt zip member" in reason and not (inbox / "site-b.zip").exists()
+    moved = inbox / "processed" / "2026-07-01" / "good"  # private to the registry's account
+    assert moved.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in moved.iterdir()} == {0o600}
+    rejected = inbox / "rejected" / "2026-07-01"
+    assert {p.stat().st_mode & 0o777 for p in rejected.iterdir()} == {0o600}  # the zip and its reason
     again = run_night(engine, inbox, KEY, night=dt.date(2026, 7, 2))  # no poison pill
     assert again.bundles == [] and again.exit_code == 0
 
