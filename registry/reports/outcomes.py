@@ -85,17 +85,22 @@ def strata_frame(table: pd.DataFrame, cohort: pd.DataFrame, landmark_days: int) 
     return d
 
 
-def _cif_curve(cif: CumulativeIncidence, last: float) -> dict[str, list[Any]]:
-    """The curve at its jumps, and flat to the last follow-up time ``last`` (days)."""
+def _cif_curve(cif: CumulativeIncidence, followed: np.ndarray) -> dict[str, list[Any]]:
+    """The curve at its jumps, and flat to the last follow-up time; with the patients still
+    under follow-up at each time (``n_risk``: the release step stops the curve where fewer
+    than N are)."""
+    last = float(followed.max()) if len(followed) else 0.0
     times = [float(t) for t in cif.time]
     if not times or last > times[-1]:
         times.append(last)
     lims = [cif.ci_at(t) for t in times]
+    ordered = np.sort(followed)
     return {
         "time_months": [round(t / DAYS_PER_MONTH, 8) for t in times],
         "estimate": [round(est, 10) for est, _, _ in lims],
         "lower": [None if lo is None else round(lo, 10) for _, lo, _ in lims],
         "upper": [None if hi is None else round(hi, 10) for _, _, hi in lims],
+        "n_risk": [int(len(ordered) - np.searchsorted(ordered, t, side="left")) for t in times],
     }
 
 
@@ -141,7 +146,7 @@ def _summaries(frame: pd.DataFrame, grid: list[int], shift: int = 0) -> tuple[di
             "rates": rates,
             "at_risk": {str(m): int((f["crr_days"] >= m * DAYS_PER_MONTH).sum()) for m in grid},
         }
-        curves[name] = _cif_curve(cif, float(f["crr_days"].max()) if len(f) else 0.0)
+        curves[name] = _cif_curve(cif, f["crr_days"].to_numpy(dtype=float))
     return out, curves
 
 

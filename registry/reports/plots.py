@@ -419,7 +419,22 @@ def stacked_incidence_figure(data: dict[str, Any], horizon: int) -> Figure:
     fig = plt.figure(figsize=(9, 4.8))
     ax = fig.add_axes((0.12, 0.14, 0.84, 0.76))
     rel, nrm = data["curves"]["relapse"], data["curves"]["nrm"]
-    times = sorted({0.0, *rel["time_months"], *nrm["time_months"], float(horizon)})
+    # the stack ends where the first of the two curves ends: at the last follow-up, or, where the
+    # release step stopped a curve, at the last time known to have enough patients under
+    # follow-up (its last point kept, or a later month whose released count shows it)
+    followed = data["endpoints"]["relapse"].get("at_risk", {})
+    enough = data.get("release", {}).get("min_cell") or 1
+
+    def end_of(c: dict[str, Any]) -> float:
+        kept = c["time_months"][-1] if c["time_months"] else 0.0
+        stop = c.get("stops_at_months")
+        if stop is None:
+            return float(kept)
+        shown = [int(m) for m, v in followed.items() if isinstance(v, int) and v >= enough and int(m) < stop]
+        return float(max([kept, *shown]))
+
+    end = min(end_of(rel), end_of(nrm))
+    times = sorted({0.0, *[t for t in (*rel["time_months"], *nrm["time_months"]) if t <= end], end})
 
     def step(c: dict[str, Any], t: float) -> float:
         i = int(np.searchsorted(c["time_months"], t, side="right")) - 1

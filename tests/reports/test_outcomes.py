@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -142,3 +143,38 @@ def test_export_columns_cli_and_a_released_page(cli_env, tmp_path: Path) -> None
     assert res.exit_code == 65 and "release threshold" in res.output  # 6 patients: nothing to release
     res = CliRunner().invoke(cli, ["report", "outcomes", "--maintenance-landmark-days", "0"])
     assert res.exit_code == 64 and "immortal-time" in res.output
+
+
+def test_incidence_curves_stop_where_fewer_than_n_are_followed_and_the_stack_with_them() -> None:
+    from registry.reports.outcomes import build_outcomes_report, release_outcomes
+    from registry.reports.plots import stacked_incidence_figure
+
+    rng = np.random.default_rng(5)
+    n = 120
+    days = rng.integers(30, 4000, n).astype(float)
+    status = rng.choice([0, 1, 2], n, p=[0.3, 0.5, 0.2])
+    cohort = pd.DataFrame(
+        {
+            "patient_key": [f"p{i}" for i in range(n)],
+            "cutoff": pd.Timestamp("2026-06-30").date(),
+            "iss_stage": "I", "riss_stage": "I", "cytogenetic_risk": "standard",
+            "birth_date": pd.Timestamp("1955-01-01").date(),
+            "index_transplant_date": pd.Timestamp("2012-03-01").date(),
+            "l2_start": None, "maintenance_start": None, "maintenance_agents": None,
+            "step_1": 1, "group": "all",
+            "os_days": days, "os_event": (status == 2).astype(int),
+            "pfs_days": days, "pfs_event": (status > 0).astype(int),
+            "crr_days": days, "crr_status": status,
+        }
+    )  # fmt: skip
+    internal = build_outcomes_report(cohort, DEFN, by=[]).data
+    assert internal["curves"]["nrm"]["n_risk"][-1] >= 1  # the internal curve runs to the last follow-up
+    out = release_outcomes(internal, 11)
+    for name in ("relapse", "nrm"):
+        c = out["curves"][name]
+        assert "n_risk" not in c and c["stops_at_months"] is not None
+        assert c["time_months"][-1] < max(days) / 30.4375
+    fig = stacked_incidence_figure(out, 144)
+    polys = fig.axes[0].collections
+    drawn = max(float(p.get_paths()[0].vertices[:, 0].max()) for p in polys)
+    assert drawn <= max(out["curves"]["relapse"]["stops_at_months"], out["curves"]["nrm"]["stops_at_months"])
