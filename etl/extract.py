@@ -813,14 +813,17 @@ def _quoted_records(
 
     def flush() -> None:
         keep = list(range(len(batch)))
+        hashes: list[int | None] = [None] * len(batch)  # None: hashed by the chunk, from its fields
         if key is not None and skip is not None and batch:
             # a malformed record never matches a stored one: only whole records are compared
             whole = [i for i, rec in enumerate(batch) if len(rec) == width]
             if whole:
                 h = line_hashes(["\x1f".join(batch[i]) for i in whole], key)
+                for i, value in zip(whole, h.tolist(), strict=True):
+                    hashes[i] = value  # kept for the chunk: not hashed a second time
                 skipped = {whole[j] for j in np.flatnonzero(skip(h)).tolist()}
                 keep = [i for i in keep if i not in skipped]
-        pending.add([batch[i] for i in keep], [numbers[i] for i in keep], [None] * len(keep), width)
+        pending.add([batch[i] for i in keep], [numbers[i] for i in keep], [hashes[i] for i in keep], width)
         batch.clear()
         numbers.clear()
 

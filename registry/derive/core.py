@@ -23,6 +23,7 @@ from registry.derive.lag import recorded_later
 from registry.derive.model import (
     LENALIDOMIDE,
     MELPHALAN,
+    PROGRESSION_RULES,
     Derivation,
     Episode,
     EventRow,
@@ -57,8 +58,6 @@ __all__ = [
 ]
 
 ONE_DAY = dt.timedelta(days=1)
-# the start rules of a line that a progression started (the previous line ends for progression)
-PROGRESSION_RULES = frozenset({StartRule.PROGRESSION, StartRule.PROGRESSION_RECORDED_LATER})
 Members = list[tuple[Exposure, bool]]  # (exposure, continued from an earlier regimen)
 
 

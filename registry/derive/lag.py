@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from registry.core.enums import ExposureRole, Phase, StartRule
-from registry.derive.model import Derivation, Episode, Exposure, Line, Regimen
+from registry.core.enums import ExposureRole, Phase
+from registry.derive.model import PROGRESSION_RULES, Derivation, Episode, Exposure, Line, Regimen
 from registry.derive.params import DerivationParameters
 
 ONE_DAY = dt.timedelta(days=1)
@@ -81,7 +81,7 @@ def _qualifies(dv: Derivation, reg: Regimen, recorded: dt.date, liners: dict[int
         return False
     current = reg.line
     if line.start == reg.start and dv.first_regimen(reg.line) is reg:
-        if line.start_rule in (StartRule.PROGRESSION, StartRule.PROGRESSION_RECORDED_LATER):
+        if line.start_rule in PROGRESSION_RULES:
             return False  # another progression started that line: it is that one's treatment
         current = reg.line - 1  # the regimen started its line: the current line is the one before
         if current < 1:

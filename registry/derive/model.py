@@ -16,6 +16,8 @@ LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
 UNMAPPED_CLASS = "unmapped"  # (r3) a drug the vocabulary does not map, whose row records an intent
 LINE_INTENTS = frozenset({"induction", "consolidation", "maintenance", "salvage"})
+# the start rules of a line that a progression started (the previous line ends for progression)
+PROGRESSION_RULES = frozenset({StartRule.PROGRESSION, StartRule.PROGRESSION_RECORDED_LATER})
 
 
 # --------------------------------------------------------------------------- inputs
