@@ -10,6 +10,7 @@ import pandas as pd
 from etl.contract import FISH, YES_NO, Column, identity
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
+from registry.core.staging import stages
 from registry.db.models import Patient
 
 DAYS_PER_YEAR = 365.25
@@ -47,7 +48,8 @@ def cytogenetic_risk(df: pd.DataFrame) -> pd.Series:
 
 
 def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
-    """Valid rows -> ``patients`` rows, with the cytogenetic risk derived."""
+    """Valid rows -> ``patients`` rows, with the cytogenetic risk and the R-ISS and R2-ISS
+    computed from their components (beside the recorded R-ISS)."""
     out = pd.DataFrame(index=valid.index)
     out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
     out["site_code"] = ctx.site_id
@@ -60,6 +62,7 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
     for c in (*FISH_COLUMNS, "heavy_chain", "light_chain"):
         out[c] = nullable(valid[c])
     out["cytogenetic_risk"] = cytogenetic_risk(valid)
+    out["riss_computed"], out["r2iss_computed"] = stages(out)
     return out
 
 

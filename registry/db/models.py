@@ -214,6 +214,10 @@ class Patient(SourceRow, Base):
     heavy_chain: Mapped[str | None] = mapped_column(String(4))
     light_chain: Mapped[str | None] = mapped_column(String(6))
     cytogenetic_risk: Mapped[str] = mapped_column(String(8))  # high | standard | unknown
+    # computed by the registry from ISS, LDH and FISH (registry.core.staging); None where the
+    # components leave the stage open
+    riss_computed: Mapped[str | None] = mapped_column(String(3))
+    r2iss_computed: Mapped[str | None] = mapped_column(String(3))
     # set by a load that changed any of the patient's rows; cleared by the derivation
     needs_derivation: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
 

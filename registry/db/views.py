@@ -72,6 +72,11 @@ VIEWS: tuple[View, ...] = (
             ("diagnosis_date", "date of the myeloma diagnosis"),
             ("iss_stage", "ISS stage I-III, null when not recorded"),
             ("riss_stage", "R-ISS stage I-III, null when not recorded"),
+            (
+                "riss_computed",
+                "R-ISS I-III computed by the registry from ISS, LDH and FISH; null where they leave it open",
+            ),
+            ("r2iss_computed", "R2-ISS I-IV computed from ISS, LDH, del(17p), t(4;14) and 1q gain"),
             ("cytogenetic_risk", "high, standard or unknown (from the FISH results)"),
             ("vital_status", "alive or dead at last contact; null without a follow-up row"),
             ("last_contact_date", "last date known alive (or the death date)"),
@@ -80,7 +85,8 @@ VIEWS: tuple[View, ...] = (
         ),
         """SELECT p.patient_key, p.site_code, p.sex, {year(p.birth_date)} AS birth_year,
            {age(p.diagnosis_date, p.birth_date)} AS age_at_diagnosis, p.diagnosis_date,
-           p.iss_stage, p.riss_stage, p.cytogenetic_risk, f.vital_status, f.last_contact_date,
+           p.iss_stage, p.riss_stage, p.riss_computed, p.r2iss_computed, p.cytogenetic_risk,
+           f.vital_status, f.last_contact_date,
            f.death_date, f.cause_of_death
            FROM patients p LEFT JOIN follow_up f ON f.patient_key = p.patient_key AND f.is_current
            WHERE p.is_current""",

@@ -93,6 +93,8 @@ def _as_date(v: Any) -> dt.date | None:
 CURRENT_PATIENT = Patient.is_current
 ISS_MISSING = and_(CURRENT_PATIENT, Patient.iss_stage.is_(None))
 CYTO_UNKNOWN = and_(CURRENT_PATIENT, Patient.cytogenetic_risk == "unknown")
+RISS_BOTH = and_(CURRENT_PATIENT, Patient.riss_stage.is_not(None), Patient.riss_computed.is_not(None))
+RISS_CONTRADICTED = and_(RISS_BOTH, Patient.riss_stage != Patient.riss_computed)
 NO_FOLLOW_UP = and_(
     CURRENT_PATIENT,
     ~exists().where(FollowUp.patient_key == Patient.patient_key, FollowUp.is_current),
@@ -264,6 +266,16 @@ CATALOGUE: tuple[Check, ...] = (
         "patients whose cytogenetic risk is unknown (of patients)",
         _ratio(_n(Patient, CYTO_UNKNOWN), _n(Patient, CURRENT_PATIENT)),
         _rows_of(Patient, Patient.patient_key, CYTO_UNKNOWN),
+    ),
+    Check(
+        "riss_contradicts_components",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        0.0,
+        "patients whose recorded R-ISS contradicts the stage its components give (ISS, LDH, "
+        "del(17p), t(4;14), t(14;16)), e.g. R-ISS I with ISS III (of patients with both)",
+        _ratio(_n(Patient, RISS_CONTRADICTED), _n(Patient, RISS_BOTH)),
+        _rows_of(Patient, Patient.patient_key, RISS_CONTRADICTED),
     ),
     Check(
         "followup_stale",

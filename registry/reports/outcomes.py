@@ -24,6 +24,7 @@ import pandas as pd
 from registry.cohorts.definition import CohortDefinition
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
+from registry.reports.relations import outcomes_model
 from registry.reports.study import _curve, _m, _r, _warn, attrition, facts_of, patient_table, report_header
 from registry.reports.suppress import (
     PROTECTED,
@@ -321,6 +322,7 @@ def release_outcomes(report: dict[str, Any], n: int | None = None) -> dict[str, 
         report,
         n,
         _outcome_cells,
+        outcomes_model,
         what="cohort",
         hint="keep the report internal, or release a larger cohort",
     )

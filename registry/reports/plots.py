@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import textwrap
 from typing import Any
 
 import matplotlib
@@ -73,9 +74,16 @@ def _ci(ci: list[float | None]) -> str:
     return f"{'–' if lo is None else f'{lo:.2f}'}–{'∞' if hi is None else f'{hi:.2f}'}"
 
 
+AX_LEFT, AX_WIDTH = 0.12, 0.56  # the plotting area; the legend sits to its right, outside it
+LEGEND_CHARS = 30  # a legend label is wrapped at this width (it never runs off the figure)
+
+
 def _legend(ax: Any, **kwargs: Any) -> None:
-    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no events): no legend
-        ax.legend(**kwargs)
+    """The legend outside the plotting area, right of it, labels wrapped: never over a curve."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # nothing drawn (no events): no legend
+        wrapped = [textwrap.fill(lb, LEGEND_CHARS) for lb in labels]
+        ax.legend(handles, wrapped, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def _p(x: float | None) -> str:
@@ -107,7 +115,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     height = 5.2 + 0.42 * 2 * rows
     fig = plt.figure(figsize=(9, height))
     table_h = (0.42 * 2 * rows + 0.9) / height
-    ax = fig.add_axes((0.14, table_h + 0.08, 0.82, 0.9 - table_h - 0.06))
+    ax = fig.add_axes((AX_LEFT, table_h + 0.08, AX_WIDTH, 0.9 - table_h - 0.06))
     tag = _Counter()
     for g in names:
         c = curves.get(g)
@@ -131,7 +139,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     ax.set_ylabel("Probability (95% CI)")
     ax.set_title(meta.get("title", meta["label"]), fontsize=10.5, wrap=True)
     ax.grid(alpha=0.25)
-    _legend(ax, loc="upper right", fontsize=8, frameon=False)
+    _legend(ax, fontsize=8, frameon=False)
     notes = []
     overall = next(
         (r for r in data.get("logrank", []) if r["endpoint"] == endpoint and len(r["groups"]) > 2), None
@@ -151,7 +159,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
         ax.text(0.5, 1.01, "\n".join(pairs), transform=ax.transAxes, fontsize=7.5, ha="center", va="bottom")
 
     def x_of(t: float) -> float:
-        return 0.14 + 0.82 * t / horizon
+        return AX_LEFT + AX_WIDTH * t / horizon
 
     top = table_h - 0.01
     line = 0.42 / height
@@ -248,6 +256,16 @@ def to_png(fig: Figure, dpi: int = 300) -> bytes:
     return buf.getvalue()
 
 
+FLOW_CHAR_PX = 7.2  # the width of a character of the flow diagram's 12-pixel font, generously
+
+
+def _wrap(text: str, width_px: int) -> list[str]:
+    """A box's text in lines that fit ``width_px`` (its padding left out), escaped: wrapped at
+    words, never cut."""
+    chars = max(8, int((width_px - 16) / FLOW_CHAR_PX))
+    return [html.escape(line) for line in textwrap.wrap(text, chars, break_long_words=True)] or [""]
+
+
 def flow_svg(data: dict[str, Any]) -> str:
     """The flow of patients (CONSORT style) as SVG: the data-quality step, every inclusion step
     with its exclusions and reason, then the groups. Counts are tagged ``class="count"``."""
@@ -307,25 +325,20 @@ def flow_svg(data: dict[str, Any]) -> str:
         arrow(y - 24, y)
     previous = None
     for i, step in enumerate(data["attrition"]):
-        label = html.escape(step["step"])
         h = box(
             left,
             y,
             w,
-            [
-                label[:60] + ("…" if len(label) > 60 else ""),
-                f"n = {cnt(step['remaining'])}{pct(step['remaining'], previous)}",
-            ],
+            [*_wrap(step["step"], w), f"n = {cnt(step['remaining'])}{pct(step['remaining'], previous)}"],
         )
         if i > 0:
-            reason = html.escape(step["reason"] or "")
             e = box(
                 side,
                 y,
                 300,
                 [
                     f"Excluded: {cnt(step['excluded'])}{pct(step['excluded'], previous)}",
-                    reason[:44] + ("…" if len(reason) > 44 else ""),
+                    *_wrap(step["reason"] or "", 300),
                 ],
                 "#fbeff0",
             )
@@ -337,15 +350,13 @@ def flow_svg(data: dict[str, Any]) -> str:
         y += h + 24
         arrow(y - 24, y)
     gw = (side + 300 - left - 10 * (len(data["groups"]) - 1)) // max(len(data["groups"]), 1)
-    for j, (g, v) in enumerate(data["groups"].items()):
-        box(
-            left + j * (gw + 10),
-            y,
-            gw,
-            [f"{html.escape(g)}: n = {cnt(v['n'])}", html.escape(v["label"])[:30]],
-            "#eef5ee",
-        )
-    height = y + 60
+    texts = {
+        g: [f"{html.escape(g)}: n = {cnt(v['n'])}", *_wrap(v["label"], gw)] for g, v in data["groups"].items()
+    }
+    tallest = max((len(t) for t in texts.values()), default=1)
+    for j, t in enumerate(texts.values()):  # one height for the row: every box fits its text
+        box(left + j * (gw + 10), y, gw, t + [""] * (tallest - len(t)), "#eef5ee")
+    height = y + 16 * tallest + 24
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Flow of patients" '
         f'width="{side + 320}" height="{height}" font-family="system-ui,sans-serif" font-size="12">'
@@ -371,7 +382,7 @@ def curves_figure(
     height = 4.6 + 0.3 * len(at_risk)
     fig = plt.figure(figsize=(9, height))
     table_h = (0.3 * len(at_risk) + 0.7) / height
-    ax = fig.add_axes((0.14, table_h + 0.08, 0.82, 0.9 - table_h - 0.06))
+    ax = fig.add_axes((AX_LEFT, table_h + 0.08, AX_WIDTH, 0.9 - table_h - 0.06))
     tag = _Counter()
     start = 0.0 if incidence else 1.0
     key = "estimate" if incidence else "surv"
@@ -394,7 +405,7 @@ def curves_figure(
     ax.set_ylabel(("Cumulative incidence" if incidence else "Probability") + " (95% CI)")
     ax.set_title(title, fontsize=10.5)
     ax.grid(alpha=0.25)
-    _legend(ax, loc="upper left" if incidence else "upper right", fontsize=8, frameon=False)
+    _legend(ax, fontsize=8, frameon=False)
     fig.text(0.01, table_h - 0.01, "Number at risk", fontsize=8.5, weight="bold", va="top")
     line = 0.3 / height
     top = table_h - 0.01 - line
@@ -402,7 +413,7 @@ def curves_figure(
         fig.text(0.02, top, label[:14], fontsize=8, color=colour, va="top")
         for t in grid:
             if str(t) in cells:
-                x_pos = 0.14 + 0.82 * t / horizon
+                x_pos = AX_LEFT + AX_WIDTH * t / horizon
                 tag(
                     fig.text(
                         x_pos, top, count_text(cells[str(t)], min_cell), fontsize=8, ha="center", va="top"
@@ -417,7 +428,7 @@ def stacked_incidence_figure(data: dict[str, Any], horizon: int) -> Figure:
     """Relapse/progression and non-relapse mortality stacked: relapse from the bottom, NRM on top
     of it; the gap to 1 is alive without relapse."""
     fig = plt.figure(figsize=(9, 4.8))
-    ax = fig.add_axes((0.12, 0.14, 0.84, 0.76))
+    ax = fig.add_axes((AX_LEFT, 0.14, AX_WIDTH, 0.76))
     rel, nrm = data["curves"]["relapse"], data["curves"]["nrm"]
     # the stack ends where the first of the two curves ends: at the last follow-up, or, where the
     # release step stopped a curve, at the last time known to have enough patients under
@@ -450,7 +461,7 @@ def stacked_incidence_figure(data: dict[str, Any], horizon: int) -> Figure:
     ax.set_xlabel("Months from the index transplant")
     ax.set_ylabel("Cumulative incidence (stacked)")
     ax.set_title("Relapse or progression and non-relapse mortality (competing risks)", fontsize=10.5)
-    _legend(ax, loc="upper left", fontsize=8, frameon=False)
+    _legend(ax, fontsize=8, frameon=False)
     ax.grid(alpha=0.25)
     _internal(fig, data)
     return fig

@@ -17,6 +17,7 @@ import jinja2
 import pandas as pd
 
 from registry.core.csvsafe import safe_cell
+from registry.reports.labels import human
 from registry.reports.plots import count_text, flow_svg, forest_figure, km_figure, to_png, to_svg
 from registry.reports.suppress import Protected, json_default
 
@@ -189,7 +190,7 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct)
+_ENV.filters.update(num=_num, p=_p, months=_months, pct=_pct, human=human)
 # a count the release step let through (hidden ones, small or protected, are never computed with)
 _ENV.globals["shown"] = lambda v: isinstance(v, int) and not isinstance(v, bool)
 

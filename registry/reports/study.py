@@ -23,6 +23,7 @@ from registry import __version__
 from registry.cohorts.definition import Analysis, CohortDefinition, Endpoint
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
+from registry.reports.labels import human
 from registry.reports.methods import methods
 from registry.reports.table1 import table_one
 from registry.statistics import cox_ph, cox_zph, kaplan_meier, logrank_test
@@ -243,9 +244,13 @@ def report_header(
     }
 
 
-def _warn(warnings: list[dict[str, Any]], text: str, **counts: int) -> None:
-    """A warning whose ``{name}`` fields are counts (the release step shows small ones as <N)."""
-    warnings.append({"text": text, "counts": counts})
+def _warn(
+    warnings: list[dict[str, Any]], text: str, cells: dict[str, list[Any]] | None = None, **counts: int
+) -> None:
+    """A warning whose ``{name}`` fields are counts (the release step shows small ones as <N);
+    ``cells`` links a count to the report cell holding the same number (the warning then shows
+    what that cell shows)."""
+    warnings.append({"text": text, "counts": counts, **({"cells": cells} if cells else {})})
 
 
 OUTCOMES_DEFINITION = "transplant-outcomes"  # the outcomes report's definition (registry.reports.inputs)
@@ -443,7 +448,12 @@ def build_study_report(
         sub = analysed_set[analysed_set["group"] == grp.name]
         data["groups"][grp.name] = {"label": grp.label, "n": len(sub), "endpoints": {}}
         if 0 < len(sub) < SMALL_GROUP:
-            _warn(warnings, f"{grp.name} has only {{n}} patients: estimates are imprecise", n=len(sub))
+            _warn(
+                warnings,
+                f"{grp.name} has only {{n}} patients: estimates are imprecise",
+                cells={"n": ["groups", grp.name, "n"]},
+                n=len(sub),
+            )
         if len(sub) == 0:
             _warn(warnings, f"{grp.name} has no patients")
 
@@ -454,7 +464,7 @@ def build_study_report(
         if len(frame) < before:  # said, never silently used (R's na.omit says so too)
             _warn(
                 warnings,
-                f"{name}: {{missing}} patients without a time or event left out",
+                f"{human(name)}: {{missing}} patients without a time or event left out",
                 missing=before - len(frame),
             )
         data["curves"][name] = {}
@@ -472,9 +482,15 @@ def build_study_report(
             km = kaplan_meier(sub, tcol, ecol)
             data["curves"][name][g] = _curve(km)
             data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis, grid)
-            censored = 1 - km.events / km.n
-            if censored > HEAVY_CENSORING:
-                _warn(warnings, f"{name}, {g}: {censored:.0%} of patients censored")
+            if 1 - km.events / km.n > HEAVY_CENSORING:  # counts, not a share of a shown n
+                cell = ["groups", g, "endpoints", name]
+                _warn(
+                    warnings,
+                    f"{human(name)}, {g}: {{censored}} of {{n}} patients censored",
+                    cells={"censored": [*cell, "censored"], "n": [*cell, "n"]},
+                    censored=km.n - km.events,
+                    n=km.n,
+                )
         if len(frame):
             fu = reverse_km_median_follow_up(frame, tcol, ecol)
             data["median_follow_up_months"][name] = _m(fu[0])
@@ -530,16 +546,16 @@ def _cox(
     try:
         fit = cox_ph(d, tcol, ecol, terms)
     except (np.linalg.LinAlgError, ValueError) as exc:
-        _warn(warnings, f"{name}, {model} Cox model could not be fitted ({exc})")
+        _warn(warnings, f"{human(name)}, {model} Cox model could not be fitted ({exc})")
         return
     for w in fit.warnings:  # aliased or infinite terms (rows left out are said below, as a count)
         if not w.endswith("rows with a missing value left out"):
-            _warn(warnings, f"{name}, {model} Cox model: {w}")
+            _warn(warnings, f"{human(name)}, {model} Cox model: {w}")
     if model == "adjusted" and fit.n < len(frame):
         covariates = ", ".join(c.label for c in analysis.covariates)
         _warn(
             warnings,
-            f"{name}, adjusted Cox model: {{left_out}} patients without a value for one of the "
+            f"{human(name)}, adjusted Cox model: {{left_out}} patients without a value for one of the "
             f"covariates ({covariates}) left out",
             left_out=len(frame) - fit.n,
         )
@@ -547,7 +563,7 @@ def _cox(
         zph = cox_zph(fit)
     except (np.linalg.LinAlgError, ValueError) as exc:
         zph = None
-        _warn(warnings, f"{name}, {model} Cox model: no proportional-hazards check ({exc})")
+        _warn(warnings, f"{human(name)}, {model} Cox model: no proportional-hazards check ({exc})")
     used = d.dropna(subset=[tcol, ecol, *[c for cols in terms.values() for c in cols]])
     events = used[ecol].astype(float) > 0
 
@@ -620,6 +636,6 @@ def _cox(
     if zph.global_p < 0.05:
         _warn(
             warnings,
-            f"{name}, {model} Cox model: proportional hazards doubtful "
+            f"{human(name)}, {model} Cox model: proportional hazards doubtful "
             f"(cox.zph global p = {zph.global_p:.3g})",
         )

@@ -24,6 +24,10 @@ hidden count cannot be recovered from the counts that are shown:
 - warnings carry their counts as fields and are written here, with ``<N`` for a small one.
 
 A report whose analysed set (the cohort, or the landmark set) is smaller than N is refused.
+
+After these rules every release ends with ``registry.reports.cells.close``: the walker over
+every count, the closure over the relations the report declares (``registry.reports.relations``)
+and honest labels (``<N`` only on a count below N).
 """
 
 from __future__ import annotations
@@ -33,32 +37,12 @@ from collections.abc import Callable
 from typing import Any
 
 from registry.core.errors import ReportRefused
+from registry.reports.cells import PROTECTED, Model, Protected, close, get, json_default
+from registry.reports.relations import study_model
+
+__all__ = ["PROTECTED", "Protected", "json_default", "release_with", "released", "series", "truncate_curve"]
 
 INTERNAL = "internal - not for release"
-
-
-class Protected:
-    """A count hidden although it is not small, to protect another: shown as a dash with a note
-    ("hidden to protect another count"), never as a false ``<N``; JSON null."""
-
-    def __str__(self) -> str:
-        return "–"
-
-    def __repr__(self) -> str:
-        return "PROTECTED"
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Protected:
-        return self
-
-
-PROTECTED = Protected()
-
-
-def json_default(value: Any) -> Any:
-    """``json.dumps``'s fallback for released reports: a protected count is null."""
-    if isinstance(value, Protected):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _small(v: Any, n: int) -> bool:
@@ -247,24 +231,34 @@ def curves_note(out: dict[str, Any], n: int) -> None:
     )
 
 
-def _warnings(items: list[Any], n: int | None) -> list[str]:
-    out = []
-    for w in items:
+def _warnings(out: dict[str, Any], n: int | None) -> list[str]:
+    """The warnings as text: a count linked to a report cell (``cells``) shows what that cell
+    shows (``<n`` or a dash when it is hidden); any other count below ``n`` reads ``<n``."""
+    texts = []
+    for w in out.get("warnings", []):
         if isinstance(w, str):
-            out.append(w)
+            texts.append(w)
             continue
         text = w["text"]
         for name, value in w.get("counts", {}).items():
-            shown = f"<{n}" if n and _small(value, n) else str(value)
-            text = text.replace("{" + name + "}", shown)
-        out.append(text)
-    return out
+            cell = w.get("cells", {}).get(name)
+            shown = value if cell is None or not n else get(out, tuple(cell))
+            if isinstance(shown, Protected):
+                text_value = "–"
+            elif shown is None or (n and _small(shown, n)) or value is None:
+                text_value = f"<{n}"
+            else:
+                text_value = str(value)
+            text = text.replace("{" + name + "}", text_value)
+        texts.append(text)
+    return texts
 
 
 def release_with(
     report: dict[str, Any],
     n: int | None,
     cells: Callable[[dict[str, Any], int, list[str]], None],
+    model: Callable[[dict[str, Any]], Model],
     *,
     what: str,
     hint: str,
@@ -274,8 +268,8 @@ def release_with(
     analysed set (``what``) has fewer than ``n`` patients, else the attrition chain closed, the
     report's own cells hidden by ``cells(copy, n, hidden)``, and the release recorded."""
     out = copy.deepcopy(report)
-    out["warnings"] = _warnings(out.get("warnings", []), n)
     if not n:
+        out["warnings"] = _warnings(out, n)
         out["release"] = {"status": INTERNAL, "min_cell": None}
         out["suppressed"] = []
         return out
@@ -287,6 +281,8 @@ def release_with(
     hidden: list[str] = []
     _attrition(out["attrition"], n, hidden)
     cells(out, n, hidden)
+    close(out, model(report), n, hidden)  # the walker and the closure over every count
+    out["warnings"] = _warnings(out, n)
     out["release"] = {"status": f"released: counts below {n} suppressed", "min_cell": n}
     out["min_cell"] = n
     out["suppressed"] = hidden
@@ -306,6 +302,7 @@ def released(report: dict[str, Any], n: int | None = None) -> dict[str, Any]:
         report,
         n,
         _study_cells,
+        study_model,
         what="landmark set" if report.get("landmark") else "cohort",
         hint="release a larger cohort (a later cutoff, an earlier landmark) or keep the report internal",
     )

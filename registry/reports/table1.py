@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from registry.cohorts.definition import Table1Variable
+from registry.reports.labels import human
 
 NOT_RECORDED = "not recorded"
 TOTAL = "total"
@@ -75,7 +76,7 @@ def _levels(values: pd.Series) -> pd.Series:
             return NOT_RECORDED
         if isinstance(v, bool | np.bool_):
             return "yes" if v else "no"
-        return str(v).replace("_", " ")  # a stored code as words: not_tested -> not tested
+        return human(v)  # a stored code as words: not_tested -> not tested
 
     # each distinct value once (a cohort has thousands of rows and a handful of levels);
     # missing values (None, NaN, NA) get the code -1: the last label

@@ -48,6 +48,10 @@ def defective_rows() -> dict[str, list[dict[str, Any]]]:
     rows["disease_events"][1]["event_date"] = "2022-03-25"
     # MRN-0002: the relapse recorded again 19 days later: one episode, recorded twice
     rows["disease_events"].append({**rows["disease_events"][2], "event_id": "E4", "event_date": "2019-06-20"})
+    # MRN-0002 (ISS III, del(17p) present: R-ISS III by its components) recorded as R-ISS I;
+    # MRN-0001 (ISS II: R-ISS II whatever the rest) recorded as II, which agrees
+    rows["patients"][1]["riss_stage"] = "I"
+    rows["patients"][0]["riss_stage"] = "II"
     return rows
 
 
@@ -63,6 +67,7 @@ EXPECTED = {  # check: (violating, denominator)
     "relapses_recorded_after_salvage": (1, 2),  # MRN-0001 (of MRN-0001's and MRN-0002's relapses)
     "relapses_recorded_again": (1, 2),  # MRN-0002
     "treatment_before_diagnosis": (1, 10),  # R10
+    "riss_contradicts_components": (1, 2),  # MRN-0002 (of MRN-0001 and MRN-0002)
     "lenalidomide_dose_implausible": (1, 3),  # R8 among R2, R4, R8
     "disease_events_response_missing": (1, 1),
     "quarantine_rate_disease_events": (0, 4),

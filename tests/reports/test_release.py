@@ -126,7 +126,10 @@ def test_a_released_report_with_min_cell_11_of_a_small_registry() -> None:
     assert data["groups"]["G2"]["n"] is None and data["groups"]["G3"]["n"] is None
     assert set(data["curves"]["os_2l"]) == {"G1", "G4"}  # the curves of hidden groups are not drawn
     page = release(report, "html", 11)
-    assert "G2: LMT, then 2nd line without lenalidomide (n &lt;11: not drawn)" in page
+    # the legend (outside the plot, wrapped) says why: G2 is small, G3 (13) hidden to protect it
+    joined = re.sub(r"</text>\s*<text[^>]*>", " ", page)  # a wrapped label's lines, joined
+    assert "G2: LMT, then 2nd line without lenalidomide (n &lt;11: not drawn)" in joined
+    assert "G3: No LMT, lenalidomide-based 2nd line (n –: not drawn)" in joined
     assert "G2 has only &lt;11 patients" in page  # the warning says <11, never 4
 
 
