@@ -345,7 +345,7 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
                     put(out, d, None)
     for path in list(_hidden_leaves(out)):  # 4. honest labels
         truth = model.truth.get(path)
-        if _is_count(truth):
+        if truth is not None and _is_count(truth):
             put(out, path, None if 0 < truth < n else PROTECTED)
 
 

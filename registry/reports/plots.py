@@ -74,7 +74,8 @@ def _ci(ci: list[float | None]) -> str:
     return f"{'–' if lo is None else f'{lo:.2f}'}–{'∞' if hi is None else f'{hi:.2f}'}"
 
 
-AX_LEFT, AX_WIDTH = 0.12, 0.56  # the plotting area; the legend sits to its right, outside it
+AX_LEFT, AX_WIDTH = 0.16, 0.52  # the plotting area (row labels of the tables under it to its
+# left, the legend to its right: both outside it)
 LEGEND_CHARS = 30  # a legend label is wrapped at this width (it never runs off the figure)
 
 
@@ -410,7 +411,7 @@ def curves_figure(
     line = 0.3 / height
     top = table_h - 0.01 - line
     for label, colour, cells in at_risk:
-        fig.text(0.02, top, label[:14], fontsize=8, color=colour, va="top")
+        fig.text(0.02, top, textwrap.shorten(label, 20, placeholder="…"), fontsize=8, color=colour, va="top")
         for t in grid:
             if str(t) in cells:
                 x_pos = AX_LEFT + AX_WIDTH * t / horizon

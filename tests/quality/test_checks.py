@@ -152,3 +152,22 @@ def test_the_quality_page_never_shows_a_small_count_or_the_percentage_that_gives
     assert "&lt;5" in page and ">2<" not in page and "0.2" not in page and "0.3" not in page
     assert "13.1" in page and ">132<" in page  # large counts and their percentages stay
     assert "0.2" in quality_html(7, results, trend)  # inside the registry everything is shown
+
+
+def test_the_checks_that_find_nothing_above_fire_on_their_own_defects(engine: Engine, tmp_path: Path) -> None:
+    """transplants_same_day and relapse_no_next_line_180d find 0 on the defective registry: here
+    each meets the defect it is for (a check broken so that it never fires fails this test)."""
+    rows = base_rows()
+    # MRN-0002: a second transplant row on the day of TX2
+    rows["transplants"].append({**rows["transplants"][1], "transplant_id": "TX3"})
+    # MRN-0001 (alive): the salvage after the 2022 progression never started
+    rows["treatments"] = [
+        t
+        for t in rows["treatments"]
+        if not (t["patient_id"] == "MRN-0001" and t["start_date"] >= "2022-03-02")
+    ]
+    run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
+    _, results = run_checks(engine)
+    got = {r.check_id: (r.violated, r.denominator) for r in results}
+    assert got["transplants_same_day"] == (1, 2)  # MRN-0002, of MRN-0001 and MRN-0002
+    assert got["relapse_no_next_line_180d"] == (1, 1)  # MRN-0001's relapse of 2022

@@ -34,11 +34,15 @@ def test_html_shows_every_group_table_1_and_escapes_labels() -> None:
         assert f"{m}-month rate" in page
     assert "Published and reproduced" in page and "55.3" in page  # the definition's [published]
     assert "Multiplicity" in page and "7 log-rank tests" in page  # Methods from the definition
-    medians = [
-        g["endpoints"]["os_2l"]["median_months"] for g in json.loads(release(rep, "json"))["groups"].values()
-    ]
-    if None in medians:
-        assert "not reached" in page
+    # every median is reached here; with G4 event-free its OS median is "not reached"
+    assert ">not reached" not in page  # a median cell (an upper CI bound may read "not reached")
+    frame = cohort_frame({"G1": 12, "G2": 12, "G3": 12, "G4": 12})
+    frame.loc[frame["group"] == "G4", "os_2l_event"] = 0
+    no_median = build_study_report(frame, defn)
+    medians = {g: v["endpoints"]["os_2l"]["median_months"] for g, v in no_median.data["groups"].items()}
+    assert medians["G4"] is None and None not in [medians[g] for g in ("G1", "G2", "G3")]
+    # G4 only, in the survival table and in the published-and-reproduced table
+    assert release(no_median, "html").count(">not reached") == 2
 
 
 def test_json_and_csv_are_the_same_report() -> None:
