@@ -40,6 +40,7 @@ NAMING_CONVENTION = {
 # A BigInteger primary key on SQLite is not the rowid: use INTEGER there.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 KEY = String(64)  # HMAC-SHA256 hex pseudonym
+PATIENT_KEY_DOC = "the patient's pseudonym (a keyed HMAC of site and source id; never the id itself)"
 
 
 class Base(DeclarativeBase):
@@ -144,7 +145,7 @@ class InputFinding(Base):
     file: Mapped[str] = mapped_column(String(32))
     row_number: Mapped[int] = mapped_column(Integer)
     record_key: Mapped[str] = mapped_column(KEY)  # the loaded row's key (a pseudonym)
-    patient_key: Mapped[str | None] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str | None] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     rule: Mapped[str] = mapped_column(String(48))
     column: Mapped[str | None] = mapped_column(String(64))
     value: Mapped[str | None] = mapped_column(Text)
@@ -169,7 +170,7 @@ class RecordChange(Base):
     __tablename__ = "record_changes"
     change_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(Id, index=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     file: Mapped[str] = mapped_column(String(32))
     record_key: Mapped[str] = mapped_column(KEY)
     # added | changed | reinstated | retired
@@ -185,13 +186,19 @@ class SourceRow:
     never deleted, and on PostgreSQL the per-row constraint trigger cost about a fifth of a
     large merge (docs/benchmarks.md)."""
 
-    run_id: Mapped[int] = mapped_column(Id)
-    source_row: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(Id, doc="the ETL run that last wrote the row (etl_runs)")
+    source_row: Mapped[int] = mapped_column(
+        Integer, doc="the row's line number in its delivered file (1 = the first data row)"
+    )
     # keyed 64-bit hash of the source row's text under the reading version (etl/transform.py);
     # null for rows loaded before hashes were kept
-    row_hash: Mapped[int | None] = mapped_column(BigInteger)
-    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
-    retired_run_id: Mapped[int | None] = mapped_column(Id)
+    row_hash: Mapped[int | None] = mapped_column(
+        BigInteger, doc="keyed hash of the delivered record's values: an unchanged record is skipped"
+    )
+    is_current: Mapped[bool] = mapped_column(
+        Boolean, default=True, doc="false once the site's full export no longer sends the record"
+    )
+    retired_run_id: Mapped[int | None] = mapped_column(Id, doc="the run that retired the record, if retired")
 
 
 # --------------------------------------------------------------------------- loaded records
@@ -199,7 +206,7 @@ class Patient(SourceRow, Base):
     """A patient as delivered (current or retired), keyed by pseudonym, with derived cytogenetic risk."""
 
     __tablename__ = "patients"
-    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True, doc=PATIENT_KEY_DOC)
     site_code: Mapped[str] = mapped_column(String(32), ForeignKey("sites.site_code"), index=True)
     sex: Mapped[str] = mapped_column(String(1))
     birth_date: Mapped[dt.date] = mapped_column(Date)
@@ -227,7 +234,9 @@ class Transplant(SourceRow, Base):
 
     __tablename__ = "transplants"
     transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), index=True)
+    patient_key: Mapped[str] = mapped_column(
+        KEY, ForeignKey("patients.patient_key"), index=True, doc=PATIENT_KEY_DOC
+    )
     transplant_date: Mapped[dt.date] = mapped_column(Date)
     transplant_type: Mapped[str] = mapped_column(String(12))  # autologous | allogeneic
     conditioning_agent: Mapped[str | None] = mapped_column(String(80))
@@ -243,7 +252,7 @@ class Treatment(SourceRow, Base):
     __tablename__ = "treatments"
     treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     # indexed by ix_treatments_patient_start (patient_key first)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"))
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
     drug_raw: Mapped[str] = mapped_column(String(200))
     drug_id: Mapped[int | None] = mapped_column(Id, ForeignKey("drugs.drug_id"), index=True)
     start_date: Mapped[dt.date] = mapped_column(Date)
@@ -259,7 +268,7 @@ class DiseaseEvent(SourceRow, Base):
     __tablename__ = "disease_events"
     event_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     # indexed by ix_disease_events_patient_date (patient_key first)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"))
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
     event_date: Mapped[dt.date] = mapped_column(Date)
     event_type: Mapped[str] = mapped_column(String(24))
     response: Mapped[str | None] = mapped_column(String(4))
@@ -269,7 +278,9 @@ class FollowUp(SourceRow, Base):
     """Last contact and vital status, one row per patient."""
 
     __tablename__ = "follow_up"
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), primary_key=True)
+    patient_key: Mapped[str] = mapped_column(
+        KEY, ForeignKey("patients.patient_key"), primary_key=True, doc=PATIENT_KEY_DOC
+    )
     last_contact_date: Mapped[dt.date] = mapped_column(Date)
     vital_status: Mapped[str] = mapped_column(String(8))
     death_date: Mapped[dt.date | None] = mapped_column(Date)
@@ -296,7 +307,11 @@ class Derived:
 
     @declared_attr
     def derivation_run_id(cls) -> Mapped[int]:
-        return mapped_column(Id, ForeignKey("derivation_runs.derivation_run_id"))
+        return mapped_column(
+            Id,
+            ForeignKey("derivation_runs.derivation_run_id"),
+            doc="the derivation run that made the row (derivation_runs)",
+        )
 
 
 class Exposure(Derived, Base):
@@ -304,7 +319,7 @@ class Exposure(Derived, Base):
 
     __tablename__ = "exposures"
     exposure_id: Mapped[int] = mapped_column(Id, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     # null for an unmapped drug whose rows record an intent (r3: a blinded trial drug)
     drug_id: Mapped[int | None] = mapped_column(Id, ForeignKey("drugs.drug_id"))
     start_date: Mapped[dt.date] = mapped_column(Date)
@@ -324,7 +339,7 @@ class ExposureSource(Base):
         Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True
     )
     treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
 
 
 class LineOfTherapy(Derived, Base):
@@ -333,7 +348,7 @@ class LineOfTherapy(Derived, Base):
     __tablename__ = "lines_of_therapy"
     __table_args__ = (UniqueConstraint("patient_key", "line_number"),)
     line_id: Mapped[int] = mapped_column(Id, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     line_number: Mapped[int] = mapped_column(Integer)
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)  # null = ongoing
@@ -350,7 +365,7 @@ class Regimen(Derived, Base):
 
     __tablename__ = "regimens"
     regimen_id: Mapped[int] = mapped_column(Id, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     line_id: Mapped[int] = mapped_column(
         Id, ForeignKey("lines_of_therapy.line_id", ondelete="CASCADE"), index=True
     )
@@ -377,7 +392,7 @@ class RegimenExposure(Base):
     exposure_id: Mapped[int] = mapped_column(
         Id, ForeignKey("exposures.exposure_id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     continued: Mapped[bool] = mapped_column(Boolean, default=False)  # carried over
 
 
@@ -386,7 +401,7 @@ class TransplantRole(Derived, Base):
 
     __tablename__ = "transplant_roles"
     transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     role: Mapped[str] = mapped_column(String(16))
     line_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("lines_of_therapy.line_id", ondelete="SET NULL"), index=True
@@ -398,7 +413,7 @@ class Relapse(Derived, Base):
 
     __tablename__ = "relapses"
     relapse_id: Mapped[int] = mapped_column(Id, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     relapse_date: Mapped[dt.date] = mapped_column(Date)
     sequence: Mapped[int] = mapped_column(Integer)  # 1 = first documented progression
     source: Mapped[str] = mapped_column(String(16))  # event | stop_reason
@@ -428,7 +443,7 @@ class RelapseRefractoriness(Base):
         Id, ForeignKey("relapses.relapse_id", ondelete="CASCADE"), primary_key=True
     )
     drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"), primary_key=True)
-    patient_key: Mapped[str] = mapped_column(KEY, index=True)
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     refractory: Mapped[bool] = mapped_column(Boolean)
 
 
@@ -436,7 +451,7 @@ class PatientSummary(Derived, Base):
     """One row per derived patient: the facts cohorts start from."""
 
     __tablename__ = "patient_summaries"
-    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True)
+    patient_key: Mapped[str] = mapped_column(KEY, primary_key=True, doc=PATIENT_KEY_DOC)
     index_transplant_key: Mapped[str | None] = mapped_column(KEY)
     index_transplant_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     tandem_transplant_date: Mapped[dt.date | None] = mapped_column(Date)

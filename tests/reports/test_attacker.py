@@ -140,7 +140,7 @@ def check(out: dict[str, Any], model: Model, n: int, page: str, csv_text: str, s
 
 
 PROPERTY = settings(
-    max_examples=20,
+    max_examples=15,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
