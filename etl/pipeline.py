@@ -409,7 +409,8 @@ def _unchanged_files(
         and stored[name].registry_version == READING_VERSION
     }
     facts = set(_FACTS_FILES)
-    if any(name not in same for name in SPECS) and not (
+    # (an optional file the bundle does not have is not a changed one)
+    if any(name not in same for name in SPECS if headers[name].present) and not (
         facts <= same and _read_cleanly(engine, [stored[n].run_id for n in facts], facts)
     ):
         same -= facts  # the changed files are checked against the patients' facts: read them
@@ -646,6 +647,8 @@ def _load(
             if name in unchanged:  # byte for byte the site's last full delivery: not read again
                 counts.unchanged_file = True
                 continue
+            if not headers[name].present:  # an optional file the bundle does not have
+                continue
             unmapped_before = sum(unmapped.values())
             unmapped_snapshot = Counter(unmapped)
             plan = rowwise.get(name)
@@ -702,6 +705,7 @@ def _load(
             )
         if dry_run:
             summary.quarantine = quarantine
+            _drop_absent(summary, headers)
             trans.rollback()
             return
         root = summary.files[ROOT]
@@ -761,6 +765,7 @@ def _load(
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
         _fault_point("commit")
+        _drop_absent(summary, headers)
         before_commit(conn)  # the lock still held; the ledger's final status, in this transaction
         trans.commit()
     except BaseException:
@@ -775,6 +780,14 @@ _FACTS_FILES = tuple(name for name, spec in SPECS.items() if spec.on_valid is no
 _LAST_FACTS_FILE = _FACTS_FILES[-1]
 # the files no other file is checked against: their unchanged rows need not be read again
 _LEAF_FILES = tuple(name for name in FILE_ORDER if name not in _FACTS_FILES)
+
+
+def _drop_absent(summary: RunSummary, headers: dict[str, FileHeader]) -> None:
+    """An optional file the bundle does not have is not part of the run's summary (a bundle
+    without it reads, loads and reports exactly as before it existed)."""
+    for name, h in headers.items():
+        if not h.present:
+            summary.files.pop(name, None)
 
 
 def _cutoff_not_earlier(engine: Engine, manifest: Manifest) -> bool:

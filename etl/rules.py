@@ -52,12 +52,16 @@ class RuleCode(StrEnum):
     TRANSPLANT_BEFORE_DIAGNOSIS = "transplant_before_diagnosis"
     AFTER_DEATH = "after_death"
     AFTER_LAST_CONTACT = "after_last_contact"
+    # laboratory values (labs.csv)
+    LAB_VALUE = "lab_value"
+    LAB_UNIT = "lab_unit"
+    LAB_IMPLAUSIBLE = "lab_implausible"
     # advisory: the row loads, the finding is recorded
     RESPONSE_MISSING = "response_missing"
 
 
-ALL_FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events")
-CHILD_FILES = ("follow_up", "transplants", "treatments", "disease_events")
+ALL_FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events", "labs")
+CHILD_FILES = ("follow_up", "transplants", "treatments", "disease_events", "labs")
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     (RuleCode.DATE_BEFORE_1900, ALL_FILES, "date before 1900-01-01", "any date before 1900-01-01"),
     (
         RuleCode.DATE_AFTER_CUTOFF,
-        ("patients", "transplants", "treatments", "disease_events"),
+        ("patients", "transplants", "treatments", "disease_events", "labs"),
         "date after the data cutoff",
         "any date after the manifest's data_cutoff (follow-up dates excepted: they are kept and "
         "censored at the cutoff)",
@@ -202,9 +206,29 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     ),
     (
         RuleCode.AFTER_LAST_CONTACT,
-        ("transplants", "treatments", "disease_events"),
+        ("transplants", "treatments", "disease_events", "labs"),
         "date after the patient's last_contact_date",
         "a date after the patient's last_contact_date (an ongoing treatment's missing end date never counts)",
+    ),
+    (
+        RuleCode.LAB_VALUE,
+        ("labs",),
+        "the value cannot be read for its test",
+        "a laboratory value that is not a non-negative number (or positive/negative for an "
+        "immunofixation; `<x` and `not detected` are read as 0 for an M-protein only)",
+    ),
+    (
+        RuleCode.LAB_UNIT,
+        ("labs",),
+        "unit not known for this test",
+        "a unit not known for its test (each test's units and conversions are listed below)",
+    ),
+    (
+        RuleCode.LAB_IMPLAUSIBLE,
+        ("labs",),
+        "value implausible for this test",
+        "a value above the test's plausible maximum (serum M-protein 20 g/dL, urine 50,000 mg/24h, "
+        "free light chain 100,000 mg/L, marrow plasma cells 100%)",
     ),
     (
         RuleCode.RESPONSE_MISSING,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 
-from etl.specs import disease_events, follow_up, patients, transplants, treatments
+from etl.specs import disease_events, follow_up, labs, patients, transplants, treatments
 from etl.specs.base import ROOT, FileSpec, RowContext, RuleContext
 
 SPECS: dict[str, FileSpec] = {
-    s.SPEC.name: s.SPEC for s in (patients, follow_up, transplants, treatments, disease_events)
+    s.SPEC.name: s.SPEC for s in (patients, follow_up, transplants, treatments, disease_events, labs)
 }
 FILE_ORDER = tuple(SPECS)
 

@@ -16,6 +16,7 @@ rows, without touching a clean row: the clean patients derive exactly as without
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -27,6 +28,10 @@ from typing import Any
 from etl.rules import RuleCode
 from etl.specs import SPECS
 from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
+
+# the files the generator writes: every file its patient records hold (not yet the optional
+# labs.csv: a bundle without it is a valid bundle)
+GENERATED = tuple(n for n in SPECS if n in {f.name for f in dataclasses.fields(PatientRecord)})
 
 DEFAULT_PATIENTS = 1000
 DEFAULT_CUTOFF = dt.date(2026, 6, 30)
@@ -86,7 +91,7 @@ class _Dirt:
     def __init__(self, rng: random.Random, injected: dict[str, int]) -> None:
         self.rng = rng
         self.injected = injected
-        self.quarantined: dict[str, int] = {n: 0 for n in SPECS}
+        self.quarantined: dict[str, int] = {n: 0 for n in GENERATED}
         self.pending: Corruption | None = None
 
     def _count(self, key: str, file: str, rows: int) -> None:
@@ -158,7 +163,8 @@ def write_bundle(
     }
     writers = {}
     handles = []
-    for name, contract in SPECS.items():
+    for name in GENERATED:
+        contract = SPECS[name]
         fh = open(out / contract.filename, "w", newline="", encoding="utf-8")  # noqa: SIM115
         handles.append(fh)
         w = csv.DictWriter(fh, fieldnames=[c.name for c in contract.columns], lineterminator="\n")
@@ -186,7 +192,7 @@ def write_bundle(
                 if holder is not None:
                     recs.append(holder)
             for rec in recs:
-                for name in SPECS:
+                for name in GENERATED:
                     for row in getattr(rec, name):
                         writers[name].writerow(row)
                 truth_w.writerow(_truth_row(rec))

@@ -32,6 +32,7 @@ TABLE_NOTES = {
     "transplants": "Stem-cell transplants as delivered.",
     "treatments": "Raw drug exposure rows as delivered, linked to the vocabulary when known.",
     "disease_events": "Response assessments and documented progressions/relapses.",
+    "labs": "Laboratory series (optional): M-protein, free light chains, immunofixation, marrow, chemistry.",
     "follow_up": "Last contact and vital status (one row per patient).",
     "derivation_runs": "Each derivation run with the parameter values it used.",
     "exposures": "Derived: same-drug rows merged across short gaps.",
@@ -102,7 +103,9 @@ def input_contract_markdown() -> str:
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
         f"A folder or `.zip` with `manifest.json` and "
-        f"{', '.join(SPECS[n].filename for n in FILE_ORDER)}. "
+        f"{', '.join(SPECS[n].filename for n in FILE_ORDER if not SPECS[n].optional)}; optionally "
+        f"{', '.join(SPECS[n].filename for n in FILE_ORDER if SPECS[n].optional)} (a bundle without an "
+        "optional file loads as before and retires nothing of it). "
         f"`manifest.json` needs `format` = `{FORMAT}`, `format_version` = {FORMAT_VERSION}, `site_id` "
         "(1-32 of A-Z 0-9 _ -), `exported_at` (ISO timestamp with offset), `data_cutoff` (ISO date); "
         "optional `mode` (`full` default, or `incremental`) and `source_system`. Nothing else in a "
@@ -154,7 +157,29 @@ def input_contract_markdown() -> str:
                 vals = col.description
             out.append(f"| `{col.name}` | {'yes' if col.required else 'no'} | {col.kind} | {vals} |")
         out.append("")
+        if name == "labs":
+            out += lab_units_markdown()
     return "\n".join(out)
+
+
+def lab_units_markdown() -> list[str]:
+    """Each laboratory test's canonical unit, the other units accepted (with the factor into the
+    canonical one) and its plausible maximum, from ``registry.core.labs``."""
+    from registry.core.labs import TESTS
+
+    rows = [
+        "Units of `labs.csv` (any case; a value in another unit is quarantined with `lab_unit`):\n",
+        "| test | unit stored | also accepted (x factor) | plausible up to | below the limit (`<x`, `not detected`) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in TESTS:
+        unit = "positive / negative" if t.qualitative else t.unit
+        other = ", ".join(f"{u} (x {f:.6g})" for u, f in t.conversions.items()) or "–"
+        top = f"{t.maximum:,.6g}" if t.maximum is not None else "–"
+        rows.append(
+            f"| `{t.code}` | {unit} | {other} | {top} | {'read as 0' if t.below_limit_is_zero else 'refused'} |"
+        )
+    return [*rows, ""]
 
 
 def exit_codes_markdown() -> str:

@@ -288,6 +288,23 @@ class FollowUp(SourceRow, Base):
 
 
 # --------------------------------------------------------------------------- derived history
+class LabResult(SourceRow, Base):
+    """A laboratory value as delivered (labs.csv, optional), with its value in the test's
+    canonical unit (registry.core.labs)."""
+
+    __tablename__ = "labs"
+    lab_key: Mapped[str] = mapped_column(KEY, primary_key=True, doc="the sample row's pseudonym")
+    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
+    sample_date: Mapped[dt.date] = mapped_column(Date, doc="the date the sample was taken")
+    test: Mapped[str] = mapped_column(String(32), doc="the test's code (registry.core.labs)")
+    value_text: Mapped[str] = mapped_column(String(64), doc="the value as delivered (e.g. <0.1)")
+    unit: Mapped[str | None] = mapped_column(String(16), doc="the unit as delivered")
+    value: Mapped[float | None] = mapped_column(
+        Float, doc="the value in the test's canonical unit (0 for below the limit of an M-protein)"
+    )
+    result: Mapped[str | None] = mapped_column(String(8), doc="immunofixation: positive or negative")
+
+
 class DerivationRun(Base):
     """A derivation run: when, which patients, the parameters and rules version it used."""
 
@@ -481,9 +498,10 @@ class PatientSummary(Derived, Base):
 
 Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date)
 Index("ix_disease_events_patient_date", DiseaseEvent.patient_key, DiseaseEvent.event_date)
+Index("ix_labs_patient_date", LabResult.patient_key, LabResult.sample_date)
 Index("ix_quarantine_run_file", QuarantinedRow.run_id, QuarantinedRow.file)
 
-CLINICAL_SOURCE_TABLES = ("patients", "transplants", "treatments", "disease_events", "follow_up")
+CLINICAL_SOURCE_TABLES = ("patients", "transplants", "treatments", "disease_events", "follow_up", "labs")
 DERIVED_TABLES = (
     "relapse_refractoriness",
     "relapses",

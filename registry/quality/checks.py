@@ -36,7 +36,7 @@ STALE_FOLLOW_UP_DAYS = 365
 NO_NEXT_LINE_DAYS = 180
 EARLY_TREATMENT_DAYS = 90  # treatment starting this long before diagnosis is implausible
 MAX_LENALIDOMIDE_MG = 50  # no lenalidomide schedule goes above 25 mg a day; 50 allows a typo margin
-FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events")
+FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events", "labs")
 
 
 class Category(StrEnum):

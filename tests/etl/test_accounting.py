@@ -13,6 +13,7 @@ from etl.pipeline import run_bundle
 from etl.specs import SPECS
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.test_labs import LABS
 
 NASTY = [
     "",
@@ -39,6 +40,9 @@ NASTY = [
     "ünïcødé",
     "progression",
     "2020-01-01",
+    "<0.1",
+    "g/L",
+    "SPEP M-spike",
 ]
 
 corruption = st.tuples(
@@ -58,6 +62,7 @@ corruption = st.tuples(
 @given(st.lists(corruption, max_size=12), st.booleans())
 def test_read_equals_loaded_plus_quarantined(engine, corruptions, duplicate) -> None:  # type: ignore[no-untyped-def]
     rows = base_rows()
+    rows["labs"] = [dict(r) for r in LABS]  # the optional file too
     for file, row_i, col_i, value in corruptions:
         if not rows[file]:
             continue

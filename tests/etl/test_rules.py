@@ -31,6 +31,19 @@ def _set(file: str, index: int, **values: Any):  # type: ignore[no-untyped-def]
     return mutate
 
 
+LAB = {"lab_id": "L1", "patient_id": "MRN-0001", "sample_date": "2019-01-15", "test": "SPEP M-spike",
+       "value": "3.2", "unit": "g/dL"}  # fmt: skip
+
+
+def _lab(**values: Any):  # type: ignore[no-untyped-def]
+    """A labs.csv (optional: absent from the base rows) with one good row and one bad one."""
+
+    def mutate(rows: dict[str, list[dict[str, Any]]]) -> None:
+        rows["labs"] = [LAB, {**LAB, "lab_id": "L2", **values}]
+
+    return mutate
+
+
 BAD = [
     ("sex_code", _set("patients", 2, sex="X"), "patients", "not_allowed"),
     ("sex_empty", _set("patients", 2, sex=""), "patients", "required"),
@@ -107,6 +120,15 @@ BAD = [
         "date_after_cutoff",
     ),
     ("ev_type", _set("disease_events", 2, event_type="remission"), "disease_events", "not_allowed"),
+    ("lab_test", _lab(test="shoe size"), "labs", "not_allowed"),
+    ("lab_value", _lab(value="three"), "labs", "lab_value"),
+    ("lab_below_limit_flc", _lab(test="kappa FLC", value="<5", unit="mg/L"), "labs", "lab_value"),
+    ("lab_unit", _lab(value="3", unit="mmol/L"), "labs", "lab_unit"),
+    ("lab_no_unit", _lab(value="3", unit=""), "labs", "lab_unit"),
+    ("lab_implausible", _lab(value="25"), "labs", "lab_implausible"),
+    ("lab_orphan", _lab(patient_id="NOPE"), "labs", "orphan"),
+    ("lab_after_death", _lab(patient_id="MRN-0002", sample_date="2025-01-01"), "labs", "after_death"),
+    ("lab_after_cutoff", _lab(sample_date="2026-07-01"), "labs", "date_after_cutoff"),
     (
         "ev_response",
         _set("disease_events", 0, response="excellent"),

@@ -76,6 +76,7 @@ EXPECTED = {  # check: (violating, denominator)
     "quarantine_rate_follow_up": (0, 2),
     "quarantine_rate_transplants": (0, 2),
     "quarantine_rate_treatments": (1, 11),  # R11
+    "quarantine_rate_labs": (0, 0),  # no labs.csv in this bundle
 }
 
 

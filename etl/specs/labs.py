@@ -1,0 +1,98 @@
+"""labs.csv (optional): the laboratory series — M-protein, free light chains, immunofixation,
+marrow and the staging chemistry — one row per test and sample date. The tests, their
+synonyms, units and plausible ranges are one table in ``registry.core.labs``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from etl.contract import Column
+from etl.rules import RuleCode
+from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.core.labs import BY_CODE, TESTS, LabValue, read_value
+from registry.db.models import LabResult
+
+# every accepted name of a test, lower-case, with spaces or underscores -> its code
+TEST_NAMES = {
+    spelling: t.code
+    for t in TESTS
+    for name in (t.code, *t.synonyms)
+    for spelling in dict.fromkeys(
+        (name.lower(), name.lower().replace("_", " "), name.lower().replace(" ", "_"))
+    )
+}
+
+COLUMNS = (
+    Column("lab_id", "id", True),
+    Column("patient_id", "id", True, description="must exist in patients.csv"),
+    Column("sample_date", "date", True),
+    Column("test", "code", True, TEST_NAMES, description="the test (synonyms accepted, any case)"),
+    Column(
+        "value",
+        "text",
+        True,
+        max_length=64,
+        description="a number; positive or negative (immunofixation); <x or not detected (0: M-protein)",
+    ),
+    Column("unit", "text", max_length=16, description="required for numbers; converted to the test's unit"),
+)
+
+
+def _read(t: pd.DataFrame) -> pd.Series:
+    """Each row's value read (``LabValue``), computed once per distinct (test, value, unit)."""
+    keys = list(zip(t["test"], t["value"], t["unit"].fillna(""), strict=True))
+    cache: dict[tuple[str, str, str], LabValue | None] = {}
+    for k in set(keys):
+        test, value, unit = k
+        ok = isinstance(test, str) and test in BY_CODE and isinstance(value, str)
+        cache[k] = read_value(test, value, unit) if ok else None
+    return pd.Series([cache[k] for k in keys], index=t.index, dtype=object)
+
+
+def problem_code(v: LabValue | None) -> RuleCode | None:
+    if v is None or v.problem is None:
+        return None
+    if "unknown" in v.problem:
+        return RuleCode.LAB_UNIT
+    if "implausible" in v.problem:
+        return RuleCode.LAB_IMPLAUSIBLE
+    return RuleCode.LAB_VALUE
+
+
+def rules(c: RuleContext) -> None:
+    """A value its test can read, in a unit known for it, plausible; no sample after the
+    patient's death or last contact."""
+    codes = _read(c.t).map(problem_code)
+    c.check(codes == RuleCode.LAB_VALUE, "value", RuleCode.LAB_VALUE)
+    c.check(codes == RuleCode.LAB_UNIT, "unit", RuleCode.LAB_UNIT)
+    c.check(codes == RuleCode.LAB_IMPLAUSIBLE, "value", RuleCode.LAB_IMPLAUSIBLE)
+    c.not_after_end_of_follow_up("sample_date")
+
+
+def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
+    """Valid rows -> ``labs`` rows: the delivered text and unit kept, the value in the test's
+    canonical unit (or the immunofixation result)."""
+    read = _read(valid)
+    out = pd.DataFrame(index=valid.index)
+    out["lab_key"] = ctx.pseudo.series("lab", valid["lab_id"])
+    out["patient_key"] = ctx.pseudo.series("patient", valid["patient_id"])
+    out["sample_date"] = iso(valid["sample_date"])
+    out["test"] = valid["test"]
+    out["value_text"] = valid["value"].str.strip()
+    out["unit"] = nullable(valid["unit"])
+    out["value"] = [v.value if v is not None else None for v in read]
+    out["result"] = [v.result if v is not None else None for v in read]
+    return out
+
+
+SPEC = FileSpec(
+    "labs",
+    "lab_id",
+    "lab",
+    COLUMNS,
+    model=LabResult,
+    key="lab_key",
+    rules=rules,
+    to_rows=to_rows,
+    optional=True,
+)
