@@ -28,7 +28,7 @@ declares its counts' **relations** in a ``Model`` built from the internal (unrel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,18 +92,23 @@ def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def count_leaves(data: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every count of a report (and every hidden one: None or PROTECTED where a count may be),
-    with its path; keys of ``NOT_COUNTS`` are not entered."""
+def leaves(data: Any, want: Callable[[Any], bool], path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """Every value of a report for which ``want`` holds, with its path (lists and dicts walked;
+    keys of ``NOT_COUNTS`` not entered)."""
     if isinstance(data, dict):
         for k, v in data.items():
             if k not in NOT_COUNTS:
-                yield from count_leaves(v, (*path, k))
+                yield from leaves(v, want, (*path, k))
     elif isinstance(data, list):
         for i, v in enumerate(data):
-            yield from count_leaves(v, (*path, i))
-    elif _is_count(data) or isinstance(data, Protected):
+            yield from leaves(v, want, (*path, i))
+    elif want(data):
         yield path, data
+
+
+def count_leaves(data: Any) -> Iterator[tuple[Path, Any]]:
+    """Every count of a report (and every count hidden as PROTECTED), with its path."""
+    return leaves(data, lambda v: _is_count(v) or isinstance(v, Protected))
 
 
 _MISSING = object()
@@ -343,20 +348,7 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
             for d in derived:
                 if get(out, d) is not _MISSING:
                     put(out, d, None)
-    for path in list(_hidden_leaves(out)):  # 4. honest labels
+    for path, _ in list(leaves(out, is_hidden)):  # 4. honest labels
         truth = model.truth.get(path)
         if truth is not None and _is_count(truth):
             put(out, path, None if 0 < truth < n else PROTECTED)
-
-
-def _hidden_leaves(data: Any, path: Path = ()) -> Iterator[Path]:
-    """The paths of every None and PROTECTED value outside ``NOT_COUNTS``."""
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if k not in NOT_COUNTS:
-                yield from _hidden_leaves(v, (*path, k))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from _hidden_leaves(v, (*path, i))
-    elif is_hidden(data):
-        yield path

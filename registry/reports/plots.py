@@ -79,6 +79,16 @@ AX_LEFT, AX_WIDTH = 0.16, 0.52  # the plotting area (row labels of the tables un
 LEGEND_CHARS = 30  # a legend label is wrapped at this width (it never runs off the figure)
 
 
+MAX_TIME_LABELS = 11  # more month labels than this on the time axis would run into each other
+
+
+def _time_ticks(ax: Any, grid: list[int]) -> None:
+    """A tick at every time of the grid (the numbers at risk stand under them); labels on every
+    second, third ... tick when the axis is long, so they never overlap."""
+    every = max(1, math.ceil(len(grid) / MAX_TIME_LABELS))
+    ax.set_xticks(grid, [str(t) if i % every == 0 else "" for i, t in enumerate(grid)])
+
+
 def _legend(ax: Any, **kwargs: Any) -> None:
     """The legend outside the plotting area, right of it, labels wrapped: never over a curve."""
     handles, labels = ax.get_legend_handles_labels()
@@ -135,7 +145,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     ax.axhline(0.5, color="#999", lw=0.8, ls=":")
     ax.set_xlim(0, horizon)
     ax.set_ylim(0, 1.02)
-    ax.set_xticks(grid)
+    _time_ticks(ax, grid)
     ax.set_xlabel("Months" + (" from the landmark" if data.get("landmark") else ""))
     ax.set_ylabel("Probability (95% CI)")
     ax.set_title(meta.get("title", meta["label"]), fontsize=10.5, wrap=True)
@@ -401,7 +411,7 @@ def curves_figure(
             ax.plot(c["censored_months"], c["censored_surv"], "|", color=colour, ms=6)
     ax.set_xlim(0, horizon)
     ax.set_ylim(0, 1.02)
-    ax.set_xticks(grid)
+    _time_ticks(ax, grid)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(("Cumulative incidence" if incidence else "Probability") + " (95% CI)")
     ax.set_title(title, fontsize=10.5)
@@ -458,7 +468,7 @@ def stacked_incidence_figure(data: dict[str, Any], horizon: int) -> Figure:
     ax.fill_between(times, r, r + n, step="post", color="#5b5b5b", alpha=0.5, label="Non-relapse mortality")
     ax.set_xlim(0, horizon)
     ax.set_ylim(0, 1)
-    ax.set_xticks(range(0, horizon + 1, 12))
+    _time_ticks(ax, list(range(0, horizon + 1, 12)))
     ax.set_xlabel("Months from the index transplant")
     ax.set_ylabel("Cumulative incidence (stacked)")
     ax.set_title("Relapse or progression and non-relapse mortality (competing risks)", fontsize=10.5)

@@ -18,24 +18,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from registry.core.errors import ReportRefused, UsageError
+from registry.reports.cells import NOT_COUNTS  # integers that are not counts (months, df, versions)
 from registry.reports.release import release, write_figures
 from registry.reports.render import figures
 from registry.reports.study import build_study_report
 from registry.reports.suppress import released
 from tests.reports.helpers import DEFN, cohort_frame, random_cohort
 
-# integers in the JSON that are not counts of patients, events or rows
-NOT_COUNTS = {
-    "definition_version",
-    "df",
-    "days",
-    "horizon_months",
-    "horizon_requested",
-    "min_cell",
-    "pairwise_tests",
-    "at_risk_months",
-    "rate_months",
-}
 COUNT_CELLS = re.compile(r'class="count">([^<]*)<')
 SVG_COUNTS = re.compile(r'<g id="count-\d+">\s*<text[^>]*>([^<]*)</text>')
 FREE_INTEGERS = re.compile(r"(?<![\w.<&;-])\d+(?![\w.%])")
