@@ -91,6 +91,13 @@ def _cox(m: Model, data: dict[str, Any]) -> None:
             m.sum(("cox", first, "model_events"), [("cox", i, "events") for i in levels])
         for i, _ in members:
             m.nested(("cox", i, "n"), ("cox", i, "events"))
+    # the adjusted model's patients are the unadjusted model's with every covariate recorded:
+    # the difference is the count the "left out" warning gives
+    for ep in {ep for ep, _ in by_model}:
+        unadjusted, adjusted = by_model.get((ep, "unadjusted")), by_model.get((ep, "adjusted"))
+        if unadjusted and adjusted:
+            for key in ("model_n", "model_events"):
+                m.nested(("cox", unadjusted[0][0], key), ("cox", adjusted[0][0], key), if_holds=True)
 
 
 def _table1(m: Model, data: dict[str, Any]) -> None:

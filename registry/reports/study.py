@@ -557,6 +557,9 @@ def _cox(
             warnings,
             f"{human(name)}, adjusted Cox model: {{left_out}} patients without a value for one of the "
             f"covariates ({covariates}) left out",
+            # the unadjusted model's patients less this model's (its first row, appended next):
+            # hidden where this model's patients are
+            cells={"left_out": ["cox", len(data["cox"]), "model_n"]},
             left_out=len(frame) - fit.n,
         )
     try:
