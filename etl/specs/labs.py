@@ -9,24 +9,14 @@ import pandas as pd
 from etl.contract import Column
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
-from registry.core.labs import BY_CODE, TESTS, LabValue, read_value
+from registry.core.labs import BY_CODE, NAMES, LabValue, read_value
 from registry.db.models import LabResult
-
-# every accepted name of a test, lower-case, with spaces or underscores -> its code
-TEST_NAMES = {
-    spelling: t.code
-    for t in TESTS
-    for name in (t.code, *t.synonyms)
-    for spelling in dict.fromkeys(
-        (name.lower(), name.lower().replace("_", " "), name.lower().replace(" ", "_"))
-    )
-}
 
 COLUMNS = (
     Column("lab_id", "id", True),
     Column("patient_id", "id", True, description="must exist in patients.csv"),
     Column("sample_date", "date", True),
-    Column("test", "code", True, TEST_NAMES, description="the test (synonyms accepted, any case)"),
+    Column("test", "code", True, NAMES, description="the test (synonyms accepted, any case)"),
     Column(
         "value",
         "text",
@@ -39,14 +29,14 @@ COLUMNS = (
 
 
 def _read(t: pd.DataFrame) -> pd.Series:
-    """Each row's value read (``LabValue``), computed once per distinct (test, value, unit)."""
-    keys = list(zip(t["test"], t["value"], t["unit"].fillna(""), strict=True))
-    cache: dict[tuple[str, str, str], LabValue | None] = {}
-    for k in set(keys):
-        test, value, unit = k
-        ok = isinstance(test, str) and test in BY_CODE and isinstance(value, str)
-        cache[k] = read_value(test, value, unit) if ok else None
-    return pd.Series([cache[k] for k in keys], index=t.index, dtype=object)
+    """Each row's value read (``LabValue``; None where the test or the value is missing)."""
+    read = [
+        read_value(test, value, unit)
+        if isinstance(test, str) and test in BY_CODE and isinstance(value, str)
+        else None
+        for test, value, unit in zip(t["test"], t["value"], t["unit"].fillna(""), strict=True)
+    ]
+    return pd.Series(read, index=t.index, dtype=object)
 
 
 def problem_code(v: LabValue | None) -> RuleCode | None:

@@ -7,6 +7,7 @@ One table (``TESTS``) that the input contract, the derivation and the docs all r
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -95,7 +96,16 @@ TESTS: tuple[LabTest, ...] = (
     LabTest("albumin", "Albumin", "g/dL", {"g/l": 0.1}, synonyms=("alb", "serum albumin")),
 )
 BY_CODE = {t.code: t for t in TESTS}
-_NAMES = {name: t.code for t in TESTS for name in (t.code, t.code.replace("_", " "), *t.synonyms)}
+# every accepted name of a test, lower-case, with spaces or with underscores -> its code (the
+# input contract's allowed values, and what ``code_of`` reads)
+NAMES = {
+    spelling: t.code
+    for t in TESTS
+    for name in (t.code, *t.synonyms)
+    for spelling in dict.fromkeys(
+        (name.lower(), name.lower().replace("_", " "), name.lower().replace(" ", "_"))
+    )
+}
 
 
 def _norm(text: str) -> str:
@@ -104,7 +114,7 @@ def _norm(text: str) -> str:
 
 def code_of(name: str) -> str | None:
     """The test a delivered name means (its code or a documented synonym, any case), or None."""
-    return _NAMES.get(_norm(name)) or _NAMES.get(_norm(name).replace(" ", "_"))
+    return NAMES.get(_norm(name))
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ BELOW = re.compile(r"^<\s*(\d+(?:[.,]\d+)?)$")
 NOT_DETECTED = {"not detected", "none detected", "nd", "undetectable", "absent"}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the input's rules and its row mapping read each value
 def read_value(code: str, raw: str, unit: str) -> LabValue:
     """Read one delivered value of test ``code`` in ``unit``; see the module's notes."""
     test = BY_CODE[code]
@@ -139,7 +150,7 @@ def read_value(code: str, raw: str, unit: str) -> LabValue:
         return LabValue(problem=f"{test.label}: {raw!r} is not a number")
     if not math.isfinite(number) or number < 0:
         return LabValue(problem=f"{test.label}: {raw!r} is not a non-negative number")
-    u = unit.strip().lower().replace("dl", "dl")
+    u = unit.strip().lower()
     if u == test.unit.lower():
         factor = 1.0
     elif u in test.conversions:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 CATEGORIES = ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD")
 RANK = {c: len(CATEGORIES) - i for i, c in enumerate(CATEGORIES)}  # sCR 7 ... PD 1
 MEASURED = ("serum_m_protein", "urine_m_protein", "flc_kappa", "flc_lambda", "serum_ife", "urine_ife")
-PARAMETERS = ("serum", "urine", "flc")
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ class Model:
 
 # ------------------------------------------------------------------------------ the solver
 def determined(model: Model, known: dict[Path, int]) -> dict[Path, float]:
-    """The unknown cells (hidden or virtual) that the relations fix, given the shown ones, with
+    """The hidden cells that the relations fix, given the shown ones, with
     their values: for each connected group of unknowns, the least-squares solution of its
     equations, kept where the null space of the system leaves the cell no freedom."""
     rows: list[tuple[dict[Path, float], float]] = []
@@ -309,7 +309,7 @@ def _first_leak(
 TRIALS = 6  # candidates tried per leak before the smallest is taken anyway
 
 
-def _still_known(model: Model, known: dict[Path, int], hide: Path, leak: Path, n: int) -> bool:
+def _still_known(model: Model, known: dict[Path, int], hide: Path, leak: Path) -> bool:
     trial = {p: v for p, v in known.items() if p not in model.with_equals(hide)}
     solved = determined(model, trial)
     if leak in model.differences:
@@ -338,7 +338,7 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
         ranked = sorted(options, key=lambda p: (p in model.keep, known[p] == 0, known[p], repr(p)))
         # the first (smallest) whose hiding, with the cells of the same set, makes the leak
         # unknown; else the first (the next round goes on from there)
-        chosen = next((p for p in ranked[:TRIALS] if not _still_known(model, known, p, leak, n)), ranked[0])
+        chosen = next((p for p in ranked[:TRIALS] if not _still_known(model, known, p, leak)), ranked[0])
         for p in model.with_equals(chosen):
             if p in known:
                 put(out, p, PROTECTED)

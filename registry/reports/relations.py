@@ -27,17 +27,17 @@ def _series(m: Model, base: Path, times: dict[str, Any], events_by: dict[str, An
     earlier t_j, so their difference is a count too."""
     order = sorted(times, key=float)
     at_risk = [(*base, "at_risk", t) for t in order]
-    m.chain([(*base, "n"), *at_risk])
+    gone = [m.nested((*base, "n"), p) for p in at_risk]  # the patients gone before each time
+    m.chain(at_risk)
     if events_by is None:
         return
     cumulative = [(*base, "cumulative_events", t) for t in sorted(events_by, key=float)]
     m.chain([(*base, "events"), *reversed(cumulative)])
-    for k, t in enumerate(order):
-        gone = m.nested((*base, "n"), (*base, "at_risk", t))
-        if gone is None:
+    for k, before_t in enumerate(gone):
+        if before_t is None:
             continue
         for earlier in order[:k]:
-            m.nested(gone, (*base, "cumulative_events", earlier), if_holds=True)
+            m.nested(before_t, (*base, "cumulative_events", earlier), if_holds=True)
 
 
 def study_model(data: dict[str, Any]) -> Model:
