@@ -43,6 +43,7 @@ TRUTH_COLUMNS = [
     "relapse",
     "l2_start",
     "l2_progression",  # the first progression after the 2nd line started (pfs_2l, pfs2): r3
+    "l1_best_response",  # line 1's best response the laboratory series confirms (else empty)
     "patterns",
 ]
 
@@ -135,6 +136,7 @@ def _truth_row(rec: PatientRecord) -> dict[str, Any]:
         "relapse": t.get("relapse", ""),
         "l2_start": t.get("l2_start", ""),
         "l2_progression": t.get("l2_progression", ""),
+        "l1_best_response": t.get("l1_best_response", ""),
         "patterns": ";".join(rec.patterns),
     }
 

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.synth.labs import add_lab_series
 from registry.core.units import DAYS_PER_MONTH
 
 # category: (share per 1,000 patients, median OS from 2nd line in months, median 2nd PFS)
@@ -146,7 +147,9 @@ class PatientRecord:
     treatments: list[dict[str, Any]] = field(default_factory=list)
     disease_events: list[dict[str, Any]] = field(default_factory=list)
     follow_up: list[dict[str, Any]] = field(default_factory=list)
-    # what the registry must derive: index_transplant, relapse, l2_start (ISO dates), group
+    labs: list[dict[str, Any]] = field(default_factory=list)
+    # what the registry must derive: index_transplant, relapse, l2_start (ISO dates), group,
+    # l1_best_response (where the laboratory series confirms it)
     truth: dict[str, Any] = field(default_factory=dict)
     patterns: list[str] = field(default_factory=list)
 
@@ -160,6 +163,8 @@ class _Gen:
         self.n = {"transplant": 0, "treatment": 0, "event": 0}
         self.end_of_follow_up = cutoff  # set once death / last contact are known
         self.given: set[str] = set()  # the generic names of non-steroid, non-supportive drugs given
+        # the course's days the laboratory series follows (diagnosis, transplants, relapses, lines)
+        self.course: dict[str, int] = {}
 
     def new_id(self, kind: str) -> str:
         self.n[kind] += 1
@@ -370,6 +375,7 @@ def generate_patient(
 
     ind_start = diag + rng.randint(5, 25)
     ind_end = tx - rng.randint(20, 40)
+    g.course.update(diag=diag, ind_start=ind_start, ind_end=ind_end, death=death)
     g.induction(ind_start, ind_end)
     if g.chance("bisphosphonate"):  # from diagnosis, across every line
         stop = diag + rng.randint(700, 2000)
@@ -397,6 +403,7 @@ def generate_patient(
             last_tx = tx + rng.randint(75, 120)
             g.transplant(last_tx, tandem=True)
         g.event(last_tx + 100, "response_assessment", rng.choice(["VGPR", "CR", "sCR", "PR"]))
+        g.course.update(tx=tx, last_tx=last_tx)
         _after_transplant(g, rng, category, tx, last_tx, l2 if in_group else 0, death)
     if rng.random() < 0.01:
         g.drug("investigational agent x", diag + 400, diag + 430, "", "completed")
@@ -409,6 +416,10 @@ def generate_patient(
             "cause_of_death": "" if alive else rng.choice(["myeloma", "infection", "other", "unknown"]),
         }
     )
+    # the laboratory series, from a stream of its own (every draw above keeps its value)
+    g.course["end"] = last_contact
+    labs_rng = random.Random(f"{seed}:{site}:{index}:labs")
+    add_lab_series(g.rec, g.course, labs_rng, _d, lambda iso: _day(dt.date.fromisoformat(iso)))
     return g.rec
 
 
@@ -445,6 +456,9 @@ def _after_transplant(
         g.maintenance(drug, mt_start, end, stop)
     if relapse <= g.end_of_follow_up:
         g.rec.truth["relapse"] = _d(relapse)
+    g.course.update(relapse=relapse, lag=lag)
+    if in_group:
+        g.course["l2"] = l2
     # about 15% document the relapse only by the maintenance's stop reason
     if rng.random() < 0.85 or not (lmt or other_mt) or toxic_stop or lag:
         g.event(relapse, rng.choice(["progression", "relapse"]), "PD")
@@ -482,6 +496,7 @@ def _after_transplant(
     g.rec.truth["l2_progression"] = _d(l2 + pfs2) if progressed else ""
     if l2 + pfs2 < death:
         g.event(l2 + pfs2, "progression", "PD")
+        g.course["l2_progression"] = l2 + pfs2
         if rng.random() < 0.6 and l2 + pfs2 + 30 < death:
             g.regimen(
                 rng.choice(L3),

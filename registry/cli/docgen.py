@@ -43,6 +43,7 @@ TABLE_NOTES = {
     "transplant_roles": "Derived: index / tandem / salvage / additional / allogeneic.",
     "relapses": "Derived: documented progressions with lenalidomide refractoriness attributes.",
     "relapse_refractoriness": "Derived: refractory or not to each drug at each relapse.",
+    "response_assessments": "Derived: each assessment of a line's response judged from the laboratory series.",
     "patient_summaries": "Derived: one row per patient with the facts cohorts start from.",
 }
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from registry.core.errors import DefinitionError, NotFound, StudyError
 
-ORIGINS = ("l2_start", "index_transplant_date")
-EVENTS = ("death", "relapse", "progression_after_l2")
+ORIGINS = ("l2_start", "index_transplant_date", "l1_start", "l1_response")
+EVENTS = ("death", "relapse", "progression_after_l2", "next_treatment", "progression_after_response")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

@@ -66,12 +66,21 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
                ps.maintenance_start, ps.maintenance_end, ps.maintenance_stop_reason,
                f.death_date, f.last_contact_date, seen.d AS last_record_date,
                r.len_refractory AS relapse_lenalidomide_refractory,
-               r.len_free_interval_days AS relapse_lenalidomide_free_days
+               r.len_free_interval_days AS relapse_lenalidomide_free_days,
+               l1.start_date AS l1_start, l1.best_response AS l1_best_response,
+               l1.response_date AS l1_response_date, l2.best_response AS l2_best_response,
+               -- the day-100 response the laboratory series gives, else the one recorded
+               COALESCE(ps.day100_response, tx.response_day100) AS day100_response,
+               CASE WHEN ps.day100_response IS NOT NULL THEN 'labs'
+                    WHEN tx.response_day100 IS NOT NULL THEN 'recorded' END AS day100_basis
         FROM patients p
         JOIN sites s ON s.site_code = p.site_code
         JOIN patient_summaries ps ON ps.patient_key = p.patient_key
         LEFT JOIN follow_up f ON f.patient_key = p.patient_key AND f.is_current = TRUE
         LEFT JOIN relapses r ON r.patient_key = p.patient_key AND r.is_first_after_index = TRUE
+        LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
+        LEFT JOIN lines_of_therapy l2 ON l2.patient_key = p.patient_key AND l2.line_number = 2
+        LEFT JOIN transplants tx ON tx.transplant_key = ps.index_transplant_key
         LEFT JOIN seen ON seen.patient_key = p.patient_key
         WHERE p.is_current = TRUE
     ),
@@ -85,7 +94,12 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
           -- the derivation's progression episodes (r3): never a record of the episode that
           -- started the 2nd line, dated by the episode's first record
           CASE WHEN l2_progression_date <= cutoff THEN l2_progression_date END AS progression_after_l2,
-          CASE WHEN relapse_date <= cutoff THEN relapse_date END AS relapse
+          CASE WHEN relapse_date <= cutoff THEN relapse_date END AS relapse,
+          -- duration of response and time to next treatment (line 1)
+          CASE WHEN l1_response_date <= cutoff THEN l1_response_date END AS l1_response,
+          CASE WHEN relapse_date <= cutoff AND relapse_date >= l1_response_date THEN relapse_date END
+            AS progression_after_response,
+          CASE WHEN l2_start <= cutoff THEN l2_start END AS next_treatment
         FROM b0
     )
     """
@@ -142,6 +156,12 @@ EXPORT_COLUMNS = [
     "last_contact_date",
     "relapse_lenalidomide_refractory",
     "relapse_lenalidomide_free_days",
+    "l1_start",
+    "l1_best_response",
+    "l1_response_date",
+    "l2_best_response",
+    "day100_response",
+    "day100_basis",
 ]
 
 
@@ -200,6 +220,12 @@ EXPORT_DESCRIPTIONS = {
     "last_contact_date": "last contact",
     "relapse_lenalidomide_refractory": "refractory to lenalidomide at the first relapse after transplant",
     "relapse_lenalidomide_free_days": "days from the last lenalidomide to that relapse (0 if running)",
+    "l1_start": "start of the first line",
+    "l1_best_response": "the first line's best confirmed response (laboratory series, else recorded)",
+    "l1_response_date": "the first line's first confirmed partial response or better",
+    "l2_best_response": "the second line's best confirmed response",
+    "day100_response": "the response at day 100 after the index transplant (labs, else recorded)",
+    "day100_basis": "labs or recorded: where day100_response comes from",
 }
 
 

@@ -71,3 +71,4 @@ class ProgressionSource(StrEnum):
 
     EVENT = "event"
     STOP_REASON = "stop_reason"
+    LABS = "labs"  # a confirmed PD derived from the laboratory series

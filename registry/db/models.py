@@ -375,6 +375,67 @@ class LineOfTherapy(Derived, Base):
     # transplant
     start_rule: Mapped[str] = mapped_column(String(32))
     includes_index_transplant: Mapped[bool] = mapped_column(Boolean, default=False)
+    best_response: Mapped[str | None] = mapped_column(
+        String(8), doc="the best confirmed IMWG category (sCR ... PD); null when none was confirmed"
+    )
+    best_response_date: Mapped[dt.date | None] = mapped_column(
+        Date, doc="the first of the two assessments that confirmed the best response"
+    )
+    response_basis: Mapped[str | None] = mapped_column(
+        String(16),
+        doc="labs (judged from the laboratory series), recorded (response assessments) or not_evaluable",
+    )
+    response_date: Mapped[dt.date | None] = mapped_column(
+        Date, doc="the first confirmed partial response or better (where the duration of response starts)"
+    )
+    best_response_unconfirmed: Mapped[str | None] = mapped_column(
+        String(8), doc="a better category met only at the line's last assessment (not confirmed)"
+    )
+    measurable: Mapped[str | None] = mapped_column(
+        String(32),
+        doc="the parameters measurable at the line's baseline: serum, urine, flc (comma-separated)",
+    )
+    response_baseline: Mapped[str | None] = mapped_column(
+        String(120), doc="the baseline values the line is judged against, e.g. 'serum 3.2, marrow 40'"
+    )
+    lab_progression_date: Mapped[dt.date | None] = mapped_column(
+        Date, doc="the line's confirmed progression found in the laboratory series (its first PD sample)"
+    )
+    lab_progression_basis: Mapped[str | None] = mapped_column(
+        String(200), doc="the rule and values that made it a PD and how it was confirmed"
+    )
+
+
+class ResponseAssessment(Base):
+    """One assessment of a line's response, judged from the laboratory series."""
+
+    __tablename__ = "response_assessments"
+    line_id: Mapped[int] = mapped_column(
+        Id,
+        ForeignKey("lines_of_therapy.line_id", ondelete="CASCADE"),
+        primary_key=True,
+        doc="the line judged (lines_of_therapy)",
+    )
+    assessment_date: Mapped[dt.date] = mapped_column(
+        Date,
+        primary_key=True,
+        doc="a date on which an M-protein, a free light chain or an immunofixation was sampled",
+    )
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
+    category: Mapped[str] = mapped_column(String(8), doc="sCR, CR, VGPR, PR, MR, SD or PD")
+    confirmed: Mapped[bool] = mapped_column(
+        Boolean,
+        doc="the next assessment met the category or a better one (PD: the line's confirmed progression)",
+    )
+    basis: Mapped[str] = mapped_column(String(200), doc="the rule that decided it, e.g. 'PR: serum -62%'")
+    serum_m_protein: Mapped[float | None] = mapped_column(Float, doc="the serum M-protein used, g/dL")
+    urine_m_protein: Mapped[float | None] = mapped_column(Float, doc="the urine M-protein used, mg/24h")
+    dflc: Mapped[float | None] = mapped_column(
+        Float, doc="the FLC difference used (involved - uninvolved), mg/L"
+    )
+    bm_plasma_cells: Mapped[float | None] = mapped_column(
+        Float, doc="the latest marrow since the line's start, %"
+    )
 
 
 class Regimen(Derived, Base):
@@ -450,6 +511,9 @@ class Relapse(Derived, Base):
     # (r3) recorded after the salvage regimen it caused began (that line's start rule is
     # progression_recorded_later); null before r3
     recorded_after_line_start: Mapped[bool | None] = mapped_column(Boolean)
+    sources: Mapped[str | None] = mapped_column(
+        String(40), doc="what documents the episode, comma-separated: event, stop_reason, labs"
+    )
 
 
 class RelapseRefractoriness(Base):
@@ -488,12 +552,16 @@ class PatientSummary(Derived, Base):
     # one that started it (its documented date): the event of pfs_2l and pfs2
     l2_progression_date: Mapped[dt.date | None] = mapped_column(Date)
     lines: Mapped[int] = mapped_column(Integer, default=0)
+    day100_response: Mapped[str | None] = mapped_column(
+        String(8),
+        doc="line 1's category judged from the laboratory series nearest day 100 after the index transplant",
+    )
     # digest of the patient's derived rows (ids local to the patient) under the rules version:
     # a re-derivation with the same digest leaves the stored rows as they are
     derivation_digest: Mapped[str | None] = mapped_column(String(32))
     # one digest per derived table (16 hex digits each, in table order): a re-derivation with
     # another digest reads and compares only the tables whose digest changed
-    table_digests: Mapped[str | None] = mapped_column(String(160))
+    table_digests: Mapped[str | None] = mapped_column(String(192))
 
 
 Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date)
@@ -503,6 +571,7 @@ Index("ix_quarantine_run_file", QuarantinedRow.run_id, QuarantinedRow.file)
 
 CLINICAL_SOURCE_TABLES = ("patients", "transplants", "treatments", "disease_events", "follow_up", "labs")
 DERIVED_TABLES = (
+    "response_assessments",
     "relapse_refractoriness",
     "relapses",
     "transplant_roles",

@@ -118,14 +118,21 @@ VIEWS: tuple[View, ...] = (
             ("conditioning_dose_mg_m2", "conditioning dose, mg/m2"),
             ("planned_tandem", "recorded as a planned tandem"),
             ("response_before", "IMWG response before conditioning"),
-            ("response_day100", "IMWG response at day 100"),
+            ("response_day100", "IMWG response at day 100, as recorded"),
+            (
+                "response_day100_derived",
+                "the index transplant's day-100 response judged from the laboratory series (line 1's "
+                "assessment nearest day 100, within 30 days); null for other transplants or without a series",
+            ),
         ),
         """SELECT t.patient_key, t.transplant_date, t.transplant_type, r.role, l.line_number,
            t.conditioning_agent, t.conditioning_dose_mg_m2, t.planned_tandem, t.response_before,
-           t.response_day100
+           t.response_day100, s.day100_response AS response_day100_derived
            FROM transplants t JOIN patients p ON p.patient_key = t.patient_key AND p.is_current
            LEFT JOIN transplant_roles r ON r.transplant_key = t.transplant_key
            LEFT JOIN lines_of_therapy l ON l.line_id = r.line_id
+           LEFT JOIN patient_summaries s ON s.patient_key = t.patient_key
+                AND s.index_transplant_key = t.transplant_key
            WHERE t.is_current""",
     ),
     View(
@@ -173,12 +180,51 @@ VIEWS: tuple[View, ...] = (
             ),
             ("regimen_name", "the line's first regimen (generic names joined by +)"),
             ("agents", "every drug given in the line, generic names"),
+            (
+                "best_response",
+                "best confirmed IMWG response (sCR, CR, VGPR, PR, MR, SD; PD when the line progressed "
+                "before any response); null when none was confirmed",
+            ),
+            ("best_response_date", "the first of the two assessments that confirmed it"),
+            (
+                "response_basis",
+                "labs (judged from the laboratory series), recorded (the response assessments recorded "
+                "during the line, used only where the series cannot judge it) or not_evaluable",
+            ),
+            ("best_response_unconfirmed", "a better category met only at the line's last assessment"),
+            ("measurable", "what the line is judged on: serum, urine or flc (comma-separated)"),
         ),
         """SELECT l.patient_key, l.line_number, l.start_date, l.end_date, l.end_reason, l.start_rule,
            (SELECT g.name FROM regimens g WHERE g.line_id = l.line_id
             ORDER BY g.start_date, g.regimen_id LIMIT 1) AS regimen_name,
-           {agents()} AS agents
+           {agents()} AS agents, l.best_response, l.best_response_date, l.response_basis,
+           l.best_response_unconfirmed, l.measurable
            FROM lines_of_therapy l JOIN patients p ON p.patient_key = l.patient_key AND p.is_current""",
+    ),
+    View(
+        "v_response_assessments",
+        "Every assessment of a line's response judged from the laboratory series, with the rule "
+        "that decided it.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("line_number", "the line judged"),
+            ("assessment_date", "a date with an M-protein, free light chain or immunofixation sample"),
+            ("category", "sCR, CR, VGPR, PR, MR, SD or PD"),
+            (
+                "confirmed",
+                "the next assessment met the category or a better one; for PD: the line's "
+                "confirmed progression",
+            ),
+            ("basis", "the rule that decided it, e.g. 'PR: serum -62%'"),
+            ("serum_m_protein", "the serum M-protein used, g/dL"),
+            ("urine_m_protein", "the urine M-protein used, mg/24h"),
+            ("dflc", "the free light chain difference used, mg/L"),
+            ("bm_plasma_cells", "the latest marrow plasma cells since the line's start, %"),
+        ),
+        """SELECT a.patient_key, l.line_number, a.assessment_date, a.category, a.confirmed, a.basis,
+           a.serum_m_protein, a.urine_m_protein, a.dflc, a.bm_plasma_cells
+           FROM response_assessments a JOIN lines_of_therapy l ON l.line_id = a.line_id
+           JOIN patients p ON p.patient_key = a.patient_key AND p.is_current""",
     ),
     View(
         "v_regimens",
@@ -227,7 +273,7 @@ VIEWS: tuple[View, ...] = (
             ("patient_key", "the patient's pseudonym"),
             ("relapse_number", "1 for the first documented progression"),
             ("relapse_date", "date of the episode's first record"),
-            ("source", "event or stop_reason"),
+            ("source", "what documents its first record: event, stop_reason or labs"),
             ("after_index_transplant", "dated after the index transplant"),
             ("first_after_index_transplant", "the relapse the studies count from"),
             ("lenalidomide_refractory", "progressed on lenalidomide or within 60 days of its end"),
@@ -245,13 +291,18 @@ VIEWS: tuple[View, ...] = (
                 "recorded_after_line_start",
                 "recorded after the salvage regimen it caused began (that line started before it)",
             ),
+            (
+                "sources",
+                "what documents the episode, comma-separated: event, stop_reason, labs (a confirmed PD "
+                "found in the laboratory series)",
+            ),
         ),
         """SELECT r.patient_key, r.sequence AS relapse_number, r.relapse_date, r.source,
            r.after_index_transplant, r.is_first_after_index AS first_after_index_transplant,
            r.len_refractory AS lenalidomide_refractory, r.len_last_dose_mg AS lenalidomide_last_dose_mg,
            r.len_exposure_days AS lenalidomide_exposure_days,
            r.len_free_interval_days AS lenalidomide_free_interval_days, r.event_records,
-           r.recorded_after_line_start
+           r.recorded_after_line_start, r.sources
            FROM relapses r JOIN patients p ON p.patient_key = r.patient_key AND p.is_current""",
     ),
 )
@@ -281,10 +332,10 @@ def describe_view(conn: Connection, name: str, description: str, columns: Sequen
     """On PostgreSQL, comment a view and each of its columns (a no-op on SQLite)."""
     if conn.dialect.name != "postgresql":
         return
-    # utility statements take no parameters: quote the text
-    conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS {_quote(description)}")
+    # utility statements take no parameters: quote the text (and double the driver's % sign)
+    conn.exec_driver_sql(f"COMMENT ON VIEW {name} IS {_quote(description)}".replace("%", "%%"))
     for column, text_ in columns:
-        conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{column} IS {_quote(text_)}")
+        conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{column} IS {_quote(text_)}".replace("%", "%%"))
 
 
 def create_views(conn: Connection) -> list[str]:

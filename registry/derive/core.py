@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from registry.core.enums import ExposureRole, LineEnd, Phase, StartRule
+from registry.core.enums import ExposureRole, LineEnd, Phase, ProgressionSource, StartRule
 from registry.derive.exposures import (
     TransplantPlan,
     build_exposures,
@@ -39,6 +39,7 @@ from registry.derive.model import (
 )
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
 from registry.derive.relapses import derive_relapses, relapse_episodes
+from registry.derive.responses import day100_response, judge_lines, lab_progressions
 
 __all__ = [
     "LENALIDOMIDE",
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 ONE_DAY = dt.timedelta(days=1)
+MAX_LAB_PASSES = 20  # each pass adds a laboratory progression: more would mean a fault
 Members = list[tuple[Exposure, bool]]  # (exposure, continued from an earlier regimen)
 
 
@@ -77,7 +79,27 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         Exposures, regimens with their phases, lines with start rules and end reasons,
         transplant roles, relapse episodes with refractoriness, and the facts cohorts use.
     """
-    progressions = documented_progressions(inp)
+    # laboratory progressions join the recorded ones: each pass judges the lines the previous
+    # one derived and adds the confirmed PDs it finds (at most one a line); a PD found stays
+    # found, so the passes end (most patients: no laboratory series, or no PD, one pass)
+    labs: list[Progression] = []
+    use_labs = ProgressionSource.LABS in p.progression_sources
+    for _ in range(MAX_LAB_PASSES):
+        dv = _derive_lagged(inp, documented_progressions(inp, p, labs), p)
+        outcomes = judge_lines(inp, dv, p)
+        known = {pr.date for pr in labs}
+        new = [pr for pr in lab_progressions(outcomes) if pr.date not in known]
+        if not use_labs or not new:
+            break
+        labs += new
+    dv.responses = outcomes
+    dv.day100_response = day100_response(dv, outcomes, p)
+    return dv
+
+
+def _derive_lagged(
+    inp: PatientInputs, progressions: list[Progression], p: DerivationParameters
+) -> Derivation:
     episodes = relapse_episodes(progressions, index_transplant(inp, progressions), p)
     # (r3) a salvage regimen begun before its progression was recorded moves where that
     # episode divides lines to the regimen's start; each pass finds such regimens in the

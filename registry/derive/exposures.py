@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from registry.core.enums import ExposureRole, ProgressionSource, StartRule, TransplantRole
 from registry.derive.model import (
     MELPHALAN,
+    SOURCE_ORDER,
     Exposure,
     PatientInputs,
     Progression,
@@ -29,21 +30,31 @@ def index_transplant(inp: PatientInputs, progressions: list[Progression]) -> Tra
     return None
 
 
-def documented_progressions(inp: PatientInputs) -> list[Progression]:
-    """Progression/relapse events (event date) and treatment rows stopped for progression
-    (end date, whatever the drug: mapped, unmapped or supportive), sorted by date (events
-    first on the same day)."""
-    found = [
-        Progression(e.date, ProgressionSource.EVENT, e.key)
-        for e in inp.events
-        if e.type in ("progression", "relapse")
-    ]
-    found += [
-        Progression(t.end, ProgressionSource.STOP_REASON, t.key)
-        for t in inp.treatments
-        if t.stop_reason == "progression" and t.end is not None
-    ]
-    return sorted(found, key=lambda p: (p.date, p.source != ProgressionSource.EVENT, p.key))
+def documented_progressions(
+    inp: PatientInputs, p: DerivationParameters, labs: list[Progression] | None = None
+) -> list[Progression]:
+    """Progression/relapse events (event date), treatment rows stopped for progression (end
+    date, whatever the drug: mapped, unmapped or supportive) and the laboratory progressions
+    found so far (``labs``), of the sources ``p.progression_sources`` names, sorted by date
+    (events first on the same day, then stop reasons, then laboratory progressions)."""
+    wanted = set(p.progression_sources)
+    found: list[Progression] = []
+    if ProgressionSource.EVENT in wanted:
+        found += [
+            Progression(e.date, ProgressionSource.EVENT, e.key)
+            for e in inp.events
+            if e.type in ("progression", "relapse")
+        ]
+    if ProgressionSource.STOP_REASON in wanted:
+        found += [
+            Progression(t.end, ProgressionSource.STOP_REASON, t.key)
+            for t in inp.treatments
+            if t.stop_reason == "progression" and t.end is not None
+        ]
+    if ProgressionSource.LABS in wanted and labs:
+        found += labs
+    order = {s: i for i, s in enumerate(SOURCE_ORDER)}
+    return sorted(found, key=lambda pr: (pr.date, order[pr.source], pr.key))
 
 
 def _is_conditioning(t: TreatmentRow, transplant_dates: list[dt.date], p: DerivationParameters) -> bool:

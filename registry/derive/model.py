@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from registry.core.enums import ExposureRole, Phase, ProgressionSource, StartRule, TransplantRole
 from registry.derive import regimen_names
+from registry.derive.response import LineResponse, Sample
 
 LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
@@ -18,6 +19,8 @@ UNMAPPED_CLASS = "unmapped"  # (r3) a drug the vocabulary does not map, whose ro
 LINE_INTENTS = frozenset({"induction", "consolidation", "maintenance", "salvage"})
 # the start rules of a line that a progression started (the previous line ends for progression)
 PROGRESSION_RULES = frozenset({StartRule.PROGRESSION, StartRule.PROGRESSION_RECORDED_LATER})
+# the order a relapse lists its sources in
+SOURCE_ORDER = (ProgressionSource.EVENT, ProgressionSource.STOP_REASON, ProgressionSource.LABS)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -55,6 +58,7 @@ class EventRow:
     key: str
     date: dt.date
     type: str  # response_assessment | progression | relapse
+    response: str | None = None  # the recorded IMWG category of a response assessment
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class PatientInputs:
     last_contact: dt.date | None = None
     death: dt.date | None = None
     cutoff: dt.date | None = None
+    labs: tuple[Sample, ...] = ()  # laboratory samples in canonical units (labs.csv, optional)
 
     @property
     def end_of_follow_up(self) -> dt.date | None:
@@ -161,6 +166,12 @@ class Episode:
     key: str
     events: int = 0  # disease-event records of it (2 or more: the relapse recorded again)
     split: dt.date | None = None  # None: ``date``
+    sources: set[str] = field(default_factory=set)  # what documents it: event, stop_reason, labs
+
+    @property
+    def source_list(self) -> str:
+        """Its sources, comma-separated in a fixed order (e.g. ``event,labs``)."""
+        return ",".join(s for s in SOURCE_ORDER if s in self.sources)
 
     @property
     def splits_on(self) -> dt.date:
@@ -189,6 +200,21 @@ class Relapse:
     len_free_interval_days: int | None
     events: int = 0  # (r3) disease-event records of the episode (2 or more: recorded again)
     recorded_later: bool = False  # (r3) recorded after the salvage regimen it caused began
+    sources: str = ""  # what documents the episode, comma-separated (e.g. ``event,labs``)
+
+
+@dataclass
+class LineOutcome:
+    """The response of one line: judged from the laboratory series (``basis`` labs, with the
+    engine's full result), else from recorded response assessments (``recorded``), else
+    ``not_evaluable``."""
+
+    line: int
+    basis: str  # labs | recorded | not_evaluable
+    best: str | None = None
+    best_date: dt.date | None = None
+    labs: LineResponse | None = None
+    response_date: dt.date | None = None  # the first confirmed PR or better (the origin of its duration)
 
 
 @dataclass
@@ -205,6 +231,8 @@ class Derivation:
     tandem_transplant: TransplantRow | None
     progressions: list[Progression]
     episodes: list[Episode] = field(default_factory=list)
+    responses: list[LineOutcome] = field(default_factory=list)  # one per line, in line order
+    day100_response: str | None = None  # line 1's derived category nearest day 100 after the index transplant
 
     # ---- summary facts used by cohorts
     @property

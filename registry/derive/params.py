@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from registry.derive.response import ResponseParams
+
 RULES_REVISION = 3
 """The revision of the derivation rules this code implements. Raise it whenever a change to
 the code changes what is derived from the same rows: patients derived under another
@@ -75,11 +77,22 @@ class DerivationParameters:
         default=("supportive",),
         metadata={"doc": "classes that are recognised but never part of a regimen"},
     )
+    progression_sources: tuple[str, ...] = field(
+        default=("event", "stop_reason", "labs"),
+        metadata={
+            "doc": "what documents a progression: disease events, treatment stop reasons, confirmed PD "
+            "derived from the laboratory series (a study may use recorded progressions only)"
+        },
+    )
+    response: ResponseParams = field(
+        default=ResponseParams(), metadata={"doc": "the response and progression rules' numbers (below)"}
+    )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["non_line_classes"] = list(self.non_line_classes)
         d["non_regimen_classes"] = list(self.non_regimen_classes)
+        d["progression_sources"] = list(self.progression_sources)
         return d
 
     def rules_version(self, vocabulary_version: str) -> str:
@@ -97,6 +110,10 @@ def parameter_table() -> list[tuple[str, str, str]]:
     out = []
     for f in fields(DerivationParameters):
         default = f.default
+        if isinstance(default, ResponseParams):
+            continue
         text = ", ".join(default) if isinstance(default, tuple) else str(default)
         out.append((f.name, text, f.metadata["doc"]))
+    for f in fields(ResponseParams):
+        out.append((f"response.{f.name}", f"{f.default:g}", f.metadata["doc"]))
     return out

@@ -22,8 +22,17 @@ def relapse_episodes(
             if not crosses_index:
                 # the same relapse documented again
                 episodes[-1].events += pr.source == ProgressionSource.EVENT
+                episodes[-1].sources.add(pr.source)
                 continue
-        episodes.append(Episode(pr.date, pr.source, pr.key, events=int(pr.source == ProgressionSource.EVENT)))
+        episodes.append(
+            Episode(
+                pr.date,
+                pr.source,
+                pr.key,
+                events=int(pr.source == ProgressionSource.EVENT),
+                sources={pr.source},
+            )
+        )
     return episodes
 
 
@@ -80,6 +89,7 @@ def derive_relapses(
                 len_free_interval_days=len_free,
                 events=ep.events,
                 recorded_later=ep.recorded_later,
+                sources=ep.source_list,
             )
         )
     return out

@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # categories, best first; PD is judged before the others at every assessment
 CATEGORIES = ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD")
@@ -20,26 +21,42 @@ RANK = {c: len(CATEGORIES) - i for i, c in enumerate(CATEGORIES)}  # sCR 7 ... P
 MEASURED = ("serum_m_protein", "urine_m_protein", "flc_kappa", "flc_lambda", "serum_ife", "urine_ife")
 
 
+def _r(default: float, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class ResponseParams:
-    """Every number of the rules, with its default."""
+    """Every number of the response and progression rules, with its default; the generated
+    parameter table of docs/derivations.md reads the ``doc`` of each."""
 
-    baseline_window_days: int = 60
-    assessment_window_days: int = 30
-    pd_confirmation_days: int = 60
-    serum_measurable: float = 1.0  # g/dL
-    urine_measurable: float = 200.0  # mg/24h
-    flc_measurable: float = 100.0  # mg/L, involved FLC with an abnormal ratio
-    ratio_low: float = 0.26
-    ratio_high: float = 1.65
-    marrow_cr: float = 5.0  # % plasma cells
-    pd_increase: float = 0.25  # above the nadir
-    pd_serum_abs: float = 0.5  # g/dL
-    pd_serum_abs_high: float = 1.0  # g/dL, when the nadir is at least pd_serum_high_nadir
-    pd_serum_high_nadir: float = 5.0
-    pd_urine_abs: float = 200.0  # mg/24h
-    pd_flc_abs: float = 100.0  # mg/L, strictly more
-    pd_marrow_points: float = 10.0
+    baseline_window_days: int = _r(
+        60, "a line's baseline: each test's last value within this before its start"
+    )
+    assessment_window_days: int = _r(
+        30, "at an assessment a test without a value that day takes its latest within this before"
+    )
+    pd_confirmation_days: int = _r(
+        60, "a PD is confirmed by a regimen with a new non-steroid drug starting within this after it"
+    )
+    day100_window_days: int = _r(
+        30,
+        "the derived day-100 response: line 1's assessment nearest day 100 after the index "
+        "transplant, within this",
+    )
+    serum_measurable: float = _r(1.0, "measurable serum M-protein, g/dL")
+    urine_measurable: float = _r(200.0, "measurable urine M-protein, mg/24h")
+    flc_measurable: float = _r(100.0, "measurable involved FLC (with an abnormal ratio), mg/L")
+    ratio_low: float = _r(0.26, "the normal kappa/lambda ratio's lower bound")
+    ratio_high: float = _r(1.65, "the normal kappa/lambda ratio's upper bound")
+    marrow_cr: float = _r(5.0, "CR needs fewer marrow plasma cells than this, %")
+    pd_increase: float = _r(0.25, "PD: the rise above the nadir, as a fraction of it")
+    pd_serum_abs: float = _r(0.5, "PD: the serum M-protein rise, g/dL ...")
+    pd_serum_abs_high: float = _r(1.0, "... or this when the nadir is at least pd_serum_high_nadir")
+    pd_serum_high_nadir: float = _r(5.0, "the nadir (g/dL) from which a serum PD needs pd_serum_abs_high")
+    pd_urine_abs: float = _r(200.0, "PD: the urine M-protein rise, mg/24h")
+    pd_flc_abs: float = _r(100.0, "PD: the dFLC rise, mg/L (strictly more)")
+    pd_marrow_points: float = _r(10.0, "PD: the marrow plasma-cell rise, percentage points")
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class Sample:
     test: str
     value: float | None = None  # canonical unit
     result: str | None = None  # immunofixation: positive | negative
+    key: str | None = None  # the sample row's key (a laboratory progression names its first PD sample)
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,8 @@ class Assessment:
     category: str
     basis: str  # the rule that decided it, e.g. "PR: serum -62%"
     confirmed: bool = False
+    # the values it used: serum (g/dL), urine (mg/24h), dflc (mg/L), marrow (%)
+    values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +98,7 @@ class LineResponse:
     best_unconfirmed: str | None = None  # a better category met only at the last assessment
     progression: dt.date | None = None  # the first confirmed PD
     progression_basis: str | None = None
+    progression_key: str | None = None  # the key of its first PD sample
     unconfirmed_pd: list[dt.date] = field(default_factory=list)
 
 
@@ -215,23 +236,24 @@ def _pd_meets(parameter: str, value: float, low: float, p: ResponseParams) -> bo
 
 def _own_series(
     series: _Series, parameter: str, line: Line, involved: str | None
-) -> list[tuple[dt.date, float]]:
+) -> list[tuple[dt.date, float, str | None]]:
     """A parameter's own samples after the line's start and before the next line's."""
 
     def inside(d: dt.date) -> bool:
         return d > line.start and (line.next_start is None or d < line.next_start)
 
     if parameter == "flc":
-        out = []
+        out: list[tuple[dt.date, float, str | None]] = []
         for d in series.dates(("flc_kappa", "flc_lambda"), line.start, line.next_start):
-            v = _dflc(
-                {t: s for t in ("flc_kappa", "flc_lambda") for s in [series.latest(t, d, d)] if s}, involved
-            )
+            pair = {t: s for t in ("flc_kappa", "flc_lambda") for s in [series.latest(t, d, d)] if s}
+            v = _dflc(pair, involved)
             if v is not None:
-                out.append((d, v))
+                out.append((d, v, pair["flc_kappa"].key))
         return out
     test = {"serum": "serum_m_protein", "urine": "urine_m_protein", "marrow": "bm_plasma_cells"}[parameter]
-    return [(s.date, s.value) for s in series.by.get(test, []) if inside(s.date) and s.value is not None]
+    return [
+        (s.date, s.value, s.key) for s in series.by.get(test, []) if inside(s.date) and s.value is not None
+    ]
 
 
 def _progression(
@@ -241,38 +263,39 @@ def _progression(
     judged: tuple[str, ...],
     involved: str | None,
     p: ResponseParams,
-) -> tuple[dt.date | None, str | None, list[dt.date], dict[dt.date, str]]:
-    """The first confirmed PD (date, basis), the unconfirmed PD dates, and every PD date."""
-    candidates: list[tuple[dt.date, str, str]] = []  # (date, basis, how confirmed or "")
+) -> tuple[tuple[dt.date, str, str | None] | None, list[dt.date], dict[dt.date, str]]:
+    """The first confirmed PD (date, basis, sample key), the unconfirmed PD dates, and every
+    PD date."""
+    candidates: list[tuple[dt.date, str, str, str | None]] = []  # (date, basis, how confirmed or "", key)
     every: dict[dt.date, str] = {}
     for parameter in judged:
         own = _own_series(series, parameter, line, involved)
-        values = [base[parameter], *[v for _, v in own]]
-        for i, (day, value) in enumerate(own):
+        values = [base[parameter], *[v for _, v, _ in own]]
+        for i, (day, value, key) in enumerate(own):
             low = nadir(values[: i + 1])
             if not _pd_meets(parameter, value, low, p):
                 continue
             basis = f"PD: {parameter} {value:g} against a nadir of {low:g}"
             every.setdefault(day, basis)
             if parameter == "marrow":
-                candidates.append((day, basis, "the marrow needs no repeat"))
+                candidates.append((day, basis, "the marrow needs no repeat", key))
                 continue
             later = own[i + 1] if i + 1 < len(own) else None
             if later is not None and _pd_meets(parameter, later[1], low, p):
-                candidates.append((day, basis, f"confirmed by the next sample ({later[0]})"))
+                candidates.append((day, basis, f"confirmed by the next sample ({later[0]})", key))
                 continue
             limit = day + dt.timedelta(days=p.pd_confirmation_days)
             started = [d for d in line.new_drug_starts if day < d <= limit]
             if started:
-                candidates.append((day, basis, f"confirmed by new therapy on {started[0]}"))
+                candidates.append((day, basis, f"confirmed by new therapy on {started[0]}", key))
                 continue
-            candidates.append((day, basis, ""))
+            candidates.append((day, basis, "", key))
     confirmed = sorted((c for c in candidates if c[2]), key=lambda c: c[0])
     if not confirmed:
-        return None, None, sorted(c[0] for c in candidates), every
+        return None, sorted(c[0] for c in candidates), every
     first = confirmed[0]
     unconfirmed = sorted(c[0] for c in candidates if not c[2] and c[0] < first[0])
-    return first[0], f"{first[1]}, {first[2]}", unconfirmed, every
+    return (first[0], f"{first[1]}, {first[2]}", first[3]), unconfirmed, every
 
 
 def line_response(samples: list[Sample], line: Line, params: ResponseParams | None = None) -> LineResponse:
@@ -308,22 +331,38 @@ def line_response(samples: list[Sample], line: Line, params: ResponseParams | No
         judged = (*measurable, "marrow")
         base["marrow"] = shown_base["marrow"] = marrow_base.value
     out = LineResponse(line.number, measurable, shown_base)
-    out.progression, out.progression_basis, out.unconfirmed_pd, pd_dates = _progression(
-        series, line, base, judged, involved, p
-    )
+    first, out.unconfirmed_pd, pd_dates = _progression(series, line, base, judged, involved, p)
+    if first is not None:
+        out.progression, out.progression_basis, out.progression_key = first
     for day in series.dates(MEASURED, line.start, line.next_start):
         if out.progression is not None and day > out.progression and day not in pd_dates:
             break  # after the line's progression nothing is judged again
+        values = _values(series, day, p.assessment_window_days)
+        marrow = series.latest("bm_plasma_cells", day, line.start)
+        used = _used(values, involved, marrow)
         if day in pd_dates:
-            out.assessments.append(Assessment(day, "PD", pd_dates[day]))
+            out.assessments.append(Assessment(day, "PD", pd_dates[day], values=used))
             if out.progression is not None and day > out.progression:
                 break
             continue
-        values = _values(series, day, p.assessment_window_days)
-        marrow = series.latest("bm_plasma_cells", day, line.start)
         category, basis = _category(values, base, measurable, involved, marrow.value if marrow else None, p)
-        out.assessments.append(Assessment(day, category, basis))
+        out.assessments.append(Assessment(day, category, basis, values=used))
     _best(out)
+    return out
+
+
+def _used(values: dict[str, Sample], involved: str | None, marrow: Sample | None) -> dict[str, float]:
+    """The numbers an assessment used, by parameter."""
+    out: dict[str, float] = {}
+    for name, test in (("serum", "serum_m_protein"), ("urine", "urine_m_protein")):
+        s = values.get(test)
+        if s is not None and s.value is not None:
+            out[name] = s.value
+    dflc = _dflc(values, involved)
+    if dflc is not None:
+        out["dflc"] = dflc
+    if marrow is not None and marrow.value is not None:
+        out["marrow"] = marrow.value
     return out
 
 

@@ -41,6 +41,7 @@ from registry.db.models import (
     RegimenExposure,
     Relapse,
     RelapseRefractoriness,
+    ResponseAssessment,
     TransplantRole,
 )
 from registry.db.vocabulary import VOCABULARY_VERSION, normalise_drug_name, vocabulary_map
@@ -55,11 +56,13 @@ from registry.derive.core import (
 )
 from registry.derive.model import LINE_INTENTS, UNMAPPED_CLASS
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
+from registry.derive.response import MEASURED, Sample
 
 BATCH = 2000
 PARALLEL_BATCH = 500  # patients per task handed to a worker process
 PARALLEL_MIN = 1000  # fewer patients to derive: one process (starting workers costs more)
 DERIVED_BY_PATIENT = (
+    ResponseAssessment,
     RelapseRefractoriness,
     Relapse,
     TransplantRole,
@@ -239,6 +242,8 @@ def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]
         cur.close()
 
 
+# the tests the response rules read (the other laboratory values are kept but judge nothing)
+_JUDGED_TESTS_SQL = "(" + ", ".join(f"'{t}'" for t in (*MEASURED, "bm_plasma_cells")) + ")"
 _LINE_INTENTS_SQL = "(" + ", ".join(f"'{i}'" for i in sorted(LINE_INTENTS)) + ")"
 
 
@@ -293,13 +298,21 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
             TransplantRow(tkey, day[when], kind, None if tandem is None else bool(tandem))  # type: ignore[arg-type]
         )
     ev: dict[str, list[EventRow]] = {k: [] for k in keys}
-    for pkey, ekey, when, kind in _fetch(
+    for pkey, ekey, when, kind, response in _fetch(
         conn,
-        "SELECT patient_key, event_key, event_date, event_type "
+        "SELECT patient_key, event_key, event_date, event_type, response "
         "FROM disease_events WHERE is_current = TRUE AND patient_key {keys}",
         keys,
     ):
-        ev[pkey].append(EventRow(ekey, day[when], kind))  # type: ignore[arg-type]
+        ev[pkey].append(EventRow(ekey, day[when], kind, response))  # type: ignore[arg-type]
+    labs: dict[str, list[Sample]] = {}
+    for pkey, lkey, when, test, value, result in _fetch(
+        conn,
+        "SELECT patient_key, lab_key, sample_date, test, value, result FROM labs "
+        f"WHERE is_current = TRUE AND test IN {_JUDGED_TESTS_SQL} AND patient_key {{keys}}",
+        keys,
+    ):
+        labs.setdefault(pkey, []).append(Sample(day[when], test, value, result, lkey))  # type: ignore[arg-type]
     fu: dict[str, tuple[dt.date | None, dt.date | None]] = {}
     for pkey, contact, death in _fetch(
         conn,
@@ -322,6 +335,7 @@ def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, Pat
             treatments=tuple(sorted(rx[k], key=lambda t: (t.start, t.key))),
             transplants=tuple(sorted(tx[k], key=lambda t: (t.date, t.key))),
             events=tuple(sorted(ev[k], key=lambda e: (e.date, e.key))),
+            labs=tuple(sorted(labs.get(k, ()), key=lambda s: (s.date, s.test, s.key or ""))),
             last_contact=fu.get(k, (None, None))[0],
             death=fu.get(k, (None, None))[1],
             cutoff=cut.get(k),
@@ -482,6 +496,7 @@ DERIVED_TABLES = (
     TransplantRole,
     Relapse,
     RelapseRefractoriness,
+    ResponseAssessment,
     PatientSummary,
 )
 # the id columns of each derived table, and the kind of id they hold (shifted from the
@@ -495,6 +510,7 @@ _ID_COLUMNS: dict[str, dict[str, str]] = {
     TransplantRole.__tablename__: {"line_id": "line_id"},
     Relapse.__tablename__: {"relapse_id": "relapse_id", "line_id": "line_id"},
     RelapseRefractoriness.__tablename__: {"relapse_id": "relapse_id"},
+    ResponseAssessment.__tablename__: {"line_id": "line_id"},
     PatientSummary.__tablename__: {"l2_line_id": "line_id"},
 }
 _COLUMNS: dict[str, list[str]] = {
@@ -725,9 +741,12 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
         # the most numerous rows (one per treatment row): tuples in column order directly
         sources.extend([(eid, sk, pk) for sk in dict.fromkeys(e.source_keys)])
     line_ids = {}
+    outcomes = {o.line: o for o in d.responses}
     for ln in d.lines:
         lid = ids.take("line_id")
         line_ids[ln.number] = lid
+        o = outcomes.get(ln.number)
+        judged = o.labs if o is not None and o.basis == "labs" else None
         out.add(
             LineOfTherapy,
             line_id=lid,
@@ -738,8 +757,36 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
             end_reason=ln.end_reason,
             start_rule=ln.start_rule,
             includes_index_transplant=ln.includes_index_transplant,
+            best_response=o.best if o else None,
+            best_response_date=o.best_date if o else None,
+            response_basis=o.basis if o else None,
+            response_date=o.response_date if o else None,
+            best_response_unconfirmed=judged.best_unconfirmed if judged else None,
+            measurable=",".join(judged.measurable) if judged else None,
+            response_baseline=_baseline_text(judged.baseline) if judged else None,
+            lab_progression_date=judged.progression if judged else None,
+            lab_progression_basis=judged.progression_basis[:200]
+            if judged and judged.progression_basis
+            else None,
             derivation_run_id=run_id,
         )
+        if judged is None:
+            continue
+        for a in judged.assessments:
+            v = a.values
+            out.add(
+                ResponseAssessment,
+                line_id=lid,
+                assessment_date=a.date,
+                patient_key=pk,
+                category=a.category,
+                confirmed=a.confirmed or (a.category == "PD" and a.date == judged.progression),
+                basis=a.basis[:200],
+                serum_m_protein=v.get("serum"),
+                urine_m_protein=v.get("urine"),
+                dflc=v.get("dflc"),
+                bm_plasma_cells=v.get("marrow"),
+            )
     for r in d.regimens:
         rid = ids.take("regimen_id")
         out.add(
@@ -794,6 +841,7 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
             len_free_interval_days=rel.len_free_interval_days,
             event_records=rel.events,
             recorded_after_line_start=rel.recorded_later,
+            sources=rel.sources,
             derivation_run_id=run_id,
         )
         for drug, refr in sorted(rel.refractory.items()):
@@ -818,6 +866,10 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
     summary = tables[PatientSummary.__tablename__]
     summary[0] = (*summary[0][:_DIGEST_POS], digest, per_table, *summary[0][_DIGEST_POS + 2 :])
     return PatientRows(d.patient_key, digest, per_table, tables, dict(ids.used))
+
+
+def _baseline_text(base: dict[str, float | str]) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in base.items())[:120]
 
 
 def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dict[str, Any]:
@@ -851,6 +903,7 @@ def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dic
         "l2_start_rule": l2.start_rule if l2 else None,
         "l2_progression_date": d.progression_after_line_start(2),
         "lines": len(d.lines),
+        "day100_response": d.day100_response,
         "derivation_run_id": run_id,
     }
 

@@ -25,6 +25,7 @@ from registry.db.models import (
     FollowUp,
     Patient,
     PatientSummary,
+    QuarantinedRow,
     Regimen,
     Relapse,
     Site,
@@ -117,6 +118,27 @@ RECORDED_AFTER_SALVAGE = Relapse.recorded_after_line_start.is_(True)
 RECORDED_AGAIN = Relapse.event_records > 1
 
 
+LABS_ONLY = Relapse.sources == "labs"
+# the index transplant's recorded day-100 response, and the one the laboratory series gives
+_DAY100_JUDGED = and_(
+    Transplant.is_current,
+    Transplant.response_day100.is_not(None),
+    exists().where(
+        PatientSummary.index_transplant_key == Transplant.transplant_key,
+        PatientSummary.day100_response.is_not(None),
+    ),
+)
+DAY100_DISAGREES = and_(
+    _DAY100_JUDGED,
+    exists().where(
+        PatientSummary.index_transplant_key == Transplant.transplant_key,
+        PatientSummary.day100_response != Transplant.response_day100,
+    ),
+)
+# the quarantine rules of labs.csv these checks count (etl/rules.py names them)
+LAB_UNIT_RULE, LAB_IMPLAUSIBLE_RULE = "lab_unit", "lab_implausible"
+
+
 def _relapse_patients(condition: Any) -> Any:
     return and_(
         CURRENT_PATIENT,
@@ -197,17 +219,9 @@ def _quarantine_rate(file: str) -> Counts:
     """Rows quarantined / rows read for ``file`` in the latest load of each site."""
 
     def counts(conn: Connection) -> tuple[int, int]:
-        latest = (
-            select(EtlRun.site_code, func.max(EtlRun.run_id).label("run_id"))
-            .where(EtlRun.status == "succeeded")
-            .group_by(EtlRun.site_code)
-            .subquery()
-        )
         quarantined = read = 0
-        for (file_counts,) in conn.execute(
-            select(EtlRun.file_counts).join(latest, latest.c.run_id == EtlRun.run_id)
-        ):
-            c = (file_counts or {}).get(file) or {}
+        for _, file_counts in _latest_runs(conn):
+            c = file_counts.get(file) or {}
             if c.get("unchanged_file"):
                 continue  # not read again this time: nothing new to say
             quarantined += int(c.get("quarantined", 0))
@@ -394,6 +408,46 @@ CATALOGUE: tuple[Check, ...] = (
         "patients with two transplants on the same day (of patients with a transplant)",
         lambda conn: _same_day_transplants(conn),
     ),
+    Check(
+        "labs_unit_unknown",
+        Category.CONFORMANCE,
+        CheckSeverity.WARNING,
+        1.0,
+        "laboratory rows quarantined because their unit is not one the test can be read in (of "
+        "laboratory rows read in the latest load of each site); `registry quarantine` shows them",
+        lambda conn: _lab_rule_rate(conn, LAB_UNIT_RULE),
+    ),
+    Check(
+        "labs_value_implausible",
+        Category.PLAUSIBILITY,
+        CheckSeverity.WARNING,
+        1.0,
+        "laboratory rows quarantined because the value is negative or implausible (serum M-protein "
+        "above 20 g/dL, urine above 50,000 mg/24h, a free light chain above 100,000 mg/L, marrow "
+        "above 100%) (of laboratory rows read in the latest load of each site)",
+        lambda conn: _lab_rule_rate(conn, LAB_IMPLAUSIBLE_RULE),
+    ),
+    Check(
+        "day100_response_disagrees",
+        Category.PLAUSIBILITY,
+        CheckSeverity.INFO,
+        20.0,
+        "index transplants whose recorded day-100 response differs from the one the laboratory series "
+        "gives (line 1's assessment nearest day 100) (of index transplants with both); often a CR "
+        "recorded without the marrow the registry needs, or a response judged on another date",
+        _ratio(_n(Transplant, DAY100_DISAGREES), _n(Transplant, _DAY100_JUDGED)),
+        _rows_of(Transplant, Transplant.transplant_key, DAY100_DISAGREES),
+    ),
+    Check(
+        "relapses_found_only_in_labs",
+        Category.COMPLETENESS,
+        CheckSeverity.INFO,
+        10.0,
+        "relapse episodes documented by the laboratory series alone: a confirmed PD that no disease "
+        "event or stop reason records (of relapse episodes); `registry dq rows` names the patients",
+        _ratio(_n(Relapse, CURRENT_RELAPSE, LABS_ONLY), _n(Relapse, CURRENT_RELAPSE)),
+        _rows_of(Patient, Patient.patient_key, _relapse_patients(LABS_ONLY)),
+    ),
     *(
         Check(
             f"quarantine_rate_{file}",
@@ -406,6 +460,37 @@ CATALOGUE: tuple[Check, ...] = (
         for file in FILES
     ),
 )
+
+
+def _latest_runs(conn: Connection) -> list[tuple[int, dict[str, Any]]]:
+    """(run id, file counts) of the latest successful load of each site."""
+    latest = (
+        select(EtlRun.site_code, func.max(EtlRun.run_id).label("run_id"))
+        .where(EtlRun.status == "succeeded")
+        .group_by(EtlRun.site_code)
+        .subquery()
+    )
+    return [
+        (int(run), counts or {})
+        for run, counts in conn.execute(
+            select(EtlRun.run_id, EtlRun.file_counts).join(latest, latest.c.run_id == EtlRun.run_id)
+        )
+    ]
+
+
+def _lab_rule_rate(conn: Connection, rule: str) -> tuple[int, int]:
+    """Laboratory rows the latest load of each site quarantined for ``rule`` / rows it read."""
+    hit = read = 0
+    for run, counts in _latest_runs(conn):
+        c = counts.get("labs") or {}
+        if c.get("unchanged_file"):
+            continue
+        read += int(c.get("read", 0))
+        for (reasons,) in conn.execute(
+            select(QuarantinedRow.reasons).where(QuarantinedRow.run_id == run, QuarantinedRow.file == "labs")
+        ):
+            hit += any(r.get("rule") == rule for r in reasons or [])
+    return hit, read
 
 
 def _same_day_transplants(conn: Connection) -> tuple[int, int]:

@@ -51,6 +51,12 @@ STRATA = {
 SURVIVAL = ("os", "pfs")
 INCIDENCE = {"relapse": 1, "nrm": 2}  # causes of crr_status
 NOT_RECORDED = "not recorded"
+RESPONSE_LEVELS = ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD")
+NOT_EVALUABLE = "not evaluable"
+RESPONSE_ENDPOINTS = ("dor", "ttnt")  # Kaplan-Meier endpoints of the response section
+XLABEL_RESPONSE = (
+    "Months from the first response (duration) or from the first line's start (to next treatment)"
+)
 DEFAULT_LANDMARK = 180
 
 
@@ -113,21 +119,7 @@ def _summaries(frame: pd.DataFrame, grid: list[int], shift: int = 0) -> tuple[di
     for col in ("os_days", "pfs_days", "crr_days"):
         f[col] = f[col].astype(float) - shift
     for name in SURVIVAL:
-        km = kaplan_meier(f, f"{name}_days", f"{name}_event")
-        med, lo, hi = km.median()
-        out[name] = {
-            "n": km.n,
-            "events": km.events,
-            "median_months": _m(med),
-            "median_ci_months": [_m(lo), _m(hi)],
-            "rates": {
-                str(m): [_r(a.surv), _r(a.lower), _r(a.upper)]
-                for m in RATE_MONTHS
-                for a in [km.at(m * DAYS_PER_MONTH)]
-            },
-            "at_risk": {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in grid},
-        }
-        curves[name] = _curve(km)
+        out[name], curves[name] = _km_summary(f, name, grid)
     for name, cause in INCIDENCE.items():
         cif = cumulative_incidence(f, "crr_days", "crr_status", cause)
         q = cif.quantile(0.5)
@@ -149,6 +141,77 @@ def _summaries(frame: pd.DataFrame, grid: list[int], shift: int = 0) -> tuple[di
         }
         curves[name] = _cif_curve(cif, f["crr_days"].to_numpy(dtype=float))
     return out, curves
+
+
+def _km_summary(f: pd.DataFrame, name: str, grid: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One Kaplan-Meier endpoint's summary (E) and curve."""
+    km = kaplan_meier(f, f"{name}_days", f"{name}_event")
+    med, lo, hi = km.median()
+    summary = {
+        "n": km.n,
+        "events": km.events,
+        "median_months": _m(med),
+        "median_ci_months": [_m(lo), _m(hi)],
+        "rates": {
+            str(m): [_r(a.surv), _r(a.lower), _r(a.upper)]
+            for m in RATE_MONTHS
+            for a in [km.at(m * DAYS_PER_MONTH)]
+        },
+        "at_risk": {str(m): km.n_risk_at(m * DAYS_PER_MONTH) for m in grid},
+    }
+    return summary, _curve(km)
+
+
+def _responses(
+    table: pd.DataFrame, cohort: pd.DataFrame, grid: list[int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Response after the transplant: the day-100 response, the best response of the first
+    and of the second line (each category's patients; every patient of the set in one), the
+    duration of the first line's response and its time to next treatment."""
+    fact = facts_of(table, cohort)
+    has_l2 = fact("l2_start").notna().to_numpy()
+
+    def levels(values: Any, keep: Any = None) -> dict[str, int]:
+        v = pd.Series(list(values), dtype=object)
+        if keep is not None:
+            v = v[keep]
+        v = v.where(v.isin(RESPONSE_LEVELS), NOT_EVALUABLE)
+        return {lv: int((v == lv).sum()) for lv in (*RESPONSE_LEVELS, NOT_EVALUABLE)}
+
+    sets = {
+        "day100": {
+            "label": "At day 100 after the index transplant",
+            "n": len(table),
+            "levels": levels(fact("day100_response")),
+        },
+        "l1": {
+            "label": "Best response of the first line (induction to maintenance)",
+            "n": len(table),
+            "levels": levels(fact("l1_best_response")),
+        },
+        "l2": {
+            "label": "Best response of the second line",
+            "n": int(has_l2.sum()),
+            "levels": levels(fact("l2_best_response"), has_l2),
+        },
+    }
+    endpoints: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for name in RESPONSE_ENDPOINTS:
+        f = table[table[f"{name}_days"].notna()].copy()
+        if len(f) == 0:  # nobody responded (or no first line): nothing to estimate, no curve
+            endpoints[name] = {
+                "n": 0,
+                "events": 0,
+                "median_months": None,
+                "median_ci_months": [None, None],
+                "rates": {str(m): [None, None, None] for m in RATE_MONTHS},
+                "at_risk": {str(m): 0 for m in grid},
+            }
+            continue
+        f[f"{name}_days"] = f[f"{name}_days"].astype(float)
+        endpoints[name], curves[name] = _km_summary(f, name, grid)
+    return {"sets": sets, "endpoints": endpoints}, curves
 
 
 def build_outcomes_report(
@@ -250,6 +313,14 @@ def build_outcomes_report(
         if len(levels) < 2:
             _warn(warnings, f"{STRATA[var]}: a single level, no comparison")
     data["fine_gray"] = _fine_gray(frame, warnings)
+    if all(f"{e}_days" in table for e in RESPONSE_ENDPOINTS):
+        data["response"], response_curves = _responses(table, cohort, grid)
+        data["curves"].update(response_curves)
+        data["labels"].update(
+            dor="Duration of response (first line, from its first confirmed PR or better)",
+            ttnt="Time to next treatment (from the start of the first line)",
+        )
+        data["short"].update(dor="Duration of response", ttnt="Time to next treatment")
     return OutcomesReport(data=data, patients=table)
 
 
@@ -385,6 +456,17 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
                 )
         for lv in protected:  # hidden only because another level is: a dash, never a false <N
             s["levels"][lv]["n"] = PROTECTED
+    resp = out.get("response")
+    if resp:
+        for key, st in resp["sets"].items():
+            sizes = dict(st["levels"])
+            if _small(st["n"], n):
+                st["n"] = None
+                sizes = dict.fromkeys(sizes)
+            protected = _complement(sizes, n, hidden, f"response.{key}")
+            st["levels"] = {lv: PROTECTED if lv in protected else v for lv, v in sizes.items()}
+        for name, e in resp["endpoints"].items():
+            endpoints({name: e}, "response", e.get("n"))
     fg = out.get("fine_gray")
     if fg:
         for key in ("n", "events", "n_dropped"):
@@ -433,6 +515,21 @@ def outcome_figures(data: dict[str, Any], fmt: str = "svg") -> dict[str, str | b
             incidence=True,
         )
     )
+    if data.get("response"):
+        re_ = data["response"]["endpoints"]
+        out["response"] = render(
+            curves_figure(
+                "Duration of response and time to next treatment (first line)",
+                [(labels["dor"], COLOURS[2], c.get("dor")), (labels["ttnt"], COLOURS[3], c.get("ttnt"))],
+                [
+                    ("DOR", COLOURS[2], re_["dor"]["at_risk"]),
+                    ("TTNT", COLOURS[3], re_["ttnt"]["at_risk"]),
+                ],
+                data,
+                horizon=h,
+                xlabel=XLABEL_RESPONSE,
+            )
+        )
     for var, s in data["strata"].items():
         levels = list(s["levels"])
         landmark = s.get("landmark_days")
@@ -490,6 +587,12 @@ def outcomes_summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 add(factor, level, name, f"at_risk_{t}m", k, True)
 
     endpoints("all", "all", data["endpoints"])
+    if data.get("response"):
+        endpoints("response", "all", data["response"]["endpoints"])
+        for key, st in data["response"]["sets"].items():
+            add("response", key, "patients", "n", st["n"], True)
+            for lv, v in st["levels"].items():
+                add("response", key, lv, "n", v, True)
     for var, s in data["strata"].items():
         for lv, v in s["levels"].items():
             endpoints(var, lv, v["endpoints"])

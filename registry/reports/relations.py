@@ -167,6 +167,7 @@ def outcomes_model(data: dict[str, Any]) -> Model:
             m.sum(("endpoints", name, "events"), [(*p, "events") for p in parts])
             for t in e.get("at_risk", {}):
                 m.sum(("endpoints", name, "at_risk", t), [(*p, "at_risk", t) for p in parts])
+    _responses(m, data.get("response"))
     fg = data.get("fine_gray")
     if fg:
         m.sum(("n",), [("fine_gray", "n"), ("fine_gray", "n_dropped")], if_holds=True)
@@ -186,3 +187,25 @@ def _endpoints(m: Model, base: Path, size: Path, endpoints: dict[str, Any]) -> N
         m.sum(
             (*base, "pfs", "events"), [(*base, "relapse", "events"), (*base, "nrm", "events")], if_holds=True
         )
+
+
+def _responses(m: Model, resp: dict[str, Any] | None) -> None:
+    """Each response set's categories add up to its patients (the cohort at day 100 and for the
+    first line; those with a second line); the duration of response counts the first line's
+    responders (partial response or better) where that holds, time to next treatment the cohort."""
+    if not resp:
+        return
+    for key, st in resp["sets"].items():
+        size: Path = ("response", "sets", key, "n")
+        (m.same if key in ("day100", "l1") else m.nested)(("n",), size)
+        m.sum(size, [("response", "sets", key, "levels", lv) for lv in st["levels"]])
+    for name, e in resp["endpoints"].items():
+        here: Path = ("response", "endpoints", name)
+        m.nested(("n",), (*here, "n"))
+        m.nested((*here, "n"), (*here, "events"))
+        _series(m, here, e.get("at_risk", {}), None)
+    if "dor" in resp["endpoints"] and "l1" in resp["sets"]:
+        responders = [("response", "sets", "l1", "levels", lv) for lv in ("sCR", "CR", "VGPR", "PR")]
+        m.sum(("response", "endpoints", "dor", "n"), responders, if_holds=True)
+    if "ttnt" in resp["endpoints"]:
+        m.same(("n",), ("response", "endpoints", "ttnt", "n"), if_holds=True)

@@ -95,3 +95,11 @@ def test_every_postgresql_view_column_is_described(engine: Engine) -> None:
              AND col_description(c.oid, a.attnum) IS NULL""",
     )
     assert missing == []
+    # a description holding a per cent sign is stored as written (the driver's placeholder sign)
+    (stored,) = _rows(
+        engine,
+        """SELECT col_description(c.oid, a.attnum) AS d FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid
+           WHERE c.relname = 'v_response_assessments' AND a.attname = 'bm_plasma_cells'""",
+    )
+    assert stored["d"] == "the latest marrow plasma cells since the line's start, %"

@@ -3,7 +3,8 @@ drugs added or switched during induction, melphalan a week before the infusion,
 bisphosphonates across all lines, brand names with doses and accents, a second line starting
 on the day the progression is recorded), with bad rows added: on both databases it gives
 exactly the published group sizes, and every patient's index transplant, relapse and
-second-line start are the dates the generator wrote down."""
+second-line start are the dates the generator wrote down; with the laboratory series, line 1's
+best response is the one the generator designed and relapses name the series among their sources."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from click.testing import CliRunner
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
@@ -64,6 +65,10 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
 
     with engine.connect() as conn:
         summaries = {r.patient_key: r for r in conn.execute(select(PatientSummary))}
+        best = dict(
+            conn.execute(text("SELECT patient_key, best_response FROM v_lines WHERE line_number = 1")).all()
+        )
+        sources = Counter(r for (r,) in conn.execute(text("SELECT sources FROM v_relapses")))
     cohort = read_cohort(engine, load_definition("lenalidomide-relapse"))
     groups = {r.patient_key: r.group for r in cohort.itertuples() if isinstance(r.group, str)}
     assert Counter(groups.values()) == {"G1": 136, "G2": 161, "G3": 209, "G4": 69}
@@ -73,6 +78,8 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
         k = key(row["patient_id"])
         summary = summaries[k]
         wrong["index transplant"] += _iso(summary.index_transplant_date) != row["index_transplant"]
+        if row["l1_best_response"]:  # the laboratory series confirms line 1's deepest response
+            wrong["line 1 best response"] += best.get(k) != row["l1_best_response"]
         if row["group"]:
             wrong["relapse"] += _iso(summary.relapse_date) != row["relapse"]
             wrong["second line"] += _iso(summary.l2_start) != row["l2_start"]
@@ -83,6 +90,10 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
         else:
             wrong["outside the study"] += k in groups
     assert not +wrong, wrong
+    # the laboratory series documents most relapses too (on the day they were recorded), and
+    # every category of response is reached
+    assert sum(n for src, n in sources.items() if "labs" in src.split(",")) >= 400, sources
+    assert {r["l1_best_response"] for r in expected} >= {"sCR", "CR", "VGPR", "PR", "MR"}
 
     # a mobilised patient: one line 1 with induction, mobilisation, transplant and maintenance
     mobilised = next(r for r in expected if r["group"] == "G1" and "mobilisation" in r["patterns"].split(";"))

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from etl.pipeline import run_bundle
+from etl.rules import RuleCode
 from registry.cli import cli
-from registry.quality.checks import CATALOGUE
+from registry.quality.checks import CATALOGUE, LAB_IMPLAUSIBLE_RULE, LAB_UNIT_RULE
 from registry.quality.run import diff, run_checks, stored_results
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -52,6 +53,34 @@ def defective_rows() -> dict[str, list[dict[str, Any]]]:
     # MRN-0001 (ISS II: R-ISS II whatever the rest) recorded as II, which agrees
     rows["patients"][1]["riss_stage"] = "I"
     rows["patients"][0]["riss_stage"] = "II"
+
+    # laboratory series: MRN-0001 in CR at day 100 (recorded as VGPR); MRN-0003 progresses in
+    # the series (0.8 -> 1.6 -> 1.8 g/dL) with no record of it; one unit unknown, one value implausible
+    def lab(i: int, patient: str, day: str, test: str, value: str, unit: str = "") -> dict[str, Any]:
+        return {
+            "lab_id": f"L{i}",
+            "patient_id": patient,
+            "sample_date": day,
+            "test": test,
+            "value": value,
+            "unit": unit,
+        }
+
+    rows["labs"] = [
+        # (line 1 starts with R10 on 2018-06-01: its baseline is the last value within 60 days before)
+        lab(1, "MRN-0001", "2018-05-25", "serum_m_protein", "3.0", "g/dL"),
+        lab(2, "MRN-0001", "2019-09-09", "serum_m_protein", "<0.1", "g/dL"),
+        lab(3, "MRN-0001", "2019-09-09", "serum_ife", "negative"),
+        lab(4, "MRN-0001", "2019-09-09", "urine_ife", "negative"),
+        lab(5, "MRN-0001", "2019-09-09", "bm_plasma_cells", "2", "%"),
+        lab(6, "MRN-0001", "2019-09-09", "serum_m_protein", "3", "mmol/L"),  # unit unknown: quarantined
+        lab(7, "MRN-0001", "2019-10-09", "serum_m_protein", "25", "g/dL"),  # implausible: quarantined
+        lab(8, "MRN-0003", "2020-02-02", "serum_m_protein", "2.0", "g/dL"),
+        lab(9, "MRN-0003", "2020-04-01", "serum_m_protein", "0.8", "g/dL"),
+        lab(10, "MRN-0003", "2020-06-01", "serum_m_protein", "0.8", "g/dL"),
+        lab(11, "MRN-0003", "2020-08-01", "serum_m_protein", "1.6", "g/dL"),
+        lab(12, "MRN-0003", "2020-09-01", "serum_m_protein", "1.8", "g/dL"),
+    ]
     return rows
 
 
@@ -64,8 +93,12 @@ EXPECTED = {  # check: (violating, denominator)
     "death_cause_missing": (1, 1),
     "transplant_no_induction": (1, 2),  # MRN-0002
     "relapse_no_next_line_180d": (0, 1),  # MRN-0001 relapsed 2022-03-25, line 2 on 2022-03-15
-    "relapses_recorded_after_salvage": (1, 2),  # MRN-0001 (of MRN-0001's and MRN-0002's relapses)
-    "relapses_recorded_again": (1, 2),  # MRN-0002
+    "relapses_recorded_after_salvage": (1, 3),  # MRN-0001 (of the relapses of all three)
+    "relapses_recorded_again": (1, 3),  # MRN-0002
+    "relapses_found_only_in_labs": (1, 3),  # MRN-0003's, found in the laboratory series only
+    "day100_response_disagrees": (1, 1),  # MRN-0001: CR in the series, VGPR recorded
+    "labs_unit_unknown": (1, 12),  # L6
+    "labs_value_implausible": (1, 12),  # L7
     "treatment_before_diagnosis": (1, 10),  # R10
     "riss_contradicts_components": (1, 2),  # MRN-0002 (of MRN-0001 and MRN-0002)
     "lenalidomide_dose_implausible": (1, 3),  # R8 among R2, R4, R8
@@ -76,14 +109,14 @@ EXPECTED = {  # check: (violating, denominator)
     "quarantine_rate_follow_up": (0, 2),
     "quarantine_rate_transplants": (0, 2),
     "quarantine_rate_treatments": (1, 11),  # R11
-    "quarantine_rate_labs": (0, 0),  # no labs.csv in this bundle
+    "quarantine_rate_labs": (2, 12),  # L6, L7
 }
 
 
 def test_every_check_counts_exactly(engine: Engine, tmp_path: Path) -> None:
     assert set(EXPECTED) == {c.check_id for c in CATALOGUE}
     s = run_bundle(engine, write_bundle(tmp_path / "b", defective_rows()), KEY)
-    assert s.quarantined == 1 and s.files["disease_events"].findings == 1
+    assert s.quarantined == 3 and s.files["disease_events"].findings == 1
     _, results = run_checks(engine)
     got = {r.check_id: (r.violated, r.denominator) for r in results}
     assert got == EXPECTED
@@ -172,3 +205,7 @@ def test_the_checks_that_find_nothing_above_fire_on_their_own_defects(engine: En
     got = {r.check_id: (r.violated, r.denominator) for r in results}
     assert got["transplants_same_day"] == (1, 2)  # MRN-0002, of MRN-0001 and MRN-0002
     assert got["relapse_no_next_line_180d"] == (1, 1)  # MRN-0001's relapse of 2022
+
+
+def test_the_laboratory_checks_count_the_rules_of_the_file() -> None:
+    assert (LAB_UNIT_RULE, LAB_IMPLAUSIBLE_RULE) == (RuleCode.LAB_UNIT, RuleCode.LAB_IMPLAUSIBLE)

@@ -37,7 +37,11 @@ def outcome_cohorts(draw: st.DrawFn) -> pd.DataFrame:
     pfs_days = [min(o, p) for o, p in zip(os_days, draw(ints), strict=True)]
     crr_status = draw(st.lists(st.sampled_from([0, 1, 2]), min_size=k, max_size=k))
     years = draw(st.lists(st.integers(2006, 2024), min_size=k, max_size=k))
-    return pd.DataFrame(
+    categories = st.sampled_from(["sCR", "CR", "VGPR", "PR", "MR", "SD", "PD", None])
+    best = draw(st.lists(categories, min_size=k, max_size=k))
+    second = draw(st.lists(st.booleans(), min_size=k, max_size=k))
+    responded = [b in ("sCR", "CR", "VGPR", "PR") for b in best]
+    frame = pd.DataFrame(
         {
             "patient_key": [f"p{i:03d}" for i in range(k)],
             "cutoff": pd.Timestamp("2026-06-30").date(),
@@ -59,8 +63,37 @@ def outcome_cohorts(draw: st.DrawFn) -> pd.DataFrame:
             "pfs_event": draw(st.lists(st.integers(0, 1), min_size=k, max_size=k)),
             "crr_days": pfs_days,
             "crr_status": crr_status,
+            "l1_best_response": best,
+            "day100_response": draw(st.lists(categories, min_size=k, max_size=k)),
+            "l2_best_response": [
+                b if s else None
+                for b, s in zip(draw(st.lists(categories, min_size=k, max_size=k)), second, strict=True)
+            ],
+            # the duration of the first line's response: responders only
+            "dor_days": [d if r else None for d, r in zip(draw(ints), responded, strict=True)],
+            "dor_event": [
+                e if r else None
+                for e, r in zip(
+                    draw(st.lists(st.integers(0, 1), min_size=k, max_size=k)), responded, strict=True
+                )
+            ],
+            "ttnt_days": draw(ints),
+            "ttnt_event": draw(st.lists(st.integers(0, 1), min_size=k, max_size=k)),
         }
     )
+    frame["l2_start"] = [
+        pd.Timestamp(f"{y + 2}-01-01").date() if s else None for y, s in zip(years, second, strict=True)
+    ]
+    return frame
+
+
+def with_response(cohort: pd.DataFrame) -> pd.DataFrame:
+    """A hand-built cohort with the response facts and endpoints the report reads (none known)."""
+    out = cohort.copy()
+    for c in ("l1_best_response", "day100_response", "l2_best_response", "dor_days", "dor_event"):
+        out[c] = None
+    out["ttnt_days"], out["ttnt_event"] = out["os_days"], 0
+    return out
 
 
 def assert_nothing_small_leaves(data: dict[str, Any], n: int) -> None:
@@ -120,6 +153,10 @@ def test_export_columns_cli_and_a_released_page(cli_env, tmp_path: Path) -> None
         "pfs_event",
         "crr_days",
         "crr_status",
+        "dor_days",
+        "dor_event",
+        "ttnt_days",
+        "ttnt_event",
     ]
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 6 and {r["crr_status"] for r in rows} <= {"0", "1", "2"}
@@ -167,7 +204,7 @@ def test_incidence_curves_stop_where_fewer_than_n_are_followed_and_the_stack_wit
             "crr_days": days, "crr_status": status,
         }
     )  # fmt: skip
-    internal = build_outcomes_report(cohort, DEFN, by=[]).data
+    internal = build_outcomes_report(with_response(cohort), DEFN, by=[]).data
     assert internal["curves"]["nrm"]["n_risk"][-1] >= 1  # the internal curve runs to the last follow-up
     out = release_outcomes(internal, 11)
     for name in ("relapse", "nrm"):
