@@ -104,6 +104,20 @@ def test_outcomes_report_equals_r_on_its_own_exported_table(report, tmp_path_fac
         near(data["endpoints"][ep]["median_ci_months"][1], f"{ep}:median.upper")
         near(data["strata"]["iss_stage"]["tests"][ep]["chi2"], f"{ep}:iss:chisq")
         near(data["strata"]["iss_stage"]["tests"][ep]["p"], f"{ep}:iss:p", 1e-4)
+    for ep in ("dor", "ttnt"):  # duration of response (responders) and time to next treatment
+        e = data["response"]["endpoints"][ep]
+        assert (e["n"], e["events"]) == (OUT_REF[f"{ep}:n"], OUT_REF[f"{ep}:events"])
+        for key, got in (
+            ("median", e["median_months"]),
+            ("median.lower", e["median_ci_months"][0]),
+            ("median.upper", e["median_ci_months"][1]),
+        ):
+            near(got, f"{ep}:{key}")
+        for m in ("12", "24", "60"):
+            est, lo, hi = e["rates"][m]
+            near(est, f"{ep}:{m}:est")
+            near(lo, f"{ep}:{m}:lower")
+            near(hi, f"{ep}:{m}:upper")
     for ep in ("relapse", "nrm"):
         near(data["strata"]["iss_stage"]["tests"][ep]["stat"], f"{ep}:iss:stat")
         near(data["strata"]["iss_stage"]["tests"][ep]["p"], f"{ep}:iss:p", 1e-4)

@@ -56,17 +56,25 @@ def patient() -> None:
 
 @patient.command("show")
 @click.argument("patient_key")
-@format_option("text", "json")
+@format_option("text", "json", "html")
 @pass_ctx
 @handle_errors
 def patient_show(ctx: Context, patient_key: str, fmt: str) -> None:
     """Timeline of one patient: diagnosis, transplants, lines, regimens, relapses, follow-up.
 
-    PATIENT_KEY is the pseudonym (or a unique prefix of it).
+    PATIENT_KEY is the pseudonym (or a unique prefix of it). ``--format html`` writes a page
+    that also draws the laboratory series (M-protein or free light chains over time, with the
+    line starts, nadirs and relapses marked).
 
-    Example: registry patient show 3f29a1c0
+    Example: registry patient show 3f29a1c0 --format html > patient.html
     """
     from registry.derive.timeline import patient_timeline
+
+    if fmt == "html":
+        from registry.reports.patient import patient_page
+
+        click.echo(patient_page(ctx.ready_engine(), patient_key), nl=False)
+        return
 
     head, entries = patient_timeline(ctx.ready_engine(), patient_key)
     if fmt == "json":

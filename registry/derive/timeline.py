@@ -73,14 +73,27 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
         }
         for ln in lines.values():
             end = ln.end_date.isoformat() if ln.end_date else "ongoing"
+            if ln.response_basis == "not_evaluable" or ln.response_basis is None:
+                response = "response not evaluable"
+            else:
+                response = f"best response {ln.best_response or 'none confirmed'} ({ln.response_basis})"
             entries.append(
                 TimelineEntry(
                     ln.start_date,
                     "line",
                     f"LINE {ln.line_number} starts (rule: {ln.start_rule}); "
-                    f"ends {end} ({ln.end_reason or '-'})",
+                    f"ends {end} ({ln.end_reason or '-'}); {response}",
                 )
             )
+            if ln.lab_progression_date is not None:
+                entries.append(
+                    TimelineEntry(
+                        ln.lab_progression_date,
+                        "labs",
+                        f"  line {ln.line_number} progression in the laboratory series: "
+                        f"{ln.lab_progression_basis}",
+                    )
+                )
         for r in conn.execute(select(Regimen).where(Regimen.patient_key == patient_key)):
             end = r.end_date.isoformat() if r.end_date else "ongoing"
             entries.append(
@@ -107,7 +120,7 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
                 TimelineEntry(
                     rel.relapse_date,
                     "relapse",
-                    f"relapse #{rel.sequence} (from {rel.source}"
+                    f"relapse #{rel.sequence} (from {rel.sources or rel.source}"
                     + (f", recorded {rel.event_records} times" if (rel.event_records or 0) > 1 else "")
                     + (", after the salvage it caused began" if rel.recorded_after_line_start else "")
                     + f"){len_txt}{flag}",
@@ -130,6 +143,6 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
             head["lenalidomide_maintenance"] = ps.lenalidomide_maintenance
             head["maintenance_agents"] = ps.maintenance_agents
             head["second_line"] = ps.l2_first_regimen
-    order = {"diagnosis": 0, "line": 1, "transplant": 2, "regimen": 3, "event": 4, "relapse": 5}
+    order = {"diagnosis": 0, "line": 1, "transplant": 2, "regimen": 3, "event": 4, "labs": 5, "relapse": 6}
     entries.sort(key=lambda e: (e.date, order.get(e.kind, 9)))
     return head, entries

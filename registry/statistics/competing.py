@@ -390,7 +390,10 @@ def fine_gray(
     f, _, info = model.evaluate(b)
     h = np.linalg.inv(info)
     var = h @ model.robust_middle(b) @ h.T
-    se = np.sqrt(np.diag(var))
+    diag = np.diag(var)
+    # a degenerate fit (a few patients, a covariate that separates them) can leave a variance
+    # numerically below zero: its standard error is not estimable (NaN), never a warning
+    se = np.sqrt(np.where(diag >= 0, diag, np.nan))
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     with np.errstate(over="ignore"):
         terms = tuple(

@@ -64,6 +64,7 @@ def _facts(engine: Engine) -> dict[str, Any]:
         ).all()
         summaries = {r.patient_key: r for r in conn.execute(select(PatientSummary))}
         relapses = conn.execute(select(Relapse).where(Relapse.is_first_after_index)).all()
+        all_relapses = conn.execute(select(Relapse)).all()
         lines = conn.execute(select(LineOfTherapy)).all()
         regimens = conn.execute(
             select(Regimen, LineOfTherapy.line_number).join(
@@ -76,6 +77,7 @@ def _facts(engine: Engine) -> dict[str, Any]:
         "transplants": transplants,
         "summaries": summaries,
         "relapses": relapses,
+        "all_relapses": all_relapses,
         "lines": lines,
         "regimens": regimens,
     }
@@ -182,6 +184,17 @@ def expected(number: int, f: dict[str, Any], engine: Engine) -> list[tuple[Any, 
                 int(cohort["step_3"].sum()),
             )
         ]
+    if number == 13:
+        indexed = {k for k, _ in index}
+        c13 = Counter(
+            (ln.response_basis, ln.best_response or "none confirmed")
+            for ln in f["lines"]
+            if ln.line_number == 1 and ln.patient_key in indexed
+        )
+        return [(basis, best, n) for (basis, best), n in sorted(c13.items())]
+    if number == 14:
+        sources = [r.sources.split(",") for r in f["all_relapses"]]
+        return [(len(sources), sum("labs" in s for s in sources), sum(s == ["labs"] for s in sources))]
     raise AssertionError(number)
 
 
@@ -194,9 +207,9 @@ def _normalise(rows: list[Any]) -> list[tuple[Any, ...]]:
     return out
 
 
-def test_the_cookbook_has_twelve_questions_each_for_both_engines() -> None:
+def test_the_cookbook_has_fourteen_questions_each_for_both_engines() -> None:
     qs = questions()
-    assert sorted(qs) == list(range(1, 13))
+    assert sorted(qs) == list(range(1, 15))
     for q in qs.values():
         assert "any" in q or {"sqlite", "postgresql"} <= set(q)
 

@@ -370,3 +370,28 @@ def _inputs(pid: str) -> PatientInputs:
         for i, (day, test, v, _) in enumerate(labs)
     )
     return PatientInputs(pid, rx, (TransplantRow("T", d("2020-06-01")),), (), labs=samples)
+
+
+def test_patient_show_draws_the_series(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    """The patient page draws the series with the line starts, the nadir and the progression the
+    series documented; the text timeline names the laboratory progression and the relapse's
+    sources."""
+    from click.testing import CliRunner
+
+    from registry.cli import cli
+    from registry.reports.patient import patient_series
+
+    run_bundle(engine, write_bundle(tmp_path / "b", _rows({"worked": CASES["worked"]})), KEY)
+    key = _key("worked")
+    series = patient_series(engine, key[:12])
+    assert [ln["number"] for ln in series["lines"]] == [1, 2]
+    assert series["lines"][0]["parameter"] == "serum"
+    day, level = series["lines"][0]["nadir"]  # 0.4 held twice, first on 2020-09-15
+    assert (day, round(level, 6)) == (dt.date(2020, 9, 15), 0.4)
+    assert series["relapses"] == [{"date": dt.date(2021, 6, 15), "sources": "labs"}]
+    res = CliRunner().invoke(cli, ["--database-url", db_url, "patient", "show", key, "--format", "html"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("<svg") == 1 and "INTERNAL" in res.output and "Laboratory series" in res.output
+    text = CliRunner().invoke(cli, ["--database-url", db_url, "patient", "show", key])
+    assert "line 1 progression in the laboratory series: PD: serum 0.9 against a nadir of 0.4" in text.output
+    assert "relapse #1 (from labs)" in text.output and "best response PR (labs)" in text.output

@@ -90,6 +90,7 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
         "transplants": True,
         "treatments": True,
         "disease_events": True,
+        "labs": True,
     }
     monkeypatch.setattr(pipeline, "PARALLEL_CHECK_BYTES", 1 << 60)
     one = run_bundle(twin, bundle, KEY, chunk_rows=97)
