@@ -25,8 +25,8 @@ wheel-smoke:  ## build the wheel, install it into a fresh venv, run the registry
 	.ci/wheel-smoke
 
 lint: $(STAMP)
-	$(BIN)/ruff check registry etl tests migrations bench setup.py
-	$(BIN)/ruff format --check registry etl tests migrations bench setup.py
+	$(BIN)/ruff check registry etl jobs tests migrations bench setup.py
+	$(BIN)/ruff format --check registry etl jobs tests migrations bench setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -10,7 +10,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import re
 import zipfile
 import zlib
@@ -27,6 +26,7 @@ import pyarrow.csv as pacsv
 
 from etl.contract import FORMAT, FORMAT_VERSION, looks_like_identifier
 from etl.specs import SPECS, FileSpec
+from registry.core.config import limit_overrides
 from registry.core.errors import BundleRefused, ConfigError, NoInput, Problem
 
 SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
@@ -72,12 +72,13 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         d = cls()
+        env = limit_overrides()
         try:
             return cls(
-                member_bytes=int(os.environ.get("REGISTRY_MAX_MEMBER_BYTES", d.member_bytes)),
-                bundle_bytes=int(os.environ.get("REGISTRY_MAX_BUNDLE_BYTES", d.bundle_bytes)),
-                ratio=float(os.environ.get("REGISTRY_MAX_COMPRESSION_RATIO", d.ratio)),
-                line_chars=int(os.environ.get("REGISTRY_MAX_LINE_CHARS", d.line_chars)),
+                member_bytes=int(env.get("member_bytes", d.member_bytes)),
+                bundle_bytes=int(env.get("bundle_bytes", d.bundle_bytes)),
+                ratio=float(env.get("ratio", d.ratio)),
+                line_chars=int(env.get("line_chars", d.line_chars)),
             )
         except ValueError:
             raise ConfigError(

@@ -10,7 +10,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
+from registry.core.config import fault_pause, worker_count
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Interrupted, Problem, RegistryError
 from registry.core.parallel import forked_pool, in_order
@@ -955,8 +955,7 @@ def _check_in_worker(piece: Chunk) -> _Checked:
 
 def _load_workers() -> int:
     """Worker processes for checking a large file: REGISTRY_LOAD_WORKERS, else the cores."""
-    setting = os.environ.get("REGISTRY_LOAD_WORKERS", "").strip()
-    return int(setting) if setting.isdigit() else (os.cpu_count() or 1)
+    return worker_count("load")
 
 
 def _checked_pieces(
@@ -1093,10 +1092,10 @@ def _fault_point(stage: str = "commit") -> None:
     run reached ``stage`` (REGISTRY_FAULT_STAGE, default ``commit``: every write of the load done
     but not committed), then wait — so tests can kill the process or start a competing run at
     that moment (docs/operations.md)."""
-    marker = os.environ.get("REGISTRY_FAULT_PAUSE_FILE")
-    if marker and os.environ.get("REGISTRY_FAULT_STAGE", "commit") == stage:
-        Path(marker).touch()
-        time.sleep(float(os.environ.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")))
+    pause = fault_pause()
+    if pause is not None and pause.stage == stage:
+        pause.marker.touch()
+        time.sleep(pause.seconds)
 
 
 def _quarantine_duplicates(conn: Any, name: str, id_column: str, file_q: list[RejectedRow]) -> set[str]:

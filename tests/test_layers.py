@@ -17,3 +17,18 @@ def test_import_linter_contracts_are_kept() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    """Configuration is read in one place (registry/core/config.py) and passed in: no other
+    library module reads an environment variable."""
+    import ast
+
+    readers = []
+    for path in sorted([*ROOT.glob("registry/**/*.py"), *ROOT.glob("etl/**/*.py")]):
+        if path == ROOT / "registry" / "core" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert readers == []

@@ -104,12 +104,11 @@ def db_rekey(ctx: Context, bundles: tuple[str, ...], yes: bool) -> None:
 
     Example: REGISTRY_NEW_PSEUDONYM_KEY=... registry db rekey /srv/inbox/site-a.zip --yes
     """
-    import os
-
     from etl.rekey import rekey
+    from registry.core.config import new_pseudonym_key
     from registry.derive.run import derive_pending
 
-    new = os.environ.get("REGISTRY_NEW_PSEUDONYM_KEY", "")
+    new = new_pseudonym_key()
     if not new:
         raise ConfigError(
             "no new key: set REGISTRY_NEW_PSEUDONYM_KEY in the environment",

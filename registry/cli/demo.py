@@ -63,7 +63,7 @@ def demo(ctx: Context, out: str, patients: int, yes: bool) -> None:
     """
     from pathlib import Path
 
-    from etl.demo import run_demo
+    from jobs.demo import run_demo
 
     if (Path(out) / "registry.db").exists() and not yes:
         raise UsageError(f"{out}/registry.db exists (an earlier demo)", hint="add --yes to replace it")

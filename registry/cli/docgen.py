@@ -15,6 +15,7 @@ from etl.contract import FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, schema
 from etl.rules import ALL_FILES, CATALOGUE
 from etl.specs import FILE_ORDER, SPECS
 from registry.core.errors import EXIT_CODES
+from registry.db.dictionary import dictionary
 from registry.db.models import Base
 from registry.db.views import VIEWS
 from registry.derive.params import parameter_table
@@ -54,9 +55,12 @@ def _table_md(t: Table) -> str:
         "",
         TABLE_NOTES.get(t.name, ""),
         "",
-        "| column | type | null | key |",
-        "|---|---|---|---|",
+        "| column | type | null | key | meaning |",
+        "|---|---|---|---|---|",
     ]
+    meaning = {
+        e["column"]: e["description"] for e in dictionary() if e["kind"] == "table" and e["object"] == t.name
+    }
     for c in t.columns:
         key = []
         if c.primary_key:
@@ -64,7 +68,8 @@ def _table_md(t: Table) -> str:
         for fk in c.foreign_keys:
             key.append(f"FK {fk.target_fullname}")
         lines.append(
-            f"| `{c.name}` | {c.type.compile()} | {'yes' if c.nullable else 'no'} | {', '.join(key)} |"
+            f"| `{c.name}` | {c.type.compile()} | {'yes' if c.nullable else 'no'} | {', '.join(key)} "
+            f"| {meaning.get(c.name, '').replace('|', '/')} |"
         )
     idx = sorted(i.name for i in t.indexes if i.name)
     if idx:
@@ -75,7 +80,7 @@ def _table_md(t: Table) -> str:
 def data_model_markdown() -> str:
     """docs/data-model.md: every table of the models with its columns, keys and indexes."""
     head = (
-        "# Data model\n\nGenerated from `registry/db/models.py` by `python -m registry.cli.docgen`; "
+        "# Data model\n\nGenerated from the models in `registry/db/models/` (each column's description is its `doc`) by `python -m registry.cli.docgen`; "
         "a test fails if this file is stale. Every clinical table carries `patient_key`. "
         "Loaded tables carry lineage (`run_id`, `source_row`) and currency (`is_current`, "
         "`retired_run_id`). Dates are ISO dates (SQLite stores them as text).\n"

@@ -79,7 +79,7 @@ def nightly(
 
     Example: registry nightly --inbox /srv/registry/inbox --reports /srv/registry/reports
     """
-    from etl.nightly import run_night
+    from jobs.nightly import run_night
 
     folder = Path(inbox)
     if not folder.is_dir():

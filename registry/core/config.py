@@ -1,7 +1,10 @@
 """Configuration: command line > environment > optional TOML file > defaults.
 
-The pseudonym key is read from ``REGISTRY_PSEUDONYM_KEY`` (or the config file) and is never
-written to the database or to logs.
+The one module that reads the environment: the settings a command starts from
+(``load_settings``) and the few operational knobs read where they apply (worker counts, bundle
+limits, the new key of a re-keying, the fault pause the crash tests use). The pseudonym key is
+read from ``REGISTRY_PSEUDONYM_KEY`` (or the config file) and is never written to the database
+or to logs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ ENV_DATABASE_URL = "REGISTRY_DATABASE_URL"
 ENV_PSEUDONYM_KEY = "REGISTRY_PSEUDONYM_KEY"
 ENV_REPORT_GROUP = "REGISTRY_REPORT_GROUP"
 ENV_CONFIG_FILE = "REGISTRY_CONFIG"
+ENV_NEW_PSEUDONYM_KEY = "REGISTRY_NEW_PSEUDONYM_KEY"
+ENV_WORKERS = {"derive": "REGISTRY_DERIVE_WORKERS", "load": "REGISTRY_LOAD_WORKERS"}
+ENV_LIMITS = {
+    "member_bytes": "REGISTRY_MAX_MEMBER_BYTES",
+    "bundle_bytes": "REGISTRY_MAX_BUNDLE_BYTES",
+    "ratio": "REGISTRY_MAX_COMPRESSION_RATIO",
+    "line_chars": "REGISTRY_MAX_LINE_CHARS",
+}
 DEFAULT_CONFIG_FILE = "registry.toml"
 # The demo runs without a configured key; its pseudonyms are for synthetic data only.
 DEMO_PSEUDONYM_KEY = "demo-key-synthetic-data-only"
@@ -151,4 +162,48 @@ def load_settings(
         dq_thresholds=dict(cfg.get("dq_thresholds", {})),  # type: ignore[call-overload]
         report_group=env.get(ENV_REPORT_GROUP)
         or (str(cfg["report_group"]) if cfg.get("report_group") else None),
+    )
+
+
+def worker_count(kind: str, environ: dict[str, str] | None = None) -> int:
+    """Worker processes for ``kind`` (``derive``, ``load``): REGISTRY_DERIVE_WORKERS or
+    REGISTRY_LOAD_WORKERS when a whole number, else the machine's cores."""
+    env = os.environ if environ is None else environ
+    setting = env.get(ENV_WORKERS[kind], "").strip()
+    return int(setting) if setting.isdigit() else (os.cpu_count() or 1)
+
+
+def limit_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The bundle limits set in the environment (``ENV_LIMITS``), as written: field -> text."""
+    env = os.environ if environ is None else environ
+    return {field_: env[name] for field_, name in ENV_LIMITS.items() if env.get(name)}
+
+
+def new_pseudonym_key(environ: dict[str, str] | None = None) -> str:
+    """The new key of a re-keying (REGISTRY_NEW_PSEUDONYM_KEY; never on a command line)."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_NEW_PSEUDONYM_KEY, "")
+
+
+@dataclass(frozen=True)
+class FaultPause:
+    """Where a run announces itself and waits, for the crash tests (docs/operations.md): the
+    marker file created on reaching ``stage``, then ``seconds`` of waiting."""
+
+    marker: Path
+    stage: str
+    seconds: float
+
+
+def fault_pause(environ: dict[str, str] | None = None) -> FaultPause | None:
+    """The pause REGISTRY_FAULT_PAUSE_FILE asks for (stage REGISTRY_FAULT_STAGE, default
+    ``commit``; REGISTRY_FAULT_PAUSE_SECONDS, default 60), or None (every production run)."""
+    env = os.environ if environ is None else environ
+    marker = env.get("REGISTRY_FAULT_PAUSE_FILE")
+    if not marker:
+        return None
+    return FaultPause(
+        Path(marker),
+        env.get("REGISTRY_FAULT_STAGE", "commit"),
+        float(env.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
+from registry.core.config import worker_count
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
@@ -136,8 +136,7 @@ def _worker_count(engine: Engine, workers: int | None) -> int:
     if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return 1  # another process cannot see an in-memory database
     if workers is None:
-        setting = os.environ.get("REGISTRY_DERIVE_WORKERS", "").strip()
-        workers = int(setting) if setting.isdigit() else (os.cpu_count() or 1)
+        workers = worker_count("derive")
     return max(1, workers)
 
 

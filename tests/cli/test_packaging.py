@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _tree_files() -> set[str]:
     """What the wheel must hold, by its path inside the wheel."""
     wanted: set[str] = set()
-    for top, inside in (("registry", "registry"), ("etl", "etl"), ("migrations", "registry_migrations")):
+    for top, inside in (
+        ("registry", "registry"),
+        ("etl", "etl"),
+        ("jobs", "jobs"),
+        ("migrations", "registry_migrations"),
+    ):
         for path in (ROOT / top).rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
@@ -36,7 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # files would hide a package the discovery misses
     source = tmp_path_factory.mktemp("source")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for top in ("registry", "etl", "migrations"):
+    for top in ("registry", "etl", "jobs", "migrations"):
         shutil.copytree(ROOT / top, source / top, ignore=ignore)
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
@@ -62,7 +67,7 @@ def test_every_file_of_the_tree_is_in_the_wheel(wheel: Path) -> None:
 
 def test_the_wheel_holds_nothing_from_outside_the_packages(wheel: Path) -> None:
     tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
-    assert tops == {"registry", "etl", "registry_migrations", "mm_registry-0.1.0.dist-info"}
+    assert tops == {"registry", "etl", "jobs", "registry_migrations", "mm_registry-0.1.0.dist-info"}
 
 
 def test_the_license_is_an_spdx_expression(wheel: Path) -> None:

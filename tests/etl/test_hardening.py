@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
 from etl.extract import Bundle, read_manifest
-from etl.nightly import run_night
 from etl.pipeline import run_bundle
+from jobs.nightly import run_night
 from registry.cli import cli
 from registry.core.errors import BundleRefused
 from registry.db.models import EtlRun, QuarantinedRow, Treatment

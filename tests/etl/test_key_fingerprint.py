@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
-from etl.nightly import run_night
 from etl.pipeline import run_bundle
+from jobs.nightly import run_night
 from registry.cli import cli
 from registry.core.errors import EXIT_CONFIG, ConfigError
 from registry.db.keyprint import fingerprint

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from etl.night_facts import Snapshot, gross_changes
-from etl.nightly import run_night
 from etl.synth import write_bundle
+from jobs.night_facts import Snapshot, gross_changes
+from jobs.nightly import run_night
 from registry.cli import cli
 from registry.cli.nightly import night_line
 from tests.conftest import TEST_KEY

@@ -17,8 +17,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
-from etl.nightly import inbox_lock, run_night
 from etl.synth import write_bundle
+from jobs.nightly import inbox_lock, run_night
 from registry.cli import cli
 from registry.db.models import EtlRun
 from tests.conftest import TEST_KEY

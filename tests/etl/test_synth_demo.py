@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from etl.demo import run_demo
 from etl.synth import _category_counts, write_bundle
+from jobs.demo import run_demo
 from registry.cli import cli
 
 

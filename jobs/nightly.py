@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from etl.extract import Bundle, read_manifest
-from etl.night_facts import NightState, gross_changes, snapshot, touched_patients
 from etl.pipeline import run_bundle
+from jobs.night_facts import NightState, gross_changes, snapshot, touched_patients
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, Interrupted, LockHeld, RegistryError, ReportRefused
 from registry.core.files import share_tree
