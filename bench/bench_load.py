@@ -113,7 +113,8 @@ def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, 
     """In a fresh process (its peak memory is its own): migrate, load the bundle, derive
     everyone again, build both reports. Seconds of each step and the peak RSS in MiB."""
     from registry.reports.inputs import outcomes_report, study_report
-    from registry.reports.outcomes import release_outcomes, render_outcomes
+    from registry.reports.outcomes import release_outcomes
+    from registry.reports.outcomes_render import render_outcomes
     from registry.reports.release import release
 
     eng = make_engine(url)

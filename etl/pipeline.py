@@ -23,17 +23,8 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from sqlalchemy.exc import OperationalError
 
 from etl import load
-from etl.extract import (
-    DEFAULT_CHUNK_ROWS,
-    Bundle,
-    Chunk,
-    FileHeader,
-    Manifest,
-    RowHashing,
-    iter_chunks,
-    read_header,
-    read_manifest,
-)
+from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Manifest, read_manifest
+from etl.extract import Chunk, RowHashing, iter_chunks, read_header
 from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows

@@ -24,7 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
 
-from etl.extract import Bundle, iter_chunks, read_header, read_manifest
+from etl.bundle import Bundle, read_manifest
+from etl.extract import iter_chunks, read_header
 from etl.specs import SPECS
 from etl.transform import Pseudonymiser
 from registry.core.errors import ConfigError, UsageError

@@ -38,7 +38,8 @@ def run_demo(
     from registry.cohorts.definition import load_definition
     from registry.cohorts.sql import create_view
     from registry.reports.inputs import outcomes_report, study_report
-    from registry.reports.outcomes import release_outcomes, render_outcomes
+    from registry.reports.outcomes import release_outcomes
+    from registry.reports.outcomes_render import render_outcomes
     from registry.reports.release import release
 
     t0 = time.perf_counter()

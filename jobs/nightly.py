@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from etl.extract import Bundle, read_manifest
+from etl.bundle import Bundle, read_manifest
 from etl.pipeline import run_bundle
 from jobs.night_facts import NightState, gross_changes, snapshot, touched_patients
 from registry.core.enums import RunStatus
@@ -433,7 +433,8 @@ def _write_reports(
 def _outcome_pages(engine: Engine, min_cell: int | None, warning: str | None = None) -> dict[str, str]:
     """The transplant-outcomes report of the night, HTML and JSON."""
     from registry.reports.inputs import outcomes_report
-    from registry.reports.outcomes import release_outcomes, render_outcomes
+    from registry.reports.outcomes import release_outcomes
+    from registry.reports.outcomes_render import render_outcomes
 
     report = outcomes_report(engine)
     if warning:

@@ -22,7 +22,7 @@ def synth(ctx: Context, out: str, patients: int, seed: int, site: str, dirty: bo
 
     Example: registry synth --out bundle --patients 100000 --dirty
     """
-    from etl.extract import SITE_RE
+    from etl.bundle import SITE_RE
     from etl.synth import DEFAULT_CUTOFF, write_bundle
 
     if not SITE_RE.match(site):

@@ -183,7 +183,8 @@ def report_outcomes(
     Example: registry report outcomes --format html --min-cell 11 --out outcomes.html
     """
     from registry.reports.inputs import outcomes_report
-    from registry.reports.outcomes import outcome_figures, release_outcomes, render_outcomes
+    from registry.reports.outcomes import release_outcomes
+    from registry.reports.outcomes_render import outcome_figures, render_outcomes
     from registry.reports.render import write_figure_files
 
     fmt = output_format(fmt, out)

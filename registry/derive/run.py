@@ -16,7 +16,6 @@ its own patients, which no other batch touches) while the writer writes.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,48 +30,32 @@ from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
 from registry.db.database import check_writer_lock, lock_work, make_engine, writer_lock
 from registry.db.models import (
+    DERIVED_MODELS,
+    DERIVED_TABLES,
     DerivationRun,
     Exposure,
-    ExposureSource,
     LineOfTherapy,
     Patient,
     PatientSummary,
     Regimen,
-    RegimenExposure,
     Relapse,
-    RelapseRefractoriness,
-    ResponseAssessment,
-    TransplantRole,
 )
-from registry.db.vocabulary import VOCABULARY_VERSION, normalise_drug_name, vocabulary_map
+from registry.db.vocabulary import VOCABULARY_VERSION, vocabulary_map
 from registry.derive.core import (
-    Derivation,
-    EventRow,
-    PatientInputs,
-    TransplantRow,
-    TreatmentRow,
     derive_patient,
-    latest_end,
 )
-from registry.derive.model import LINE_INTENTS, UNMAPPED_CLASS
+from registry.derive.inputs import fetch, read_inputs
 from registry.derive.params import DEFAULT_PARAMETERS, DerivationParameters
-from registry.derive.response import MEASURED, Sample
+from registry.derive.rows import COLUMNS as _COLUMNS
+from registry.derive.rows import ID_COLUMNS as _ID_COLUMNS
+from registry.derive.rows import TABLE_DIGEST as _TABLE_DIGEST
+from registry.derive.rows import PatientRows, patient_rows
 
 BATCH = 2000
 PARALLEL_BATCH = 500  # patients per task handed to a worker process
 PARALLEL_MIN = 1000  # fewer patients to derive: one process (starting workers costs more)
-DERIVED_BY_PATIENT = (
-    ResponseAssessment,
-    RelapseRefractoriness,
-    Relapse,
-    TransplantRole,
-    RegimenExposure,
-    Regimen,
-    LineOfTherapy,
-    ExposureSource,
-    Exposure,
-    PatientSummary,
-)
+# the derived tables, children before parents: the order to delete a patient's rows in
+DERIVED_BY_PATIENT = tuple(next(m for m in DERIVED_MODELS if m.__tablename__ == n) for n in DERIVED_TABLES)
 
 
 @dataclass(frozen=True)
@@ -209,140 +192,6 @@ def _delete_derived(conn: Connection, keys: list[str]) -> None:
         conn.execute(delete(model).where(col.in_(bindparam("keys", expanding=True))), {"keys": keys})
 
 
-def _as_date(v: Any) -> dt.date | None:
-    if v is None or isinstance(v, dt.date):
-        return v
-    return dt.date.fromisoformat(str(v))
-
-
-class _Dates(dict[Any, "dt.date | None"]):
-    """Stored dates as ``date`` objects, each text parsed once per batch (SQLite returns ISO
-    text; a batch's half a million dates hold a few thousand distinct days)."""
-
-    def __missing__(self, v: Any) -> dt.date | None:
-        day = self[v] = _as_date(v)
-        return day
-
-
-def _fetch(conn: Connection, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
-    """Rows of a plain SQL query whose ``{keys}`` is replaced by a match on the given patient
-    keys, through the DB-API cursor (the derivation reads every source row of its patients:
-    the SQLAlchemy row layer cost a third of the reading)."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        if conn.dialect.name == "postgresql":
-            cur.execute(sql.format(keys="= ANY(%s)"), (keys,))
-        else:
-            cur.execute(sql.format(keys="IN (" + ", ".join("?" * len(keys)) + ")"), keys)
-        return list(cur.fetchall())  # plain tuples on both drivers
-    finally:
-        cur.close()
-
-
-# the tests the response rules read (the other laboratory values are kept but judge nothing)
-_JUDGED_TESTS_SQL = "(" + ", ".join(f"'{t}'" for t in (*MEASURED, "bm_plasma_cells")) + ")"
-_LINE_INTENTS_SQL = "(" + ", ".join(f"'{i}'" for i in sorted(LINE_INTENTS)) + ")"
-
-
-class _UnmappedNames(dict[str, str]):
-    """Recorded names of unmapped drugs, normalised once per batch (the name the rules and the
-    stored exposure use: ``Study drug (blinded)`` -> ``study drug``)."""
-
-    def __missing__(self, raw: str) -> str:
-        name = self[raw] = normalise_drug_name(raw) or raw.strip().lower()
-        return name
-
-
-def _read_inputs(conn: Connection, keys: list[str], vocab: Any) -> dict[str, PatientInputs]:
-    rx: dict[str, list[TreatmentRow]] = {k: [] for k in keys}
-    names, classes = vocab.names, vocab.classes
-    day = _Dates()
-    day[None] = None
-    blinded = _UnmappedNames()
-    for pkey, tkey, did, start, end, stop, intent, dose, raw in _fetch(
-        conn,
-        "SELECT patient_key, treatment_key, drug_id, start_date, end_date, stop_reason, intent, dose_mg, "
-        # the recorded name only where it can matter: an unmapped drug whose row records an intent
-        f"CASE WHEN drug_id IS NULL AND intent IN {_LINE_INTENTS_SQL} THEN drug_raw END "
-        "FROM treatments WHERE is_current = TRUE AND patient_key {keys}",
-        keys,
-    ):
-        did = int(did) if did is not None else None
-        name, cls = (names.get(did), classes.get(did)) if did else (None, None)
-        if raw is not None:  # (r3) a blinded trial drug: a non-steroid drug of class 'unmapped'
-            name, cls = blinded[raw], UNMAPPED_CLASS
-        rx[pkey].append(
-            TreatmentRow(
-                tkey,
-                name,
-                cls,
-                day[start],  # type: ignore[arg-type]
-                day[end],
-                stop,
-                intent,
-                dose,
-                did,
-            )
-        )
-    tx: dict[str, list[TransplantRow]] = {k: [] for k in keys}
-    for pkey, tkey, when, kind, tandem in _fetch(
-        conn,
-        "SELECT patient_key, transplant_key, transplant_date, transplant_type, planned_tandem "
-        "FROM transplants WHERE is_current = TRUE AND patient_key {keys}",
-        keys,
-    ):
-        tx[pkey].append(
-            TransplantRow(tkey, day[when], kind, None if tandem is None else bool(tandem))  # type: ignore[arg-type]
-        )
-    ev: dict[str, list[EventRow]] = {k: [] for k in keys}
-    for pkey, ekey, when, kind, response in _fetch(
-        conn,
-        "SELECT patient_key, event_key, event_date, event_type, response "
-        "FROM disease_events WHERE is_current = TRUE AND patient_key {keys}",
-        keys,
-    ):
-        ev[pkey].append(EventRow(ekey, day[when], kind, response))  # type: ignore[arg-type]
-    labs: dict[str, list[Sample]] = {}
-    for pkey, lkey, when, test, value, result in _fetch(
-        conn,
-        "SELECT patient_key, lab_key, sample_date, test, value, result FROM labs "
-        f"WHERE is_current = TRUE AND test IN {_JUDGED_TESTS_SQL} AND patient_key {{keys}}",
-        keys,
-    ):
-        labs.setdefault(pkey, []).append(Sample(day[when], test, value, result, lkey))  # type: ignore[arg-type]
-    fu: dict[str, tuple[dt.date | None, dt.date | None]] = {}
-    for pkey, contact, death in _fetch(
-        conn,
-        "SELECT patient_key, last_contact_date, death_date FROM follow_up "
-        "WHERE is_current = TRUE AND patient_key {keys}",
-        keys,
-    ):
-        fu[pkey] = (day[contact], day[death])
-    cut: dict[str, dt.date | None] = {}
-    for pkey, cutoff in _fetch(
-        conn,
-        "SELECT p.patient_key, s.last_data_cutoff FROM patients p "
-        "JOIN sites s ON s.site_code = p.site_code WHERE p.patient_key {keys}",
-        keys,
-    ):
-        cut[pkey] = day[cutoff]
-    return {
-        k: PatientInputs(
-            patient_key=k,
-            treatments=tuple(sorted(rx[k], key=lambda t: (t.start, t.key))),
-            transplants=tuple(sorted(tx[k], key=lambda t: (t.date, t.key))),
-            events=tuple(sorted(ev[k], key=lambda e: (e.date, e.key))),
-            labs=tuple(sorted(labs.get(k, ()), key=lambda s: (s.date, s.test, s.key or ""))),
-            last_contact=fu.get(k, (None, None))[0],
-            death=fu.get(k, (None, None))[1],
-            cutoff=cut.get(k),
-        )
-        for k in keys
-    }
-
-
 def _stored_digests(
     conn: Connection, keys: list[str], version: str
 ) -> tuple[dict[str, tuple[str | None, str | None]], set[str]]:
@@ -350,7 +199,7 @@ def _stored_digests(
     rules ``version`` (a patient derived under other rules is always written again in full, so
     its rows record this run), and the patients with a stored derivation under any rules
     (every derived patient has a summary row; the others have no derived rows to delete)."""
-    found = _fetch(
+    found = fetch(
         conn,
         "SELECT ps.patient_key, ps.derivation_digest, ps.table_digests, r.rules_version "
         "FROM patient_summaries ps JOIN derivation_runs r ON r.derivation_run_id = ps.derivation_run_id "
@@ -441,7 +290,7 @@ def _changes(
     exposures, lines, regimens and relapses as now, the rows that differ in the tables whose
     digest changed (their i-th stored id of each kind stands for local id i); everyone else
     is replaced in full."""
-    inputs = _read_inputs(conn, keys, vocab)
+    inputs = read_inputs(conn, keys, vocab)
     derived = [patient_rows(derive_patient(inputs[k], params), vocab.by_synonym, version) for k in keys]
     stored, has_rows = _stored_digests(conn, keys, version)
     changed = [d for d in derived if stored.get(d.patient_key, ("", None))[0] != d.digest]
@@ -484,76 +333,6 @@ class _IdAllocator:
         v = self.next[col]
         self.next[col] = v + n
         return v
-
-
-DERIVED_TABLES = (
-    Exposure,
-    ExposureSource,
-    LineOfTherapy,
-    Regimen,
-    RegimenExposure,
-    TransplantRole,
-    Relapse,
-    RelapseRefractoriness,
-    ResponseAssessment,
-    PatientSummary,
-)
-# the id columns of each derived table, and the kind of id they hold (shifted from the
-# patient's local ids to the registry's when written)
-_ID_COLUMNS: dict[str, dict[str, str]] = {
-    Exposure.__tablename__: {"exposure_id": "exposure_id"},
-    ExposureSource.__tablename__: {"exposure_id": "exposure_id"},
-    LineOfTherapy.__tablename__: {"line_id": "line_id"},
-    Regimen.__tablename__: {"regimen_id": "regimen_id", "line_id": "line_id"},
-    RegimenExposure.__tablename__: {"regimen_id": "regimen_id", "exposure_id": "exposure_id"},
-    TransplantRole.__tablename__: {"line_id": "line_id"},
-    Relapse.__tablename__: {"relapse_id": "relapse_id", "line_id": "line_id"},
-    RelapseRefractoriness.__tablename__: {"relapse_id": "relapse_id"},
-    ResponseAssessment.__tablename__: {"line_id": "line_id"},
-    PatientSummary.__tablename__: {"l2_line_id": "line_id"},
-}
-_COLUMNS: dict[str, list[str]] = {
-    m.__tablename__: [c.name for c in m.__table__.columns] for m in DERIVED_TABLES
-}
-_DIGEST_POS = _COLUMNS[PatientSummary.__tablename__].index("derivation_digest")
-assert _COLUMNS[PatientSummary.__tablename__][_DIGEST_POS + 1] == "table_digests"
-_TABLE_DIGEST = 16  # hex digits of each table's digest within a patient's digest
-_IN_COLUMN_ORDER = {name: itemgetter(*cols) for name, cols in _COLUMNS.items()}
-assert _COLUMNS[ExposureSource.__tablename__] == ["exposure_id", "treatment_key", "patient_key"]
-
-
-class _LocalIds:
-    """Ids local to one patient's rows: 1, 2, ... per kind."""
-
-    def __init__(self) -> None:
-        self.used: dict[str, int] = {}
-
-    def take(self, col: str) -> int:
-        self.used[col] = self.used.get(col, 0) + 1
-        return self.used[col]
-
-
-@dataclass
-class PatientRows:
-    """One patient's derived rows (tuples in each table's column order, local ids, no
-    derivation run) and their digests."""
-
-    patient_key: str
-    digest: str
-    table_digests: str
-    tables: dict[str, list[tuple[Any, ...]]]
-    ids_used: dict[str, int]
-
-
-class _Rows:
-    """Derived rows per table, built by column name, kept as tuples in column order."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _COLUMNS}
-
-    def add(self, model: type, **values: Any) -> None:
-        name = model.__tablename__  # type: ignore[attr-defined]
-        self.rows[name].append(_IN_COLUMN_ORDER[name](values))  # KeyError: a column not given
 
 
 def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAllocator) -> Counter[str]:
@@ -639,7 +418,7 @@ def _table_plan(model: Any) -> _TablePlan:
     )
 
 
-_PLANS = {m.__tablename__: _table_plan(m) for m in DERIVED_TABLES}
+_PLANS = {m.__tablename__: _table_plan(m) for m in DERIVED_MODELS}
 
 
 def _stored_rows(
@@ -658,7 +437,7 @@ def _stored_rows(
             continue
         kpos = plan.columns.index("patient_key")
         dates = plan.dates if as_text else []
-        for row in _fetch(conn, plan.select, keys):
+        for row in fetch(conn, plan.select, keys):
             if dates:
                 v = list(row)
                 for i in dates:
@@ -710,201 +489,6 @@ def _diff(
         else:
             deletes[name].extend(before)
     return True
-
-
-def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) -> PatientRows:
-    """One patient's derivation as table rows (ids local to the patient, from 1; no derivation
-    run yet) and their digest under the rules version."""
-    out = _Rows()
-    ids = _LocalIds()
-    run_id = None
-    pk = d.patient_key
-    exp_ids = {}
-    sources = out.rows[ExposureSource.__tablename__]
-    for e in d.exposures:
-        eid = ids.take("exposure_id")
-        exp_ids[e.index] = eid
-        out.add(
-            Exposure,
-            exposure_id=eid,
-            patient_key=pk,
-            drug_id=e.drug_id if e.drug_class == UNMAPPED_CLASS else drug_ids[e.drug],
-            start_date=e.start,
-            end_date=e.end,
-            stop_reason=e.stop_reason,
-            last_dose_mg=e.last_dose,
-            role=e.role,
-            unmapped_drug=e.drug if e.drug_class == UNMAPPED_CLASS else None,
-            derivation_run_id=run_id,
-        )
-        # the most numerous rows (one per treatment row): tuples in column order directly
-        sources.extend([(eid, sk, pk) for sk in dict.fromkeys(e.source_keys)])
-    line_ids = {}
-    outcomes = {o.line: o for o in d.responses}
-    for ln in d.lines:
-        lid = ids.take("line_id")
-        line_ids[ln.number] = lid
-        o = outcomes.get(ln.number)
-        judged = o.labs if o is not None and o.basis == "labs" else None
-        out.add(
-            LineOfTherapy,
-            line_id=lid,
-            patient_key=pk,
-            line_number=ln.number,
-            start_date=ln.start,
-            end_date=ln.end,
-            end_reason=ln.end_reason,
-            start_rule=ln.start_rule,
-            includes_index_transplant=ln.includes_index_transplant,
-            best_response=o.best if o else None,
-            best_response_date=o.best_date if o else None,
-            response_basis=o.basis if o else None,
-            response_date=o.response_date if o else None,
-            best_response_unconfirmed=judged.best_unconfirmed if judged else None,
-            measurable=",".join(judged.measurable) if judged else None,
-            response_baseline=_baseline_text(judged.baseline) if judged else None,
-            lab_progression_date=judged.progression if judged else None,
-            lab_progression_basis=judged.progression_basis[:200]
-            if judged and judged.progression_basis
-            else None,
-            derivation_run_id=run_id,
-        )
-        if judged is None:
-            continue
-        for a in judged.assessments:
-            v = a.values
-            out.add(
-                ResponseAssessment,
-                line_id=lid,
-                assessment_date=a.date,
-                patient_key=pk,
-                category=a.category,
-                confirmed=a.confirmed or (a.category == "PD" and a.date == judged.progression),
-                basis=a.basis[:200],
-                serum_m_protein=v.get("serum"),
-                urine_m_protein=v.get("urine"),
-                dflc=v.get("dflc"),
-                bm_plasma_cells=v.get("marrow"),
-            )
-    for r in d.regimens:
-        rid = ids.take("regimen_id")
-        out.add(
-            Regimen,
-            regimen_id=rid,
-            patient_key=pk,
-            line_id=line_ids[r.line],
-            regimen_number=r.number,
-            phase=r.phase,
-            name=r.name[:400],
-            start_date=r.start,
-            end_date=r.end,
-            stop_reason=r.stop_reason,
-            contains_lenalidomide=r.contains_lenalidomide,
-            acronym=r.acronym,
-            backbone=r.backbone[:120],
-            derivation_run_id=run_id,
-        )
-        for idx, continued in r.exposures:
-            out.add(
-                RegimenExposure,
-                regimen_id=rid,
-                exposure_id=exp_ids[idx],
-                patient_key=pk,
-                continued=continued,
-            )
-    for key, (role, line) in d.transplant_roles.items():
-        out.add(
-            TransplantRole,
-            transplant_key=key,
-            patient_key=pk,
-            role=role,
-            line_id=line_ids.get(line) if line else None,
-            derivation_run_id=run_id,
-        )
-    for rel in d.relapses:
-        rel_id = ids.take("relapse_id")
-        out.add(
-            Relapse,
-            relapse_id=rel_id,
-            patient_key=pk,
-            relapse_date=rel.date,
-            sequence=rel.sequence,
-            source=rel.source,
-            source_key=rel.source_key,
-            after_index_transplant=rel.after_index_transplant,
-            is_first_after_index=rel.is_first_after_index,
-            line_id=line_ids.get(rel.line) if rel.line else None,
-            len_refractory=rel.len_refractory,
-            len_last_dose_mg=rel.len_last_dose,
-            len_exposure_days=rel.len_exposure_days,
-            len_free_interval_days=rel.len_free_interval_days,
-            event_records=rel.events,
-            recorded_after_line_start=rel.recorded_later,
-            sources=rel.sources,
-            derivation_run_id=run_id,
-        )
-        for drug, refr in sorted(rel.refractory.items()):
-            if drug not in drug_ids:  # an unmapped drug (r3): no vocabulary entry to key it by
-                continue
-            out.add(
-                RelapseRefractoriness,
-                relapse_id=rel_id,
-                drug_id=drug_ids[drug],
-                patient_key=pk,
-                refractory=refr,
-            )
-    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None, table_digests=None)
-    tables = out.rows
-    # one digest per table (16 hex digits each, in table order; the writer reads and compares
-    # only the stored tables whose digest changed), and one of them all
-    per_table = "".join(
-        hashlib.blake2b(repr((rules_version, rows)).encode(), digest_size=_TABLE_DIGEST // 2).hexdigest()
-        for rows in tables.values()
-    )
-    digest = hashlib.blake2b(per_table.encode(), digest_size=16).hexdigest()
-    summary = tables[PatientSummary.__tablename__]
-    summary[0] = (*summary[0][:_DIGEST_POS], digest, per_table, *summary[0][_DIGEST_POS + 2 :])
-    return PatientRows(d.patient_key, digest, per_table, tables, dict(ids.used))
-
-
-def _baseline_text(base: dict[str, float | str]) -> str:
-    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in base.items())[:120]
-
-
-def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dict[str, Any]:
-    mt = d.maintenance_regimens
-    agents = sorted({drug for r in mt for drug in r.drugs})
-    mt_end: dt.date | None = None
-    mt_stop = None
-    if mt:
-        mt_end = latest_end(r.end for r in mt)
-        last = max(mt, key=lambda r: (r.end or dt.date.max, r.start))
-        mt_stop = "ongoing" if mt_end is None else last.stop_reason
-    rel = d.relapse_after_index
-    l2 = d.line(2)
-    l2_reg = d.first_regimen(2)
-    return {
-        "patient_key": d.patient_key,
-        "index_transplant_key": d.index_transplant.key if d.index_transplant else None,
-        "index_transplant_date": d.index_transplant.date if d.index_transplant else None,
-        "tandem_transplant_date": d.tandem_transplant.date if d.tandem_transplant else None,
-        "maintenance": bool(mt),
-        "lenalidomide_maintenance": d.lenalidomide_maintenance,
-        "maintenance_agents": ", ".join(agents) or None,
-        "maintenance_start": min(r.start for r in mt) if mt else None,
-        "maintenance_end": mt_end,
-        "maintenance_stop_reason": mt_stop,
-        "relapse_date": rel.date if rel else None,
-        "l2_line_id": line_ids.get(2) if l2 else None,
-        "l2_start": l2.start if l2 else None,
-        "l2_first_regimen": l2_reg.name if l2_reg else None,
-        "l2_lenalidomide": bool(l2_reg and l2_reg.contains_lenalidomide),
-        "l2_start_rule": l2.start_rule if l2 else None,
-        "l2_progression_date": d.progression_after_line_start(2),
-        "lines": len(d.lines),
-        "day100_response": d.day100_response,
-        "derivation_run_id": run_id,
-    }
 
 
 @dataclass(frozen=True)

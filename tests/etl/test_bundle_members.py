@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.extract import Bundle
+from etl.bundle import Bundle
 from etl.pipeline import run_bundle
 from registry.core.errors import BundleRefused, ConfigError
 from registry.db.database import make_engine

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
-from etl.extract import Bundle, read_manifest
+from etl.bundle import Bundle, read_manifest
 from etl.pipeline import run_bundle
 from jobs.nightly import run_night
 from registry.cli import cli

@@ -136,7 +136,8 @@ def test_bounded_reading_gives_the_rows_the_csv_module_gives(block: int) -> None
 def test_values_are_trimmed_even_when_only_a_late_chunk_is_padded(tmp_path: Path) -> None:
     """Values are trimmed only when a line may need it (a clean export is not trimmed value by
     value): a padded value far into the file, in a later chunk, is still trimmed."""
-    from etl.extract import Bundle, iter_chunks, read_header
+    from etl.bundle import Bundle
+    from etl.extract import iter_chunks, read_header
     from etl.specs import SPECS
 
     write_bundle(tmp_path / "b", base_rows())

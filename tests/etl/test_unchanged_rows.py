@@ -212,7 +212,8 @@ def test_records_spanning_lines_and_blank_lines_keep_their_row_numbers(tmp_path:
     """Skipping works on one-line records; a quote anywhere switches the rest of the file to
     record-by-record reading (a quoted field may hold a line break); row numbers count every
     non-blank record, skipped or not."""
-    from etl.extract import Bundle, RowHashing, iter_chunks, line_hashes, read_header, record_texts
+    from etl.bundle import Bundle
+    from etl.extract import RowHashing, iter_chunks, line_hashes, read_header, record_texts
     from etl.specs import SPECS
     from tests.etl.bundles import base_rows
     from tests.etl.bundles import write_bundle as write_small

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from registry.cohorts.definition import load_definition
 from registry.core.errors import ReportRefused
 from registry.reports.cells import Model, Protected, count_leaves, get, label
-from registry.reports.outcomes import build_outcomes_report, release_outcomes, render_outcomes
+from registry.reports.outcomes import build_outcomes_report, release_outcomes
+from registry.reports.outcomes_render import render_outcomes
 from registry.reports.relations import outcomes_model, study_model
 from registry.reports.release import release
 from registry.reports.render import figures

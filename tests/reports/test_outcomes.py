@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from registry.cli import cli
 from registry.cohorts.definition import load_definition
 from registry.core.errors import ReportRefused, StudyError
-from registry.reports.outcomes import build_outcomes_report, release_outcomes, render_outcomes
+from registry.reports.outcomes import build_outcomes_report, release_outcomes
+from registry.reports.outcomes_render import render_outcomes
 from tests.cohorts.test_registry_flow import cohort_rows
 from tests.etl.bundles import write_bundle
 from tests.reports.test_release import COUNT_CELLS, SVG_COUNTS, bad_text, recoverable_pairs, small_ints

@@ -24,7 +24,7 @@ from registry.db.models.clinical import (
     Treatment,
 )
 from registry.db.models.derived import (
-    DERIVED_TABLES,
+    DERIVED_MODELS,
     Derived,
     Exposure,
     ExposureSource,
@@ -50,8 +50,17 @@ from registry.db.models.operations import (
 )
 from registry.db.models.reference import Drug, DrugSynonym, Site
 
+# the derived tables' names, children before parents (the order to delete them in), from the
+# foreign keys of the whole schema (every module above is imported by now)
+DERIVED_TABLES: tuple[str, ...] = tuple(
+    t.name
+    for t in reversed(Base.metadata.sorted_tables)
+    if t.name in {m.__tablename__ for m in DERIVED_MODELS}
+)
+
 __all__ = [
     "CLINICAL_SOURCE_TABLES",
+    "DERIVED_MODELS",
     "DERIVED_TABLES",
     "KEY",
     "NAMING_CONVENTION",

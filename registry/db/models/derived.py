@@ -337,15 +337,17 @@ class PatientSummary(Derived, Base):
     )
 
 
-DERIVED_TABLES = (
-    "response_assessments",
-    "relapse_refractoriness",
-    "relapses",
-    "transplant_roles",
-    "regimen_exposures",
-    "regimens",
-    "lines_of_therapy",
-    "exposure_sources",
-    "exposures",
-    "patient_summaries",
+# every derived table, in the order the derivation writes them (parents first; each table's
+# digest is kept in this order); the one list, whatever else needs them reads it
+DERIVED_MODELS: tuple[type[Base], ...] = (
+    Exposure,
+    ExposureSource,
+    LineOfTherapy,
+    Regimen,
+    RegimenExposure,
+    TransplantRole,
+    Relapse,
+    RelapseRefractoriness,
+    ResponseAssessment,
+    PatientSummary,
 )
