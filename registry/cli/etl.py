@@ -204,7 +204,7 @@ def etl_quarantine(ctx: Context, run_id: int | None, out: str | None, causes: bo
 
     Example: registry etl quarantine --run 12 --out run12-problems.csv
     """
-    from etl.pipeline import root_causes
+    from etl.loading import root_causes
     from etl.runs import iter_quarantine, write_quarantine_csv
 
     target = check_output(out) if out else None

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from etl import pipeline
+from etl import reading
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
 from tests.conftest import TEST_KEY
@@ -74,15 +74,15 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
     with (bundle / "treatments.csv").open("a") as fh:
         fh.write("RX-EXTRA,SYN0000001,too,few\n")  # malformed: quarantined in file order
     seen: dict[str, bool] = {}
-    checked = pipeline._checked_pieces
+    checked = reading._checked_pieces
 
     def spy(pieces, spec, r, parallel):  # type: ignore[no-untyped-def]
         seen[spec.name] = parallel
         return checked(pieces, spec, r, parallel)
 
-    monkeypatch.setattr(pipeline, "_checked_pieces", spy)
+    monkeypatch.setattr(reading, "_checked_pieces", spy)
     monkeypatch.setenv("REGISTRY_LOAD_WORKERS", "2")
-    monkeypatch.setattr(pipeline, "PARALLEL_CHECK_BYTES", 0)  # every file without on_valid
+    monkeypatch.setattr(reading, "PARALLEL_CHECK_BYTES", 0)  # every file without on_valid
     par = run_bundle(engine, bundle, KEY, chunk_rows=97)
     assert seen == {
         "patients": False,  # feeds the patient facts: checked here
@@ -92,7 +92,7 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
         "disease_events": True,
         "labs": True,
     }
-    monkeypatch.setattr(pipeline, "PARALLEL_CHECK_BYTES", 1 << 60)
+    monkeypatch.setattr(reading, "PARALLEL_CHECK_BYTES", 1 << 60)
     one = run_bundle(twin, bundle, KEY, chunk_rows=97)
     assert not any(seen.values())
     assert par.status == one.status == "succeeded"
@@ -120,7 +120,7 @@ def test_the_load_reports_its_stages_without_counting_any_twice(engine: Engine, 
     pseudonymise stage's, not the validate stage's)."""
     write_bundle(tmp_path / "b", patients=150, seed=32)
     s = run_bundle(engine, tmp_path / "b", KEY, chunk_rows=200)
-    stages = {k: s.timings[f"{k}_s"] for k in pipeline.LOAD_STAGES}
+    stages = {k: s.timings[f"{k}_s"] for k in reading.LOAD_STAGES}
     assert all(v > 0 for v in stages.values()), stages
     assert sum(stages.values()) + s.timings["merge_s"] <= s.timings["load_s"], (stages, s.timings)
     assert s.timings["derive_s"] > 0
