@@ -91,132 +91,182 @@ def add_lab_series(
     """Write ``rec``'s laboratory rows (and its line 1 truth) from the course's days."""
     if "tx" not in course or rng.random() > LABS_SHARE:
         return
-    s = _Series(rec, rng, date)
-    patient = rec.patients[0]
-    kind = (
-        "light_chain" if patient.get("heavy_chain") == "none" else "urine" if rng.random() < 0.08 else "serum"
-    )
-    kappa_disease = patient.get("light_chain") != "lambda"
-    weights = TARGETS[kind]
-    target = rng.choices(list(weights), list(weights.values()))[0]
-    no_marrow = target == "CR" and rng.random() < 0.25  # a CR without a marrow is judged VGPR at most
-    end = min(course["death"] - 1, course["end"])
-    diag, ind_start, ind_end = course["diag"], course["ind_start"], course["ind_end"]
-    last_tx = course["last_tx"]
-    relapse = course.get("relapse")
-    l2 = course.get("l2")
-    l2_start = day_of(rec.truth["l2_start"]) if rec.truth.get("l2_start") else l2
-    lag = course.get("lag", 0)
-    # line 1 is sampled until its relapse (with salvage begun before the record: until then)
-    stop = end
-    if relapse is not None and relapse <= end:
-        stop = relapse - 1
-    if lag and l2_start is not None:
-        stop = min(stop, l2_start - 1)
+    p = _Course(rec, course, rng, date, day_of)
+    p.diagnosis()
+    p.induction()
+    deep, days = p.after_transplant()
+    p.truth(days)
+    p.relapse(deep)
 
-    # the paraprotein at each level: baseline, induction, the deepest response
-    base = {
-        "serum": rng.uniform(1.5, 6.0),
-        "urine": rng.uniform(600, 3000),
-        "light_chain": rng.uniform(400, 3000),
-    }[kind]
-    uninvolved = rng.uniform(8, 15)
 
-    def level(fraction: float, day: int) -> None:
+class _Course:
+    """One patient's series, drawn phase by phase (the draws in a fixed order: the same seed
+    gives the same rows)."""
+
+    def __init__(
+        self,
+        rec: Any,
+        course: dict[str, int],
+        rng: random.Random,
+        date: Callable[[int], str],
+        day_of: Callable[[str], int],
+    ) -> None:
+        self.rec, self.c, self.r, self.date = rec, course, rng, date
+        self.s = _Series(rec, rng, date)
+        patient = rec.patients[0]
+        self.kind = (
+            "light_chain"
+            if patient.get("heavy_chain") == "none"
+            else "urine"
+            if rng.random() < 0.08
+            else "serum"
+        )
+        self.kappa = patient.get("light_chain") != "lambda"
+        weights = TARGETS[self.kind]
+        self.target = rng.choices(list(weights), list(weights.values()))[0]
+        self.no_marrow = self.target == "CR" and rng.random() < 0.25  # a CR without a marrow: VGPR at most
+        self.end = min(course["death"] - 1, course["end"])
+        self.relapse_day = course.get("relapse")
+        self.l2_start = day_of(rec.truth["l2_start"]) if rec.truth.get("l2_start") else course.get("l2")
+        self.lag = course.get("lag", 0)
+        # line 1 is sampled until its relapse (with salvage begun before the record: until then)
+        self.stop = self.end
+        if self.relapse_day is not None and self.relapse_day <= self.end:
+            self.stop = self.relapse_day - 1
+        if self.lag and self.l2_start is not None:
+            self.stop = min(self.stop, self.l2_start - 1)
+        # the paraprotein at each level: baseline, induction, the deepest response
+        self.base = {
+            "serum": rng.uniform(1.5, 6.0),
+            "urine": rng.uniform(600, 3000),
+            "light_chain": rng.uniform(400, 3000),
+        }[self.kind]
+        self.uninvolved = rng.uniform(8, 15)
+
+    def level(self, fraction: float, day: int) -> None:
         """The disease at ``fraction`` of its baseline (0: below the limit)."""
-        v = base * fraction * (rng.uniform(0.97, 1.03) if fraction else 1)
-        if kind == "serum":
-            s.serum(day, v)
-        elif kind == "urine":
-            s.urine(day, v)
+        v = self.base * fraction * (self.r.uniform(0.97, 1.03) if fraction else 1)
+        if self.kind == "serum":
+            self.s.serum(day, v)
+        elif self.kind == "urine":
+            self.s.urine(day, v)
         else:
-            inv = uninvolved + v
-            s.flc(day, inv if kappa_disease else uninvolved, uninvolved if kappa_disease else inv)
+            self._light_chains(day, self.uninvolved + v)
 
-    # diagnosis: the baseline (within 60 days before line 1 starts), with a marrow and the FLC
-    level(1.0, diag)
-    if kind == "urine":
-        s.serum(diag, rng.uniform(0.2, 0.6))  # present but not measurable
-    if kind == "light_chain":
-        s.serum(diag, 0)
-    else:
-        inv = rng.uniform(150, 900)
-        s.flc(diag, inv if kappa_disease else uninvolved, uninvolved if kappa_disease else inv)
-    s.add(diag, "bm_plasma_cells", f"{rng.uniform(15, 70):.0f}", "%")
-    # induction: monthly, a partial response (minimal for a minimal one, or for urine-only disease)
-    ind = (0.72, 0.66) if target == "MR" or kind == "urine" else (0.6, 0.45)
-    day, k = ind_start + 30, 0
-    while day < ind_end and day <= stop:
-        level(ind[min(k, 1)], day)
-        day, k = day + 30, k + 1
-    # after the transplant: day 100, a month later, then every four months, at the deepest level
-    deep = {
-        "serum": {"sCR": 0.0, "CR": 0.0, "VGPR": 0.06, "PR": 0.38, "MR": 0.65},
-        "urine": {"VGPR": 0.03, "PR": 0.12},
-        "light_chain": {"sCR": 0.0, "PR": 0.3},
-    }[kind][target]
-    if kind == "urine" and target == "PR":
-        deep = min(deep, 180 / base)  # below 200 mg/24h and above 100
-        deep = max(deep, 110 / base)
-    days = [last_tx + 100, last_tx + 130]
-    while days[-1] + SAMPLE_EVERY <= stop:
-        days.append(days[-1] + SAMPLE_EVERY)
-    days = [d for d in days if d <= stop]
-    isolated = target == "PR" and kind == "serum" and len(days) >= 4 and rng.random() < 0.1
-    for i, d in enumerate(days):
-        if not (kind == "light_chain" and target == "sCR"):  # (its light chains are written below)
-            level(deep * (0.15 if isolated and i == 2 else 1.0), d)
-        if target in ("sCR", "CR"):
-            s.add(d, "serum_ife", "negative")
-            s.add(d, "urine_ife", rng.choice(["negative", "Negative"]))
-            if target == "sCR":  # a normal ratio (0.26 to 1.65)
-                s.flc(d, rng.uniform(13, 16), rng.uniform(11, 13))
-            elif kappa_disease:  # still abnormal: above 1.65 ...
-                s.flc(d, rng.uniform(24, 30), rng.uniform(9, 11))
-            else:  # ... or below 0.26
-                s.flc(d, rng.uniform(5, 7), rng.uniform(30, 40))
-            if i == 0 and not no_marrow:
-                s.add(d, "bm_plasma_cells", f"{rng.uniform(1, 4):.0f}", "%")
-        elif target == "VGPR" and kind == "serum":
-            s.add(d, "serum_ife", "positive")
-    if len(days) >= 2:
-        rec.truth["l1_best_response"] = "VGPR" if no_marrow else target
-    day100 = target if not no_marrow else "VGPR"
-    if days and rng.random() < 0.95:  # the recorded day-100 response agrees with the series
-        for t in rec.transplants:
-            if t["transplant_date"] == date(course["tx"]):
-                t["response_day100"] = day100
+    def _light_chains(self, day: int, involved: float) -> None:
+        low = self.uninvolved
+        self.s.flc(day, involved if self.kappa else low, low if self.kappa else involved)
 
-    # the relapse: a rise on the day it was recorded, confirmed before the salvage (or by it)
-    if relapse is None or relapse > end or lag:
-        return
-    nadir = base * deep
-    rise = _rise(kind, nadir, base)
-    level(rise, relapse)
-    if target in ("sCR", "CR"):
-        s.add(relapse, "serum_ife", "positive")
-    confirm = None
-    if l2_start is None:
-        confirm = relapse + 28 if relapse + 28 <= end else None
-    elif l2_start - relapse >= 2:
-        confirm = relapse + (l2_start - relapse) // 2
-    if confirm is not None:
-        level(rise * 1.1, confirm)
-    if l2_start is None:
-        return
-    # the second line: a partial response, then its progression on the day it was recorded
-    base2 = rise * (1.1 if confirm is not None else 1.0)
-    progression = course.get("l2_progression")
-    last = min(end, progression - 1 if progression is not None else end)
-    d = l2_start + 30
-    while d <= last:
-        level(base2 * 0.35, d)
-        d += 60
-    if progression is None or progression > end:
-        return
-    level(_rise(kind, base * base2 * 0.35, base), progression)
-    if progression + 5 <= end:
-        level(_rise(kind, base * base2 * 0.35, base) * 1.1, progression + 5)
+    def diagnosis(self) -> None:
+        """The baseline (within 60 days before line 1 starts), with a marrow and the FLC."""
+        s, diag = self.s, self.c["diag"]
+        self.level(1.0, diag)
+        if self.kind == "urine":
+            s.serum(diag, self.r.uniform(0.2, 0.6))  # present but not measurable
+        if self.kind == "light_chain":
+            s.serum(diag, 0)
+        else:
+            self._light_chains(diag, self.r.uniform(150, 900))
+        s.add(diag, "bm_plasma_cells", f"{self.r.uniform(15, 70):.0f}", "%")
+
+    def induction(self) -> None:
+        """Monthly, a partial response (minimal for a minimal one, or for urine-only disease)."""
+        ind = (0.72, 0.66) if self.target == "MR" or self.kind == "urine" else (0.6, 0.45)
+        day, k = self.c["ind_start"] + 30, 0
+        while day < self.c["ind_end"] and day <= self.stop:
+            self.level(ind[min(k, 1)], day)
+            day, k = day + 30, k + 1
+
+    def after_transplant(self) -> tuple[float, list[int]]:
+        """Day 100, a month later, then every four months, at the deepest level. Returns that
+        level (a fraction of the baseline) and the days sampled."""
+        kind, target = self.kind, self.target
+        deep = DEEP[kind][target]
+        if kind == "urine" and target == "PR":
+            deep = max(min(deep, 180 / self.base), 110 / self.base)  # below 200 mg/24h and above 100
+        last_tx = self.c["last_tx"]
+        days = [last_tx + 100, last_tx + 130]
+        while days[-1] + SAMPLE_EVERY <= self.stop:
+            days.append(days[-1] + SAMPLE_EVERY)
+        days = [d for d in days if d <= self.stop]
+        isolated = target == "PR" and kind == "serum" and len(days) >= 4 and self.r.random() < 0.1
+        for i, d in enumerate(days):
+            if not (kind == "light_chain" and target == "sCR"):  # (its light chains: below)
+                self.level(deep * (0.15 if isolated and i == 2 else 1.0), d)
+            if target in ("sCR", "CR"):
+                self._complete(d, first=i == 0)
+            elif target == "VGPR" and kind == "serum":
+                self.s.add(d, "serum_ife", "positive")
+        return deep, days
+
+    def _complete(self, day: int, first: bool) -> None:
+        """A complete response's evidence: immunofixation negative, the light chains (a normal
+        ratio for sCR), the marrow at the first assessment (unless this CR has none)."""
+        s, r = self.s, self.r
+        s.add(day, "serum_ife", "negative")
+        s.add(day, "urine_ife", r.choice(["negative", "Negative"]))
+        if self.target == "sCR":  # a normal ratio (0.26 to 1.65)
+            s.flc(day, r.uniform(13, 16), r.uniform(11, 13))
+        elif self.kappa:  # still abnormal: above 1.65 ...
+            s.flc(day, r.uniform(24, 30), r.uniform(9, 11))
+        else:  # ... or below 0.26
+            s.flc(day, r.uniform(5, 7), r.uniform(30, 40))
+        if first and not self.no_marrow:
+            s.add(day, "bm_plasma_cells", f"{r.uniform(1, 4):.0f}", "%")
+
+    def truth(self, days: list[int]) -> None:
+        """Line 1's best response (two assessments at the deepest level confirm it), and the
+        recorded day-100 response agreeing with the series (mostly)."""
+        reached = "VGPR" if self.no_marrow else self.target
+        if len(days) >= 2:
+            self.rec.truth["l1_best_response"] = reached
+        if days and self.r.random() < 0.95:
+            for t in self.rec.transplants:
+                if t["transplant_date"] == self.date(self.c["tx"]):
+                    t["response_day100"] = reached
+
+    def relapse(self, deep: float) -> None:
+        """A rise on the day the relapse was recorded, confirmed before the salvage (or by
+        it); then the second line's partial response and its progression on its recorded day."""
+        day, end, l2_start = self.relapse_day, self.end, self.l2_start
+        if day is None or day > end or self.lag:
+            return
+        rise = _rise(self.kind, self.base * deep, self.base)
+        self.level(rise, day)
+        if self.target in ("sCR", "CR"):
+            self.s.add(day, "serum_ife", "positive")
+        confirm = None
+        if l2_start is None:
+            confirm = day + 28 if day + 28 <= end else None
+        elif l2_start - day >= 2:
+            confirm = day + (l2_start - day) // 2
+        if confirm is not None:
+            self.level(rise * 1.1, confirm)
+        if l2_start is not None:
+            self.second_line(l2_start, rise * (1.1 if confirm is not None else 1.0))
+
+    def second_line(self, start: int, base2: float) -> None:
+        end = self.end
+        progression = self.c.get("l2_progression")
+        last = min(end, progression - 1 if progression is not None else end)
+        d = start + 30
+        while d <= last:
+            self.level(base2 * 0.35, d)
+            d += 60
+        if progression is None or progression > end:
+            return
+        rise = _rise(self.kind, self.base * base2 * 0.35, self.base)
+        self.level(rise, progression)
+        if progression + 5 <= end:
+            self.level(rise * 1.1, progression + 5)
+
+
+# line 1's deepest level, a fraction of the baseline, by kind of disease and response
+DEEP = {
+    "serum": {"sCR": 0.0, "CR": 0.0, "VGPR": 0.06, "PR": 0.38, "MR": 0.65},
+    "urine": {"VGPR": 0.03, "PR": 0.12},
+    "light_chain": {"sCR": 0.0, "PR": 0.3},
+}
 
 
 def _rise(kind: str, nadir: float, base: float) -> float:

@@ -183,35 +183,37 @@ def _category(
     }
     change = {k: None if now[k] is None else _pct(now[k], base[k]) for k in measurable}  # type: ignore[arg-type]
     described = ", ".join(f"{k} {change[k]:+.0f}%" for k in measurable if change[k] is not None) or "no value"
-
-    def each(test: Mapping[str, object]) -> bool:  # every measurable parameter meets its criterion
-        return all(k in test and bool(test[k]) for k in measurable)
-
-    def down(k: str, pct: float) -> bool:
-        c = change.get(k)
-        return c is not None and -c >= pct
-
-    u = now["urine"]
     ife = values.get("serum_ife"), values.get("urine_ife")
     negative = all(s is not None and s.result == "negative" for s in ife)
-    flc_only = measurable == ("flc",)
     if negative and marrow is not None and marrow < p.marrow_cr:
         if _ratio_normal(values, p):
             return "sCR", f"sCR: immunofixation negative, marrow {marrow:g}%, FLC ratio normal"
         return "CR", f"CR: immunofixation negative, marrow {marrow:g}%"
     cr_short = " (no marrow: at most VGPR)" if negative and marrow is None else ""
-    if not flc_only and each({"serum": down("serum", 90), "urine": u is not None and u < 100}):
-        return "VGPR", f"VGPR: {described}{cr_short}"
-    partial = {
-        "serum": down("serum", 50),
-        "urine": down("urine", 90) or (u is not None and u < p.urine_measurable),
-        "flc": down("flc", 50),
-    }
-    if each(partial):
-        return "PR", f"PR: {described}{cr_short}"
-    if not flc_only and each({"serum": down("serum", 25), "urine": down("urine", 50)}):
-        return "MR", f"MR: {described}"
+    flc_only = measurable == ("flc",)
+    for category, criteria in _criteria(now["urine"], change, p):
+        if category in ("VGPR", "MR") and flc_only:
+            continue  # light-chain-only disease: no VGPR, no MR
+        if all(criteria.get(k, False) for k in measurable):  # every measurable parameter meets it
+            return category, f"{category}: {described}{cr_short if category != 'MR' else ''}"
     return "SD", f"SD: {described}"
+
+
+def _criteria(
+    urine: float | None, change: Mapping[str, float | None], p: ResponseParams
+) -> list[tuple[str, dict[str, bool]]]:
+    """Each partial category, best first, with whether each parameter meets it."""
+
+    def down(k: str, pct: float) -> bool:
+        c = change.get(k)
+        return c is not None and -c >= pct
+
+    low_urine = urine is not None and urine < p.urine_measurable
+    return [
+        ("VGPR", {"serum": down("serum", 90), "urine": urine is not None and urine < 100}),
+        ("PR", {"serum": down("serum", 50), "urine": down("urine", 90) or low_urine, "flc": down("flc", 50)}),
+        ("MR", {"serum": down("serum", 25), "urine": down("urine", 50)}),
+    ]
 
 
 def nadir(values: list[float]) -> float:
@@ -298,16 +300,17 @@ def _progression(
     return (first[0], f"{first[1]}, {first[2]}", first[3]), unconfirmed, every
 
 
-def line_response(samples: list[Sample], line: Line, params: ResponseParams | None = None) -> LineResponse:
-    """The response and progression of one line from the patient's samples."""
-    p = params or ResponseParams()
-    series = _Series(samples)
-    at_start = _values(series, line.start, p.baseline_window_days)
+def _baseline(
+    series: _Series, start: dt.date, p: ResponseParams
+) -> tuple[dict[str, float], str | None, tuple[str, ...]]:
+    """A line's baseline values (serum, urine; dFLC only for light-chain-only disease), the
+    involved light chain and the parameters measurable there."""
+    at_start = _values(series, start, p.baseline_window_days)
     base: dict[str, float] = {}
-    if "serum_m_protein" in at_start and at_start["serum_m_protein"].value is not None:
-        base["serum"] = at_start["serum_m_protein"].value
-    if "urine_m_protein" in at_start and at_start["urine_m_protein"].value is not None:
-        base["urine"] = at_start["urine_m_protein"].value
+    for name, test in (("serum", "serum_m_protein"), ("urine", "urine_m_protein")):
+        sample = at_start.get(test)
+        if sample is not None and sample.value is not None:
+            base[name] = sample.value
     involved = _involved(at_start, p)
     measurable = tuple(
         k
@@ -320,6 +323,14 @@ def line_response(samples: list[Sample], line: Line, params: ResponseParams | No
         if inv >= p.flc_measurable and dflc is not None:
             base["flc"] = dflc
             measurable = ("flc",)
+    return base, involved, measurable
+
+
+def line_response(samples: list[Sample], line: Line, params: ResponseParams | None = None) -> LineResponse:
+    """The response and progression of one line from the patient's samples."""
+    p = params or ResponseParams()
+    series = _Series(samples)
+    base, involved, measurable = _baseline(series, line.start, p)
     shown_base: dict[str, float | str] = {k: v for k, v in base.items()}
     if not measurable:
         return LineResponse(line.number, (), shown_base, best="not_evaluable")
@@ -334,21 +345,36 @@ def line_response(samples: list[Sample], line: Line, params: ResponseParams | No
     first, out.unconfirmed_pd, pd_dates = _progression(series, line, base, judged, involved, p)
     if first is not None:
         out.progression, out.progression_basis, out.progression_key = first
+    _assess(out, series, line, base, involved, pd_dates, p)
+    _best(out)
+    return out
+
+
+def _assess(
+    out: LineResponse,
+    series: _Series,
+    line: Line,
+    base: dict[str, float],
+    involved: str | None,
+    pd_dates: dict[dt.date, str],
+    p: ResponseParams,
+) -> None:
+    """Every assessment of the line, up to its progression (and the sample confirming it)."""
     for day in series.dates(MEASURED, line.start, line.next_start):
-        if out.progression is not None and day > out.progression and day not in pd_dates:
+        after = out.progression is not None and day > out.progression
+        if after and day not in pd_dates:
             break  # after the line's progression nothing is judged again
         values = _values(series, day, p.assessment_window_days)
         marrow = series.latest("bm_plasma_cells", day, line.start)
         used = _used(values, involved, marrow)
         if day in pd_dates:
             out.assessments.append(Assessment(day, "PD", pd_dates[day], values=used))
-            if out.progression is not None and day > out.progression:
+            if after:
                 break
             continue
-        category, basis = _category(values, base, measurable, involved, marrow.value if marrow else None, p)
+        marrow_value = marrow.value if marrow else None
+        category, basis = _category(values, base, out.measurable, involved, marrow_value, p)
         out.assessments.append(Assessment(day, category, basis, values=used))
-    _best(out)
-    return out
 
 
 def _used(values: dict[str, Sample], involved: str | None, marrow: Sample | None) -> dict[str, float]:

@@ -10,11 +10,12 @@ episodes (docs/derivations.md, "Response and progression from the laboratory ser
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from registry.core.enums import ExposureRole, ProgressionSource
 from registry.derive.model import Derivation, LineOutcome, PatientInputs, Progression
 from registry.derive.params import DerivationParameters
-from registry.derive.response import RANK, Line, line_response
+from registry.derive.response import RANK, Line, LineResponse, line_response
 
 LABS, RECORDED, NOT_EVALUABLE = "labs", "recorded", "not_evaluable"
 PR = RANK["PR"]  # a response: PR or better
@@ -31,34 +32,47 @@ def judge_lines(inp: PatientInputs, dv: Derivation, p: DerivationParameters) -> 
             line = Line(ln.number, ln.start, nxt, _new_drug_starts(dv, ln.number, ln.start, p))
             judged = line_response(list(inp.labs), line, p.response)
         if judged is not None and judged.best != NOT_EVALUABLE:
-            best, best_date = judged.best, judged.best_date
-            if best is None and judged.progression is not None:
-                best, best_date = "PD", judged.progression  # no response before its progression
-            responded = next(
-                (
-                    a.date
-                    for a in judged.assessments
-                    if a.confirmed and a.category != "PD" and RANK[a.category] >= PR
-                ),
-                None,
-            )
-            out.append(LineOutcome(ln.number, LABS, best, best_date, judged, responded))
-            continue
-        recorded = [
-            e
-            for e in inp.events
-            if e.type == "response_assessment"
-            and e.response in RANK
-            and e.date > ln.start
-            and (nxt is None or e.date < nxt)
-        ]
-        if recorded:
-            top = max(recorded, key=lambda e: (RANK[e.response or ""], -e.date.toordinal()))
-            responded = min((e.date for e in recorded if RANK[e.response or ""] >= PR), default=None)
-            out.append(LineOutcome(ln.number, RECORDED, top.response, top.date, judged, responded))
+            out.append(_from_labs(ln.number, judged))
         else:
-            out.append(LineOutcome(ln.number, NOT_EVALUABLE, None, None, judged))
+            out.append(_from_records(inp, ln.number, ln.start, nxt, judged))
     return out
+
+
+def _from_labs(number: int, judged: LineResponse) -> LineOutcome:
+    best, best_date = judged.best, judged.best_date
+    if best is None and judged.progression is not None:
+        best, best_date = "PD", judged.progression  # no response before its progression
+    # the first assessment at PR or better that the next one confirms (it meets PR or better
+    # too: a VGPR followed by a PR is a confirmed PR, dated by the VGPR)
+    responded = next(
+        (
+            a.date
+            for a, b in itertools.pairwise(judged.assessments)
+            if "PD" not in (a.category, b.category) and min(RANK[a.category], RANK[b.category]) >= PR
+        ),
+        None,
+    )
+    return LineOutcome(number, LABS, best, best_date, judged, responded)
+
+
+def _from_records(
+    inp: PatientInputs, number: int, start: dt.date, nxt: dt.date | None, judged: LineResponse | None
+) -> LineOutcome:
+    """The best response assessment recorded during the line (after its start, before the
+    next line's), or not evaluable."""
+    recorded = [
+        e
+        for e in inp.events
+        if e.type == "response_assessment"
+        and e.response in RANK
+        and start < e.date
+        and (nxt is None or e.date < nxt)
+    ]
+    if not recorded:
+        return LineOutcome(number, NOT_EVALUABLE, None, None, judged)
+    top = max(recorded, key=lambda e: (RANK[e.response or ""], -e.date.toordinal()))
+    responded = min((e.date for e in recorded if RANK[e.response or ""] >= PR), default=None)
+    return LineOutcome(number, RECORDED, top.response, top.date, judged, responded)
 
 
 def _new_drug_starts(

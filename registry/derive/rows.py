@@ -104,6 +104,37 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
     ids = _LocalIds()
     run_id = None
     pk = d.patient_key
+    exp_ids = _exposure_rows(out, ids, d, drug_ids)
+    line_ids = _line_rows(out, ids, d)
+    _regimen_rows(out, ids, d, exp_ids, line_ids)
+    for key, (role, line) in d.transplant_roles.items():
+        out.add(
+            TransplantRole,
+            transplant_key=key,
+            patient_key=pk,
+            role=role,
+            line_id=line_ids.get(line) if line else None,
+            derivation_run_id=run_id,
+        )
+    _relapse_rows(out, ids, d, line_ids, drug_ids)
+    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None, table_digests=None)
+    tables = out.rows
+    # one digest per table (16 hex digits each, in table order; the writer reads and compares
+    # only the stored tables whose digest changed), and one of them all
+    per_table = "".join(
+        hashlib.blake2b(repr((rules_version, rows)).encode(), digest_size=TABLE_DIGEST // 2).hexdigest()
+        for rows in tables.values()
+    )
+    digest = hashlib.blake2b(per_table.encode(), digest_size=16).hexdigest()
+    summary = tables[PatientSummary.__tablename__]
+    summary[0] = (*summary[0][:_DIGEST_POS], digest, per_table, *summary[0][_DIGEST_POS + 2 :])
+    return PatientRows(d.patient_key, digest, per_table, tables, dict(ids.used))
+
+
+def _exposure_rows(out: _Rows, ids: _LocalIds, d: Derivation, drug_ids: dict[str, int]) -> dict[int, int]:
+    """Exposures and the treatment rows each came from; their local ids by exposure index."""
+    run_id = None
+    pk = d.patient_key
     exp_ids = {}
     sources = out.rows[ExposureSource.__tablename__]
     for e in d.exposures:
@@ -124,6 +155,13 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
         )
         # the most numerous rows (one per treatment row): tuples in column order directly
         sources.extend([(eid, sk, pk) for sk in dict.fromkeys(e.source_keys)])
+    return exp_ids
+
+
+def _line_rows(out: _Rows, ids: _LocalIds, d: Derivation) -> dict[int, int]:
+    """Lines with their response, and each line's assessments; their local ids by number."""
+    run_id = None
+    pk = d.patient_key
     line_ids = {}
     outcomes = {o.line: o for o in d.responses}
     for ln in d.lines:
@@ -171,6 +209,14 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
                 dflc=v.get("dflc"),
                 bm_plasma_cells=v.get("marrow"),
             )
+    return line_ids
+
+
+def _regimen_rows(
+    out: _Rows, ids: _LocalIds, d: Derivation, exp_ids: dict[int, int], line_ids: dict[int, int]
+) -> None:
+    run_id = None
+    pk = d.patient_key
     for r in d.regimens:
         rid = ids.take("regimen_id")
         out.add(
@@ -197,15 +243,13 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
                 patient_key=pk,
                 continued=continued,
             )
-    for key, (role, line) in d.transplant_roles.items():
-        out.add(
-            TransplantRole,
-            transplant_key=key,
-            patient_key=pk,
-            role=role,
-            line_id=line_ids.get(line) if line else None,
-            derivation_run_id=run_id,
-        )
+
+
+def _relapse_rows(
+    out: _Rows, ids: _LocalIds, d: Derivation, line_ids: dict[int, int], drug_ids: dict[str, int]
+) -> None:
+    run_id = None
+    pk = d.patient_key
     for rel in d.relapses:
         rel_id = ids.take("relapse_id")
         out.add(
@@ -238,18 +282,6 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
                 patient_key=pk,
                 refractory=refr,
             )
-    out.add(PatientSummary, **_summary(d, line_ids, run_id), derivation_digest=None, table_digests=None)
-    tables = out.rows
-    # one digest per table (16 hex digits each, in table order; the writer reads and compares
-    # only the stored tables whose digest changed), and one of them all
-    per_table = "".join(
-        hashlib.blake2b(repr((rules_version, rows)).encode(), digest_size=TABLE_DIGEST // 2).hexdigest()
-        for rows in tables.values()
-    )
-    digest = hashlib.blake2b(per_table.encode(), digest_size=16).hexdigest()
-    summary = tables[PatientSummary.__tablename__]
-    summary[0] = (*summary[0][:_DIGEST_POS], digest, per_table, *summary[0][_DIGEST_POS + 2 :])
-    return PatientRows(d.patient_key, digest, per_table, tables, dict(ids.used))
 
 
 def _baseline_text(base: dict[str, float | str]) -> str:

@@ -52,33 +52,13 @@ def patient_series(engine: Engine, patient_key: str) -> dict[str, Any]:
             .where(Relapse.patient_key == key)
             .order_by(Relapse.sequence)
         ).all()
-    series: dict[str, list[tuple[dt.date, float]]] = {"serum": [], "urine": [], "flc": []}
-    kappa: dict[dt.date, float] = {}
-    lam: dict[dt.date, float] = {}
-    for when, test, number in labs:
-        day, value = _date(when), float(number or 0.0)  # (rows without a value are not read)
-        if test == "serum_m_protein":
-            series["serum"].append((day, value))
-        elif test == "urine_m_protein":
-            series["urine"].append((day, value))
-        elif test == "flc_kappa":
-            kappa[day] = value
-        elif test == "flc_lambda":
-            lam[day] = value
-    series["flc"] = [(d, abs(kappa[d] - lam[d])) for d in sorted(kappa) if d in lam]
+    series = _series(labs)
     out_lines = []
     for i, (number, start, measurable, best) in enumerate(lines):
         start = _date(start)
         nxt = _date(lines[i + 1][1]) if i + 1 < len(lines) else None
         parameter = (measurable or "").split(",")[0] or None
-        low = None
-        if parameter in series:
-            values = [(d, v) for d, v in series[parameter] if d <= start and (start - d).days <= 60][-1:]
-            values += [(d, v) for d, v in series[parameter] if d > start and (nxt is None or d < nxt)]
-            if len(values) >= 2:
-                level = nadir([v for _, v in values])
-                held = next((values[j][0] for j in range(len(values)) if values[j][1] == level), values[0][0])
-                low = (held, level)
+        low = _nadir(series.get(parameter or "", []), start, nxt)
         out_lines.append(
             {"number": number, "start": start, "parameter": parameter, "best": best, "nadir": low}
         )
@@ -88,6 +68,35 @@ def patient_series(engine: Engine, patient_key: str) -> dict[str, Any]:
         "lines": out_lines,
         "relapses": [{"date": _date(d), "sources": s or ""} for d, s in relapses],
     }
+
+
+def _series(labs: Any) -> dict[str, list[tuple[dt.date, float]]]:
+    """Serum and urine M-protein, and the light chains' difference on the days both were sampled."""
+    series: dict[str, list[tuple[dt.date, float]]] = {"serum": [], "urine": [], "flc": []}
+    chains: dict[str, dict[dt.date, float]] = {"flc_kappa": {}, "flc_lambda": {}}
+    where = {"serum_m_protein": "serum", "urine_m_protein": "urine"}
+    for when, test, number in labs:
+        day, value = _date(when), float(number or 0.0)  # (rows without a value are not read)
+        if test in where:
+            series[where[test]].append((day, value))
+        elif test in chains:
+            chains[test][day] = value
+    kappa, lam = chains["flc_kappa"], chains["flc_lambda"]
+    series["flc"] = [(d, abs(kappa[d] - lam[d])) for d in sorted(kappa) if d in lam]
+    return series
+
+
+def _nadir(
+    values: list[tuple[dt.date, float]], start: dt.date, nxt: dt.date | None
+) -> tuple[dt.date, float] | None:
+    """A line's nadir (the lowest level two consecutive values held, from its baseline) and the
+    day it was first reached; None with fewer than two values."""
+    line = [(d, v) for d, v in values if d <= start and (start - d).days <= 60][-1:]
+    line += [(d, v) for d, v in values if d > start and (nxt is None or d < nxt)]
+    if len(line) < 2:
+        return None
+    level = nadir([v for _, v in line])
+    return next((d for d, v in line if v == level), line[0][0]), level
 
 
 def _date(v: Any) -> dt.date:

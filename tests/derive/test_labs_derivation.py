@@ -395,3 +395,21 @@ def test_patient_show_draws_the_series(engine: Engine, db_url: str, tmp_path: Pa
     text = CliRunner().invoke(cli, ["--database-url", db_url, "patient", "show", key])
     assert "line 1 progression in the laboratory series: PD: serum 0.9 against a nadir of 0.4" in text.output
     assert "relapse #1 (from labs)" in text.output and "best response PR (labs)" in text.output
+
+
+def test_the_response_date_is_the_first_confirmed_partial_response_or_better() -> None:
+    """VGPR then PR: a confirmed PR dated by the VGPR (the origin of the duration of response),
+    although the VGPR itself is not confirmed."""
+    from registry.derive.response import Assessment, LineResponse
+    from registry.derive.responses import _from_labs
+
+    judged = LineResponse(1, ("serum",), {"serum": 3.0})
+    judged.assessments = [
+        Assessment(dt.date(2020, 3, 1), "MR", "MR: serum -30%"),
+        Assessment(dt.date(2020, 4, 1), "VGPR", "VGPR: serum -92%"),
+        Assessment(dt.date(2020, 5, 1), "PR", "PR: serum -60%"),
+    ]
+    judged.best, judged.best_date = "PR", dt.date(2020, 4, 1)
+    assert _from_labs(1, judged).response_date == dt.date(2020, 4, 1)
+    judged.assessments[2] = Assessment(dt.date(2020, 5, 1), "MR", "MR: serum -40%")  # not confirmed
+    assert _from_labs(1, judged).response_date is None
