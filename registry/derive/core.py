@@ -181,20 +181,7 @@ def _form_regimens(
         ) -> bool:
             return start <= day and (day < stop if stop is not None else day <= limit)
 
-        members: Members = []
-        for e in liners:
-            if e.index in assigned:
-                if (
-                    not anchor.mobilisation
-                    and not e.mobilisation
-                    and e.start < start
-                    and _continued(e, start, window, end_fu)
-                ):
-                    members.append((e, True))
-                continue
-            if e.mobilisation == anchor.mobilisation and inside(e.start):
-                members.append((e, False))
-                assigned.add(e.index)
+        members = _members(anchor, liners, assigned, inside, window, end_fu)
         for s in steroids:  # steroids starting in the window, or started a few days before
             if s.index not in assigned and (
                 inside(s.start) or (not anchor.mobilisation and s.running_on(start))
@@ -203,6 +190,34 @@ def _form_regimens(
                 assigned.add(s.index)
         out.append((start, members))
     return out
+
+
+def _members(
+    anchor: Exposure,
+    liners: list[Exposure],
+    assigned: set[int],
+    inside: Callable[[dt.date], bool],
+    window: dt.timedelta,
+    end_fu: dt.date | None,
+) -> Members:
+    """The non-steroid exposures of the regimen ``anchor`` starts: those starting inside its
+    window (taken), and those of earlier regimens continued into it."""
+    start = anchor.start
+    members: Members = []
+    for e in liners:
+        if e.index in assigned:
+            if (
+                not anchor.mobilisation
+                and not e.mobilisation
+                and e.start < start
+                and _continued(e, start, window, end_fu)
+            ):
+                members.append((e, True))
+            continue
+        if e.mobilisation == anchor.mobilisation and inside(e.start):
+            members.append((e, False))
+            assigned.add(e.index)
+    return members
 
 
 def _continued(e: Exposure, start: dt.date, window: dt.timedelta, end_fu: dt.date | None) -> bool:
@@ -272,7 +287,6 @@ class _LineBuilder:
     def _new_line_rule(self, start: dt.date, members: Members) -> StartRule | None:
         if not self.lines:
             return StartRule.FIRST
-        p = self.p
         cur = self.lines[-1]
         # (r3) episodes, never single records: a record of an episode that began earlier is
         # no progression after the current line's start
@@ -283,17 +297,25 @@ class _LineBuilder:
         index = self.plan.index
         if index is not None and start <= index.date:
             return None  # before the index transplant only a progression splits line 1
-        last_tx = self.line1_last_tx
-        in_planned = (
+        if self._planned_after_transplant(cur, start):
+            return None
+        return self._gap_or_new_drug(cur, start, members)
+
+    def _planned_after_transplant(self, cur: Line, start: dt.date) -> bool:
+        """Line 1's consolidation or maintenance: after the index transplant, before any
+        progression, within ``maintenance_start_max_days`` of line 1's last transplant."""
+        index, last_tx = self.plan.index, self.line1_last_tx
+        return (
             cur.number == 1
             and index is not None
             and last_tx is not None
             and start > index.date
             and (self.first_prog_after_index is None or start < self.first_prog_after_index)
-            and (start - last_tx.date).days <= p.maintenance_start_max_days
+            and (start - last_tx.date).days <= self.p.maintenance_start_max_days
         )
-        if in_planned:
-            return None
+
+    def _gap_or_new_drug(self, cur: Line, start: dt.date, members: Members) -> StartRule | None:
+        p = self.p
         cur_exp = self.line_exposures[cur.number]
         ends = [e.end for e in cur_exp.values()]
         if ends and all(x is not None and (start - x).days > p.drug_gap_days for x in ends):
@@ -341,6 +363,14 @@ class _LineBuilder:
         index = self.plan.index
         if index is None or start <= index.date:
             return Phase.INDUCTION, None
+        return self._after_index_phase(start, new)
+
+    def _after_index_phase(self, start: dt.date, new: list[Exposure]) -> tuple[Phase, dt.date | None]:
+        """Line 1 after the index transplant: the recorded intent, else consolidation (two or
+        more drugs soon after the transplant, for a short while) or maintenance."""
+        p = self.p
+        index = self.plan.index
+        assert index is not None
         prior = [d for d in self.line1_tx_dates if d < start]
         last_tx = max(prior) if prior else index.date
         intents = [r.intent for e in new for r in e.rows]
@@ -405,22 +435,31 @@ def _close_lines(
         tx_by_line.setdefault(line_containing(t.date), []).append(t.date)
     for i, line in enumerate(lines):
         nxt = lines[i + 1] if i + 1 < len(lines) else None
-        exps = list(line_exposures[line.number].values())
-        ends: list[dt.date | None] = [e.end for e in exps] + list(tx_by_line.get(line.number, []))
-        line.end = latest_end(ends) if ends else line.start
-        if nxt is not None and (line.end is None or line.end >= nxt.start):
-            line.end = nxt.start - ONE_DAY
-            if line.end_reason is None:
-                line.end_reason = LineEnd.NEXT_LINE
-        if line.end_reason is None and exps:
-            last = max(exps, key=lambda e: (e.end or dt.date.max, e.start))
-            line.end_reason = LineEnd.ONGOING if line.end is None else last.stop_reason
+        _close_line(line, nxt, list(line_exposures[line.number].values()), tx_by_line.get(line.number, []))
         if (
             index_tx is not None
             and line.start <= index_tx.date
             and (nxt is None or nxt.start > index_tx.date)
         ):
             line.includes_index_transplant = True
+    _clip_regimens(lines, regimens)
+
+
+def _close_line(line: Line, nxt: Line | None, exps: list[Exposure], transplants: list[dt.date]) -> None:
+    ends: list[dt.date | None] = [e.end for e in exps] + list(transplants)
+    line.end = latest_end(ends) if ends else line.start
+    if nxt is not None and (line.end is None or line.end >= nxt.start):
+        line.end = nxt.start - ONE_DAY
+        if line.end_reason is None:
+            line.end_reason = LineEnd.NEXT_LINE
+    if line.end_reason is None and exps:
+        last = max(exps, key=lambda e: (e.end or dt.date.max, e.start))
+        line.end_reason = LineEnd.ONGOING if line.end is None else last.stop_reason
+
+
+def _clip_regimens(lines: list[Line], regimens: list[Regimen]) -> None:
+    """A regimen running when the next line starts ends the day before (for progression when
+    a progression started that line)."""
     starts = {ln.number: ln for ln in lines}
     for reg in regimens:
         nxt = starts.get(reg.line + 1)

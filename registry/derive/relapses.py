@@ -62,17 +62,7 @@ def derive_relapses(
         for e in before:
             hit = e.end is None or e.end >= day or (day - e.end).days <= p.refractory_window_days
             refractory[e.drug] = refractory.get(e.drug, False) or hit
-        lens = [e for e in before if e.drug == LENALIDOMIDE]
-        len_days = None
-        len_free = None
-        last_dose = None
-        if lens:
-            len_days = sum((min(e.end or day, day) - e.start).days + 1 for e in lens)
-            running = any(e.end is None or e.end >= day for e in lens)
-            last_end = max((e.end for e in lens if e.end is not None), default=None)
-            len_free = 0 if running or last_end is None else (day - last_end).days
-            rows = [r for e in lens for r in e.rows if r.start < day]
-            last_dose = max(rows, key=lambda r: (r.start, r.key)).dose if rows else None
+        len_days, len_free, last_dose = _lenalidomide_at([e for e in before if e.drug == LENALIDOMIDE], day)
         out.append(
             Relapse(
                 sequence=seq,
@@ -93,3 +83,17 @@ def derive_relapses(
             )
         )
     return out
+
+
+def _lenalidomide_at(lens: list[Exposure], day: dt.date) -> tuple[int | None, int | None, float | None]:
+    """Days on lenalidomide up to ``day``, days since its last dose (0 while it runs) and the
+    last dose before it; all None without lenalidomide."""
+    if not lens:
+        return None, None, None
+    days = sum((min(e.end or day, day) - e.start).days + 1 for e in lens)
+    running = any(e.end is None or e.end >= day for e in lens)
+    last_end = max((e.end for e in lens if e.end is not None), default=None)
+    free = 0 if running or last_end is None else (day - last_end).days
+    rows = [r for e in lens for r in e.rows if r.start < day]
+    last_dose = max(rows, key=lambda r: (r.start, r.key)).dose if rows else None
+    return days, free, last_dose

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -422,41 +423,60 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
         truncate_curve(curve, n)  # per-time counts dropped; no step among fewer than n
     curves_note(out, n)
     for var, s in out["strata"].items():
-        sizes = {lv: v["n"] for lv, v in s["levels"].items()}
-        if _small(s.get("n"), n):  # the landmark set of the maintenance comparison
-            sizes = dict.fromkeys(sizes)
-            s["n"] = None
-        protected = _complement(sizes, n, hidden, f"strata.{var}")
-        for lv, v in s["levels"].items():
-            v["n"] = sizes[lv]
-            if sizes[lv] is None:
-                v["endpoints"] = {
-                    name: {
-                        "n": None,
-                        "events": None,
-                        "median_months": None,
-                        "median_ci_months": [None, None],
-                        "rates": {m: [None, None, None] for m in e["rates"]},
-                        "at_risk": dict.fromkeys(e.get("at_risk", {})),
-                        "suppressed": True,
-                    }
-                    for name, e in v["endpoints"].items()
+        _release_factor(s, var, n, hidden, endpoints)
+    _release_responses(out.get("response"), n, hidden, endpoints)
+    fg = out.get("fine_gray")
+    if fg:
+        for key in ("n", "events", "n_dropped"):
+            if _small(fg.get(key), n):
+                fg[key] = None
+                hidden.append(f"fine_gray.{key}")
+
+
+Endpoints = Callable[[dict[str, Any], str, "int | None"], None]
+
+
+def _release_factor(s: dict[str, Any], var: str, n: int, hidden: list[str], endpoints: Endpoints) -> None:
+    """One factor's levels: small sizes hidden with their complements, a hidden level not
+    described at all, per-time counts dropped from its curves, its tests withheld."""
+    sizes = {lv: v["n"] for lv, v in s["levels"].items()}
+    if _small(s.get("n"), n):  # the landmark set of the maintenance comparison
+        sizes = dict.fromkeys(sizes)
+        s["n"] = None
+    protected = _complement(sizes, n, hidden, f"strata.{var}")
+    for lv, v in s["levels"].items():
+        v["n"] = sizes[lv]
+        if sizes[lv] is None:
+            v["endpoints"] = {
+                name: {
+                    "n": None,
+                    "events": None,
+                    "median_months": None,
+                    "median_ci_months": [None, None],
+                    "rates": {m: [None, None, None] for m in e["rates"]},
+                    "at_risk": dict.fromkeys(e.get("at_risk", {})),
+                    "suppressed": True,
                 }
-                s["curves"].pop(lv, None)
-            else:
-                endpoints(v["endpoints"], f"strata.{var}.{lv}", sizes[lv])
-        for c in s["curves"].values():
-            for curve in c.values():
-                truncate_curve(curve, n)
-        if any(v is None for v in sizes.values()):
-            for t in s["tests"].values():
-                t.update(
-                    {k: None for k in ("chi2", "stat", "p") if k in t},
-                    reason="a level below the release threshold",
-                )
-        for lv in protected:  # hidden only because another level is: a dash, never a false <N
-            s["levels"][lv]["n"] = PROTECTED
-    resp = out.get("response")
+                for name, e in v["endpoints"].items()
+            }
+            s["curves"].pop(lv, None)
+        else:
+            endpoints(v["endpoints"], f"strata.{var}.{lv}", sizes[lv])
+    for c in s["curves"].values():
+        for curve in c.values():
+            truncate_curve(curve, n)
+    if any(v is None for v in sizes.values()):
+        for t in s["tests"].values():
+            t.update(
+                {k: None for k in ("chi2", "stat", "p") if k in t},
+                reason="a level below the release threshold",
+            )
+    for lv in protected:  # hidden only because another level is: a dash, never a false <N
+        s["levels"][lv]["n"] = PROTECTED
+
+
+def _release_responses(resp: dict[str, Any] | None, n: int, hidden: list[str], endpoints: Endpoints) -> None:
+    """Each response set's categories like a factor's levels; DOR and TTNT like endpoints."""
     if resp:
         for key, st in resp["sets"].items():
             sizes = dict(st["levels"])
@@ -467,9 +487,3 @@ def _outcome_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             st["levels"] = {lv: PROTECTED if lv in protected else v for lv, v in sizes.items()}
         for name, e in resp["endpoints"].items():
             endpoints({name: e}, "response", e.get("n"))
-    fg = out.get("fine_gray")
-    if fg:
-        for key in ("n", "events", "n_dropped"):
-            if _small(fg.get(key), n):
-                fg[key] = None
-                hidden.append(f"fine_gray.{key}")
