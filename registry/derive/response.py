@@ -176,13 +176,7 @@ def _category(
     p: ResponseParams,
 ) -> tuple[str, str]:
     """The best response category an assessment meets (PD apart), with its basis."""
-    now: dict[str, float | None] = {
-        "serum": values["serum_m_protein"].value if "serum_m_protein" in values else None,
-        "urine": values["urine_m_protein"].value if "urine_m_protein" in values else None,
-        "flc": _dflc(values, involved),
-    }
-    change = {k: None if now[k] is None else _pct(now[k], base[k]) for k in measurable}  # type: ignore[arg-type]
-    described = ", ".join(f"{k} {change[k]:+.0f}%" for k in measurable if change[k] is not None) or "no value"
+    now, change, described = _changes(values, base, measurable, involved)
     ife = values.get("serum_ife"), values.get("urine_ife")
     negative = all(s is not None and s.result == "negative" for s in ife)
     if negative and marrow is not None and marrow < p.marrow_cr:
@@ -197,6 +191,21 @@ def _category(
         if all(criteria.get(k, False) for k in measurable):  # every measurable parameter meets it
             return category, f"{category}: {described}{cr_short if category != 'MR' else ''}"
     return "SD", f"SD: {described}"
+
+
+def _changes(
+    values: dict[str, Sample], base: dict[str, float], measurable: tuple[str, ...], involved: str | None
+) -> tuple[dict[str, float | None], dict[str, float | None], str]:
+    """Each parameter's value now, each measurable one's change from the baseline (%), and the
+    changes described ("serum -62%")."""
+    now: dict[str, float | None] = {
+        "serum": values["serum_m_protein"].value if "serum_m_protein" in values else None,
+        "urine": values["urine_m_protein"].value if "urine_m_protein" in values else None,
+        "flc": _dflc(values, involved),
+    }
+    change = {k: None if now[k] is None else _pct(now[k], base[k]) for k in measurable}  # type: ignore[arg-type]
+    described = ", ".join(f"{k} {change[k]:+.0f}%" for k in measurable if change[k] is not None) or "no value"
+    return now, change, described
 
 
 def _criteria(

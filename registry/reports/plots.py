@@ -110,15 +110,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     colours = data.get("analysis", {}).get("colours", {})
     min_cell = data.get("release", {}).get("min_cell")
     grid = [int(m) for m in data["analysis"]["at_risk_months"]]
-    horizon = int(data.get("horizon_months") or (grid[-1] if grid else 60))
-    if not data.get("horizon_requested"):  # the axis ends with the last observation drawn
-        ends = [
-            max([*c.get("time_months", []), *c.get("censored_months", [])], default=0.0)
-            for c in curves.values()
-            if c
-        ]
-        if ends and max(ends) > 0:
-            horizon = min(horizon, max(12, math.ceil(max(ends) / 12) * 12))
+    horizon = _km_horizon(data, curves, grid)
     grid = [m for m in grid if m <= horizon]
     names = list(groups)
     colour_of = {g: colours.get(g, PALETTE[i % len(PALETTE)]) for i, g in enumerate(names)}
@@ -129,19 +121,12 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     ax = fig.add_axes((AX_LEFT, table_h + 0.08, AX_WIDTH, 0.9 - table_h - 0.06))
     tag = _Counter()
     for g in names:
-        c = curves.get(g)
-        n = groups[g]["n"]
+        label, c, n = f"{g}: {groups[g]['label']}", curves.get(g), groups[g]["n"]
         if c is None:
             why = "no patients" if n == 0 else f"n {count_text(n, min_cell)}: not drawn"
-            ax.plot([], [], color=colour_of[g], lw=0, label=f"{g}: {groups[g]['label']} ({why})")
-            continue
-        x = [0.0, *c["time_months"]]
-        y = [1.0, *c["surv"]]
-        lo = [1.0, *[s if v is None else v for v, s in zip(c["lower"], c["surv"], strict=True)]]
-        hi = [1.0, *[s if v is None else v for v, s in zip(c["upper"], c["surv"], strict=True)]]
-        ax.fill_between(x, lo, hi, step="post", color=colour_of[g], alpha=0.13, lw=0)
-        ax.step(x, y, where="post", color=colour_of[g], lw=1.8, label=f"{g}: {groups[g]['label']}")
-        ax.plot(c["censored_months"], c["censored_surv"], "|", color=colour_of[g], ms=7, mew=1.2)
+            ax.plot([], [], color=colour_of[g], lw=0, label=f"{label} ({why})")
+        else:
+            _km_curve(ax, c, colour_of[g], label)
     ax.axhline(0.5, color="#999", lw=0.8, ls=":")
     ax.set_xlim(0, horizon)
     ax.set_ylim(0, 1.02)
@@ -151,16 +136,7 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
     ax.set_title(meta.get("title", meta["label"]), fontsize=10.5, wrap=True)
     ax.grid(alpha=0.25)
     _legend(ax, fontsize=8, frameon=False)
-    notes = []
-    overall = next(
-        (r for r in data.get("logrank", []) if r["endpoint"] == endpoint and len(r["groups"]) > 2), None
-    ) or next((r for r in data.get("logrank", []) if r["endpoint"] == endpoint), None)
-    if overall is not None and overall.get("p") is not None:
-        notes.append(f"Log-rank {_p(overall['p'])} ({', '.join(overall['groups'])})")
-    for r in data.get("cox", []):
-        key = (r["endpoint"], r["model"], r["variable"])
-        if key == (endpoint, "unadjusted", "Group") and not r["is_reference"] and r.get("hr") is not None:
-            notes.append(f"HR {r['term']}: {r['hr']:.2f} ({_ci(r['hr_ci'])})")
+    notes = _km_notes(data, endpoint)
     if notes:
         # above the plotting area, under the title: never over a curve or its band
         ax.set_title(
@@ -180,17 +156,52 @@ def km_figure(data: dict[str, Any], endpoint: str) -> Figure:
         for g in names:
             fig.text(0.02, top, g, fontsize=8.5, color=colour_of[g], va="top")
             cells = groups[g]["endpoints"].get(endpoint, {}).get(field) or {}
-            for t in grid:
-                if str(t) not in cells:
-                    continue
-                tag(
-                    fig.text(
-                        x_of(t), top, count_text(cells[str(t)], min_cell), fontsize=8.5, ha="center", va="top"
-                    )
-                )
+            for t in (t for t in grid if str(t) in cells):
+                text = count_text(cells[str(t)], min_cell)
+                tag(fig.text(x_of(t), top, text, fontsize=8.5, ha="center", va="top"))
             top -= line * 0.8
     _internal(fig, data)
     return fig
+
+
+def _km_horizon(data: dict[str, Any], curves: dict[str, Any], grid: list[int]) -> int:
+    """The axis's end: the report's horizon, else the last observation drawn (whole years)."""
+    horizon = int(data.get("horizon_months") or (grid[-1] if grid else 60))
+    if data.get("horizon_requested"):
+        return horizon
+    ends = [
+        max([*c.get("time_months", []), *c.get("censored_months", [])], default=0.0)
+        for c in curves.values()
+        if c
+    ]
+    if ends and max(ends) > 0:
+        horizon = min(horizon, max(12, math.ceil(max(ends) / 12) * 12))
+    return horizon
+
+
+def _km_curve(ax: Any, c: dict[str, Any], colour: str, label: str) -> None:
+    """A step curve with its 95% band (a missing bound drawn at the estimate) and censoring ticks."""
+    x = [0.0, *c["time_months"]]
+    y = [1.0, *c["surv"]]
+    lo = [1.0, *[s if v is None else v for v, s in zip(c["lower"], c["surv"], strict=True)]]
+    hi = [1.0, *[s if v is None else v for v, s in zip(c["upper"], c["surv"], strict=True)]]
+    ax.fill_between(x, lo, hi, step="post", color=colour, alpha=0.13, lw=0)
+    ax.step(x, y, where="post", color=colour, lw=1.8, label=label)
+    ax.plot(c["censored_months"], c["censored_surv"], "|", color=colour, ms=7, mew=1.2)
+
+
+def _km_notes(data: dict[str, Any], endpoint: str) -> list[str]:
+    """The overall log-rank test and the unadjusted hazard ratios of the groups."""
+    notes = []
+    tests = [r for r in data.get("logrank", []) if r["endpoint"] == endpoint]
+    overall = next((r for r in tests if len(r["groups"]) > 2), None) or next(iter(tests), None)
+    if overall is not None and overall.get("p") is not None:
+        notes.append(f"Log-rank {_p(overall['p'])} ({', '.join(overall['groups'])})")
+    for r in data.get("cox", []):
+        key = (r["endpoint"], r["model"], r["variable"])
+        if key == (endpoint, "unadjusted", "Group") and not r["is_reference"] and r.get("hr") is not None:
+            notes.append(f"HR {r['term']}: {r['hr']:.2f} ({_ci(r['hr_ci'])})")
+    return notes
 
 
 N_COLUMN, EVENTS_COLUMN = 1.80, 2.06  # the forest plot's count columns, right of the axes
@@ -215,18 +226,7 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
     hi = max([*finite, 2.0]) * 1.2
     for i, r in enumerate(rows):
         y = len(rows) - i
-        if r["is_reference"]:
-            ax.plot([1], [y], "s", color="#999", ms=4)
-            right = "reference"
-        elif r.get("hr") is None:
-            right = "not released" if r.get("suppressed") else "not estimable"
-        else:
-            ci = r["hr_ci"]
-            left_end = lo if ci[0] is None else max(ci[0], lo)
-            right_end = hi if ci[1] is None else min(ci[1], hi)
-            ax.plot([left_end, right_end], [y, y], color="#1b6ca8", lw=1.5)
-            ax.plot([r["hr"]], [y], "s", color="#1b6ca8", ms=5)
-            right = f"{r['hr']:.2f} ({_ci(ci)}) {_p(r['p'])}"
+        right = _forest_row(ax, r, y, lo, hi)
         at(-0.02, y, r["term"], ha="right", va="center")
         at(1.03, y, right, ha="left", va="center")
         tag(at(N_COLUMN, y, count_text(r["n"], min_cell), ha="right", va="center"))
@@ -248,6 +248,22 @@ def forest_figure(data: dict[str, Any], endpoint: str, model: str) -> Figure | N
         ax.spines[side].set_visible(False)
     _internal(fig, data)
     return fig
+
+
+def _forest_row(ax: Any, r: dict[str, Any], y: float, lo: float, hi: float) -> str:
+    """One term's mark (its HR and CI, clipped to the axis; a grey square for the reference)
+    and the text to its right."""
+    if r["is_reference"]:
+        ax.plot([1], [y], "s", color="#999", ms=4)
+        return "reference"
+    if r.get("hr") is None:
+        return "not released" if r.get("suppressed") else "not estimable"
+    ci = r["hr_ci"]
+    left_end = lo if ci[0] is None else max(ci[0], lo)
+    right_end = hi if ci[1] is None else min(ci[1], hi)
+    ax.plot([left_end, right_end], [y, y], color="#1b6ca8", lw=1.5)
+    ax.plot([r["hr"]], [y], "s", color="#1b6ca8", ms=5)
+    return f"{r['hr']:.2f} ({_ci(ci)}) {_p(r['p'])}"
 
 
 def to_svg(fig: Figure) -> str:

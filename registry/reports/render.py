@@ -39,6 +39,43 @@ def to_csv(patients: pd.DataFrame) -> str:
     return df.to_csv(index=False, lineterminator="\n")
 
 
+Add = Callable[..., None]  # (table, endpoint, group, statistic, value, count=False)
+
+
+def _survival_rows(add: Add, ep: str, g: str, s: dict[str, Any], rate_months: list[int]) -> None:
+    for key in ("n", "events", "censored"):
+        add("survival", ep, g, key, s.get(key), True)
+    add("survival", ep, g, "median_months", s.get("median_months"))
+    ci = s.get("median_ci_months") or [None, None]
+    add("survival", ep, g, "median_months_lower", ci[0])
+    add("survival", ep, g, "median_months_upper", ci[1])
+    for m in rate_months:
+        add("survival", ep, g, f"rate_{m}m", s.get(f"rate_{m}m"))
+        rci = s.get(f"rate_{m}m_ci") or [None, None]
+        add("survival", ep, g, f"rate_{m}m_lower", rci[0])
+        add("survival", ep, g, f"rate_{m}m_upper", rci[1])
+    for key in ("at_risk", "cumulative_events"):
+        for t, k in (s.get(key) or {}).items():
+            add(key, ep, g, f"{t} months", k, True)
+
+
+def _table1_rows(add: Add, t1: dict[str, Any] | None) -> None:
+    if not t1:
+        return
+    for r in t1["rows"]:
+        for c, cell in r["cells"].items():
+            name = r["label"] + (f": {r['level']}" if r["kind"] == "categorical" else "")
+            if r["kind"] == "categorical":
+                add("table1", "", c, f"{name} - n", cell["n"], True)
+                add("table1", "", c, f"{name} - %", cell["pct"])
+            else:
+                for key in ("median", "q1", "q3"):
+                    add("table1", "", c, f"{name} - {key}", cell[key])
+                add("table1", "", c, f"{name} - missing", cell["missing"], True)
+        if r.get("smd") is not None:
+            add("table1", "", "", f"{r['label']} - SMD (largest pair)", r["smd"])
+
+
 def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Every summary table of a released report as tidy rows: table, endpoint, group, statistic,
     value (suppressed counts empty, with ``suppressed`` = 1)."""
@@ -68,36 +105,9 @@ def summary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         add("attrition", "", "", f"step {i}: {a['step']} - excluded", a["excluded"], True)
     for g, v in data["groups"].items():
         add("groups", "", g, "n", v["n"], True)
-        for ep, s in v["endpoints"].items():
-            for key in ("n", "events", "censored"):
-                add("survival", ep, g, key, s.get(key), True)
-            for key in ("median_months",):
-                add("survival", ep, g, key, s.get(key))
-            ci = s.get("median_ci_months") or [None, None]
-            add("survival", ep, g, "median_months_lower", ci[0])
-            add("survival", ep, g, "median_months_upper", ci[1])
-            for m in data["analysis"]["rate_months"]:
-                add("survival", ep, g, f"rate_{m}m", s.get(f"rate_{m}m"))
-                rci = s.get(f"rate_{m}m_ci") or [None, None]
-                add("survival", ep, g, f"rate_{m}m_lower", rci[0])
-                add("survival", ep, g, f"rate_{m}m_upper", rci[1])
-            for key in ("at_risk", "cumulative_events"):
-                for t, k in (s.get(key) or {}).items():
-                    add(key, ep, g, f"{t} months", k, True)
-    t1 = data.get("table1")
-    if t1:
-        for r in t1["rows"]:
-            for c, cell in r["cells"].items():
-                name = r["label"] + (f": {r['level']}" if r["kind"] == "categorical" else "")
-                if r["kind"] == "categorical":
-                    add("table1", "", c, f"{name} - n", cell["n"], True)
-                    add("table1", "", c, f"{name} - %", cell["pct"])
-                else:
-                    for key in ("median", "q1", "q3"):
-                        add("table1", "", c, f"{name} - {key}", cell[key])
-                    add("table1", "", c, f"{name} - missing", cell["missing"], True)
-            if r.get("smd") is not None:
-                add("table1", "", "", f"{r['label']} - SMD (largest pair)", r["smd"])
+        for ep, est in v["endpoints"].items():
+            _survival_rows(add, ep, g, est, data["analysis"]["rate_months"])
+    _table1_rows(add, data.get("table1"))
     for lr in data["logrank"]:
         label = " vs ".join(lr["groups"])
         add("logrank", lr["endpoint"], label, "chi2", lr["chi2"])
