@@ -313,49 +313,7 @@ def build_study_report(
         )
     groups = [g.name for g in defn.groups]
     steps = attrition(cohort, defn)
-    analysed_set = table
-    landmark = None
-    if landmark_days is not None:
-        idx = pd.to_datetime(table["index_transplant_date"])
-        started = (pd.to_datetime(table["l2_start"]) - idx).dt.days <= landmark_days
-        after_start = table[started]
-        followed = np.ones(len(after_start), dtype=bool)
-        for e in chosen:
-            followed &= (after_start[f"{e.name}_days"].astype(float) > landmark_days).to_numpy()
-        analysed_set = after_start[followed].reset_index(drop=True)
-        names = ", ".join(e.name for e in chosen)
-        steps.append(
-            {
-                "step": f"... whose 2nd line started within {landmark_days} days of the index "
-                "transplant (the landmark)",
-                "remaining": len(after_start),
-                "excluded": len(table) - len(after_start),
-                "reason": "2nd line started after the landmark",
-            }
-        )
-        steps.append(
-            {
-                "step": f"... alive, free of the events of {names} and under follow-up at the landmark",
-                "remaining": len(analysed_set),
-                "excluded": len(after_start) - len(analysed_set),
-                "reason": "an event, or the end of follow-up, by the landmark",
-            }
-        )
-        landmark = {
-            "days": landmark_days,
-            "months": _m(landmark_days),
-            "origin": "index transplant",
-            "n": len(analysed_set),
-            "rule": f"patients whose 2nd line had started by day {landmark_days} after the index "
-            f"transplant and who were alive, free of the events of {names} and under follow-up "
-            "then; time counted from the landmark",
-        }
-        if len(analysed_set) == 0:
-            raise ReportRefused(
-                f"the landmark at day {landmark_days} leaves no patient: nobody had started a 2nd "
-                f"line by then and was still under follow-up without an event of {names}",
-                hint="choose a later landmark (--landmark-days)",
-            )
+    analysed_set, landmark = _landmark_set(table, chosen, landmark_days, steps)
     described = describe(analysed_set, cohort)
     frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
     for e in chosen:
@@ -410,8 +368,69 @@ def build_study_report(
     }
     if context:
         data.update(context)
+    _group_sizes(data, defn, analysed_set, warnings)
+    for name, frame, tcol in frames:
+        _analyse_endpoint(data, warnings, defn, grid, name, frame, tcol)
+    return StudyReport(data=data, patients=table)
+
+
+def _landmark_set(
+    table: pd.DataFrame, chosen: list[Endpoint], landmark_days: int | None, steps: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The patients a landmark analysis keeps (their 2nd line started by the landmark; alive,
+    event-free and followed then), its two attrition steps and its description; everyone
+    without a landmark."""
+    if landmark_days is None:
+        return table, None
+    idx = pd.to_datetime(table["index_transplant_date"])
+    started = (pd.to_datetime(table["l2_start"]) - idx).dt.days <= landmark_days
+    after_start = table[started]
+    followed = np.ones(len(after_start), dtype=bool)
+    for e in chosen:
+        followed &= (after_start[f"{e.name}_days"].astype(float) > landmark_days).to_numpy()
+    analysed_set = after_start[followed].reset_index(drop=True)
+    names = ", ".join(e.name for e in chosen)
+    steps.append(
+        {
+            "step": f"... whose 2nd line started within {landmark_days} days of the index "
+            "transplant (the landmark)",
+            "remaining": len(after_start),
+            "excluded": len(table) - len(after_start),
+            "reason": "2nd line started after the landmark",
+        }
+    )
+    steps.append(
+        {
+            "step": f"... alive, free of the events of {names} and under follow-up at the landmark",
+            "remaining": len(analysed_set),
+            "excluded": len(after_start) - len(analysed_set),
+            "reason": "an event, or the end of follow-up, by the landmark",
+        }
+    )
+    landmark = {
+        "days": landmark_days,
+        "months": _m(landmark_days),
+        "origin": "index transplant",
+        "n": len(analysed_set),
+        "rule": f"patients whose 2nd line had started by day {landmark_days} after the index "
+        f"transplant and who were alive, free of the events of {names} and under follow-up "
+        "then; time counted from the landmark",
+    }
+    if len(analysed_set) == 0:
+        raise ReportRefused(
+            f"the landmark at day {landmark_days} leaves no patient: nobody had started a 2nd "
+            f"line by then and was still under follow-up without an event of {names}",
+            hint="choose a later landmark (--landmark-days)",
+        )
+    return analysed_set, landmark
+
+
+def _group_sizes(
+    data: dict[str, Any], defn: CohortDefinition, analysed: pd.DataFrame, warnings: list[dict[str, Any]]
+) -> None:
+    """Each group's size, with a warning for a small or empty one."""
     for grp in defn.groups:
-        sub = analysed_set[analysed_set["group"] == grp.name]
+        sub = analysed[analysed["group"] == grp.name]
         data["groups"][grp.name] = {"label": grp.label, "n": len(sub), "endpoints": {}}
         if 0 < len(sub) < SMALL_GROUP:
             _warn(
@@ -423,65 +442,78 @@ def build_study_report(
         if len(sub) == 0:
             _warn(warnings, f"{grp.name} has no patients")
 
-    for name, frame, tcol in frames:
-        ecol = f"{name}_event"
-        before = len(frame)
-        frame = frame.dropna(subset=[tcol, ecol])
-        if len(frame) < before:  # said, never silently used (R's na.omit says so too)
+
+def _analyse_endpoint(
+    data: dict[str, Any],
+    warnings: list[dict[str, Any]],
+    defn: CohortDefinition,
+    grid: list[int],
+    name: str,
+    frame: pd.DataFrame,
+    tcol: str,
+) -> None:
+    """One endpoint: Kaplan-Meier per group, median follow-up, log-rank tests (all groups and
+    each pair) and the Cox models against the reference group."""
+    analysis = defn.analysis
+    ref = analysis.reference_group
+    groups = [g.name for g in defn.groups]
+    ecol = f"{name}_event"
+    before = len(frame)
+    frame = frame.dropna(subset=[tcol, ecol])
+    if len(frame) < before:  # said, never silently used (R's na.omit says so too)
+        _warn(
+            warnings,
+            f"{human(name)}: {{missing}} patients without a time or event left out",
+            missing=before - len(frame),
+        )
+    data["curves"][name] = {}
+    for g in groups:
+        sub = frame[frame["group"] == g]
+        if len(sub) == 0:
+            data["groups"][g]["endpoints"][name] = {
+                "n": 0,
+                "events": 0,
+                "censored": 0,
+                "median_months": None,
+                "median_ci_months": [None, None],
+            }
+            continue
+        km = kaplan_meier(sub, tcol, ecol)
+        data["curves"][name][g] = _curve(km)
+        data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis, grid)
+        if 1 - km.events / km.n > HEAVY_CENSORING:  # counts, not a share of a shown n
+            cell = ["groups", g, "endpoints", name]
             _warn(
                 warnings,
-                f"{human(name)}: {{missing}} patients without a time or event left out",
-                missing=before - len(frame),
+                f"{human(name)}, {g}: {{censored}} of {{n}} patients censored",
+                cells={"censored": [*cell, "censored"], "n": [*cell, "n"]},
+                censored=km.n - km.events,
+                n=km.n,
             )
-        data["curves"][name] = {}
-        for g in groups:
-            sub = frame[frame["group"] == g]
-            if len(sub) == 0:
-                data["groups"][g]["endpoints"][name] = {
-                    "n": 0,
-                    "events": 0,
-                    "censored": 0,
-                    "median_months": None,
-                    "median_ci_months": [None, None],
-                }
-                continue
-            km = kaplan_meier(sub, tcol, ecol)
-            data["curves"][name][g] = _curve(km)
-            data["groups"][g]["endpoints"][name] = _endpoint_summary(km, analysis, grid)
-            if 1 - km.events / km.n > HEAVY_CENSORING:  # counts, not a share of a shown n
-                cell = ["groups", g, "endpoints", name]
-                _warn(
-                    warnings,
-                    f"{human(name)}, {g}: {{censored}} of {{n}} patients censored",
-                    cells={"censored": [*cell, "censored"], "n": [*cell, "n"]},
-                    censored=km.n - km.events,
-                    n=km.n,
-                )
-        if len(frame):
-            fu = reverse_km_median_follow_up(frame, tcol, ecol)
-            data["median_follow_up_months"][name] = _m(fu[0])
-        present = [g for g in groups if (frame["group"] == g).any()]
-        if len(present) >= 2:
-            lr = logrank_test(frame, tcol, ecol, "group")
+    if len(frame):
+        fu = reverse_km_median_follow_up(frame, tcol, ecol)
+        data["median_follow_up_months"][name] = _m(fu[0])
+    present = [g for g in groups if (frame["group"] == g).any()]
+    if len(present) >= 2:
+        lr = logrank_test(frame, tcol, ecol, "group")
+        data["logrank"].append(
+            {
+                "endpoint": name,
+                "groups": list(lr.groups),
+                "chi2": _r(lr.chi2),
+                "df": lr.df,
+                "p": _r(lr.p, 8),
+            }
+        )
+        for a, b in itertools.combinations(present, 2):
+            pair = frame[frame["group"].isin([a, b])]
+            lr = logrank_test(pair, tcol, ecol, "group")
             data["logrank"].append(
-                {
-                    "endpoint": name,
-                    "groups": list(lr.groups),
-                    "chi2": _r(lr.chi2),
-                    "df": lr.df,
-                    "p": _r(lr.p, 8),
-                }
+                {"endpoint": name, "groups": [a, b], "chi2": _r(lr.chi2), "df": lr.df, "p": _r(lr.p, 8)}
             )
-            for a, b in itertools.combinations(present, 2):
-                pair = frame[frame["group"].isin([a, b])]
-                lr = logrank_test(pair, tcol, ecol, "group")
-                data["logrank"].append(
-                    {"endpoint": name, "groups": [a, b], "chi2": _r(lr.chi2), "df": lr.df, "p": _r(lr.p, 8)}
-                )
-        if ref in present and len(present) >= 2:
-            for model in ("unadjusted", "adjusted"):
-                _cox(data, warnings, frame, name, tcol, ecol, model, defn)
-    return StudyReport(data=data, patients=table)
+    if ref in present and len(present) >= 2:
+        for model in ("unadjusted", "adjusted"):
+            _cox(data, warnings, frame, name, tcol, ecol, model, defn)
 
 
 def _published(defn: CohortDefinition) -> dict[str, Any] | None:

@@ -98,7 +98,6 @@ def _close(
 
 def _table1(t1: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[str]) -> None:
     columns = t1["columns"]
-    total = columns[-1]
     col_n = t1["n"]
     for c in columns:
         if c in hidden_groups or _small(col_n[c], n):
@@ -108,37 +107,47 @@ def _table1(t1: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[st
         by_var.setdefault(row["variable"], []).append(row)
     for var, rows in by_var.items():
         if rows[0]["kind"] == "continuous":
-            row = rows[0]
-            for c, cell in row["cells"].items():
-                if col_n[c] is None or cell["values"] < n:
-                    cell.update(median=None, q1=None, q3=None)
-                if col_n[c] is None or _small(cell["missing"], n):
-                    cell["missing"] = None
-                cell["values"] = None  # n - missing: never shown (it would give the missing count)
-            if any(cell["median"] is None for c, cell in row["cells"].items() if c != total):
-                row["smd"] = None
-            continue
-        # categorical: hide small cells, then close every relation left with one unknown
-        cells = {(i, c): r["cells"][c] for i, r in enumerate(rows) for c in columns}
-        for (i, c), cell in cells.items():
-            if col_n[c] is None or _small(cell["n"], n):
-                if cell["n"] is not None:
-                    hidden.append(f"table1.{var}.{rows[i]['level']}.{c}")
-                cell["n"] = None
-        values = {k: cell["n"] for k, cell in cells.items()}
-        relations = [[(i, c) for i in range(len(rows))] for c in columns if col_n[c] is not None]
-        relations += [[(i, c) for c in columns] for i in range(len(rows))]
-        protected = _close(values, relations)
-        for k in protected:
-            cells[k]["n"] = None
-            hidden.append(f"table1.{var}.{rows[k[0]]['level']}.{k[1]} (complementary)")
-        for cell in cells.values():
-            if cell["n"] is None:
-                cell["pct"] = None
-        if any(cell["n"] is None for cell in cells.values()):
-            rows[0]["smd"] = None
-        for k in protected:  # hidden for another cell: a dash, never a false <N
-            cells[k]["n"] = PROTECTED
+            _table1_continuous(rows[0], col_n, columns[-1], n)
+        else:
+            _table1_categorical(var, rows, columns, col_n, n, hidden)
+
+
+def _table1_continuous(row: dict[str, Any], col_n: dict[str, Any], total: str, n: int) -> None:
+    for c, cell in row["cells"].items():
+        if col_n[c] is None or cell["values"] < n:
+            cell.update(median=None, q1=None, q3=None)
+        if col_n[c] is None or _small(cell["missing"], n):
+            cell["missing"] = None
+        cell["values"] = None  # n - missing: never shown (it would give the missing count)
+    if any(cell["median"] is None for c, cell in row["cells"].items() if c != total):
+        row["smd"] = None
+
+
+def _table1_categorical(
+    var: str, rows: list[dict[str, Any]], columns: list[str], col_n: dict[str, Any], n: int, hidden: list[str]
+) -> None:
+    """Hide small cells, then close every relation (a row's columns, a column's levels) left
+    with one unknown."""
+    cells = {(i, c): r["cells"][c] for i, r in enumerate(rows) for c in columns}
+    for (i, c), cell in cells.items():
+        if col_n[c] is None or _small(cell["n"], n):
+            if cell["n"] is not None:
+                hidden.append(f"table1.{var}.{rows[i]['level']}.{c}")
+            cell["n"] = None
+    values = {k: cell["n"] for k, cell in cells.items()}
+    relations = [[(i, c) for i in range(len(rows))] for c in columns if col_n[c] is not None]
+    relations += [[(i, c) for c in columns] for i in range(len(rows))]
+    protected = _close(values, relations)
+    for k in protected:
+        cells[k]["n"] = None
+        hidden.append(f"table1.{var}.{rows[k[0]]['level']}.{k[1]} (complementary)")
+    for cell in cells.values():
+        if cell["n"] is None:
+            cell["pct"] = None
+    if any(cell["n"] is None for cell in cells.values()):
+        rows[0]["smd"] = None
+    for k in protected:  # hidden for another cell: a dash, never a false <N
+        cells[k]["n"] = PROTECTED
 
 
 def _attrition(steps: list[dict[str, Any]], n: int, hidden: list[str]) -> None:
@@ -316,20 +325,9 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
         v["n"] = sizes[g]
         for ep, s in v["endpoints"].items():
             if g in hidden_groups:
-                v["endpoints"][ep] = {
-                    key: ([None] * len(val) if isinstance(val, list) else None)
-                    if not isinstance(val, dict)
-                    else dict.fromkeys(val)
-                    for key, val in s.items()
-                }
-                v["endpoints"][ep]["suppressed"] = True
-                continue
-            if _small(s.get("events"), n) or _small(s.get("censored"), n):
-                s["events"] = s["censored"] = None
-                hidden.append(f"groups.{g}.endpoints.{ep}.events")
-            for key, start in (("at_risk", v["n"]), ("cumulative_events", 0)):
-                for t in series(s.get(key, {}), n, start):
-                    hidden.append(f"groups.{g}.endpoints.{ep}.{key}.{t}")
+                v["endpoints"][ep] = _withheld(s)
+            else:
+                _group_endpoint(s, v["n"], n, hidden, f"groups.{g}.endpoints.{ep}")
     for curves in out.get("curves", {}).values():
         for g in list(curves):
             if g in hidden_groups:
@@ -339,6 +337,39 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
     curves_note(out, n)
     if "table1" in out:
         _table1(out["table1"], hidden_groups, n, hidden)
+    _cox_cells(out, hidden_groups, n, hidden)
+    for row in out.get("logrank", []):
+        if set(row["groups"]) & hidden_groups:
+            row.update(chi2=None, p=None, suppressed=True)
+    _context_counts(out, n, hidden)
+    for g in protected:  # a group hidden only because another is: a dash, never a false <N
+        out["groups"][g]["n"] = PROTECTED
+
+
+def _withheld(s: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint summary of a hidden group: every value withheld, its shape kept."""
+    out: dict[str, Any] = {
+        key: dict.fromkeys(val)
+        if isinstance(val, dict)
+        else [None] * len(val)
+        if isinstance(val, list)
+        else None
+        for key, val in s.items()
+    }
+    out["suppressed"] = True
+    return out
+
+
+def _group_endpoint(s: dict[str, Any], size: int | None, n: int, hidden: list[str], where: str) -> None:
+    if _small(s.get("events"), n) or _small(s.get("censored"), n):
+        s["events"] = s["censored"] = None
+        hidden.append(f"{where}.events")
+    for key, start in (("at_risk", size), ("cumulative_events", 0)):
+        for t in series(s.get(key, {}), n, start):
+            hidden.append(f"{where}.{key}.{t}")
+
+
+def _cox_cells(out: dict[str, Any], hidden_groups: set[str], n: int, hidden: list[str]) -> None:
     reference_hidden = out.get("analysis", {}).get("reference_group") in hidden_groups
     for row in out.get("cox", []):
         # every group's hazard ratio is relative to the reference group: none if it is hidden
@@ -348,16 +379,18 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             if _small(row.get(key), n):
                 row[key] = None
         # n and events of one set shown together give its censored count: hidden with them
-        _pair(row, "n", "events", n, hidden, f"cox.{row.get('endpoint')}.{row.get('term')}")
-        _pair(row, "model_n", "model_events", n, hidden, f"cox.{row.get('endpoint')}.{row.get('term')}.model")
+        where = f"cox.{row.get('endpoint')}.{row.get('term')}"
+        _pair(row, "n", "events", n, hidden, where)
+        _pair(row, "model_n", "model_events", n, hidden, f"{where}.model")
         group = out["groups"].get(row.get("level")) if row.get("variable") == "Group" else None
         if group is not None:  # the same set as the survival table's: hidden where that one is
             survival = group["endpoints"].get(row.get("endpoint"), {})
             if survival.get("events") is None:
                 row["n"] = row["events"] = None
-    for row in out.get("logrank", []):
-        if set(row["groups"]) & hidden_groups:
-            row.update(chi2=None, p=None, suppressed=True)
+
+
+def _context_counts(out: dict[str, Any], n: int, hidden: list[str]) -> None:
+    """The data-quality step's and the night's counts."""
     dq = out.get("data_quality")
     if dq:
         for key in ("rows_read", "rows_quarantined", "patients_read", "patients_quarantined"):
@@ -372,5 +405,3 @@ def _study_cells(out: dict[str, Any], n: int, hidden: list[str]) -> None:
             if _small(v, n):
                 night["counts"][label] = None
                 hidden.append(f"since_last_night.{label}")
-    for g in protected:  # a group hidden only because another is: a dash, never a false <N
-        out["groups"][g]["n"] = PROTECTED
