@@ -323,26 +323,8 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
         if _is_count(v) and 0 < v < n:
             put(out, path, None)
             hidden.append(label(path))
-    while True:  # 2. the closure
-        known = {p: v for p in model.truth for v in [get(out, p)] if _is_count(v)}
-        solved = determined(model, known)
-        leak, cells = _first_leak(model, known, solved, n)
-        if leak is None:
-            break
-        options = {p for p in cells if p in known}
-        for p in cells:  # cells fixed through relations: break one of those relations
-            if p not in known:
-                options |= set(_candidates(model, p, set(known)))
-        if not options:  # cannot happen: a count is known only through a shown one
-            raise AssertionError(f"{label(leak)} is known through no shown count")
-        ranked = sorted(options, key=lambda p: (p in model.keep, known[p] == 0, known[p], repr(p)))
-        # the first (smallest) whose hiding, with the cells of the same set, makes the leak
-        # unknown; else the first (the next round goes on from there)
-        chosen = next((p for p in ranked[:TRIALS] if not _still_known(model, known, p, leak)), ranked[0])
-        for p in model.with_equals(chosen):
-            if p in known:
-                put(out, p, PROTECTED)
-                hidden.append(f"{label(p)} (complementary: {label(leak)})")
+    while _hide_one_more(out, model, n, hidden):  # 2. the closure
+        pass
     for count, derived in model.follows.items():  # 3. derived values go with their count
         if is_hidden(get(out, count)):
             for d in derived:
@@ -352,3 +334,28 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
         truth = model.truth.get(path)
         if truth is not None and _is_count(truth):
             put(out, path, None if 0 < truth < n else PROTECTED)
+
+
+def _hide_one_more(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> bool:
+    """While a count 1..n-1 can be worked out from the shown ones, hide one more shown count
+    (one that breaks the leak where the six smallest candidates hold one). False: no leak."""
+    known = {p: v for p in model.truth for v in [get(out, p)] if _is_count(v)}
+    solved = determined(model, known)
+    leak, cells = _first_leak(model, known, solved, n)
+    if leak is None:
+        return False
+    options = {p for p in cells if p in known}
+    for p in cells:  # cells fixed through relations: break one of those relations
+        if p not in known:
+            options |= set(_candidates(model, p, set(known)))
+    if not options:  # cannot happen: a count is known only through a shown one
+        raise AssertionError(f"{label(leak)} is known through no shown count")
+    ranked = sorted(options, key=lambda p: (p in model.keep, known[p] == 0, known[p], repr(p)))
+    # the first (smallest) whose hiding, with the cells of the same set, makes the leak unknown;
+    # else the first (the next round goes on from there)
+    chosen = next((p for p in ranked[:TRIALS] if not _still_known(model, known, p, leak)), ranked[0])
+    for p in model.with_equals(chosen):
+        if p in known:
+            put(out, p, PROTECTED)
+            hidden.append(f"{label(p)} (complementary: {label(leak)})")
+    return True

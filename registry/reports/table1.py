@@ -103,60 +103,86 @@ def table_one(
     for var in variables:
         present = var.column in frame.columns
         if var.kind == "continuous":
-            cells = {}
-            samples = {}
-            for c in columns:
-                col = parts[c][var.column] if present else pd.Series([None] * n[c], dtype=float)
-                x = pd.to_numeric(col, errors="coerce").astype(float).to_numpy()
-                samples[c] = x
-                ok = x[~np.isnan(x)]
-                cells[c] = {
-                    "median": round(float(np.median(ok)), 4) if len(ok) else None,
-                    "q1": round(float(np.quantile(ok, 0.25)), 4) if len(ok) else None,
-                    "q3": round(float(np.quantile(ok, 0.75)), 4) if len(ok) else None,
-                    "values": len(ok),
-                    "missing": int(len(x) - len(ok)),
-                }
-            smds = [smd_continuous(samples[a], samples[b]) for a, b in itertools.combinations(groups, 2)]
-            rows.append(
-                {
-                    "variable": var.column,
-                    "label": var.label,
-                    "kind": "continuous",
-                    "cells": cells,
-                    "smd": _max(smds),
-                }
-            )
-            continue
-        lv = {
-            c: _levels(parts[c][var.column]) if present else pd.Series([NOT_RECORDED] * n[c], dtype=object)
-            for c in columns
-        }
-        levels = sorted(set(lv[TOTAL]), key=level_order)
-        counts = {c: lv[c].value_counts() for c in columns}
-        props = {
-            g: np.array([counts[g].get(level, 0) / n[g] if n[g] else 0.0 for level in levels]) for g in groups
-        }
-        smds = [
-            smd_categorical(props[a], props[b]) if n[a] and n[b] else None
-            for a, b in itertools.combinations(groups, 2)
-        ]
-        for i, level in enumerate(levels):
-            cells = {}
-            for c in columns:
-                k = int(counts[c].get(level, 0))
-                cells[c] = {"n": k, "pct": round(100 * k / n[c], 4) if n[c] else None}
-            rows.append(
-                {
-                    "variable": var.column,
-                    "label": var.label,
-                    "kind": "categorical",
-                    "level": level,
-                    "cells": cells,
-                    "smd": _max(smds) if i == 0 else None,
-                }
-            )
+            rows.append(_continuous(var, parts, columns, groups, n, present))
+        else:
+            rows += _categorical(var, parts, columns, groups, n, present)
     return {"columns": columns, "n": n, "rows": rows}
+
+
+def _continuous(
+    var: Table1Variable,
+    parts: dict[str, pd.DataFrame],
+    columns: list[str],
+    groups: list[str],
+    n: dict[str, int],
+    present: bool,
+) -> dict[str, Any]:
+    """A continuous variable's row: median, quartiles, values and missing per column; the
+    largest SMD between two groups."""
+    cells = {}
+    samples = {}
+    for c in columns:
+        col = parts[c][var.column] if present else pd.Series([None] * n[c], dtype=float)
+        x = pd.to_numeric(col, errors="coerce").astype(float).to_numpy()
+        samples[c] = x
+        ok = x[~np.isnan(x)]
+        cells[c] = {
+            "median": round(float(np.median(ok)), 4) if len(ok) else None,
+            "q1": round(float(np.quantile(ok, 0.25)), 4) if len(ok) else None,
+            "q3": round(float(np.quantile(ok, 0.75)), 4) if len(ok) else None,
+            "values": len(ok),
+            "missing": int(len(x) - len(ok)),
+        }
+    smds = [smd_continuous(samples[a], samples[b]) for a, b in itertools.combinations(groups, 2)]
+    return {
+        "variable": var.column,
+        "label": var.label,
+        "kind": "continuous",
+        "cells": cells,
+        "smd": _max(smds),
+    }
+
+
+def _categorical(
+    var: Table1Variable,
+    parts: dict[str, pd.DataFrame],
+    columns: list[str],
+    groups: list[str],
+    n: dict[str, int],
+    present: bool,
+) -> list[dict[str, Any]]:
+    """A categorical variable's rows, one a level (missing as "not recorded"): n and % per
+    column; the largest SMD between two groups on the first row."""
+    lv = {
+        c: _levels(parts[c][var.column]) if present else pd.Series([NOT_RECORDED] * n[c], dtype=object)
+        for c in columns
+    }
+    levels = sorted(set(lv[TOTAL]), key=level_order)
+    counts = {c: lv[c].value_counts() for c in columns}
+    props = {
+        g: np.array([counts[g].get(level, 0) / n[g] if n[g] else 0.0 for level in levels]) for g in groups
+    }
+    smds = [
+        smd_categorical(props[a], props[b]) if n[a] and n[b] else None
+        for a, b in itertools.combinations(groups, 2)
+    ]
+    rows = []
+    for i, level in enumerate(levels):
+        cells = {}
+        for c in columns:
+            k = int(counts[c].get(level, 0))
+            cells[c] = {"n": k, "pct": round(100 * k / n[c], 4) if n[c] else None}
+        rows.append(
+            {
+                "variable": var.column,
+                "label": var.label,
+                "kind": "categorical",
+                "level": level,
+                "cells": cells,
+                "smd": _max(smds) if i == 0 else None,
+            }
+        )
+    return rows
 
 
 def _max(values: list[float | None]) -> float | None:

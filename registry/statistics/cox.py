@@ -7,6 +7,7 @@ R well inside 1e-6. Rows with a missing covariate are dropped (R's ``na.omit``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -242,36 +243,8 @@ def cox_ph(
         raise CoxConvergenceError("no estimable term (every column is constant or aliased)")
     x = x_all[:, [columns.index(c) for c in used]]
     prep = _prepare(time, event, x)
-    beta = np.zeros(len(used))
-    ll, u, info = _efron(prep, beta)
-    ll_null = ll
-    it, flat, step = 0, 0, np.zeros(len(used))
-    for it in range(1, max_iter + 1):  # noqa: B007 - ``it`` is reported
-        try:
-            step = np.linalg.solve(info, u)
-        except np.linalg.LinAlgError:
-            break
-        new = beta + step
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ll_new, u_new, info_new = _efron(prep, new)
-        halvings = 0
-        while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 30:
-            step = step / 2
-            new = beta + step
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                ll_new, u_new, info_new = _efron(prep, new)
-            halvings += 1
-        if not np.isfinite(ll_new):
-            break
-        change = abs(ll_new - ll)
-        beta, ll, u, info = new, ll_new, u_new, info_new
-        if change <= tol * max(1.0, abs(ll)) and np.max(np.abs(step)) < 1e-9:
-            break
-        flat = flat + 1 if change <= EPS * max(1.0, abs(ll)) else 0
-        if flat >= 3:  # the likelihood is flat and the steps are not shrinking: stop there
-            break
-        if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 500:
-            break  # exp() would overflow: a coefficient is running off to infinity
+    ll_null = _efron(prep, np.zeros(len(used)))[0]
+    beta, ll, u, info, step, it = _newton(prep, x, len(used), max_iter, tol)
     try:
         last = np.linalg.lstsq(info, u, rcond=None)[0]
     except np.linalg.LinAlgError:  # pragma: no cover - lstsq does not raise on singular input
@@ -288,16 +261,7 @@ def cox_ph(
     estimates = dict(
         zip(used, zip(beta, np.sqrt(np.maximum(np.diag(var), 0)), infinite, strict=True), strict=True)
     )
-    rows = []
-    with np.errstate(over="ignore"):  # a very wide interval ends at infinity, as in R
-        for c in columns:
-            if c not in estimates:
-                rows.append(_missing_term(c, ALIASED))
-            elif estimates[c][2]:
-                rows.append(_missing_term(c, INFINITE))
-            else:
-                b, se, _ = estimates[c]
-                rows.append(_term(c, float(b), float(se), z))
+    rows = _rows(columns, estimates, z)
     return CoxResult(
         columns=tuple(columns),
         terms={k: tuple(v) for k, v in terms.items()},
@@ -316,6 +280,67 @@ def cox_ph(
         n_dropped=dropped,
         warnings=tuple(warnings),
     )
+
+
+def _newton(
+    prep: Any, x: np.ndarray, k: int, max_iter: int, tol: float
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Newton-Raphson from zero with step halving: the coefficients, log-likelihood, score,
+    information, last step and iterations (stopping as R's coxph does: converged, a flat
+    likelihood three times, or a coefficient running off to infinity)."""
+    beta = np.zeros(k)
+    ll, u, info = _efron(prep, beta)
+    it, flat, step = 0, 0, np.zeros(k)
+    for it in range(1, max_iter + 1):  # noqa: B007 - ``it`` is reported
+        try:
+            step = np.linalg.solve(info, u)
+        except np.linalg.LinAlgError:
+            break
+        new, ll_new, u_new, info_new, step = _halved(prep, beta, step, ll)
+        if not np.isfinite(ll_new):
+            break
+        change = abs(ll_new - ll)
+        beta, ll, u, info = new, ll_new, u_new, info_new
+        if change <= tol * max(1.0, abs(ll)) and np.max(np.abs(step)) < 1e-9:
+            break
+        flat = flat + 1 if change <= EPS * max(1.0, abs(ll)) else 0
+        if flat >= 3:  # the likelihood is flat and the steps are not shrinking: stop there
+            break
+        if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 500:
+            break  # exp() would overflow: a coefficient is running off to infinity
+    return beta, ll, u, info, step, it
+
+
+def _halved(
+    prep: Any, beta: np.ndarray, step: np.ndarray, ll: float
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """The step, halved (at most 30 times) while it does not improve the log-likelihood."""
+    new = beta + step
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ll_new, u_new, info_new = _efron(prep, new)
+    halvings = 0
+    while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 30:
+        step = step / 2
+        new = beta + step
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll_new, u_new, info_new = _efron(prep, new)
+        halvings += 1
+    return new, ll_new, u_new, info_new, step
+
+
+def _rows(columns: list[str], estimates: dict[str, Any], z: float) -> list[CoxTerm]:
+    """One row a design column: estimated, aliased or infinite."""
+    rows = []
+    with np.errstate(over="ignore"):  # a very wide interval ends at infinity, as in R
+        for c in columns:
+            if c not in estimates:
+                rows.append(_missing_term(c, ALIASED))
+            elif estimates[c][2]:
+                rows.append(_missing_term(c, INFINITE))
+            else:
+                b, se, _ = estimates[c]
+                rows.append(_term(c, float(b), float(se), z))
+    return rows
 
 
 def _variance(info: np.ndarray, infinite: np.ndarray) -> np.ndarray:
