@@ -105,53 +105,56 @@ class Bundle:
         self.member_lines: dict[str, int] = {}  # physical lines after the header, by sha256()
         self._names: list[str] = []
         if self.path.is_file():
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except zipfile.BadZipFile:
-                raise BundleRefused(
-                    [Problem(self.path.name, "not a folder and not a readable .zip file")]
-                ) from None
-            names = [n for n in self._zip.namelist() if not n.endswith("/")]
-            self._refuse_ambiguous(names)
-            unsafe = [
-                n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")
-            ]
-            if unsafe:  # nothing is ever extracted, but such an archive is hostile or broken
-                raise BundleRefused(
-                    [
-                        Problem(
-                            self.path.name,
-                            f"{len(unsafe)} member(s) with an absolute path or '..': refused, nothing read",
-                        )
-                    ]
-                )
-            manifests = [n for n in names if n.rsplit("/", 1)[-1] == "manifest.json"]
-            if len(manifests) == 1 and "/" in manifests[0]:
-                self._prefix = manifests[0].rsplit("/", 1)[0] + "/"
-            self._names = names
-            self._check_sizes(
-                {
-                    m: (info.file_size, info.compress_size)
-                    for m in KNOWN_MEMBERS
-                    if (info := self._info(m)) is not None
-                }
-            )
+            self._open_zip()
         else:
-            root = self.path.resolve()
-            for member in KNOWN_MEMBERS:
-                target = self.path / member
-                if target.is_symlink() and not target.resolve().is_relative_to(root):
-                    raise BundleRefused(
-                        [
-                            Problem(
-                                member, "a link to a file outside the bundle's folder: refused, not followed"
-                            )
-                        ]
+            self._open_folder()
+
+    def _open_zip(self) -> None:
+        """A .zip: readable, each member once, no path outside it, the members' sizes and
+        compression within the limits (nothing is extracted)."""
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except zipfile.BadZipFile:
+            raise BundleRefused(
+                [Problem(self.path.name, "not a folder and not a readable .zip file")]
+            ) from None
+        names = [n for n in self._zip.namelist() if not n.endswith("/")]
+        self._refuse_ambiguous(names)
+        unsafe = [n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")]
+        if unsafe:  # nothing is ever extracted, but such an archive is hostile or broken
+            raise BundleRefused(
+                [
+                    Problem(
+                        self.path.name,
+                        f"{len(unsafe)} member(s) with an absolute path or '..': refused, nothing read",
                     )
-            self._names = [p.name for p in self.path.iterdir() if p.is_file()]
-            self._check_sizes(
-                {m: (size, size) for m in KNOWN_MEMBERS if (size := self._file_size(m)) is not None}
+                ]
             )
+        manifests = [n for n in names if n.rsplit("/", 1)[-1] == "manifest.json"]
+        if len(manifests) == 1 and "/" in manifests[0]:
+            self._prefix = manifests[0].rsplit("/", 1)[0] + "/"
+        self._names = names
+        self._check_sizes(
+            {
+                m: (info.file_size, info.compress_size)
+                for m in KNOWN_MEMBERS
+                if (info := self._info(m)) is not None
+            }
+        )
+
+    def _open_folder(self) -> None:
+        """A folder: no member linking outside it, the members' sizes within the limits."""
+        root = self.path.resolve()
+        for member in KNOWN_MEMBERS:
+            target = self.path / member
+            if target.is_symlink() and not target.resolve().is_relative_to(root):
+                raise BundleRefused(
+                    [Problem(member, "a link to a file outside the bundle's folder: refused, not followed")]
+                )
+        self._names = [p.name for p in self.path.iterdir() if p.is_file()]
+        self._check_sizes(
+            {m: (size, size) for m in KNOWN_MEMBERS if (size := self._file_size(m)) is not None}
+        )
 
     def _refuse_ambiguous(self, names: list[str]) -> None:
         """Two members of one name (or of names equal but for case: one file on a case-folding

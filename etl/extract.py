@@ -158,16 +158,7 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
     if not header:
         raise BundleRefused([Problem(member, "empty file: no header row")])
     cols = [h.strip().lower() for h in header]
-    seen = Counter(cols)
-    dupes = sorted(c for c, n in seen.items() if n > 1)
-    if dupes:
-        raise BundleRefused([Problem(member, f"repeated column(s) {dupes[:10]}")])
-    missing = [c for c in contract.required if c not in seen]
-    if missing:
-        hint = None
-        if len(cols) == 1 and any(d in cols[0] for d in ";\t|"):
-            hint = "the file seems to use another delimiter; the contract asks for commas"
-        raise BundleRefused([Problem(member, f"missing required column(s) {missing}")], hint=hint)
+    _check_columns(member, cols, contract)
     known = {c.name for c in contract.columns}
     result = FileHeader(columns=cols)
     for c in cols:
@@ -178,6 +169,20 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
         else:
             result.ignored.append(c)
     return result
+
+
+def _check_columns(member: str, cols: list[str], contract: FileSpec) -> None:
+    """No column twice, every required one there (with a hint when another delimiter was used)."""
+    seen = Counter(cols)
+    dupes = sorted(c for c, n in seen.items() if n > 1)
+    if dupes:
+        raise BundleRefused([Problem(member, f"repeated column(s) {dupes[:10]}")])
+    missing = [c for c in contract.required if c not in seen]
+    if missing:
+        hint = None
+        if len(cols) == 1 and any(d in cols[0] for d in ";\t|"):
+            hint = "the file seems to use another delimiter; the contract asks for commas"
+        raise BundleRefused([Problem(member, f"missing required column(s) {missing}")], hint=hint)
 
 
 @dataclass
@@ -427,23 +432,7 @@ def iter_chunks(
                 while start < len(lines):
                     part = lines[start : start + chunk_rows - len(pending)]
                     start += len(part)
-                    numbers: Iterable[int] = range(row[0] + 1, row[0] + 1 + len(part))
-                    row[0] += len(part)
-                    hashes: Iterable[int | None] = (
-                        line_hashes(record_texts(part), key).tolist()
-                        if key is not None
-                        else [None] * len(part)
-                    )
-                    if skip is not None and part:
-                        h = np.asarray(hashes, dtype=np.int64)
-                        keep = np.flatnonzero(~skip(h))
-                        if len(keep) < len(part):
-                            part = [part[i] for i in keep]
-                            numbers = (np.asarray(numbers)[keep]).tolist()
-                            hashes = h[keep].tolist()
-                    if part and not padded[0] and _may_need_trimming("".join(part)):
-                        padded[0] = True
-                    pending.add_lines(part, list(numbers), list(hashes), width)
+                    _add_plain(part, pending, row, padded, width, key, skip)
                     if len(pending) >= chunk_rows:
                         yield pending.chunk(header, wanted, padded[0], key)
             if len(pending):
@@ -454,6 +443,34 @@ def iter_chunks(
         raise _not_utf8(member, exc) from None
     except csv.Error as exc:
         raise BundleRefused([Problem(member, f"unreadable CSV near row {row[0] + 1} ({exc})")]) from None
+
+
+def _add_plain(
+    part: list[str],
+    pending: _Pending,
+    row: list[int],
+    padded: list[bool],
+    width: int,
+    key: str | None,
+    skip: Callable[[np.ndarray], np.ndarray] | None,
+) -> None:
+    """Lines without a quote into the pending chunk: numbered, hashed (with ``key``), those
+    ``skip`` picks left out (their numbers still count), and whether a value may need trimming."""
+    numbers: Iterable[int] = range(row[0] + 1, row[0] + 1 + len(part))
+    row[0] += len(part)
+    hashes: Iterable[int | None] = (
+        line_hashes(record_texts(part), key).tolist() if key is not None else [None] * len(part)
+    )
+    if skip is not None and part:
+        h = np.asarray(hashes, dtype=np.int64)
+        keep = np.flatnonzero(~skip(h))
+        if len(keep) < len(part):
+            part = [part[i] for i in keep]
+            numbers = (np.asarray(numbers)[keep]).tolist()
+            hashes = h[keep].tolist()
+    if part and not padded[0] and _may_need_trimming("".join(part)):
+        padded[0] = True
+    pending.add_lines(part, list(numbers), list(hashes), width)
 
 
 def _quoted_records(

@@ -437,23 +437,10 @@ def _after_transplant(
             stop = rng.choice(["completed", "toxicity", "patient_choice"])
             g.maintenance(drug, mt_start, mt_start + rng.randint(300, 2500), stop)
         return
-    lag = 0  # days the progression's record trails the first salvage dose (r3)
-    if in_group:
-        relapse = l2 if g.chance("l2_on_progression_day") else l2 - rng.randint(7, 40)
-        if l2 + 14 < g.end_of_follow_up and g.chance("salvage_before_record", g.r3):
-            lag = g.r3.randint(1, 14)
-            relapse = l2 + lag  # the clinic letter or the confirming result, after the first dose
-    else:
-        relapse = tx + rng.randint(365, 1800)
+    relapse, lag = _relapse_day(g, rng, in_group, tx, l2)
     toxic_stop = False
     if lmt or other_mt:
-        drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
-        toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
-        end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
-        stop = "toxicity" if toxic_stop else "progression"
-        if lag and not toxic_stop:  # stopped the week before the salvage, the reason not recorded
-            end, stop = l2 - g.r3.randint(5, 9), "other"
-        g.maintenance(drug, mt_start, end, stop)
+        toxic_stop = _maintenance_to_relapse(g, rng, lmt, mt_start, relapse, lag, l2)
     if relapse <= g.end_of_follow_up:
         g.rec.truth["relapse"] = _d(relapse)
     g.course.update(relapse=relapse, lag=lag)
@@ -464,8 +451,39 @@ def _after_transplant(
         g.event(relapse, rng.choice(["progression", "relapse"]), "PD")
     if in_group and g.chance("relapse_recorded_twice", g.r3):
         g.event(relapse + g.r3.randint(5, 25), "relapse", "PD")  # the clinical relapse, again
+    if in_group:
+        _second_line(g, rng, category, relapse, lag, l2, death)
+
+
+def _relapse_day(g: _Gen, rng: random.Random, in_group: bool, tx: int, l2: int) -> tuple[int, int]:
+    """The relapse's recorded day, and how many days it trails the first salvage dose (r3)."""
     if not in_group:
-        return
+        return tx + rng.randint(365, 1800), 0
+    relapse = l2 if g.chance("l2_on_progression_day") else l2 - rng.randint(7, 40)
+    if l2 + 14 < g.end_of_follow_up and g.chance("salvage_before_record", g.r3):
+        lag = g.r3.randint(1, 14)
+        return l2 + lag, lag  # the clinic letter or the confirming result, after the first dose
+    return relapse, 0
+
+
+def _maintenance_to_relapse(
+    g: _Gen, rng: random.Random, lmt: bool, mt_start: int, relapse: int, lag: int, l2: int
+) -> bool:
+    """Maintenance until the relapse (stopped for it), or stopped earlier for toxicity (True)."""
+    drug = "lenalidomide" if lmt else rng.choice(["thalidomide", "bortezomib"])
+    toxic_stop = rng.random() < 0.15 and relapse - mt_start > 400
+    end = mt_start + rng.randint(200, relapse - mt_start - 100) if toxic_stop else relapse
+    stop = "toxicity" if toxic_stop else "progression"
+    if lag and not toxic_stop:  # stopped the week before the salvage, the reason not recorded
+        end, stop = l2 - g.r3.randint(5, 9), "other"
+    g.maintenance(drug, mt_start, end, stop)
+    return toxic_stop
+
+
+def _second_line(
+    g: _Gen, rng: random.Random, category: str, relapse: int, lag: int, l2: int, death: int
+) -> None:
+    """The study group's second line, its progression and (often) a third line."""
     regimen = rng.choice(L2_LEN if category in ("G1", "G3") else L2_NO_LEN)
     salvage_intent = rng.choice(["salvage", ""])
     if category in ("G2", "G4") and g.chance("blinded_trial_drug", g.r3):
@@ -479,29 +497,24 @@ def _after_transplant(
     pfs2 = 30 + _exp_months(rng, prog_median)
     if lag:  # the next progression is an episode of its own: more than 30 days after the record
         pfs2 = max(pfs2, lag + 31)
-    l2_end = min(l2 + pfs2, death)
+    progression = l2 + pfs2
     # on the progression day (or before it was recorded) the first drug starts that very day
     stagger = 0 if relapse == l2 or lag else 3
-    start = g.regimen(
-        regimen,
-        l2,
-        l2_end,
-        salvage_intent,
-        "progression" if l2 + pfs2 < death else "death",
-        stagger=stagger,
-    )
+    stop = "progression" if progression < death else "death"
+    start = g.regimen(regimen, l2, min(progression, death), salvage_intent, stop, stagger=stagger)
     g.rec.truth["l2_start"] = _d(start) if start is not None else None
     g.rec.truth["group"] = category
-    progressed = l2 + pfs2 < death and l2 + pfs2 <= g.end_of_follow_up
-    g.rec.truth["l2_progression"] = _d(l2 + pfs2) if progressed else ""
-    if l2 + pfs2 < death:
-        g.event(l2 + pfs2, "progression", "PD")
-        g.course["l2_progression"] = l2 + pfs2
-        if rng.random() < 0.6 and l2 + pfs2 + 30 < death:
+    progressed = progression < death and progression <= g.end_of_follow_up
+    g.rec.truth["l2_progression"] = _d(progression) if progressed else ""
+    if progression < death:
+        g.event(progression, "progression", "PD")
+        g.course["l2_progression"] = progression
+        if rng.random() < 0.6 and progression + 30 < death:
+            third = rng.choice(L3)
             g.regimen(
-                rng.choice(L3),
-                l2 + pfs2 + rng.randint(10, 30),
-                min(l2 + pfs2 + 400, death),
+                third,
+                progression + rng.randint(10, 30),
+                min(progression + 400, death),
                 "salvage",
                 "completed",
             )
