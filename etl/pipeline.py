@@ -171,21 +171,11 @@ def run_bundle(
                 ledger = _Ledger(engine, enabled=not dry_run)
                 ledger.start(bundle_hash, force)
                 summary = RunSummary(status=RunStatus.RUNNING)
-                extra = bundle.unexpected_members()
-                if extra:  # counted, not named: a file name can identify a patient
-                    summary.warnings.append(
-                        f"{extra} unexpected file(s) in the bundle ignored "
-                        "(only manifest.json and the input files are read)"
-                    )
+                _warn_unexpected(bundle, summary)
                 manifest: Manifest | None = None
                 try:
                     manifest = read_manifest(bundle)
-                    headers = {name: read_header(bundle, spec) for name, spec in SPECS.items()}
-                    summary.site_id, summary.mode = manifest.site_id, manifest.mode
-                    summary.data_cutoff = manifest.data_cutoff
-                    summary.bundle_hash = bundle_hash
-                    _check_columns(engine, manifest, headers, columns_gone)
-                    summary.columns_gone = sorted(columns_gone)
+                    headers = _headers(engine, bundle, manifest, summary, bundle_hash, columns_gone)
                     done = None if dry_run else _check_order(engine, manifest, bundle_hash, force)
                     if done is not None:
                         summary.status = RunStatus.UNCHANGED
@@ -227,26 +217,17 @@ def run_bundle(
                 except _AlreadyLoaded:
                     raise
                 except BundleRefused as exc:
-                    summary.status = RunStatus.REFUSED
-                    summary.message = exc.message
-                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
-                    ledger.finish(summary, manifest)
+                    _ended(summary, ledger, manifest, t0, RunStatus.REFUSED, exc.message)
                     raise
                 except KeyboardInterrupt:
-                    summary.status = RunStatus.INTERRUPTED
-                    summary.message = "interrupted (Ctrl-C) during the load; nothing of the run was committed"
-                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
-                    ledger.finish(summary, manifest)
+                    why = "interrupted (Ctrl-C) during the load; nothing of the run was committed"
+                    _ended(summary, ledger, manifest, t0, RunStatus.INTERRUPTED, why)
                     raise Interrupted(
                         f"interrupted; nothing was changed (run {ledger.run_id} recorded as interrupted)"
                     ) from None
                 except BaseException as exc:
-                    summary.status = RunStatus.FAILED
-                    summary.message = (
-                        exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
-                    )
-                    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
-                    ledger.finish(summary, manifest)
+                    why = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}"
+                    _ended(summary, ledger, manifest, t0, RunStatus.FAILED, why)
                     raise
                 if dry_run:  # a load's final status was written in its own transaction
                     summary.timings["load_s"] = round(time.perf_counter() - t0, 3)
@@ -255,25 +236,86 @@ def run_bundle(
         if derive:  # finish what a run killed during its derivation left flagged
             _derive_pending(engine, summary, progress, pause=False)
         return summary
-    if derive and not dry_run:
-        committed = f"run {ledger.run_id}'s load was committed, its derivation was not"
-        try:
-            _derive_pending(engine, summary, progress)
-        except Interrupted:
-            raise Interrupted(
-                f"interrupted during the derivation: {committed}",
-                hint="`registry derive` derives the patients it flagged (so does the next run)",
-            ) from None
-        except OperationalError as exc:  # the server lost, the disk full: after the load committed
-            known = lost_or_full(exc, committed + " (`registry derive` finishes it)")
-            if known is None:
-                raise
-            raise known from None
-    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
-    if not dry_run and ledger.run_id is not None:
-        with engine.begin() as conn:
-            conn.execute(update(EtlRun).where(EtlRun.run_id == ledger.run_id).values(timings=summary.timings))
+    if not dry_run:
+        _after_commit(engine, summary, progress, ledger.run_id, derive, t0)
+    else:
+        summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def _after_commit(
+    engine: Engine,
+    summary: RunSummary,
+    progress: Progress | None,
+    run_id: int | None,
+    derive: bool,
+    t0: float,
+) -> None:
+    """The derivation of the patients the load flagged, then the run's full timings in its row."""
+    if derive:
+        _derive_after_load(engine, summary, progress, run_id)
+    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+    if run_id is not None:
+        with engine.begin() as conn:
+            conn.execute(update(EtlRun).where(EtlRun.run_id == run_id).values(timings=summary.timings))
+
+
+def _warn_unexpected(bundle: Bundle, summary: RunSummary) -> None:
+    extra = bundle.unexpected_members()
+    if extra:  # counted, not named: a file name can identify a patient
+        summary.warnings.append(
+            f"{extra} unexpected file(s) in the bundle ignored "
+            "(only manifest.json and the input files are read)"
+        )
+
+
+def _headers(
+    engine: Engine,
+    bundle: Bundle,
+    manifest: Manifest,
+    summary: RunSummary,
+    bundle_hash: str,
+    columns_gone: frozenset[str],
+) -> dict[str, FileHeader]:
+    """Every file's header, checked against the contract and against the columns the site
+    delivered before; the manifest's facts in the summary."""
+    headers = {name: read_header(bundle, spec) for name, spec in SPECS.items()}
+    summary.site_id, summary.mode = manifest.site_id, manifest.mode
+    summary.data_cutoff = manifest.data_cutoff
+    summary.bundle_hash = bundle_hash
+    _check_columns(engine, manifest, headers, columns_gone)
+    summary.columns_gone = sorted(columns_gone)
+    return headers
+
+
+def _ended(
+    summary: RunSummary, ledger: _Ledger, manifest: Manifest | None, t0: float, status: RunStatus, why: str
+) -> None:
+    """A run that ends without committing: its status and reason in the ledger."""
+    summary.status = status
+    summary.message = why
+    summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
+    ledger.finish(summary, manifest)
+
+
+def _derive_after_load(
+    engine: Engine, summary: RunSummary, progress: Progress | None, run_id: int | None
+) -> None:
+    """Derive the patients the committed load flagged; an interruption or a lost server says
+    what was committed and what finishes it."""
+    committed = f"run {run_id}'s load was committed, its derivation was not"
+    try:
+        _derive_pending(engine, summary, progress)
+    except Interrupted:
+        raise Interrupted(
+            f"interrupted during the derivation: {committed}",
+            hint="`registry derive` derives the patients it flagged (so does the next run)",
+        ) from None
+    except OperationalError as exc:  # the server lost, the disk full: after the load committed
+        known = lost_or_full(exc, committed + " (`registry derive` finishes it)")
+        if known is None:
+            raise
+        raise known from None
 
 
 class _AlreadyLoaded(Exception):

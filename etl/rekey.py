@@ -119,22 +119,7 @@ def rekey(engine: Engine, bundles: Iterable[Path], old_key: bytes, new_key: byte
 
 
 def _apply(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> RekeyResult:
-    existing: set[str] = set()
-    for table, cols in KEYED:
-        for col in cols:
-            existing.update(conn.execute(select(getattr(table, col)).distinct()).scalars())
-    for attr in (
-        RecordChange.patient_key,
-        RecordChange.record_key,
-        InputFinding.record_key,
-        InputFinding.patient_key,
-    ):
-        existing.update(v for v in conn.execute(select(attr).distinct()).scalars() if v)
-    mapping = {old: from_bundles[old] for old in existing if old in from_bundles}
-    orphaned = 0
-    for old in existing - mapping.keys():  # records no bundle holds any more
-        mapping[old] = hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256").hexdigest()
-        orphaned += 1
+    mapping, orphaned = _mapping(conn, from_bundles, new_key)
     dialect = conn.dialect.name
     for name in DERIVED_TABLES:  # rebuilt by the derivation that follows, with the new keys
         conn.execute(text(f"DELETE FROM {name}"))
@@ -159,6 +144,46 @@ def _apply(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> Re
         ("input_findings", "patient_key"),
     ):
         _update(conn, table_name, col, dialect)
+    _remap_findings_and_quarantine(conn, mapping)
+    conn.execute(text("UPDATE patients SET needs_derivation = TRUE WHERE is_current = TRUE"))
+    recorded = conn.execute(select(KeyFingerprint.recorded_at, KeyFingerprint.run_id)).first()
+    conn.execute(delete(KeyFingerprint))
+    conn.execute(
+        insert(KeyFingerprint).values(
+            fingerprint=fingerprint(new_key),
+            recorded_at=recorded.recorded_at if recorded else None,
+            run_id=recorded.run_id if recorded else None,
+        )
+    )
+    conn.execute(text("DROP TABLE rekey_map"))
+    patients = conn.execute(text("SELECT COUNT(*) FROM patients")).scalar_one()
+    return RekeyResult(mapped=len(mapping) - orphaned, orphaned=orphaned, patients=int(patients))
+
+
+def _mapping(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> tuple[dict[str, str], int]:
+    """Every pseudonym stored -> its new one (from the bundles; a record no bundle holds any
+    more gets an unlinkable one), and how many were orphaned so."""
+    existing: set[str] = set()
+    for table, cols in KEYED:
+        for col in cols:
+            existing.update(conn.execute(select(getattr(table, col)).distinct()).scalars())
+    for attr in (
+        RecordChange.patient_key,
+        RecordChange.record_key,
+        InputFinding.record_key,
+        InputFinding.patient_key,
+    ):
+        existing.update(v for v in conn.execute(select(attr).distinct()).scalars() if v)
+    mapping = {old: from_bundles[old] for old in existing if old in from_bundles}
+    orphaned = 0
+    for old in existing - mapping.keys():  # records no bundle holds any more
+        mapping[old] = hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256").hexdigest()
+        orphaned += 1
+    return mapping, orphaned
+
+
+def _remap_findings_and_quarantine(conn: Connection, mapping: dict[str, str]) -> None:
+    """Pseudonyms inside a finding's value and inside quarantined rows' reasons and data."""
     findings = conn.execute(select(InputFinding.finding_id, InputFinding.value)).all()
     changed = [{"fid": f.finding_id, "v": mapping[f.value]} for f in findings if f.value in mapping]
     if changed:
@@ -183,19 +208,6 @@ def _apply(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> Re
             .values(reasons=bindparam("reasons"), row_data=bindparam("row_data")),
             moved,
         )
-    conn.execute(text("UPDATE patients SET needs_derivation = TRUE WHERE is_current = TRUE"))
-    recorded = conn.execute(select(KeyFingerprint.recorded_at, KeyFingerprint.run_id)).first()
-    conn.execute(delete(KeyFingerprint))
-    conn.execute(
-        insert(KeyFingerprint).values(
-            fingerprint=fingerprint(new_key),
-            recorded_at=recorded.recorded_at if recorded else None,
-            run_id=recorded.run_id if recorded else None,
-        )
-    )
-    conn.execute(text("DROP TABLE rekey_map"))
-    patients = conn.execute(text("SELECT COUNT(*) FROM patients")).scalar_one()
-    return RekeyResult(mapped=len(mapping) - orphaned, orphaned=orphaned, patients=int(patients))
 
 
 def _load_map(conn: Connection, mapping: dict[str, str]) -> None:
