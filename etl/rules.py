@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from registry.contract import CHILD_FILES, FILE_NAMES
+
 
 class Severity(StrEnum):
     """What a failing rule does to the row."""
@@ -60,8 +62,7 @@ class RuleCode(StrEnum):
     RESPONSE_MISSING = "response_missing"
 
 
-ALL_FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events", "labs")
-CHILD_FILES = ("follow_up", "transplants", "treatments", "disease_events", "labs")
+ALL_FILES = FILE_NAMES  # the contract's files (registry/contract)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""One spec module per input file. ``SPECS`` lists them in load order (a file after the ones
-its rules check against: patients, then follow-up, then the rest). Adding a file means a
-spec module here, its model and migration, and the synthetic generator's rows."""
+"""One spec module per input file of the contract (``registry/contract``, which lists the
+files in load order: a file after the ones its rules check against). Adding a file means its
+line in the contract, a spec module here, its model and migration, and the synthetic
+generator's rows."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import hashlib
 
 from etl.specs import disease_events, follow_up, labs, patients, transplants, treatments
 from etl.specs.base import ROOT, FileSpec, RowContext, RuleContext
+from registry.contract import FILE_NAMES
 
+_MODULES = (patients, follow_up, transplants, treatments, disease_events, labs)
+# every file of the contract has its spec, in the contract's (load) order
 SPECS: dict[str, FileSpec] = {
-    s.SPEC.name: s.SPEC for s in (patients, follow_up, transplants, treatments, disease_events, labs)
+    name: next(m.SPEC for m in _MODULES if m.SPEC.name == name) for name in FILE_NAMES
 }
-FILE_ORDER = tuple(SPECS)
+assert len(SPECS) == len(_MODULES), "a spec module for a file the contract (registry/contract) does not list"
+FILE_ORDER = FILE_NAMES
 
 
 def _reading_version() -> str:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from etl.contract import FileContract
+from etl.contract import Column, FileContract
 from etl.rules import RuleCode
+from registry.contract import ROOT, InputFile
 
 if TYPE_CHECKING:
     from etl.transform import Pseudonymiser
     from etl.validate import PatientFacts, ReasonLog
     from registry.db.vocabulary import VocabularyMap
 
-ROOT = "patients"
 """The file every other file's rows belong to (through ``patient_id``)."""
 
 
@@ -79,6 +79,12 @@ class FileSpec(FileContract):
     # source patient ids) for each chunk, then with (facts, duplicated keys) at the end
     on_valid: Callable[[PatientFacts, pd.DataFrame, pd.Series, Any], None] | None = None
     on_done: Callable[[PatientFacts, set[str]], None] | None = None
+
+    @classmethod
+    def of(cls, entry: InputFile, columns: tuple[Column, ...], **how: Any) -> FileSpec:
+        """The spec of the contract's file ``entry`` (its name, source id, pseudonym namespace
+        and whether a bundle may leave it out come from there), its columns and handling."""
+        return cls(entry.name, entry.id_column, entry.namespace, columns, optional=entry.optional, **how)
 
     @property
     def is_root(self) -> bool:

@@ -7,6 +7,7 @@ import pandas as pd
 from etl.contract import RESPONSES, Column, identity
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.contract import input_file
 from registry.db.models import DiseaseEvent
 
 COLUMNS = (
@@ -36,10 +37,8 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
     return out
 
 
-SPEC = FileSpec(
-    "disease_events",
-    "event_id",
-    "event",
+SPEC = FileSpec.of(
+    input_file("disease_events"),
     COLUMNS,
     model=DiseaseEvent,
     key="event_key",

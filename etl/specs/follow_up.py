@@ -9,6 +9,7 @@ import pandas as pd
 from etl.contract import Column, identity
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.contract import input_file
 from registry.db.models import FollowUp
 
 COLUMNS = (
@@ -69,10 +70,8 @@ def on_done(facts: Any, duplicated: set[str]) -> None:
         facts.frame[col] = fu[col].reindex(facts.frame.index)
 
 
-SPEC = FileSpec(
-    "follow_up",
-    "patient_id",
-    "patient",
+SPEC = FileSpec.of(
+    input_file("follow_up"),
     COLUMNS,
     model=FollowUp,
     key="patient_key",

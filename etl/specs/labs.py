@@ -9,6 +9,7 @@ import pandas as pd
 from etl.contract import Column
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.contract import input_file
 from registry.core.labs import BY_CODE, NAMES, LabValue, read_value
 from registry.db.models import LabResult
 
@@ -75,14 +76,11 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
     return out
 
 
-SPEC = FileSpec(
-    "labs",
-    "lab_id",
-    "lab",
+SPEC = FileSpec.of(
+    input_file("labs"),
     COLUMNS,
     model=LabResult,
     key="lab_key",
     rules=rules,
     to_rows=to_rows,
-    optional=True,
 )

@@ -10,6 +10,7 @@ import pandas as pd
 from etl.contract import FISH, YES_NO, Column, identity
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
+from registry.contract import input_file
 from registry.core.staging import stages
 from registry.db.models import Patient
 
@@ -83,10 +84,8 @@ def on_done(facts: Any, duplicated: set[str]) -> None:
     facts.frame["last_contact_date"] = pd.Series(dtype="datetime64[ns]")
 
 
-SPEC = FileSpec(
-    "patients",
-    "patient_id",
-    "patient",
+SPEC = FileSpec.of(
+    input_file("patients"),
     COLUMNS,
     model=Patient,
     key="patient_key",

@@ -7,6 +7,7 @@ import pandas as pd
 from etl.contract import RESPONSES, YES_NO, Column
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
+from registry.contract import input_file
 from registry.db.models import Transplant
 
 COLUMNS = (
@@ -51,10 +52,8 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
     return out
 
 
-SPEC = FileSpec(
-    "transplants",
-    "transplant_id",
-    "transplant",
+SPEC = FileSpec.of(
+    input_file("transplants"),
     COLUMNS,
     model=Transplant,
     key="transplant_key",

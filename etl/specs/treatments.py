@@ -8,6 +8,7 @@ import pandas as pd
 from etl.contract import Column, identity
 from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
+from registry.contract import input_file
 from registry.db.models import Treatment
 from registry.db.vocabulary import normalise_drug_name
 
@@ -63,10 +64,8 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
     return out
 
 
-SPEC = FileSpec(
-    "treatments",
-    "treatment_id",
-    "treatment",
+SPEC = FileSpec.of(
+    input_file("treatments"),
     COLUMNS,
     model=Treatment,
     key="treatment_key",

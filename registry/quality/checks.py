@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, exists, func, literal, select
 
+from registry.contract import FILE_NAMES
 from registry.core.enums import StartRule
 from registry.db.models import (
     DiseaseEvent,
@@ -37,7 +38,7 @@ STALE_FOLLOW_UP_DAYS = 365
 NO_NEXT_LINE_DAYS = 180
 EARLY_TREATMENT_DAYS = 90  # treatment starting this long before diagnosis is implausible
 MAX_LENALIDOMIDE_MG = 50  # no lenalidomide schedule goes above 25 mg a day; 50 allows a typo margin
-FILES = ("patients", "follow_up", "transplants", "treatments", "disease_events", "labs")
+FILES = FILE_NAMES  # the contract's input files (registry/contract)
 
 
 class Category(StrEnum):

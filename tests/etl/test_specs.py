@@ -70,3 +70,24 @@ def test_dates_are_stored_as_iso_text_and_nulls_as_none(days: list[dt.date | Non
     out = iso(column)
     assert out.tolist() == [None if d is None else d.isoformat() for d in days]
     assert list(out.index) == list(column.index) and out.dtype == object
+
+
+def test_the_contract_lists_the_input_files_once() -> None:
+    """registry/contract is the one list of input files: the specs, the rule catalogue's file
+    lists, the data-quality checks and the models all read it (a file added there without a
+    spec fails at import; a spec disagreeing with its entry fails here)."""
+    from etl.rules import ALL_FILES
+    from registry.contract import FILE_NAMES, INPUT_FILES
+    from registry.db.models import CLINICAL_SOURCE_TABLES
+    from registry.quality.checks import FILES
+
+    assert tuple(SPECS) == FILE_NAMES == ALL_FILES == FILES
+    assert CLINICAL_SOURCE_TABLES == tuple(f.table for f in INPUT_FILES)
+    for f in INPUT_FILES:
+        spec = SPECS[f.name]
+        assert (spec.id_column, spec.id_namespace, spec.optional, spec.target) == (
+            f.id_column,
+            f.namespace,
+            f.optional,
+            f.table,
+        )

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from registry.contract import INPUT_FILES
 from registry.db.models.base import KEY, PATIENT_KEY_DOC, Base, Id
 
 
@@ -173,4 +174,5 @@ Index("ix_treatments_patient_start", Treatment.patient_key, Treatment.start_date
 Index("ix_disease_events_patient_date", DiseaseEvent.patient_key, DiseaseEvent.event_date)
 Index("ix_labs_patient_date", LabResult.patient_key, LabResult.sample_date)
 
-CLINICAL_SOURCE_TABLES = ("patients", "transplants", "treatments", "disease_events", "follow_up", "labs")
+# the tables of the contract's input files (registry/contract)
+CLINICAL_SOURCE_TABLES = tuple(f.table for f in INPUT_FILES)
