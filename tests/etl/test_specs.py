@@ -82,7 +82,7 @@ def test_the_contract_lists_the_input_files_once() -> None:
     from registry.quality.checks import FILES
 
     assert tuple(SPECS) == FILE_NAMES == ALL_FILES == FILES
-    assert CLINICAL_SOURCE_TABLES == tuple(f.table for f in INPUT_FILES)
+    assert tuple(f.table for f in INPUT_FILES) == CLINICAL_SOURCE_TABLES
     for f in INPUT_FILES:
         spec = SPECS[f.name]
         assert (spec.id_column, spec.id_namespace, spec.optional, spec.target) == (
