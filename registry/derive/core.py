@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from registry.core.enums import ExposureRole, LineEnd, Phase, ProgressionSource, StartRule
 from registry.derive.exposures import (
@@ -84,9 +85,10 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
     # found, so the passes end (most patients: no laboratory series, or no PD, one pass)
     labs: list[Progression] = []
     use_labs = ProgressionSource.LABS in p.progression_sources
+    judged: dict[Any, Any] = {}  # lines judged by an earlier pass
     for _ in range(MAX_LAB_PASSES):
         dv = _derive_lagged(inp, documented_progressions(inp, p, labs), p)
-        outcomes = judge_lines(inp, dv, p)
+        outcomes = judge_lines(inp, dv, p, judged)
         known = {pr.date for pr in labs}
         new = [pr for pr in lab_progressions(outcomes) if pr.date not in known]
         if not use_labs or not new:

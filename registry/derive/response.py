@@ -9,6 +9,7 @@ unconfirmed one apart), and the first confirmed progression (PD) with how it was
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 from collections.abc import Mapping
@@ -102,6 +103,11 @@ class LineResponse:
     unconfirmed_pd: list[dt.date] = field(default_factory=list)
 
 
+def series_of(samples: list[Sample] | tuple[Sample, ...]) -> _Series:
+    """A patient's samples indexed by test and date, to judge several lines from."""
+    return _Series(list(samples))
+
+
 class _Series:
     """One patient's samples by test, in date order (a test sampled twice a day: the last)."""
 
@@ -110,16 +116,15 @@ class _Series:
         for s in sorted(samples, key=lambda s: s.date):
             by.setdefault(s.test, {})[s.date] = s
         self.by = {t: sorted(v.values(), key=lambda s: s.date) for t, v in by.items()}
+        self.days = {t: [s.date for s in v] for t, v in self.by.items()}  # for bisection
 
     def latest(self, test: str, day: dt.date, since: dt.date) -> Sample | None:
         """The last sample of ``test`` taken from ``since`` to ``day`` (both included)."""
-        found = None
-        for s in self.by.get(test, []):
-            if s.date > day:
-                break
-            if s.date >= since:
-                found = s
-        return found
+        days = self.days.get(test)
+        if not days:
+            return None
+        i = bisect.bisect_right(days, day) - 1
+        return self.by[test][i] if i >= 0 and days[i] >= since else None
 
     def dates(self, tests: tuple[str, ...], after: dt.date, before: dt.date | None) -> list[dt.date]:
         return sorted(
@@ -335,10 +340,13 @@ def _baseline(
     return base, involved, measurable
 
 
-def line_response(samples: list[Sample], line: Line, params: ResponseParams | None = None) -> LineResponse:
-    """The response and progression of one line from the patient's samples."""
+def line_response(
+    samples: list[Sample] | _Series, line: Line, params: ResponseParams | None = None
+) -> LineResponse:
+    """The response and progression of one line from the patient's samples (or from their
+    ``series``, built once for all of a patient's lines)."""
     p = params or ResponseParams()
-    series = _Series(samples)
+    series = samples if isinstance(samples, _Series) else _Series(samples)
     base, involved, measurable = _baseline(series, line.start, p)
     shown_base: dict[str, float | str] = {k: v for k, v in base.items()}
     if not measurable:

@@ -15,22 +15,30 @@ import itertools
 from registry.core.enums import ExposureRole, ProgressionSource
 from registry.derive.model import Derivation, LineOutcome, PatientInputs, Progression
 from registry.derive.params import DerivationParameters
-from registry.derive.response import RANK, Line, LineResponse, line_response
+from registry.derive.response import RANK, Line, LineResponse, line_response, series_of
 
 LABS, RECORDED, NOT_EVALUABLE = "labs", "recorded", "not_evaluable"
 PR = RANK["PR"]  # a response: PR or better
 
 
-def judge_lines(inp: PatientInputs, dv: Derivation, p: DerivationParameters) -> list[LineOutcome]:
+def judge_lines(
+    inp: PatientInputs, dv: Derivation, p: DerivationParameters, seen: dict[Line, LineResponse] | None = None
+) -> list[LineOutcome]:
     """One outcome per derived line: from the laboratory series when its baseline is
-    measurable, else from the response assessments recorded during it, else not evaluable."""
+    measurable, else from the response assessments recorded during it, else not evaluable.
+    ``seen`` keeps the lines judged by an earlier pass (a line that did not change is not
+    judged again)."""
+    seen = {} if seen is None else seen
+    series = series_of(inp.labs) if inp.labs else None
     out = []
     for i, ln in enumerate(dv.lines):
         nxt = dv.lines[i + 1].start if i + 1 < len(dv.lines) else None
         judged = None
         if inp.labs:
             line = Line(ln.number, ln.start, nxt, _new_drug_starts(dv, ln.number, ln.start, p))
-            judged = line_response(list(inp.labs), line, p.response)
+            judged = seen.get(line)
+            if judged is None:
+                judged = seen[line] = line_response(series, line, p.response)  # type: ignore[arg-type]
         if judged is not None and judged.best != NOT_EVALUABLE:
             out.append(_from_labs(ln.number, judged))
         else:
