@@ -1,6 +1,7 @@
 """Response and progression derived from laboratory series, through the whole pipeline on both
-engines and read through the analysts' views: hand-built patients (one a rule) whose line 1
-best response, relapse date and sources, and line 2 start were worked out from the rules.
+engines and read through the analysts' views: hand-built patients (one a rule, each response
+threshold on both sides) whose line 1 best response, relapse date and sources, and line 2 start
+were worked out from the rules.
 
 Every patient has the same treatment: VRd induction from 2020-01-11 (line 1 starts then; the
 baseline is the diagnosis sample of 2020-01-01), melphalan and a transplant on 2020-06-01,
@@ -97,6 +98,36 @@ CASES: dict[
         None,
         [],
         ("VGPR", None, None, None, None),
+    ),
+    # each response threshold on both sides (2.0 g/dL at baseline, the value held twice)
+    "minus_50": (serum("2.0", "1.0", "1.0"), None, [], ("PR", None, None, None, None)),
+    "minus_49": (serum("2.0", "1.02", "1.02"), None, [], ("MR", None, None, None, None)),
+    "minus_90": (serum("2.0", "0.2", "0.2"), None, [], ("VGPR", None, None, None, None)),
+    "minus_89": (serum("2.0", "0.22", "0.22"), None, [], ("PR", None, None, None, None)),
+    "minus_25": (serum("2.0", "1.5", "1.5"), None, [], ("MR", None, None, None, None)),
+    "minus_24": (serum("2.0", "1.52", "1.52"), None, [], ("SD", None, None, None, None)),
+    # light-chain-only disease: dFLC 240 held twice, then +100 mg/L twice (not PD: more than 100
+    # is needed) ...
+    "dflc_plus_100": (
+        [
+            (d, t, v, "mg/L")
+            for d, k in zip(SERIES_DATES, ("850", "300", "250", "250", "350", "350"), strict=False)
+            for t, v in (("kappa FLC", k), ("lambda FLC", "10"))
+        ],
+        None,
+        [],
+        ("PR", None, None, None, None),
+    ),
+    # ... or +101 then +102: PD, confirmed by the next sample
+    "dflc_plus_101": (
+        [
+            (d, t, v, "mg/L")
+            for d, k in zip(SERIES_DATES, ("850", "300", "250", "250", "351", "352"), strict=False)
+            for t, v in (("kappa FLC", k), ("lambda FLC", "10"))
+        ],
+        None,
+        [],
+        ("PR", "2020-12-15", "labs", None, None),
     ),
     # the worked example: PR; nadir 0.4 held twice; 0.9 (+0.5) is PD confirmed by 1.0
     "worked": (
