@@ -86,14 +86,23 @@ def _from_records(
 def _new_drug_starts(
     dv: Derivation, number: int, start: dt.date, p: DerivationParameters
 ) -> tuple[dt.date, ...]:
-    """Starts, after the line's, of exposures to a non-steroid drug the line had not given."""
+    """Starts, after the line's, of exposures to a non-steroid drug the line had not given by
+    then (a drug added to the line later counts: it was not given when the PD was found)."""
     liners = {
         e.index: e
         for e in dv.exposures
         if e.role == ExposureRole.REGIMEN and not e.mobilisation and e.drug_class not in p.non_line_classes
     }
-    given = {liners[i].drug for r in dv.regimens if r.line == number for i, _ in r.exposures if i in liners}
-    return tuple(sorted({e.start for e in liners.values() if e.start > start and e.drug not in given}))
+    in_line = [liners[i] for r in dv.regimens if r.line == number for i, _ in r.exposures if i in liners]
+    return tuple(
+        sorted(
+            {
+                e.start
+                for e in liners.values()
+                if e.start > start and not any(x.drug == e.drug and x.start < e.start for x in in_line)
+            }
+        )
+    )
 
 
 def lab_progressions(outcomes: list[LineOutcome]) -> list[Progression]:

@@ -212,6 +212,17 @@ CASES: dict[
         [],
         ("PR", "2021-06-15", "labs", "2021-08-14", "progression"),
     ),
+    # within a year of the transplant a new regimen is line 1's own (no progression recorded):
+    # its new drugs, started 36 days after the PD, still confirm it, and then start line 2
+    "new_drugs_in_line_1_window": (
+        serum("3.2", "1.4", "1.3")
+        + on("2020-09-15", "serum_m_protein", "0.4", "g/dL")
+        + on("2020-10-15", "serum_m_protein", "0.4", "g/dL")
+        + on("2020-12-15", "serum_m_protein", "0.9", "g/dL"),
+        "2021-01-20",
+        [],
+        ("PR", "2020-12-15", "labs", "2021-01-20", "progression"),
+    ),
     # ... 61 days later: unconfirmed, no progression; the new drugs still start line 2
     "new_therapy_day_61": (
         serum("3.2", "1.4", "1.3", "0.4", "0.4", "0.6", "0.9"),
