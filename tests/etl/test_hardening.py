@@ -260,8 +260,10 @@ def test_a_lost_lock_connection_aborts_the_run_and_the_next_loader_waits_for_it(
     with engine.connect() as conn:
         holder = conn.execute(
             text(
+                # this test's database only: another suite on the same server holds the same lock
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-                "AND objid = CAST(:k AS oid)"
+                "AND objid = CAST(:k AS oid) "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"k": key},
         ).scalar()
