@@ -131,5 +131,9 @@ def _headline(data: dict[str, Any], quarantined: int, html: Path, seconds: float
     lines.append(f"  export REGISTRY_CONFIG={config.resolve()}   # the demo's database and its key")
     lines.append("  registry doctor && registry etl quarantine && registry etl runs")
     lines.append(f"report: {html.resolve()}  ({seconds:.1f} s)")
-    lines.append(f"transplant outcomes (OS, PFS, relapse and NRM): {html.resolve().parent / 'outcomes.html'}")
+    lines.append(
+        "transplant outcomes (OS, PFS, relapse and NRM; response from the laboratory series, DOR, TTNT): "
+        f"{html.resolve().parent / 'outcomes.html'}"
+    )
+    lines.append("  a patient's series and timeline: registry patient show KEY --format html > patient.html")
     return "\n".join(lines)
