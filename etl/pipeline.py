@@ -7,7 +7,6 @@ exactly as it was (the ledger row, written in its own transactions, says what ha
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from etl.loading import (
 from etl.reading import fault_point
 from etl.specs import READING_VERSION, SPECS
 from etl.summary import Progress, RunSummary
+from registry.core.dates import as_date
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Interrupted, Problem, RegistryError
 from registry.db.database import (
@@ -447,8 +447,4 @@ def _cutoff_not_earlier(engine: Engine, manifest: Manifest) -> bool:
                 EtlRun.site_code == manifest.site_id, EtlRun.status == RunStatus.SUCCEEDED
             )
         ).scalar()
-    return latest is None or _as_date(latest) <= manifest.data_cutoff
-
-
-def _as_date(v: Any) -> dt.date:
-    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
+    return latest is None or as_date(latest) <= manifest.data_cutoff

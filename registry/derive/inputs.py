@@ -9,16 +9,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from registry.core.dates import as_date_or_none
 from registry.db.vocabulary import normalise_drug_name
 from registry.derive.core import EventRow, PatientInputs, TransplantRow, TreatmentRow
 from registry.derive.model import LINE_INTENTS, UNMAPPED_CLASS
 from registry.derive.response import MEASURED, Sample
-
-
-def _as_date(v: Any) -> dt.date | None:
-    if v is None or isinstance(v, dt.date):
-        return v
-    return dt.date.fromisoformat(str(v))
 
 
 class _Dates(dict[Any, "dt.date | None"]):
@@ -26,7 +21,7 @@ class _Dates(dict[Any, "dt.date | None"]):
     text; a batch's half a million dates hold a few thousand distinct days)."""
 
     def __missing__(self, v: Any) -> dt.date | None:
-        day = self[v] = _as_date(v)
+        day = self[v] = as_date_or_none(v)
         return day
 
 

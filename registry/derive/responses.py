@@ -29,7 +29,7 @@ def judge_lines(
     ``seen`` keeps the lines judged by an earlier pass (a line that did not change is not
     judged again)."""
     seen = {} if seen is None else seen
-    series = series_of(inp.labs) if inp.labs else None
+    series = None  # indexed when a line needs judging (not when every line was judged before)
     out = []
     for i, ln in enumerate(dv.lines):
         nxt = dv.lines[i + 1].start if i + 1 < len(dv.lines) else None
@@ -38,7 +38,8 @@ def judge_lines(
             line = Line(ln.number, ln.start, nxt, _new_drug_starts(dv, ln.number, ln.start, p))
             judged = seen.get(line)
             if judged is None:
-                judged = seen[line] = line_response(series, line, p.response)  # type: ignore[arg-type]
+                series = series or series_of(inp.labs)
+                judged = seen[line] = line_response(series, line, p.response)
         if judged is not None and judged.best != NOT_EVALUABLE:
             out.append(_from_labs(ln.number, judged))
         else:

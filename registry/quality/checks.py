@@ -10,7 +10,6 @@ site to fix them. docs/data-quality.md is generated from this catalogue.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, exists, func, literal, select
 
 from registry.contract import FILE_NAMES
+from registry.core.dates import as_date_or_none
 from registry.core.enums import StartRule
 from registry.db.models import (
     DiseaseEvent,
@@ -83,12 +83,6 @@ def _ratio(numerator: Select[Any], denominator: Select[Any]) -> Counts:
 
 def _n(model: Any, *where: Any) -> Select[Any]:
     return select(func.count()).select_from(model).where(*where)
-
-
-def _as_date(v: Any) -> dt.date | None:
-    if v is None or isinstance(v, dt.date):
-        return v
-    return dt.date.fromisoformat(str(v)[:10])
 
 
 # --------------------------------------------------------------------------- conditions
@@ -157,7 +151,7 @@ def _followup_stale(conn: Connection) -> tuple[int, int]:
     ).all()
     stale = 0
     for last, cutoff in rows:
-        last_d, cut = _as_date(last), _as_date(cutoff)
+        last_d, cut = as_date_or_none(last), as_date_or_none(cutoff)
         if last_d is not None and cut is not None and (cut - last_d).days > STALE_FOLLOW_UP_DAYS:
             stale += 1
     return stale, len(rows)
@@ -180,11 +174,11 @@ def _relapse_no_next_line(conn: Connection) -> tuple[int, int]:
     ).all()
     due, missing = 0, 0
     for relapse, l2, rule, cutoff in rows:
-        rel, cut = _as_date(relapse), _as_date(cutoff)
+        rel, cut = as_date_or_none(relapse), as_date_or_none(cutoff)
         if rel is None or cut is None or (cut - rel).days <= NO_NEXT_LINE_DAYS:
             continue
         due += 1
-        l2_d = _as_date(l2)
+        l2_d = as_date_or_none(l2)
         # (r3) a second line begun for this relapse before it was recorded is its next line
         missing += l2_d is None or (l2_d < rel and rule != StartRule.PROGRESSION_RECORDED_LATER)
     return missing, due
@@ -198,7 +192,7 @@ def _early_treatment(conn: Connection) -> tuple[int, int]:
     ).all()
     early = 0
     for start, diagnosis in rows:
-        s, d = _as_date(start), _as_date(diagnosis)
+        s, d = as_date_or_none(start), as_date_or_none(diagnosis)
         if s is not None and d is not None and (d - s).days > EARLY_TREATMENT_DAYS:
             early += 1
     return early, len(rows)

@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from registry.core.dates import as_date
 from registry.db.history import resolve_patient_key
 from registry.db.models import LabResult, LineOfTherapy, Relapse
-from registry.derive.response import nadir
+from registry.derive.response import ResponseParams, nadir
 from registry.derive.timeline import patient_timeline
 
 # what the picture can draw, by the parameter a line is judged on
@@ -55,8 +56,8 @@ def patient_series(engine: Engine, patient_key: str) -> dict[str, Any]:
     series = _series(labs)
     out_lines = []
     for i, (number, start, measurable, best) in enumerate(lines):
-        start = _date(start)
-        nxt = _date(lines[i + 1][1]) if i + 1 < len(lines) else None
+        start = as_date(start)
+        nxt = as_date(lines[i + 1][1]) if i + 1 < len(lines) else None
         parameter = (measurable or "").split(",")[0] or None
         low = _nadir(series.get(parameter or "", []), start, nxt)
         out_lines.append(
@@ -66,7 +67,7 @@ def patient_series(engine: Engine, patient_key: str) -> dict[str, Any]:
         "patient_key": key,
         "series": {k: v for k, v in series.items() if v},
         "lines": out_lines,
-        "relapses": [{"date": _date(d), "sources": s or ""} for d, s in relapses],
+        "relapses": [{"date": as_date(d), "sources": s or ""} for d, s in relapses],
     }
 
 
@@ -76,7 +77,7 @@ def _series(labs: Any) -> dict[str, list[tuple[dt.date, float]]]:
     chains: dict[str, dict[dt.date, float]] = {"flc_kappa": {}, "flc_lambda": {}}
     where = {"serum_m_protein": "serum", "urine_m_protein": "urine"}
     for when, test, number in labs:
-        day, value = _date(when), float(number or 0.0)  # (rows without a value are not read)
+        day, value = as_date(when), float(number or 0.0)  # (rows without a value are not read)
         if test in where:
             series[where[test]].append((day, value))
         elif test in chains:
@@ -91,16 +92,13 @@ def _nadir(
 ) -> tuple[dt.date, float] | None:
     """A line's nadir (the lowest level two consecutive values held, from its baseline) and the
     day it was first reached; None with fewer than two values."""
-    line = [(d, v) for d, v in values if d <= start and (start - d).days <= 60][-1:]
+    window = ResponseParams().baseline_window_days  # the line's baseline, as the rules take it
+    line = [(d, v) for d, v in values if d <= start and (start - d).days <= window][-1:]
     line += [(d, v) for d, v in values if d > start and (nxt is None or d < nxt)]
     if len(line) < 2:
         return None
     level = nadir([v for _, v in line])
     return next((d for d, v in line if v == level), line[0][0]), level
-
-
-def _date(v: Any) -> dt.date:
-    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
 
 
 def series_figure(data: dict[str, Any]) -> Any:

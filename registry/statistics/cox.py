@@ -243,8 +243,7 @@ def cox_ph(
         raise CoxConvergenceError("no estimable term (every column is constant or aliased)")
     x = x_all[:, [columns.index(c) for c in used]]
     prep = _prepare(time, event, x)
-    ll_null = _efron(prep, np.zeros(len(used)))[0]
-    beta, ll, u, info, step, it = _newton(prep, x, len(used), max_iter, tol)
+    beta, ll, u, info, step, it, ll_null = _newton(prep, x, len(used), max_iter, tol)
     try:
         last = np.linalg.lstsq(info, u, rcond=None)[0]
     except np.linalg.LinAlgError:  # pragma: no cover - lstsq does not raise on singular input
@@ -284,12 +283,13 @@ def cox_ph(
 
 def _newton(
     prep: Any, x: np.ndarray, k: int, max_iter: int, tol: float
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray, int, float]:
     """Newton-Raphson from zero with step halving: the coefficients, log-likelihood, score,
-    information, last step and iterations (stopping as R's coxph does: converged, a flat
-    likelihood three times, or a coefficient running off to infinity)."""
+    information, last step, iterations and the log-likelihood at zero (stopping as R's coxph
+    does: converged, a flat likelihood three times, or a coefficient running off to infinity)."""
     beta = np.zeros(k)
     ll, u, info = _efron(prep, beta)
+    ll_null = ll
     it, flat, step = 0, 0, np.zeros(k)
     for it in range(1, max_iter + 1):  # noqa: B007 - ``it`` is reported
         try:
@@ -308,7 +308,7 @@ def _newton(
             break
         if np.max(np.abs(x @ beta - (x @ beta).mean()), initial=0.0) > 500:
             break  # exp() would overflow: a coefficient is running off to infinity
-    return beta, ll, u, info, step, it
+    return beta, ll, u, info, step, it, ll_null
 
 
 def _halved(
