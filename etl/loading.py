@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
-from etl import load
+from etl import checkpoints, load
 from etl.bundle import Bundle, FileHeader, Manifest
-from etl.reading import LOAD_STAGES, Reader, RowPlan, fault_point, read_file
+from etl.reading import LOAD_STAGES, Reader, RowPlan, read_file
 from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.summary import FileCounts, Progress, RunSummary
@@ -454,9 +454,9 @@ class Load:
             # the change log (which flags the changed records' patients), then the upsert
             logged = summary.files[name].changed = load.log_changes(conn, name, run_id)
             load.merge(conn, name, only_new=load.only_added(conn, name, run_id, logged))
-        fault_point("merge")
+        checkpoints.reached("merge")
         self._retire(conn)
-        fault_point("retire")
+        checkpoints.reached("retire")
         refresh_statistics(
             conn,
             {
@@ -468,12 +468,12 @@ class Load:
         _remember_files(conn, self.bundle, manifest, summary, run_id, self.unchanged, self.headers)
         if self.quarantine:
             conn.execute(insert(QuarantinedRow), [{**q.to_json(), "run_id": run_id} for q in self.quarantine])
-        fault_point("quarantine")
+        checkpoints.reached("quarantine")
         if self.findings:
             conn.execute(insert(InputFinding), [{**f, "run_id": run_id} for f in self.findings])
         load.drop_stages(conn)
         summary.timings["merge_s"] = round(time.perf_counter() - t, 3)
-        fault_point("commit")
+        checkpoints.reached("commit")
 
     def _refuse_empty_full(self, conn: Connection) -> None:
         root = self.summary.files[ROOT]

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+from etl import checkpoints
 from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Manifest, read_manifest
 from etl.extract import read_header
 from etl.loading import (
@@ -25,7 +26,6 @@ from etl.loading import (
     _check_order,
     _now,
 )
-from etl.reading import fault_point
 from etl.specs import READING_VERSION, SPECS
 from etl.summary import Progress, RunSummary
 from registry.core.dates import as_date
@@ -329,7 +329,7 @@ def _derive_pending(
     from registry.derive.run import derive_pending
 
     if pause:
-        fault_point("derive")  # the load committed, its patients flagged, nothing derived yet
+        checkpoints.reached("derive")  # the load committed, its patients flagged, nothing derived yet
     t1 = time.perf_counter()
     derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
     result = derive_pending(engine, progress=derive_progress)

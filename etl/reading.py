@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl import load
+from etl import checkpoints, load
 from etl.bundle import Bundle, FileHeader
 from etl.extract import Chunk, RowHashing, iter_chunks
 from etl.rules import RejectedRow, RuleCode, reason
@@ -24,7 +24,7 @@ from etl.specs import READING_VERSION, RowContext
 from etl.summary import FileCounts, Progress
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
-from registry.core.config import fault_pause, worker_count
+from registry.core.config import worker_count
 from registry.core.parallel import forked_pool, in_order
 
 
@@ -223,7 +223,7 @@ def read_file(
     parallel = spec.on_valid is None and size >= PARALLEL_CHECK_BYTES
     pieces = iter_chunks(bundle, spec, header, r.chunk_rows, hashing)
     for piece, checked in _checked_pieces(_counted(pieces, counts, r.seconds), spec, r, parallel):
-        fault_point("validate")  # the first chunk validated, not staged
+        checkpoints.reached("validate")  # the first chunk validated, not staged
         for stage, spent in checked.seconds.items():
             r.seconds[stage] += spent
         for row_number, fields in piece.malformed:
@@ -241,7 +241,7 @@ def read_file(
         t = time.perf_counter()
         load.stage(conn, name, checked.staged)
         r.seconds["stage"] += time.perf_counter() - t
-        fault_point("stage")  # the first chunk staged
+        checkpoints.reached("stage")  # the first chunk staged
         file_findings += checked.findings
         file_q += checked.rejected
         r.context.unmapped.update(checked.unmapped)
@@ -266,20 +266,6 @@ def _counted(pieces: Iterator[Chunk], counts: FileCounts, seconds: dict[str, flo
         seconds["read"] += time.perf_counter() - t
         if piece is None:
             return
-        fault_point("read")  # the first chunk read, nothing validated yet
+        checkpoints.reached("read")  # the first chunk read, nothing validated yet
         counts.read += piece.rows + len(piece.malformed)
         yield piece
-
-
-FAULT_STAGES = ("read", "validate", "stage", "merge", "retire", "quarantine", "commit", "derive")
-
-
-def fault_point(stage: str = "commit") -> None:
-    """Test hook: with REGISTRY_FAULT_PAUSE_FILE set, announce (by creating that file) that the
-    run reached ``stage`` (REGISTRY_FAULT_STAGE, default ``commit``: every write of the load done
-    but not committed), then wait — so tests can kill the process or start a competing run at
-    that moment (docs/operations.md)."""
-    pause = fault_pause()
-    if pause is not None and pause.stage == stage:
-        pause.marker.touch()
-        time.sleep(pause.seconds)

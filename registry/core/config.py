@@ -2,7 +2,7 @@
 
 The one module that reads the environment: the settings a command starts from
 (``load_settings``) and the few operational knobs read where they apply (worker counts, bundle
-limits, the new key of a re-keying, the fault pause the crash tests use). The pseudonym key is
+limits, the new key of a re-keying). The pseudonym key is
 read from ``REGISTRY_PSEUDONYM_KEY`` (or the config file) and is never written to the database
 or to logs.
 """
@@ -183,27 +183,3 @@ def new_pseudonym_key(environ: dict[str, str] | None = None) -> str:
     """The new key of a re-keying (REGISTRY_NEW_PSEUDONYM_KEY; never on a command line)."""
     env = os.environ if environ is None else environ
     return env.get(ENV_NEW_PSEUDONYM_KEY, "")
-
-
-@dataclass(frozen=True)
-class FaultPause:
-    """Where a run announces itself and waits, for the crash tests (docs/operations.md): the
-    marker file created on reaching ``stage``, then ``seconds`` of waiting."""
-
-    marker: Path
-    stage: str
-    seconds: float
-
-
-def fault_pause(environ: dict[str, str] | None = None) -> FaultPause | None:
-    """The pause REGISTRY_FAULT_PAUSE_FILE asks for (stage REGISTRY_FAULT_STAGE, default
-    ``commit``; REGISTRY_FAULT_PAUSE_SECONDS, default 60), or None (every production run)."""
-    env = os.environ if environ is None else environ
-    marker = env.get("REGISTRY_FAULT_PAUSE_FILE")
-    if not marker:
-        return None
-    return FaultPause(
-        Path(marker),
-        env.get("REGISTRY_FAULT_STAGE", "commit"),
-        float(env.get("REGISTRY_FAULT_PAUSE_SECONDS", "60")),
-    )

@@ -1,5 +1,6 @@
-"""Run the `registry` command in a child process that pauses at a load stage (the fault hook
-REGISTRY_FAULT_PAUSE_FILE / REGISTRY_FAULT_STAGE), so a test can kill it or read beside it."""
+"""Run the `registry` command in a child process that pauses at a stage of its run (an observer
+of ``etl/checkpoints.py`` installed by ``tests/etl/paused_registry.py``), so a test can kill it or
+read beside it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from pathlib import Path
 
 from tests.conftest import TEST_KEY
 
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: ``tests`` is importable from there
+
+
+def paused_command(marker: Path, stage: str, seconds: float, args: list[str]) -> list[str]:
+    """The command line of ``registry ARGS`` paused at ``stage`` (see paused_registry.py)."""
+    return [sys.executable, "-m", "tests.etl.paused_registry", str(marker), stage, str(seconds), "--", *args]
+
 
 def start_paused(
     db_url: str, args: list[str], marker: Path, stage: str = "commit", pause_seconds: float = 60
@@ -21,12 +29,10 @@ def start_paused(
         **os.environ,
         "REGISTRY_DATABASE_URL": db_url,
         "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
-        "REGISTRY_FAULT_PAUSE_FILE": str(marker),
-        "REGISTRY_FAULT_STAGE": stage,
-        "REGISTRY_FAULT_PAUSE_SECONDS": str(pause_seconds),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", *args],
+        paused_command(marker, stage, pause_seconds, args),
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

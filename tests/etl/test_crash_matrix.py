@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from etl.checkpoints import STAGES as FAULT_STAGES
 from etl.pipeline import run_bundle
-from etl.reading import FAULT_STAGES
 from registry.db.models import Base, EtlRun, Patient
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle

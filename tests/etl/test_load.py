@@ -30,6 +30,7 @@ from registry.db.bulk import refresh_statistics
 from registry.db.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
+from tests.etl.faults import ROOT, paused_command
 from tests.etl.test_unchanged_rows import edit_rows, next_night, state
 
 KEY = TEST_KEY.encode()
@@ -357,11 +358,10 @@ def _start_paused(db_url: str, bundle: Path, marker: Path) -> subprocess.Popen[s
         **os.environ,
         "REGISTRY_DATABASE_URL": db_url,
         "REGISTRY_PSEUDONYM_KEY": TEST_KEY,
-        "REGISTRY_FAULT_PAUSE_FILE": str(marker),
-        "REGISTRY_FAULT_PAUSE_SECONDS": "60",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "registry.cli", "etl", "run", str(bundle)],
+        paused_command(marker, "commit", 60, ["etl", "run", str(bundle)]),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
