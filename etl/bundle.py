@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from etl.contract import FORMAT, FORMAT_VERSION
 from etl.specs import SPECS
+from registry.contract.columns import FORMAT, FORMAT_VERSION
 from registry.core.config import limit_overrides
 from registry.core.errors import BundleRefused, ConfigError, NoInput, Problem
 

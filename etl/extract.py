@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Limits
-from etl.contract import looks_like_identifier
 from etl.specs import FileSpec
+from registry.contract.columns import looks_like_identifier
 from registry.core.errors import BundleRefused, Problem
 
 

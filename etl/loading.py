@@ -18,11 +18,11 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from etl import checkpoints, load
 from etl.bundle import Bundle, FileHeader, Manifest
 from etl.reading import LOAD_STAGES, Reader, RowPlan, read_file
-from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import FILE_ORDER, READING_VERSION, ROOT, SPECS, RowContext
 from etl.summary import FileCounts, Progress, RunSummary
 from etl.transform import Pseudonymiser
 from etl.validate import PatientFacts
+from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem
 from registry.db.bulk import refresh_statistics

@@ -19,11 +19,11 @@ import pandas as pd
 from etl import checkpoints, load
 from etl.bundle import Bundle, FileHeader
 from etl.extract import Chunk, RowHashing, iter_chunks
-from etl.rules import RejectedRow, RuleCode, reason
 from etl.specs import READING_VERSION, RowContext
 from etl.summary import FileCounts, Progress
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
+from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.config import worker_count
 from registry.core.parallel import forked_pool, in_order
 

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, func, select
 
-from etl.rules import Reason, RejectedRow
+from registry.contract.rules import Reason, RejectedRow
 from registry.core.csvsafe import safe_cell
 from registry.core.errors import NotFound
 from registry.db.models import EtlRun, QuarantinedRow

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from etl.rules import RejectedRow
+from registry.contract.rules import RejectedRow
 from registry.core.enums import RunStatus
 
 Progress = Callable[[str, int], None]  # (file name, rows done so far)

@@ -1,6 +1,6 @@
 """Validate: parse each chunk into typed columns, run the Pandera schema of its file, then the
 plausibility and cross-file rules. Every failing row is collected with every reason found
-(column, value, rule code, severity, message — the rules are those of ``etl/rules.py``); the
+(column, value, rule code, severity, message — the rules are those of ``registry/contract/rules.py``); the
 rest is returned typed and clean.
 
 Cross-file rules need per-patient facts (diagnosis, death, last contact): ``PatientFacts``
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from etl.contract import schema
-from etl.rules import Reason, RuleCode, Severity, reason
+from etl.schema import schema
 from etl.specs.base import FileSpec, RuleContext
+from registry.contract.rules import Reason, RuleCode, Severity, reason
 
 ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # the contract's dates: four, two and two ASCII digits
 

@@ -1,22 +1,28 @@
-"""One spec module per input file of the contract (``registry/contract``, which lists the
-files in load order: a file after the ones its rules check against). Adding a file means its
-line in the contract, a spec module here, its model and migration, and the synthetic
-generator's rows."""
+"""One spec module per input file of the contract, named as the file (``registry/contract``
+lists the files in load order, with their columns): how the ETL checks a file's rows beyond its
+columns and maps them to its table. Adding a file means its entry in the contract, a spec module
+here, its model and migration, and the synthetic generator's rows — no list here names it."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 
-from etl.specs import disease_events, follow_up, labs, patients, transplants, treatments
-from etl.specs.base import ROOT, FileSpec, RowContext, RuleContext
-from registry.contract import FILE_NAMES
+from etl.specs.base import FileSpec, RowContext, RuleContext
+from registry.contract import FILE_NAMES, ROOT
 
-_MODULES = (patients, follow_up, transplants, treatments, disease_events, labs)
+
+def _spec(name: str) -> FileSpec:
+    """The spec of the contract's file ``name``: module ``etl.specs.<name>``, its ``SPEC``."""
+    spec = importlib.import_module(f"etl.specs.{name}").SPEC
+    assert isinstance(spec, FileSpec) and spec.name == name, (
+        f"etl/specs/{name}.py must define the SPEC of {name}"
+    )
+    return spec
+
+
 # every file of the contract has its spec, in the contract's (load) order
-SPECS: dict[str, FileSpec] = {
-    name: next(m.SPEC for m in _MODULES if m.SPEC.name == name) for name in FILE_NAMES
-}
-assert len(SPECS) == len(_MODULES), "a spec module for a file the contract (registry/contract) does not list"
+SPECS: dict[str, FileSpec] = {name: _spec(name) for name in FILE_NAMES}
 FILE_ORDER = FILE_NAMES
 
 
@@ -24,8 +30,8 @@ def _reading_version() -> str:
     """What reading a file depends on: the registry's version, the columns of every spec, the
     rule catalogue and the drug vocabulary. A file remembered under another reading version is
     read again even when its bytes did not change."""
-    from etl.rules import CATALOGUE
     from registry import __version__
+    from registry.contract.rules import CATALOGUE
     from registry.db.vocabulary import VOCABULARY_VERSION
 
     text = repr(

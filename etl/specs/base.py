@@ -6,6 +6,7 @@ file."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from etl.contract import Column, FileContract
-from etl.rules import RuleCode
-from registry.contract import ROOT, InputFile
+from registry.contract import InputFile
+from registry.contract.rules import RuleCode
 
 if TYPE_CHECKING:
     from etl.transform import Pseudonymiser
@@ -66,29 +66,24 @@ def no_rules(_: RuleContext) -> None:
 
 
 @dataclass(frozen=True)
-class FileSpec(FileContract):
-    """One input file: the contract (``FileContract``) plus how the ETL handles it."""
+class FileSpec(InputFile):
+    """One input file: its contract entry (``InputFile``: name, source id, pseudonym namespace,
+    columns, whether it may be absent) plus how the ETL handles it."""
 
     model: type = object  # the target table's model (registry.db.models)
     key: str = ""  # the target's primary key (a pseudonym)
     rules: Callable[[RuleContext], None] = no_rules
     to_rows: Callable[[pd.DataFrame, RowContext], pd.DataFrame] | None = None
-    optional: bool = False  # may be absent from a bundle (then nothing of it is retired)
-    dates_beyond_cutoff: bool = False  # dates after the data cutoff are kept (and censored)
     # per-patient facts: called with (facts, valid rows, their patient pseudonyms, their
     # source patient ids) for each chunk, then with (facts, duplicated keys) at the end
     on_valid: Callable[[PatientFacts, pd.DataFrame, pd.Series, Any], None] | None = None
     on_done: Callable[[PatientFacts, set[str]], None] | None = None
 
     @classmethod
-    def of(cls, entry: InputFile, columns: tuple[Column, ...], **how: Any) -> FileSpec:
-        """The spec of the contract's file ``entry`` (its name, source id, pseudonym namespace
-        and whether a bundle may leave it out come from there), its columns and handling."""
-        return cls(entry.name, entry.id_column, entry.namespace, columns, optional=entry.optional, **how)
-
-    @property
-    def is_root(self) -> bool:
-        return self.name == ROOT
+    def of(cls, entry: InputFile, **how: Any) -> FileSpec:
+        """The spec of the contract's file ``entry`` (everything the contract says of it) with
+        how the ETL handles it."""
+        return cls(**{f.name: getattr(entry, f.name) for f in dataclasses.fields(InputFile)}, **how)
 
     @property
     def target(self) -> str:

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.contract import RESPONSES, Column, identity
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
 from registry.contract import input_file
+from registry.contract.rules import RuleCode
 from registry.db.models import DiseaseEvent
-
-COLUMNS = (
-    Column("event_id", "id", True),
-    Column("patient_id", "id", True, description="must exist in patients.csv"),
-    Column("event_date", "date", True),
-    Column("event_type", "code", True, identity("response_assessment", "progression", "relapse")),
-    Column("response", "code", codes=RESPONSES, description="expected for response_assessment"),
-)
 
 
 def rules(c: RuleContext) -> None:
@@ -39,7 +30,6 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 SPEC = FileSpec.of(
     input_file("disease_events"),
-    COLUMNS,
     model=DiseaseEvent,
     key="event_key",
     rules=rules,

@@ -6,23 +6,10 @@ from typing import Any
 
 import pandas as pd
 
-from etl.contract import Column, identity
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
 from registry.contract import input_file
+from registry.contract.rules import RuleCode
 from registry.db.models import FollowUp
-
-COLUMNS = (
-    Column("patient_id", "id", True, description="one row per patient"),
-    Column("last_contact_date", "date", True),
-    Column("vital_status", "code", True, identity("alive", "dead")),
-    Column("death_date", "date", description="required if and only if dead"),
-    Column(
-        "cause_of_death",
-        "code",
-        codes=identity("myeloma", "treatment_related", "infection", "second_malignancy", "other", "unknown"),
-    ),
-)
 
 
 def rules(c: RuleContext) -> None:
@@ -72,12 +59,10 @@ def on_done(facts: Any, duplicated: set[str]) -> None:
 
 SPEC = FileSpec.of(
     input_file("follow_up"),
-    COLUMNS,
     model=FollowUp,
     key="patient_key",
     rules=rules,
     to_rows=to_rows,
     on_valid=on_valid,
     on_done=on_done,
-    dates_beyond_cutoff=True,  # a later last contact is kept and censored at the cutoff
 )

@@ -6,27 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.contract import Column
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
 from registry.contract import input_file
-from registry.core.labs import BY_CODE, NAMES, LabValue, read_value
+from registry.contract.rules import RuleCode
+from registry.core.labs import BY_CODE, LabValue, read_value
 from registry.db.models import LabResult
-
-COLUMNS = (
-    Column("lab_id", "id", True),
-    Column("patient_id", "id", True, description="must exist in patients.csv"),
-    Column("sample_date", "date", True),
-    Column("test", "code", True, NAMES, description="the test (synonyms accepted, any case)"),
-    Column(
-        "value",
-        "text",
-        True,
-        max_length=64,
-        description="a number; positive or negative (immunofixation); <x or not detected (0: M-protein)",
-    ),
-    Column("unit", "text", max_length=16, description="required for numbers; converted to the test's unit"),
-)
 
 
 def _read(t: pd.DataFrame) -> pd.Series:
@@ -78,7 +62,6 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 SPEC = FileSpec.of(
     input_file("labs"),
-    COLUMNS,
     model=LabResult,
     key="lab_key",
     rules=rules,

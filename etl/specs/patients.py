@@ -7,28 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl.contract import FISH, YES_NO, Column, identity
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
 from registry.contract import input_file
+from registry.contract.files import FISH_COLUMNS
+from registry.contract.rules import RuleCode
 from registry.core.staging import stages
 from registry.db.models import Patient
 
 DAYS_PER_YEAR = 365.25
-FISH_COLUMNS = ("del17p", "t_4_14", "t_14_16", "gain_1q")
-
-COLUMNS = (
-    Column("patient_id", "id", True, description="source identifier (often the MRN)"),
-    Column("sex", "code", True, {"f": "F", "female": "F", "m": "M", "male": "M", "u": "U", "unknown": "U"}),
-    Column("birth_date", "date", True),
-    Column("diagnosis_date", "date", True, description="multiple myeloma diagnosis"),
-    Column("iss_stage", "code", codes={"i": "I", "ii": "II", "iii": "III", "1": "I", "2": "II", "3": "III"}),
-    Column("riss_stage", "code", codes=identity("I", "II", "III")),
-    Column("ldh_elevated", "code", codes=YES_NO),
-    *(Column(n, "code", codes=FISH, description="FISH result; empty = not recorded") for n in FISH_COLUMNS),
-    Column("heavy_chain", "code", codes=identity("IgG", "IgA", "IgD", "IgE", "IgM", "none")),
-    Column("light_chain", "code", codes=identity("kappa", "lambda")),
-)
 
 
 def rules(c: RuleContext) -> None:
@@ -86,7 +72,6 @@ def on_done(facts: Any, duplicated: set[str]) -> None:
 
 SPEC = FileSpec.of(
     input_file("patients"),
-    COLUMNS,
     model=Patient,
     key="patient_key",
     rules=rules,

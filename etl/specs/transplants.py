@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.contract import RESPONSES, YES_NO, Column
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable, yes_no
 from registry.contract import input_file
+from registry.contract.rules import RuleCode
 from registry.db.models import Transplant
 
-COLUMNS = (
-    Column("transplant_id", "id", True),
-    Column("patient_id", "id", True, description="must exist in patients.csv"),
-    Column("transplant_date", "date", True, description="stem-cell infusion (day 0)"),
-    Column(
-        "transplant_type",
-        "code",
-        True,
-        {"autologous": "autologous", "auto": "autologous", "allogeneic": "allogeneic", "allo": "allogeneic"},
-    ),
-    Column("conditioning_agent", "text", max_length=80, description="e.g. melphalan"),
-    Column("conditioning_dose_mg_m2", "number", description="> 0", positive=True),
-    Column("planned_tandem", "code", codes=YES_NO),
-    Column("response_before", "code", codes=RESPONSES),
-    Column("response_day100", "code", codes=RESPONSES),
-)
 BEFORE_DIAGNOSIS_TOLERANCE = pd.Timedelta(days=30)
 
 
@@ -54,7 +37,6 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 SPEC = FileSpec.of(
     input_file("transplants"),
-    COLUMNS,
     model=Transplant,
     key="transplant_key",
     rules=rules,

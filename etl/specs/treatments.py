@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from etl.contract import Column, identity
-from etl.rules import RuleCode
 from etl.specs.base import FileSpec, RowContext, RuleContext, iso, nullable
 from registry.contract import input_file
+from registry.contract.rules import RuleCode
 from registry.db.models import Treatment
 from registry.db.vocabulary import normalise_drug_name
-
-COLUMNS = (
-    Column("treatment_id", "id", True),
-    Column("patient_id", "id", True, description="must exist in patients.csv"),
-    Column("drug", "text", True, description="generic or brand name, any case"),
-    Column("start_date", "date", True),
-    Column("end_date", "date", description=">= start_date; empty = ongoing"),
-    Column("dose_mg", "number", description="> 0", positive=True),
-    Column(
-        "intent",
-        "code",
-        codes={
-            **identity(
-                "induction", "consolidation", "maintenance", "salvage", "conditioning", "mobilisation"
-            ),
-            "mobilization": "mobilisation",
-        },
-        description="mobilisation (synonym mobilization): stem-cell mobilisation, part of line 1",
-    ),
-    Column(
-        "stop_reason",
-        "code",
-        codes=identity("completed", "progression", "toxicity", "patient_choice", "death", "other", "ongoing"),
-    ),
-)
 
 
 def rules(c: RuleContext) -> None:
@@ -66,7 +40,6 @@ def to_rows(valid: pd.DataFrame, ctx: RowContext) -> pd.DataFrame:
 
 SPEC = FileSpec.of(
     input_file("treatments"),
-    COLUMNS,
     model=Treatment,
     key="treatment_key",
     rules=rules,

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from etl.rules import RuleCode
 from etl.specs import SPECS
 from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
+from registry.contract.rules import RuleCode
 
 # the files the generator writes: every file its patient records hold (not yet the optional
 # labs.csv: a bundle without it is a valid bundle)

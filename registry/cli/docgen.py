@@ -11,9 +11,11 @@ from pathlib import Path
 
 from sqlalchemy import Table
 
-from etl.contract import FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES, schema
-from etl.rules import ALL_FILES, CATALOGUE
+from etl.schema import schema
 from etl.specs import FILE_ORDER, SPECS
+from registry.contract import FILE_NAMES
+from registry.contract.columns import FORMAT, FORMAT_VERSION, IDENTIFIER_NAMES
+from registry.contract.rules import CATALOGUE
 from registry.core.errors import EXIT_CODES
 from registry.db.dictionary import dictionary
 from registry.db.models import Base
@@ -104,7 +106,7 @@ def input_contract_markdown() -> str:
     """docs/input-contract.md: the bundle, the rule catalogue and every file's columns."""
     out = [
         "# Input contract (export format version 1)\n",
-        "Generated from the file specs (`etl/specs/`: the column catalogue the Pandera schemas are built from) by "
+        "Generated from the contract (`registry/contract/`: the column catalogue the Pandera schemas are built from, and the rule catalogue) by "
         "`python -m registry.cli.docgen`; a test fails if this file is stale. It is what the registry "
         "enforces: the contract between a site's extraction job and the registry's ETL.\n",
         "## The bundle\n",
@@ -128,14 +130,14 @@ def input_contract_markdown() -> str:
         "zip member with an absolute path or `..` in it; a file of a folder bundle that is a link "
         "to a file outside the folder (never followed). Exit code 65.\n",
         "## Row problems\n",
-        "The rule catalogue (`etl/rules.py`). A `blocking` rule quarantines the row with every "
+        "The rule catalogue (`registry/contract/rules.py`; a rule's files follow from the files' columns, except a file's own rules). A `blocking` rule quarantines the row with every "
         "reason found; the rest of the bundle loads. An `advisory` rule loads the row and records "
         "a finding (table `input_findings`, counted per file as `findings` in the run summary).\n",
         "| rule | severity | files | meaning |",
         "|---|---|---|---|",
     ]
     out += [
-        f"| `{r.code}` | {r.severity} | {', '.join(r.files) if r.files != ALL_FILES else 'every file'} | {r.doc} |"
+        f"| `{r.code}` | {r.severity} | {', '.join(r.files) if r.files != FILE_NAMES else 'every file'} | {r.doc} |"
         for r in CATALOGUE.values()
     ]
     out.append("")
@@ -144,8 +146,8 @@ def input_contract_markdown() -> str:
         file_schema = schema(c)
         out += [
             f"## `{c.filename}`\n",
-            f"Pandera schema `{file_schema.name}` (built from this table; spec `etl/specs/{name}.py`); source id "
-            f"`{c.id_column}` (pseudonym namespace `{c.id_namespace}`).\n",
+            f"Pandera schema `{file_schema.name}` (built from this table; columns in `registry/contract/files.py`, handling in `etl/specs/{name}.py`); source id "
+            f"`{c.id_column}` (pseudonym namespace `{c.namespace}`).\n",
             "| column | required | kind | allowed values (and accepted synonyms) |",
             "|---|---|---|---|",
         ]

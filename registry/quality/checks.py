@@ -130,7 +130,7 @@ DAY100_DISAGREES = and_(
         PatientSummary.day100_response != Transplant.response_day100,
     ),
 )
-# the quarantine rules of labs.csv these checks count (etl/rules.py names them)
+# the quarantine rules of labs.csv these checks count (registry/contract/rules.py names them)
 LAB_UNIT_RULE, LAB_IMPLAUSIBLE_RULE = "lab_unit", "lab_implausible"
 
 

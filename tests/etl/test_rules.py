@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from etl.pipeline import run_bundle
-from etl.rules import CATALOGUE, RuleCode
 from etl.specs import SPECS
 from etl.transform import Pseudonymiser
 from etl.validate import PatientFacts, check_chunk
+from registry.contract.rules import CATALOGUE, RuleCode
 from registry.db.models import InputFinding, Patient, QuarantinedRow, Transplant, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle

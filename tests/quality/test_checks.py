@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from etl.pipeline import run_bundle
-from etl.rules import RuleCode
 from registry.cli import cli
+from registry.contract.rules import RuleCode
 from registry.quality.checks import CATALOGUE, LAB_IMPLAUSIBLE_RULE, LAB_UNIT_RULE
 from registry.quality.run import diff, run_checks, stored_results
 from tests.conftest import TEST_KEY

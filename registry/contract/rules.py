@@ -1,20 +1,27 @@
 """The rule catalogue: every check an input row can fail, with its code, severity, the files it
 applies to, the message recorded with the row and a line for the docs.
 
+A rule's files follow from the column catalogue (``files.py``) wherever the rule is about a kind
+of column or a place in the contract: a date rule applies to every file with a date, the orphan
+rule to every file under a patient. Only a file's own rules (a patient's age at diagnosis, a
+follow-up's death date, a laboratory value's unit) name their file. So a new input file gets the
+shared rules from its columns, and this module changes only for rules of its own.
+
 A ``blocking`` rule quarantines the row (kept with every reason, not loaded). An ``advisory``
-rule loads the row and records a finding (``input_findings``). The Pandera checks of the
-input contract are named with these codes (``etl/contract.py``); validation, the quarantine,
-the generated docs (``docs/input-contract.md``), the synthetic generator's bad rows and the
-tests all read this one catalogue.
+rule loads the row and records a finding (``input_findings``). The ETL's Pandera checks are
+named with these codes; validation, the quarantine, the generated docs
+(``docs/input-contract.md``), the synthetic generator's bad rows and the tests all read this one
+catalogue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from registry.contract import CHILD_FILES, FILE_NAMES
+from registry.contract.files import INPUT_FILES, InputFile
 
 
 class Severity(StrEnum):
@@ -62,7 +69,51 @@ class RuleCode(StrEnum):
     RESPONSE_MISSING = "response_missing"
 
 
-ALL_FILES = FILE_NAMES  # the contract's files (registry/contract)
+# A rule's scope: a test of a contract file, or (a file's own rule) the names of its files.
+Scope = Callable[[InputFile], bool] | tuple[str, ...]
+
+
+def every_file(f: InputFile) -> bool:
+    return True
+
+
+def with_required(f: InputFile) -> bool:
+    return bool(f.required)
+
+
+def with_dates(f: InputFile) -> bool:
+    return f.has("date")
+
+
+def with_numbers(f: InputFile) -> bool:
+    return f.has("number")
+
+
+def with_positive_numbers(f: InputFile) -> bool:
+    return any(c.positive for c in f.columns)
+
+
+def with_codes(f: InputFile) -> bool:
+    return f.has("code")
+
+
+def with_strings(f: InputFile) -> bool:
+    return f.has("id") or f.has("text")
+
+
+def with_dates_within_cutoff(f: InputFile) -> bool:
+    """Dates after the data cutoff are refused (not in follow-up: a later contact is censored)."""
+    return f.has("date") and not f.dates_beyond_cutoff
+
+
+def under_a_patient(f: InputFile) -> bool:
+    return not f.is_root
+
+
+def events_in_follow_up(f: InputFile) -> bool:
+    """A file of events during follow-up: under a patient, its dates within the cutoff (the
+    follow-up record itself gives the last contact)."""
+    return not f.is_root and not f.dates_beyond_cutoff
 
 
 @dataclass(frozen=True)
@@ -71,66 +122,66 @@ class Rule:
 
     code: RuleCode
     severity: Severity
-    files: tuple[str, ...]
+    files: tuple[str, ...]  # the contract's files it applies to (from its scope)
     message: str  # recorded with each failing row (some rules add detail to it)
     doc: str  # the rule in one sentence, for docs/input-contract.md
 
 
-_SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
-    # code, files, message recorded with the row, the rule for the docs
+_SPECS: tuple[tuple[RuleCode, Scope, str, str], ...] = (
+    # code, the files it applies to, message recorded with the row, the rule for the docs
     (
         RuleCode.WRONG_FIELD_COUNT,
-        ALL_FILES,
+        every_file,
         "the row has a different number of fields than the header",
         "the record has more or fewer fields than the header (its values are not stored)",
     ),
     (
         RuleCode.DUPLICATE_ID,
-        ALL_FILES,
+        every_file,
         "the source id occurs more than once in the file",
         "the source id occurs more than once in the file: every copy is invalid",
     ),
-    (RuleCode.REQUIRED, ALL_FILES, "required value is empty", "a required value is empty"),
+    (RuleCode.REQUIRED, with_required, "required value is empty", "a required value is empty"),
     (
         RuleCode.INVALID_DATE,
-        ALL_FILES,
+        with_dates,
         "not a date in YYYY-MM-DD form",
         "not a date in YYYY-MM-DD form: four, two and two ASCII digits (`2025-1-5` and full-width "
         "digits are not)",
     ),
     (
         RuleCode.INVALID_NUMBER,
-        ("transplants", "treatments"),
+        with_numbers,
         "not a plain decimal number",
         "not a plain decimal number",
     ),
     (
         RuleCode.NOT_ALLOWED,
-        ALL_FILES,
+        with_codes,
         "value not allowed here",
         "a coded value outside the allowed set (the synonyms below are accepted, any case)",
     ),
     (
         RuleCode.MUST_BE_POSITIVE,
-        ("transplants", "treatments"),
+        with_positive_numbers,
         "must be greater than 0",
         "a number that must be > 0 (doses)",
     ),
     (
         RuleCode.TOO_LONG,
-        ALL_FILES,
+        with_strings,
         "value is too long",
         "an id over 128 characters or a text over its limit (drug 200, conditioning agent 80)",
     ),
     (
         RuleCode.NUL_CHARACTER,
-        ALL_FILES,
+        with_strings,
         "value contains a NUL byte",
         "an id or text with a NUL (0x00) byte: no database stores it faithfully (PostgreSQL refuses it)",
     ),
     (
         RuleCode.STRAY_QUOTE,
-        ALL_FILES,
+        every_file,
         "value holds a line break, or an id, date or code holds a quote (a stray quote joined lines?)",
         "a value holding a line break, or an id, date or coded value holding a quote character: a "
         "stray quote in the export made one record of several lines (the record is quarantined with "
@@ -138,14 +189,14 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     ),
     (
         RuleCode.OUT_OF_RANGE,
-        ("transplants", "treatments"),
+        with_numbers,
         "number outside the plausible range",
         "a number above its column's plausible maximum (1,000,000 for doses): not a value, a typo",
     ),
-    (RuleCode.DATE_BEFORE_1900, ALL_FILES, "date before 1900-01-01", "any date before 1900-01-01"),
+    (RuleCode.DATE_BEFORE_1900, with_dates, "date before 1900-01-01", "any date before 1900-01-01"),
     (
         RuleCode.DATE_AFTER_CUTOFF,
-        ("patients", "transplants", "treatments", "disease_events", "labs"),
+        with_dates_within_cutoff,
         "date after the data cutoff",
         "any date after the manifest's data_cutoff (follow-up dates excepted: they are kept and "
         "censored at the cutoff)",
@@ -182,7 +233,7 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     ),
     (
         RuleCode.ORPHAN,
-        CHILD_FILES,
+        under_a_patient,
         "patient_id not in patients.csv (or its row there was quarantined)",
         "patient_id not in patients.csv, or its row there was quarantined (incremental bundles: "
         "also accepted if the patient is current in the registry)",
@@ -201,13 +252,13 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     ),
     (
         RuleCode.AFTER_DEATH,
-        CHILD_FILES,
+        under_a_patient,
         "date after the patient's death",
         "a date after the patient's death_date",
     ),
     (
         RuleCode.AFTER_LAST_CONTACT,
-        ("transplants", "treatments", "disease_events", "labs"),
+        events_in_follow_up,
         "date after the patient's last_contact_date",
         "a date after the patient's last_contact_date (an ongoing treatment's missing end date never counts)",
     ),
@@ -239,10 +290,23 @@ _SPECS: tuple[tuple[RuleCode, tuple[str, ...], str, str], ...] = (
     ),
 )
 ADVISORY = {RuleCode.RESPONSE_MISSING}
+
+
+def severity(code: RuleCode) -> Severity:
+    return Severity.ADVISORY if code in ADVISORY else Severity.BLOCKING
+
+
+def files_of(scope: Scope, files: tuple[InputFile, ...] = INPUT_FILES) -> tuple[str, ...]:
+    """The names of the files (default: the contract's) a rule of this scope applies to."""
+    if isinstance(scope, tuple):
+        return tuple(f.name for f in files if f.name in scope)
+    return tuple(f.name for f in files if scope(f))
+
+
 CATALOGUE: dict[RuleCode, Rule] = {
-    code: Rule(code, Severity.ADVISORY if code in ADVISORY else Severity.BLOCKING, files, message, doc)
-    for code, files, message, doc in _SPECS
+    code: Rule(code, severity(code), files_of(scope), message, doc) for code, scope, message, doc in _SPECS
 }
+SCOPES: dict[RuleCode, Scope] = {code: scope for code, scope, _, _ in _SPECS}
 assert set(CATALOGUE) == set(RuleCode), "every rule code has its catalogue entry"
 
 
