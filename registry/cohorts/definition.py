@@ -13,6 +13,7 @@ from registry.core.errors import DefinitionError, NotFound, StudyError
 ORIGINS = ("l2_start", "index_transplant_date", "l1_start", "l1_response")
 EVENTS = ("death", "relapse", "progression_after_l2", "next_treatment", "progression_after_response")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DRUG = re.compile(r"^[a-z][a-z0-9 -]*$")  # becomes part of column names (spaces, hyphens: _)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class CohortDefinition:
     published: Published | None = None
     # the per-patient table's columns before the endpoints (None: the study table's columns)
     export: tuple[str, ...] | None = None
+    # generic drug names whose per-drug facts the cohort's rows carry (registry/cohorts/sql.py:
+    # <drug>_maintenance, l2_<drug>, relapse_<drug>_refractory, relapse_<drug>_free_days)
+    drugs: tuple[str, ...] = ()
 
     def endpoint(self, name: str) -> Endpoint:
         for e in self.endpoints:
@@ -159,11 +163,26 @@ def _parse(data: dict, source: str) -> CohortDefinition:
             analysis=analysis,
             published=_published(data.get("published"), endpoints, groups, source),
             export=tuple(data["export"]) if "export" in data else None,
+            drugs=_drugs(data.get("drugs", []), source),
         )
     except KeyError as exc:
         raise DefinitionError(f"{source}: missing key {exc}") from None
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"{source}: a value has the wrong type ({exc})") from None
+
+
+def _drugs(names: list[str], source: str) -> tuple[str, ...]:
+    """The declared drugs: generic names of the vocabulary (their facts become columns)."""
+    from registry.db.vocabulary import read_vocabulary
+
+    known = {e.generic_name for e in read_vocabulary()}
+    unknown = [n for n in names if n not in known or not _DRUG.match(n)]
+    if unknown:
+        raise DefinitionError(
+            f"{source}: drugs {unknown} are not generic names of the drug vocabulary",
+            hint="`registry db dictionary` lists the tables; the drugs table holds the names",
+        )
+    return tuple(names)
 
 
 def _analysis(a: dict, groups: tuple[Group, ...], source: str) -> Analysis:

@@ -33,8 +33,62 @@ def _date_literal(dialect: str, d: dt.date) -> str:
     return f"'{d.isoformat()}'" if dialect == "sqlite" else f"DATE '{d.isoformat()}'"
 
 
-def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
-    """Per-patient facts every cohort condition and endpoint can use."""
+def drug_columns(drug: str) -> dict[str, str]:
+    """The per-drug facts a cohort declaring ``drug`` gets (column -> description), read from
+    the derivation's generic per-drug tables (line_drugs, relapse_refractoriness)."""
+    c = drug_column_stem(drug)
+    return {
+        f"{c}_maintenance": f"line-1 maintenance contained {drug}",
+        f"l2_{c}": f"the second line's first regimen contains {drug}",
+        f"relapse_{c}_refractory": f"refractory to {drug} at the first relapse after transplant",
+        f"relapse_{c}_free_days": f"days from the last {drug} to that relapse (0 if running; null: never)",
+    }
+
+
+def drug_column_stem(drug: str) -> str:
+    return drug.replace(" ", "_").replace("-", "_")
+
+
+def _drug_facts_sql(drugs: tuple[str, ...]) -> tuple[str, str, str]:
+    """The per-drug parts of the base query: (CTEs, columns, joins). Each drug's line facts are
+    grouped by patient once and its relapse facts read once, then joined (no correlated
+    subquery: SQLite would run one per patient)."""
+    ctes, columns, joins = [], [], []
+    for i, drug in enumerate(drugs):
+        maintenance, l2, refractory, free = drug_columns(drug)
+        named = f"JOIN drugs dg ON dg.drug_id = x.drug_id AND dg.generic_name = '{drug}'"
+        ctes.append(
+            f"""ld{i} AS (
+        SELECT x.patient_key,
+               MAX(CASE WHEN x.line_number = 1 AND x.maintenance = TRUE THEN 1 ELSE 0 END) AS m,
+               MAX(CASE WHEN x.line_number = 2 AND x.first_regimen = TRUE THEN 1 ELSE 0 END) AS l2
+        FROM line_drugs x {named} GROUP BY x.patient_key
+    ),
+    rr{i} AS (
+        SELECT x.relapse_id, x.refractory, x.free_interval_days FROM relapse_refractoriness x {named}
+    ),"""
+        )
+        columns += [
+            f"CASE WHEN ld{i}.m = 1 THEN TRUE ELSE FALSE END AS {maintenance}",
+            f"CASE WHEN ld{i}.l2 = 1 THEN TRUE ELSE FALSE END AS {l2}",
+            f"CASE WHEN r.relapse_id IS NOT NULL THEN COALESCE(rr{i}.refractory, FALSE) END AS {refractory}",
+            f"rr{i}.free_interval_days AS {free}",
+        ]
+        joins += [
+            f"LEFT JOIN ld{i} ON ld{i}.patient_key = p.patient_key",
+            f"LEFT JOIN rr{i} ON rr{i}.relapse_id = r.relapse_id",
+        ]
+    return (
+        "".join(f"\n    {c}" for c in ctes),
+        "".join(f",\n               {c}" for c in columns),
+        "".join(f"\n        {j}" for j in joins),
+    )
+
+
+def base_sql(dialect: str, as_of: dt.date | None = None, drugs: tuple[str, ...] = ()) -> str:
+    """Per-patient facts every cohort condition and endpoint can use, with the per-drug facts
+    of ``drugs`` (generic names: ``drug_columns``)."""
+    drug_ctes, drug_columns_sql, drug_joins = _drug_facts_sql(drugs)
     cutoff = (
         _date_literal(dialect, as_of) if as_of else "s.last_data_cutoff"
     )  # as_of caps the view at a date; otherwise each site's own cutoff
@@ -56,23 +110,20 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
             UNION ALL SELECT patient_key, MAX(transplant_date) FROM transplants WHERE is_current = TRUE
             GROUP BY patient_key
         ) x GROUP BY patient_key
-    ),
+    ),{drug_ctes}
     b0 AS (
         SELECT p.patient_key, p.site_code, p.sex, p.birth_date, p.iss_stage,
                p.cytogenetic_risk, {cutoff} AS cutoff,
                ps.index_transplant_date, ps.relapse_date, ps.l2_start, ps.l2_first_regimen,
-               ps.lenalidomide_maintenance, ps.l2_lenalidomide, ps.l2_start_rule,
-               ps.l2_progression_date, ps.maintenance_agents,
+               ps.l2_start_rule, ps.l2_progression_date, ps.maintenance_agents,
                ps.maintenance_start, ps.maintenance_end, ps.maintenance_stop_reason,
                f.death_date, f.last_contact_date, seen.d AS last_record_date,
-               r.len_refractory AS relapse_lenalidomide_refractory,
-               r.len_free_interval_days AS relapse_lenalidomide_free_days,
                l1.start_date AS l1_start, l1.best_response AS l1_best_response,
                l1.response_date AS l1_response_date, l2.best_response AS l2_best_response,
                -- the day-100 response the laboratory series gives, else the one recorded
                COALESCE(ps.day100_response, tx.response_day100) AS day100_response,
                CASE WHEN ps.day100_response IS NOT NULL THEN 'labs'
-                    WHEN tx.response_day100 IS NOT NULL THEN 'recorded' END AS day100_basis
+                    WHEN tx.response_day100 IS NOT NULL THEN 'recorded' END AS day100_basis{drug_columns_sql}
         FROM patients p
         JOIN sites s ON s.site_code = p.site_code
         JOIN patient_summaries ps ON ps.patient_key = p.patient_key
@@ -81,7 +132,7 @@ def base_sql(dialect: str, as_of: dt.date | None = None) -> str:
         LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
         LEFT JOIN lines_of_therapy l2 ON l2.patient_key = p.patient_key AND l2.line_number = 2
         LEFT JOIN transplants tx ON tx.transplant_key = ps.index_transplant_key
-        LEFT JOIN seen ON seen.patient_key = p.patient_key
+        LEFT JOIN seen ON seen.patient_key = p.patient_key{drug_joins}
         WHERE p.is_current = TRUE
     ),
     -- MATERIALIZED: computed once. Inlined, each use of a column of b copied its correlated
@@ -146,16 +197,12 @@ EXPORT_COLUMNS = [
     "relapse_date",
     "l2_start",
     "l2_first_regimen",
-    "lenalidomide_maintenance",
-    "l2_lenalidomide",
     "maintenance_agents",
     "maintenance_start",
     "maintenance_end",
     "maintenance_stop_reason",
     "death_date",
     "last_contact_date",
-    "relapse_lenalidomide_refractory",
-    "relapse_lenalidomide_free_days",
     "l1_start",
     "l1_best_response",
     "l1_response_date",
@@ -163,6 +210,11 @@ EXPORT_COLUMNS = [
     "day100_response",
     "day100_basis",
 ]
+
+
+def export_columns(defn: CohortDefinition) -> list[str]:
+    """The per-patient facts of the cohort's rows: every cohort's, then its drugs' facts."""
+    return EXPORT_COLUMNS + [c for drug in defn.drugs for c in drug_columns(drug)]
 
 
 def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None = None) -> str:
@@ -174,8 +226,8 @@ def compile_cohort(defn: CohortDefinition, dialect: str, as_of: dt.date | None =
         flags.append(f"CASE WHEN {acc} THEN 1 ELSE 0 END AS step_{i}")
     groups = " ".join(f"WHEN {g.condition} THEN '{g.name}'" for g in defn.groups)
     endpoints = ",\n".join(_endpoint_columns(dialect, e) for e in defn.endpoints)
-    return f"""{base_sql(dialect, as_of)}
-    SELECT {", ".join(EXPORT_COLUMNS)},
+    return f"""{base_sql(dialect, as_of, defn.drugs)}
+    SELECT {", ".join(export_columns(defn))},
            {", ".join(flags)},
            CASE WHEN {acc} THEN CASE {groups} END END AS "group",
            {endpoints}
@@ -210,16 +262,12 @@ EXPORT_DESCRIPTIONS = {
     "relapse_date": "first relapse after the index transplant",
     "l2_start": "start of the second line",
     "l2_first_regimen": "the second line's first regimen (generic names)",
-    "lenalidomide_maintenance": "line-1 maintenance contained lenalidomide",
-    "l2_lenalidomide": "the second line's first regimen contains lenalidomide",
     "maintenance_agents": "maintenance drugs, generic names",
     "maintenance_start": "first day of maintenance",
     "maintenance_end": "last day of maintenance; null when ongoing",
     "maintenance_stop_reason": "why maintenance stopped",
     "death_date": "date of death",
     "last_contact_date": "last contact",
-    "relapse_lenalidomide_refractory": "refractory to lenalidomide at the first relapse after transplant",
-    "relapse_lenalidomide_free_days": "days from the last lenalidomide to that relapse (0 if running)",
     "l1_start": "start of the first line",
     "l1_best_response": "the first line's best confirmed response (laboratory series, else recorded)",
     "l1_response_date": "the first line's first confirmed partial response or better",
@@ -232,6 +280,8 @@ EXPORT_DESCRIPTIONS = {
 def view_descriptions(defn: CohortDefinition) -> list[tuple[str, str]]:
     """(column, description) of every column of the cohort's analysts' view, in order."""
     described = dict(EXPORT_DESCRIPTIONS)
+    for drug in defn.drugs:
+        described.update(drug_columns(drug))
     for i, step in enumerate(defn.steps, start=1):
         described[f"step_{i}"] = f"1 when the patient passes steps 1-{i} (step {i}: {step.label})"
     described["study_group"] = "; ".join(f"{g.name} = {g.label}" for g in defn.groups)
@@ -244,7 +294,7 @@ def view_descriptions(defn: CohortDefinition) -> list[tuple[str, str]]:
 
 def view_columns(defn: CohortDefinition) -> list[str]:
     """The columns of the cohort's analysts' view, in order."""
-    cols = [VIEW_RENAMES.get(c, c) for c in EXPORT_COLUMNS]
+    cols = [VIEW_RENAMES.get(c, c) for c in export_columns(defn)]
     cols += [f"step_{i}" for i in range(1, len(defn.steps) + 1)]
     cols.append("study_group")
     cols += [c for e in defn.endpoints for c in (f"{e.name}_days", e.outcome_column)]
@@ -288,9 +338,8 @@ def find_broken_condition(engine: Engine, defn: CohortDefinition) -> DefinitionE
     for where, condition in parts:
         with engine.connect() as conn:  # a fresh connection each: a failed statement aborts it
             try:
-                conn.execute(
-                    text(f"{base_sql(conn.dialect.name)} SELECT 1 FROM b WHERE ({condition}) LIMIT 0")
-                )
+                base = base_sql(conn.dialect.name, drugs=defn.drugs)
+                conn.execute(text(f"{base} SELECT 1 FROM b WHERE ({condition}) LIMIT 0"))
             except DBAPIError as exc:
                 first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
                 return DefinitionError(
@@ -367,9 +416,11 @@ def read_cohort(
         "last_contact_date",
     ):
         df[col] = pd.to_datetime(df[col]).dt.date
-    for col in ("lenalidomide_maintenance", "l2_lenalidomide", "relapse_lenalidomide_refractory"):
-        df[col] = df[col].astype("boolean")
-    df["relapse_lenalidomide_free_days"] = df["relapse_lenalidomide_free_days"].astype("Int64")
+    for drug in defn.drugs:
+        maintenance, l2, refractory, free = drug_columns(drug)
+        for col in (maintenance, l2, refractory):
+            df[col] = df[col].astype("boolean")
+        df[free] = df[free].astype("Int64")
     if baseline:
         df = df.merge(read_baseline_facts(engine), on="patient_key", how="left")
     return df

@@ -240,14 +240,28 @@ VIEWS: tuple[View, ...] = (
             ("start_date", "first day"),
             ("end_date", "last day its last non-steroid drug was given; null when ongoing"),
             ("stop_reason", "why it stopped"),
-            ("contains_lenalidomide", "lenalidomide is one of its drugs"),
         ),
         """SELECT g.patient_key, l.line_number,
            ROW_NUMBER() OVER (PARTITION BY g.line_id ORDER BY g.start_date, g.regimen_id) AS regimen_number,
-           g.phase, g.name, g.acronym, g.backbone, g.start_date, g.end_date, g.stop_reason,
-           g.contains_lenalidomide
+           g.phase, g.name, g.acronym, g.backbone, g.start_date, g.end_date, g.stop_reason
            FROM regimens g JOIN lines_of_therapy l ON l.line_id = g.line_id
            JOIN patients p ON p.patient_key = g.patient_key AND p.is_current""",
+    ),
+    View(
+        "v_line_drugs",
+        "Each drug given in each line: in the line's first regimen, in its maintenance.",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("line_number", "the line"),
+            ("drug", "generic name"),
+            ("drug_class", "its class in the vocabulary"),
+            ("first_regimen", "one of the drugs of the line's first regimen"),
+            ("maintenance", "one of the line's maintenance drugs"),
+        ),
+        """SELECT ld.patient_key, ld.line_number, d.generic_name AS drug, d.drug_class,
+           ld.first_regimen, ld.maintenance
+           FROM line_drugs ld JOIN drugs d ON d.drug_id = ld.drug_id
+           JOIN patients p ON p.patient_key = ld.patient_key AND p.is_current""",
     ),
     View(
         "v_maintenance",
@@ -268,7 +282,8 @@ VIEWS: tuple[View, ...] = (
     ),
     View(
         "v_relapses",
-        "Relapse episodes with lenalidomide refractoriness and exposure at each.",
+        "Relapse episodes: date, what documents them, their place after the transplant (each drug "
+        "at each relapse: v_relapse_drugs).",
         (
             ("patient_key", "the patient's pseudonym"),
             ("relapse_number", "1 for the first documented progression"),
@@ -276,13 +291,6 @@ VIEWS: tuple[View, ...] = (
             ("source", "what documents its first record: event, stop_reason or labs"),
             ("after_index_transplant", "dated after the index transplant"),
             ("first_after_index_transplant", "the relapse the studies count from"),
-            ("lenalidomide_refractory", "progressed on lenalidomide or within 60 days of its end"),
-            ("lenalidomide_last_dose_mg", "the last lenalidomide dose before the relapse"),
-            ("lenalidomide_exposure_days", "days on lenalidomide up to the relapse"),
-            (
-                "lenalidomide_free_interval_days",
-                "days from the last lenalidomide to the relapse (0 if running)",
-            ),
             (
                 "event_records",
                 "progression or relapse events recorded for the episode (2 or more: recorded again)",
@@ -299,11 +307,31 @@ VIEWS: tuple[View, ...] = (
         ),
         """SELECT r.patient_key, r.sequence AS relapse_number, r.relapse_date, r.source,
            r.after_index_transplant, r.is_first_after_index AS first_after_index_transplant,
-           r.len_refractory AS lenalidomide_refractory, r.len_last_dose_mg AS lenalidomide_last_dose_mg,
-           r.len_exposure_days AS lenalidomide_exposure_days,
-           r.len_free_interval_days AS lenalidomide_free_interval_days, r.event_records,
-           r.recorded_after_line_start, r.sources
+           r.event_records, r.recorded_after_line_start, r.sources
            FROM relapses r JOIN patients p ON p.patient_key = r.patient_key AND p.is_current""",
+    ),
+    View(
+        "v_relapse_drugs",
+        "Each drug given before each relapse, as it stood at the relapse (refractoriness by drug; "
+        "by class through drug_class).",
+        (
+            ("patient_key", "the patient's pseudonym"),
+            ("relapse_number", "the relapse (v_relapses)"),
+            ("relapse_date", "its date"),
+            ("first_after_index_transplant", "the relapse the studies count from"),
+            ("drug", "generic name"),
+            ("drug_class", "its class in the vocabulary"),
+            ("refractory", "progressed on the drug or within 60 days of its end"),
+            ("exposure_days", "days on the drug up to the relapse"),
+            ("free_interval_days", "days from the drug's last day to the relapse (0 if running)"),
+            ("last_dose_mg", "the drug's last recorded dose before the relapse"),
+        ),
+        """SELECT r.patient_key, r.sequence AS relapse_number, r.relapse_date,
+           r.is_first_after_index AS first_after_index_transplant, d.generic_name AS drug, d.drug_class,
+           x.refractory, x.exposure_days, x.free_interval_days, x.last_dose_mg
+           FROM relapse_refractoriness x JOIN relapses r ON r.relapse_id = x.relapse_id
+           JOIN drugs d ON d.drug_id = x.drug_id
+           JOIN patients p ON p.patient_key = r.patient_key AND p.is_current""",
     ),
 )
 

@@ -22,7 +22,6 @@ from registry.derive.exposures import (
 )
 from registry.derive.lag import recorded_later
 from registry.derive.model import (
-    LENALIDOMIDE,
     MELPHALAN,
     PROGRESSION_RULES,
     Derivation,
@@ -43,7 +42,6 @@ from registry.derive.relapses import derive_relapses, relapse_episodes
 from registry.derive.responses import day100_response, judge_lines, lab_progressions
 
 __all__ = [
-    "LENALIDOMIDE",
     "MELPHALAN",
     "Derivation",
     "EventRow",

@@ -13,7 +13,6 @@ from registry.core.enums import ExposureRole, Phase, ProgressionSource, StartRul
 from registry.derive import regimen_names
 from registry.derive.response import LineResponse, Sample
 
-LENALIDOMIDE = "lenalidomide"
 MELPHALAN = "melphalan"
 UNMAPPED_CLASS = "unmapped"  # (r3) a drug the vocabulary does not map, whose row records an intent
 LINE_INTENTS = frozenset({"induction", "consolidation", "maintenance", "salvage"})
@@ -127,9 +126,9 @@ class Regimen:
     def backbone(self) -> str:
         return regimen_names.backbone(self.classes)
 
-    @property
-    def contains_lenalidomide(self) -> bool:
-        return LENALIDOMIDE in self.drugs
+    def contains(self, drug: str) -> bool:
+        """Whether the generic drug ``drug`` is one of the regimen's."""
+        return drug in self.drugs
 
 
 @dataclass
@@ -182,9 +181,20 @@ class Episode:
         return self.split is not None and self.split < self.date
 
 
+@dataclass(frozen=True)
+class DrugAtRelapse:
+    """One drug the patient had before a relapse, as it stood at the relapse."""
+
+    refractory: bool  # progressed on it or within the refractory window of its end
+    exposure_days: int  # days on it up to the relapse
+    free_interval_days: int  # days from its last day to the relapse (0 while it runs)
+    last_dose: float | None  # the last recorded dose before the relapse
+
+
 @dataclass
 class Relapse:
-    """A relapse episode with refractoriness and the lenalidomide facts at it."""
+    """A relapse episode with every drug given before it (refractoriness, exposure, last dose,
+    drug-free interval)."""
 
     sequence: int
     date: dt.date
@@ -193,14 +203,20 @@ class Relapse:
     after_index_transplant: bool
     is_first_after_index: bool
     line: int | None
-    refractory: dict[str, bool]  # generic drug name -> refractory at this progression
-    len_refractory: bool
-    len_last_dose: float | None
-    len_exposure_days: int | None
-    len_free_interval_days: int | None
+    drugs: dict[str, DrugAtRelapse]  # generic drug name -> how it stood at this progression
     events: int = 0  # (r3) disease-event records of the episode (2 or more: recorded again)
     recorded_later: bool = False  # (r3) recorded after the salvage regimen it caused began
     sources: str = ""  # what documents the episode, comma-separated (e.g. ``event,labs``)
+
+    @property
+    def refractory(self) -> dict[str, bool]:
+        """Generic drug name -> refractory at this progression."""
+        return {name: d.refractory for name, d in self.drugs.items()}
+
+    def refractory_to(self, drug: str) -> bool:
+        """Refractory to ``drug`` at this relapse (False when never given before it)."""
+        given = self.drugs.get(drug)
+        return given is not None and given.refractory
 
 
 @dataclass
@@ -240,8 +256,12 @@ class Derivation:
         return [r for r in self.regimens if r.line == 1 and r.phase == "maintenance"]
 
     @property
-    def lenalidomide_maintenance(self) -> bool:
-        return any(r.contains_lenalidomide for r in self.maintenance_regimens)
+    def maintenance_agents(self) -> list[str]:
+        """The generic drugs of line 1's maintenance, sorted."""
+        return sorted({drug for r in self.maintenance_regimens for drug in r.drugs})
+
+    def maintenance_has(self, drug: str) -> bool:
+        return drug in self.maintenance_agents
 
     @property
     def relapse_after_index(self) -> Relapse | None:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from registry.core.enums import ExposureRole, ProgressionSource
-from registry.derive.model import LENALIDOMIDE, Episode, Exposure, Progression, Relapse, TransplantRow
+from registry.derive.model import DrugAtRelapse, Episode, Exposure, Progression, Relapse, TransplantRow
 from registry.derive.params import DerivationParameters
 
 
@@ -43,9 +43,9 @@ def derive_relapses(
     line_of: Callable[[dt.date], int | None],
     p: DerivationParameters,
 ) -> list[Relapse]:
-    """One ``Relapse`` per episode, with refractoriness to each drug started before it and the
-    lenalidomide facts; ``line_of`` names the line a progression dividing lines on a day
-    happened in."""
+    """One ``Relapse`` per episode, with each drug started before it as it stood then
+    (refractory, days on it, drug-free interval, last dose); ``line_of`` names the line a
+    progression dividing lines on a day happened in."""
     out: list[Relapse] = []
     first_after_done = False
     drug_exps = [e for e in exposures if e.role == ExposureRole.REGIMEN]
@@ -57,12 +57,10 @@ def derive_relapses(
         # an exposure starting on or after the progression is not running at it: it is the
         # next line's treatment, often dated on the same day; (r3) nor is one of the regimen
         # that began before the progression was recorded and started the next line for it
-        before = [e for e in drug_exps if e.start < ep.splits_on]
-        refractory: dict[str, bool] = {}
-        for e in before:
-            hit = e.end is None or e.end >= day or (day - e.end).days <= p.refractory_window_days
-            refractory[e.drug] = refractory.get(e.drug, False) or hit
-        len_days, len_free, last_dose = _lenalidomide_at([e for e in before if e.drug == LENALIDOMIDE], day)
+        before: dict[str, list[Exposure]] = {}
+        for e in drug_exps:
+            if e.start < ep.splits_on:
+                before.setdefault(e.drug, []).append(e)
         out.append(
             Relapse(
                 sequence=seq,
@@ -72,11 +70,7 @@ def derive_relapses(
                 after_index_transplant=after,
                 is_first_after_index=first_after,
                 line=line_of(ep.splits_on),
-                refractory=refractory,
-                len_refractory=refractory.get(LENALIDOMIDE, False),
-                len_last_dose=last_dose,
-                len_exposure_days=len_days,
-                len_free_interval_days=len_free,
+                drugs={drug: _drug_at(exps, day, p) for drug, exps in before.items()},
                 events=ep.events,
                 recorded_later=ep.recorded_later,
                 sources=ep.source_list,
@@ -85,15 +79,17 @@ def derive_relapses(
     return out
 
 
-def _lenalidomide_at(lens: list[Exposure], day: dt.date) -> tuple[int | None, int | None, float | None]:
-    """Days on lenalidomide up to ``day``, days since its last dose (0 while it runs) and the
-    last dose before it; all None without lenalidomide."""
-    if not lens:
-        return None, None, None
-    days = sum((min(e.end or day, day) - e.start).days + 1 for e in lens)
-    running = any(e.end is None or e.end >= day for e in lens)
-    last_end = max((e.end for e in lens if e.end is not None), default=None)
+def _drug_at(exps: list[Exposure], day: dt.date, p: DerivationParameters) -> DrugAtRelapse:
+    """One drug's exposures before a relapse on ``day``: refractory (running at it, or ended
+    within the refractory window before it), days on it up to the day, days since its last day
+    (0 while it runs) and the last dose recorded before the day."""
+    running = any(e.end is None or e.end >= day for e in exps)
+    refractory = running or any(
+        e.end is not None and (day - e.end).days <= p.refractory_window_days for e in exps
+    )
+    days = sum((min(e.end or day, day) - e.start).days + 1 for e in exps)
+    last_end = max((e.end for e in exps if e.end is not None), default=None)
     free = 0 if running or last_end is None else (day - last_end).days
-    rows = [r for e in lens for r in e.rows if r.start < day]
+    rows = [r for e in exps for r in e.rows if r.start < day]
     last_dose = max(rows, key=lambda r: (r.start, r.key)).dose if rows else None
-    return days, free, last_dose
+    return DrugAtRelapse(refractory, days, free, last_dose)

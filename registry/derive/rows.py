@@ -14,6 +14,7 @@ from registry.db.models import (
     DERIVED_MODELS,
     Exposure,
     ExposureSource,
+    LineDrug,
     LineOfTherapy,
     PatientSummary,
     Regimen,
@@ -34,6 +35,7 @@ ID_COLUMNS: dict[str, dict[str, str]] = {
     LineOfTherapy.__tablename__: {"line_id": "line_id"},
     Regimen.__tablename__: {"regimen_id": "regimen_id", "line_id": "line_id"},
     RegimenExposure.__tablename__: {"regimen_id": "regimen_id", "exposure_id": "exposure_id"},
+    LineDrug.__tablename__: {"line_id": "line_id"},
     TransplantRole.__tablename__: {"line_id": "line_id"},
     Relapse.__tablename__: {"relapse_id": "relapse_id", "line_id": "line_id"},
     RelapseRefractoriness.__tablename__: {"relapse_id": "relapse_id"},
@@ -107,6 +109,7 @@ def patient_rows(d: Derivation, drug_ids: dict[str, int], rules_version: str) ->
     exp_ids = _exposure_rows(out, ids, d, drug_ids)
     line_ids = _line_rows(out, ids, d)
     _regimen_rows(out, ids, d, exp_ids, line_ids)
+    _line_drug_rows(out, d, line_ids, drug_ids)
     for key, (role, line) in d.transplant_roles.items():
         out.add(
             TransplantRole,
@@ -230,7 +233,6 @@ def _regimen_rows(
             start_date=r.start,
             end_date=r.end,
             stop_reason=r.stop_reason,
-            contains_lenalidomide=r.contains_lenalidomide,
             acronym=r.acronym,
             backbone=r.backbone[:120],
             derivation_run_id=run_id,
@@ -263,16 +265,12 @@ def _relapse_rows(
             after_index_transplant=rel.after_index_transplant,
             is_first_after_index=rel.is_first_after_index,
             line_id=line_ids.get(rel.line) if rel.line else None,
-            len_refractory=rel.len_refractory,
-            len_last_dose_mg=rel.len_last_dose,
-            len_exposure_days=rel.len_exposure_days,
-            len_free_interval_days=rel.len_free_interval_days,
             event_records=rel.events,
             recorded_after_line_start=rel.recorded_later,
             sources=rel.sources,
             derivation_run_id=run_id,
         )
-        for drug, refr in sorted(rel.refractory.items()):
+        for drug, at in sorted(rel.drugs.items()):
             if drug not in drug_ids:  # an unmapped drug (r3): no vocabulary entry to key it by
                 continue
             out.add(
@@ -280,7 +278,30 @@ def _relapse_rows(
                 relapse_id=rel_id,
                 drug_id=drug_ids[drug],
                 patient_key=pk,
-                refractory=refr,
+                refractory=at.refractory,
+                exposure_days=at.exposure_days,
+                free_interval_days=at.free_interval_days,
+                last_dose_mg=at.last_dose,
+            )
+
+
+def _line_drug_rows(out: _Rows, d: Derivation, line_ids: dict[int, int], drug_ids: dict[str, int]) -> None:
+    """Each drug of each line (vocabulary drugs only): in its first regimen, in its maintenance."""
+    for line in d.lines:
+        regimens = [r for r in d.regimens if r.line == line.number]
+        first = set(regimens[0].drugs) if regimens else set()
+        maintenance = {drug for r in regimens if r.phase == "maintenance" for drug in r.drugs}
+        for drug in sorted({drug for r in regimens for drug in r.drugs}):
+            if drug not in drug_ids:
+                continue
+            out.add(
+                LineDrug,
+                line_id=line_ids[line.number],
+                drug_id=drug_ids[drug],
+                patient_key=d.patient_key,
+                line_number=line.number,
+                first_regimen=drug in first,
+                maintenance=drug in maintenance,
             )
 
 
@@ -290,7 +311,7 @@ def _baseline_text(base: dict[str, float | str]) -> str:
 
 def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dict[str, Any]:
     mt = d.maintenance_regimens
-    agents = sorted({drug for r in mt for drug in r.drugs})
+    agents = d.maintenance_agents
     mt_end: dt.date | None = None
     mt_stop = None
     if mt:
@@ -306,7 +327,6 @@ def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dic
         "index_transplant_date": d.index_transplant.date if d.index_transplant else None,
         "tandem_transplant_date": d.tandem_transplant.date if d.tandem_transplant else None,
         "maintenance": bool(mt),
-        "lenalidomide_maintenance": d.lenalidomide_maintenance,
         "maintenance_agents": ", ".join(agents) or None,
         "maintenance_start": min(r.start for r in mt) if mt else None,
         "maintenance_end": mt_end,
@@ -315,7 +335,6 @@ def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dic
         "l2_line_id": line_ids.get(2) if l2 else None,
         "l2_start": l2.start if l2 else None,
         "l2_first_regimen": l2_reg.name if l2_reg else None,
-        "l2_lenalidomide": bool(l2_reg and l2_reg.contains_lenalidomide),
         "l2_start_rule": l2.start_rule if l2 else None,
         "l2_progression_date": d.progression_after_line_start(2),
         "lines": len(d.lines),

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, select
 from registry.db.history import resolve_patient_key
 from registry.db.models import (
     DiseaseEvent,
+    Drug,
     Exposure,
     FollowUp,
     LineOfTherapy,
@@ -19,6 +20,7 @@ from registry.db.models import (
     PatientSummary,
     Regimen,
     Relapse,
+    RelapseRefractoriness,
     Transplant,
     TransplantRole,
 )
@@ -70,7 +72,6 @@ def patient_timeline(engine: Engine, patient_key: str) -> tuple[dict[str, object
             entries.append(TimelineEntry(fu.last_contact_date, "follow-up", "last contact, alive"))
         s = conn.execute(select(PatientSummary).where(PatientSummary.patient_key == patient_key)).first()
         if s:
-            head["lenalidomide_maintenance"] = s.lenalidomide_maintenance
             head["maintenance_agents"] = s.maintenance_agents
             head["second_line"] = s.l2_first_regimen
     order = {"diagnosis": 0, "line": 1, "transplant": 2, "regimen": 3, "event": 4, "labs": 5, "relapse": 6}
@@ -148,10 +149,18 @@ def _events(conn: Connection, patient_key: str) -> list[TimelineEntry]:
 
 def _relapses(conn: Connection, patient_key: str) -> list[TimelineEntry]:
     out = []
+    refractory_to: dict[int, list[str]] = {}
+    for relapse_id, drug in conn.execute(
+        select(RelapseRefractoriness.relapse_id, Drug.generic_name)
+        .join(Drug, Drug.drug_id == RelapseRefractoriness.drug_id)
+        .where(RelapseRefractoriness.patient_key == patient_key, RelapseRefractoriness.refractory)
+        .order_by(Drug.generic_name)
+    ):
+        refractory_to.setdefault(relapse_id, []).append(drug)
     for rel in conn.execute(select(Relapse).where(Relapse.patient_key == patient_key)):
         flag = " — FIRST RELAPSE AFTER INDEX TRANSPLANT" if rel.is_first_after_index else ""
-        refractory = "yes" if rel.len_refractory else "no"
-        len_txt = f"; lenalidomide-refractory: {refractory}" if rel.len_exposure_days else ""
+        drugs = refractory_to.get(rel.relapse_id)
+        len_txt = f"; refractory to {', '.join(drugs)}" if drugs else ""
         twice = f", recorded {rel.event_records} times" if (rel.event_records or 0) > 1 else ""
         later = ", after the salvage it caused began" if rel.recorded_after_line_start else ""
         text = f"relapse #{rel.sequence} (from {rel.sources or rel.source}{twice}{later}){len_txt}{flag}"

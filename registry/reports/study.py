@@ -21,6 +21,7 @@ import pandas as pd
 
 from registry import __version__
 from registry.cohorts.definition import Analysis, CohortDefinition, Endpoint
+from registry.cohorts.sql import drug_column_stem, drug_columns
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.reports.common import months as _m
@@ -48,9 +49,13 @@ PATIENT_COLUMNS = [
     "relapse_date",
     "l2_first_regimen",
     "maintenance_agents",
-    "relapse_lenalidomide_refractory",
-    "relapse_lenalidomide_free_days",
-]
+]  # then each declared drug's relapse facts (per_drug_columns)
+
+
+def per_drug_columns(defn: CohortDefinition) -> list[str]:
+    """The per-patient table's per-drug columns: refractoriness and drug-free days at the first
+    relapse after transplant, for each drug the definition declares."""
+    return [c for drug in defn.drugs for c in drug_columns(drug) if c.startswith("relapse_")]
 
 
 @dataclass
@@ -75,7 +80,7 @@ def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
         round((t - b).days / 365.25, 2) if pd.notna(t) and pd.notna(b) else None
         for t, b in zip(df["index_transplant_date"], df["birth_date"], strict=True)
     ]
-    cols = list(defn.export or PATIENT_COLUMNS)
+    cols = list(defn.export or [*PATIENT_COLUMNS, *per_drug_columns(defn)])
     for e in defn.endpoints:
         cols += [f"{e.name}_days", e.outcome_column]
     order = ["group", "patient_key"] if "group" in cols else ["patient_key"]
@@ -164,7 +169,7 @@ def facts_of(table: pd.DataFrame, cohort: pd.DataFrame) -> Callable[[str], pd.Se
     return fact
 
 
-def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+def describe(table: pd.DataFrame, cohort: pd.DataFrame, drugs: tuple[str, ...] = ()) -> pd.DataFrame:
     """The per-patient table with the columns Table 1 describes (computed from the cohort's facts;
     all missing where a fact was not read)."""
     d = table.copy()
@@ -192,10 +197,10 @@ def describe(table: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
     d["transplant_to_relapse_months"] = (
         days(d["relapse_date"], d["index_transplant_date"]) / DAYS_PER_MONTH
     ).round(4)
-    d["lenalidomide_refractory"] = d["relapse_lenalidomide_refractory"]
-    d["lenalidomide_free_months"] = (
-        d["relapse_lenalidomide_free_days"].astype(float) / DAYS_PER_MONTH
-    ).round(4)
+    for drug in drugs:  # <drug>_refractory, <drug>_free_months at the first relapse
+        stem = drug_column_stem(drug)
+        d[f"{stem}_refractory"] = d[f"relapse_{stem}_refractory"]
+        d[f"{stem}_free_months"] = (d[f"relapse_{stem}_free_days"].astype(float) / DAYS_PER_MONTH).round(4)
     return d
 
 
@@ -314,7 +319,7 @@ def build_study_report(
     groups = [g.name for g in defn.groups]
     steps = attrition(cohort, defn)
     analysed_set, landmark = _landmark_set(table, chosen, landmark_days, steps)
-    described = describe(analysed_set, cohort)
+    described = describe(analysed_set, cohort, defn.drugs)
     frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
     for e in chosen:
         frame = analysed_set.copy()

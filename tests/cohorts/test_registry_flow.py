@@ -304,7 +304,7 @@ def test_derivations_stored_and_rederived_identically(loaded: Engine) -> None:
             summ = conn.execute(
                 select(
                     PatientSummary.patient_key,
-                    PatientSummary.lenalidomide_maintenance,
+                    PatientSummary.maintenance_agents,
                     PatientSummary.l2_start,
                     PatientSummary.relapse_date,
                 )

@@ -18,12 +18,14 @@ from etl.synth import write_bundle
 from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import read_cohort
 from registry.db.models import (
+    Drug,
     FollowUp,
     LineOfTherapy,
     Patient,
     PatientSummary,
     Regimen,
     Relapse,
+    RelapseRefractoriness,
     Transplant,
     TransplantRole,
 )
@@ -65,6 +67,13 @@ def _facts(engine: Engine) -> dict[str, Any]:
         summaries = {r.patient_key: r for r in conn.execute(select(PatientSummary))}
         relapses = conn.execute(select(Relapse).where(Relapse.is_first_after_index)).all()
         all_relapses = conn.execute(select(Relapse)).all()
+        refractory_to_lenalidomide = set(
+            conn.execute(
+                select(RelapseRefractoriness.relapse_id)
+                .join(Drug, Drug.drug_id == RelapseRefractoriness.drug_id)
+                .where(Drug.generic_name == "lenalidomide", RelapseRefractoriness.refractory)
+            ).scalars()
+        )
         lines = conn.execute(select(LineOfTherapy)).all()
         regimens = conn.execute(
             select(Regimen, LineOfTherapy.line_number).join(
@@ -78,6 +87,7 @@ def _facts(engine: Engine) -> dict[str, Any]:
         "summaries": summaries,
         "relapses": relapses,
         "all_relapses": all_relapses,
+        "refractory_to_lenalidomide": refractory_to_lenalidomide,
         "lines": lines,
         "regimens": regimens,
     }
@@ -115,11 +125,12 @@ def expected(number: int, f: dict[str, Any], engine: Engine) -> list[tuple[Any, 
         c = Counter(
             s.l2_first_regimen
             for s in summaries.values()
-            if s.lenalidomide_maintenance and s.patient_key in line2
+            if "lenalidomide" in (s.maintenance_agents or "").split(", ") and s.patient_key in line2
         )
         return sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
     if number == 5:
-        return [(len(first_relapse), sum(bool(r.len_refractory) for r in first_relapse.values()))]
+        refractory = f["refractory_to_lenalidomide"]
+        return [(len(first_relapse), sum(r.relapse_id in refractory for r in first_relapse.values()))]
     if number == 6:
         known = good = 0
         for k, d in index:

@@ -112,3 +112,32 @@ def test_revision_3_columns_keep_every_derived_row_both_ways(empty_db_url: str, 
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     engine.dispose()
+
+
+def test_per_drug_facts_are_filled_in_after_the_upgrade_and_survive_a_downgrade(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """0018 replaces the study's columns with per-drug facts: a registry derived before it has
+    its patients with lines flagged, and the next derivation fills line_drugs and each drug's
+    facts at each relapse; downgrading brings the old columns back, flagged the same way."""
+    engine = make_engine(empty_db_url)
+    prepare(engine)
+    run_bundle(engine, write_bundle(tmp_path / "b"), TEST_KEY.encode())
+    derive_pending(engine)
+
+    def count(sql: str) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+
+    # MRN-0001: 3 drugs in line 1, 2 in line 2; MRN-0002 and MRN-0003 one drug each
+    facts = "SELECT COUNT(*) FROM relapse_refractoriness WHERE exposure_days IS NOT NULL"
+    assert count("SELECT COUNT(*) FROM line_drugs") == 7 and count(facts) > 0
+    downgrade(engine, "0017")
+    assert count("SELECT COUNT(*) FROM patients WHERE needs_derivation = TRUE") == 3
+    upgrade(engine)
+    assert count("SELECT COUNT(*) FROM line_drugs") == 0 and count(facts) == 0
+    assert count("SELECT COUNT(*) FROM patients WHERE needs_derivation = TRUE") == 3
+    derive_pending(engine)
+    assert count("SELECT COUNT(*) FROM line_drugs") == 7 and count(facts) > 0
+    assert count("SELECT COUNT(*) FROM patients WHERE needs_derivation = TRUE") == 0
+    engine.dispose()

@@ -70,7 +70,37 @@ def test_view_values_follow_the_registry(engine: Engine, tmp_path: Path) -> None
     relapse = _rows(
         engine, f"SELECT * FROM v_relapses WHERE patient_key = '{key}' AND first_after_index_transplant"
     )
-    assert len(relapse) == 1 and bool(relapse[0]["lenalidomide_refractory"])
+    assert len(relapse) == 1 and relapse[0]["relapse_date"] in ("2022-03-01", dt.date(2022, 3, 1))
+    # each drug before that relapse (2022-03-01), worked out from the base rows: VRd from
+    # 2019-01-20 (bortezomib and lenalidomide to 2019-05-01, 102 days; dexamethasone to 04-20,
+    # 91 days), lenalidomide maintenance 2019-09-01 to the relapse (913 days, 10 mg)
+    drugs = _rows(
+        engine,
+        "SELECT drug, drug_class, refractory, exposure_days, free_interval_days, last_dose_mg "
+        f"FROM v_relapse_drugs WHERE patient_key = '{key}' AND first_after_index_transplant ORDER BY drug",
+    )
+    assert [
+        (d["drug"], bool(d["refractory"]), d["exposure_days"], d["free_interval_days"]) for d in drugs
+    ] == [
+        ("bortezomib", False, 102, 1035),
+        ("dexamethasone", False, 91, 1046),
+        ("lenalidomide", True, 102 + 913, 0),
+    ]
+    assert [d["last_dose_mg"] for d in drugs] == [None, None, 10]
+    line_drugs = _rows(
+        engine,
+        "SELECT line_number, drug, first_regimen, maintenance "
+        f"FROM v_line_drugs WHERE patient_key = '{key}' ORDER BY line_number, drug",
+    )
+    assert [
+        (d["line_number"], d["drug"], bool(d["first_regimen"]), bool(d["maintenance"])) for d in line_drugs
+    ] == [
+        (1, "bortezomib", True, False),
+        (1, "dexamethasone", True, False),
+        (1, "lenalidomide", True, True),
+        (2, "daratumumab", True, False),
+        (2, "lenalidomide", True, False),
+    ]
     assert _rows(engine, f"SELECT role FROM v_transplants WHERE patient_key = '{key}'") == [{"role": "index"}]
 
     # retired history is not in the views: the next full export no longer sends MRN-0003

@@ -51,7 +51,7 @@ def test_r2_drug_added_during_induction_stays_in_line_one() -> None:
         (1, "induction", "bortezomib + daratumumab + lenalidomide", "2020-03-01"),
         (1, "maintenance", "lenalidomide", "2020-09-01"),
     ]
-    assert dv.lenalidomide_maintenance and dv.lines[0].includes_index_transplant
+    assert dv.maintenance_has("lenalidomide") and dv.lines[0].includes_index_transplant
 
 
 def test_r2_switch_during_induction_stays_in_line_one() -> None:
@@ -114,7 +114,7 @@ def test_r2_deferred_transplant_after_a_long_pause_is_still_line_one() -> None:
     )
     assert lines_of(dv) == [(1, "first", "2020-01-01")]
     assert dv.index_transplant is not None and dv.index_transplant.date == d(tx)
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
 
 
 def test_r2_only_a_documented_progression_splits_induction() -> None:
@@ -195,7 +195,7 @@ def test_r2_late_second_asct_without_progression_starts_a_new_line() -> None:
     assert lines_of(dv) == [(1, "first", "2020-01-01"), (2, "transplant", late)]
     assert summary(dv)[-1] == (2, "salvage", "lenalidomide", "2021-06-25")
     assert dv.lines[0].end == d("2021-05-01") and dv.lines[0].end_reason == "completed"
-    assert dv.lenalidomide_maintenance  # line 1's maintenance is untouched
+    assert dv.maintenance_has("lenalidomide")  # line 1's maintenance is untouched
 
 
 # --------------------------------------------------------------------------- salvage transplants
@@ -211,7 +211,7 @@ def test_r2_salvage_transplant_with_no_drugs_starts_the_new_line() -> None:
     assert dv.lines[0].end_reason == "progression" and dv.lines[0].end == d("2022-06-01")
     assert sorted(dv.transplant_roles.values()) == [("index", 1), ("salvage", 2)]
     rel = dv.relapse_after_index
-    assert rel is not None and rel.line == 1 and rel.len_refractory
+    assert rel is not None and rel.line == 1 and rel.refractory_to("lenalidomide")
 
 
 def test_r2_salvage_transplant_after_reinduction_belongs_to_that_line() -> None:
@@ -303,7 +303,11 @@ def test_r2_drug_starting_on_the_progression_day() -> None:
         "dexamethasone": False,
         "lenalidomide": True,
     }  # daratumumab and pomalidomide start that day: not running at the progression
-    assert rel.len_refractory and rel.len_free_interval_days == 0 and rel.len_last_dose == 10
+    assert (
+        rel.refractory_to("lenalidomide")
+        and rel.drugs["lenalidomide"].free_interval_days == 0
+        and rel.drugs["lenalidomide"].last_dose == 10
+    )
     assert dv.lines[0].end == d("2022-05-31") and dv.lines[0].end_reason == "progression"
     mt = dv.maintenance_regimens[0]
     assert mt.end == d("2022-05-31") and mt.stop_reason == "progression"
@@ -317,7 +321,7 @@ def test_r2_no_merge_of_an_ongoing_row_across_a_progression() -> None:
     assert len([e for e in dv.exposures if e.drug == "lenalidomide"]) == 2  # r1: one exposure
     assert lines_of(dv) == [(1, "first", "2020-01-01"), (2, "progression", "2021-02-01")]
     assert dv.lines[0].end == d("2021-01-31")  # no overlapping lines
-    assert dv.relapses[0].len_refractory
+    assert dv.relapses[0].refractory_to("lenalidomide")
 
 
 def test_r2_lines_never_overlap() -> None:
@@ -341,7 +345,7 @@ def test_r2_recorded_maintenance_intent_wins_over_the_consolidation_heuristic() 
     )
     # two drugs, 44 days after the transplant, 123 days long: r1 called it consolidation
     assert summary(dv)[1] == (1, "maintenance", "bortezomib + lenalidomide", "2020-07-15")
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
 
 
 def test_r2_consolidation_drug_going_on_alone_is_maintenance_from_the_first_day_alone() -> None:
@@ -353,7 +357,7 @@ def test_r2_consolidation_drug_going_on_alone_is_maintenance_from_the_first_day_
         (1, "consolidation", "bortezomib + lenalidomide", "2020-07-15"),
         (1, "maintenance", "lenalidomide", "2020-10-16"),
     ]
-    assert dv.regimens[1].end == d("2020-10-15") and dv.lenalidomide_maintenance
+    assert dv.regimens[1].end == d("2020-10-15") and dv.maintenance_has("lenalidomide")
 
 
 def test_r2_regimen_lasts_until_its_last_non_steroid_drug_stops() -> None:
@@ -431,6 +435,10 @@ def test_r2_worked_example_in_docs_derivations() -> None:
     assert line1.end == d("2022-03-15") and line1.end_reason == "progression"
     assert [(r.date.isoformat(), r.source) for r in dv.relapses] == [("2022-03-15", "stop_reason")]
     rel = dv.relapse_after_index
-    assert rel is not None and rel.len_refractory and rel.len_free_interval_days == 0
+    assert (
+        rel is not None
+        and rel.refractory_to("lenalidomide")
+        and rel.drugs["lenalidomide"].free_interval_days == 0
+    )
     # induction 2020-01-06..2020-04-20 (106 days) + maintenance 2020-09-01..2022-03-15 (561 days)
-    assert rel.len_exposure_days == 106 + 561 and rel.len_last_dose == 10
+    assert rel.drugs["lenalidomide"].exposure_days == 106 + 561 and rel.drugs["lenalidomide"].last_dose == 10

@@ -125,14 +125,18 @@ def test_r3_salvage_recorded_later_keeps_lenalidomide_apart_from_maintenance() -
     )
     assert lines_of(dv)[1] == (2, "progression_recorded_later", start)
     assert summary(dv)[-1] == (2, "salvage", "daratumumab + dexamethasone + lenalidomide", start)
-    assert dv.first_regimen(2).contains_lenalidomide and dv.lenalidomide_maintenance  # type: ignore[union-attr]
+    assert dv.first_regimen(2).contains("lenalidomide") and dv.maintenance_has("lenalidomide")  # type: ignore[union-attr]
     assert [e.start.isoformat() for e in dv.exposures if e.drug == "lenalidomide"] == [
         "2020-01-01",
         "2020-09-01",
         start,
     ]
     (rel,) = dv.relapses
-    assert rel.len_refractory and rel.len_free_interval_days == 17 and rel.len_last_dose == 10
+    assert (
+        rel.refractory_to("lenalidomide")
+        and rel.drugs["lenalidomide"].free_interval_days == 17
+        and rel.drugs["lenalidomide"].last_dose == 10
+    )
 
 
 # ------------------------------------------------------------------ a new drug vs a refill
@@ -199,7 +203,7 @@ def test_r3_an_unmapped_drug_recording_an_intent_takes_part_in_lines() -> None:
     )
     assert lines_of(dv)[1] == (2, "progression", start)
     assert summary(dv)[-1] == (2, "salvage", "dexamethasone + study drug", start)
-    assert not dv.first_regimen(2).contains_lenalidomide  # type: ignore[union-attr]
+    assert not dv.first_regimen(2).contains("lenalidomide")  # type: ignore[union-attr]
 
 
 def test_r3_an_unmapped_drug_without_intent_is_still_ignored() -> None:

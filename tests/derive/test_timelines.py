@@ -33,11 +33,15 @@ def test_01_vrd_asct_len_maintenance_relapse_drd() -> None:
         (2, "progression", "ongoing"),
     ]
     assert dv.lines[0].includes_index_transplant
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
     rel = dv.relapse_after_index
     assert rel is not None and rel.date == d("2022-06-01") and rel.source == "event"
-    assert rel.len_refractory and rel.len_free_interval_days == 0 and rel.len_last_dose == 10
-    assert dv.first_regimen(2).contains_lenalidomide  # type: ignore[union-attr]
+    assert (
+        rel.refractory_to("lenalidomide")
+        and rel.drugs["lenalidomide"].free_interval_days == 0
+        and rel.drugs["lenalidomide"].last_dose == 10
+    )
+    assert dv.first_regimen(2).contains("lenalidomide")  # type: ignore[union-attr]
     assert dv.transplant_roles[dv.index_transplant.key][0] == "index"  # type: ignore[union-attr]
     # what a clinician calls them: VRd, R maintenance, DRd
     assert [(r.acronym, r.backbone) for r in dv.regimens] == [
@@ -144,7 +148,7 @@ def test_08_relapse_documented_only_by_a_stop_reason() -> None:
     rel = dv.relapse_after_index
     assert rel is not None and rel.date == d("2022-06-01") and rel.source == "stop_reason"
     assert dv.line(2).start == d("2022-06-20") and dv.line(2).start_rule == "progression"  # type: ignore[union-attr]
-    assert not dv.first_regimen(2).contains_lenalidomide  # type: ignore[union-attr]
+    assert not dv.first_regimen(2).contains("lenalidomide")  # type: ignore[union-attr]
 
 
 def test_09_len_maintenance_continued_into_daratumumab_second_line() -> None:
@@ -156,10 +160,10 @@ def test_09_len_maintenance_continued_into_daratumumab_second_line() -> None:
     )
     l2 = dv.first_regimen(2)
     assert l2 is not None and l2.name == "daratumumab + dexamethasone + lenalidomide"
-    assert l2.contains_lenalidomide
+    assert l2.contains("lenalidomide")
     assert any(cont for _, cont in l2.exposures)  # lenalidomide carried over
-    assert dv.relapse_after_index.len_refractory  # type: ignore[union-attr]
-    assert dv.lenalidomide_maintenance
+    assert dv.relapse_after_index.refractory_to("lenalidomide")  # type: ignore[union-attr]
+    assert dv.maintenance_has("lenalidomide")
 
 
 def test_10_maintenance_stopped_for_toxicity_then_relapse_later() -> None:
@@ -169,11 +173,11 @@ def test_10_maintenance_stopped_for_toxicity_then_relapse_later() -> None:
         rx("bortezomib", "2022-06-15"),
         events=[prog("2022-06-01")],
     )
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
     assert dv.maintenance_regimens[0].stop_reason == "toxicity"
     rel = dv.relapse_after_index
-    assert rel is not None and not rel.len_refractory
-    assert rel.len_free_interval_days == (d("2022-06-01") - d("2021-03-01")).days == 457
+    assert rel is not None and not rel.refractory_to("lenalidomide")
+    assert rel.drugs["lenalidomide"].free_interval_days == (d("2022-06-01") - d("2021-03-01")).days == 457
     assert dv.line(2).start_rule == "progression"  # type: ignore[union-attr]
 
 
@@ -233,7 +237,7 @@ def test_15_consolidation_by_intent() -> None:
 def test_16_two_drug_post_transplant_regimen_lasting_long_is_maintenance() -> None:
     dv = plain(rx("bortezomib", "2020-08-01", "2022-01-01"), rx("lenalidomide", "2020-08-01", "2022-01-01"))
     assert summary(dv)[1] == (1, "maintenance", "bortezomib + lenalidomide", "2020-08-01")
-    assert not dv.lenalidomide_maintenance or dv.maintenance_regimens[0].contains_lenalidomide
+    assert not dv.maintenance_has("lenalidomide") or dv.maintenance_regimens[0].contains("lenalidomide")
 
 
 def test_17_ongoing_exposures_at_the_cutoff() -> None:
@@ -270,7 +274,7 @@ def _refractory_at(days_after_end: int) -> bool:
         rx("lenalidomide", "2020-09-01", "2022-01-01", "toxicity", "maintenance"),
         events=[prog(date.fromordinal(p).isoformat())],
     )
-    return dv.relapse_after_index.len_refractory  # type: ignore[union-attr]
+    return dv.relapse_after_index.refractory_to("lenalidomide")  # type: ignore[union-attr]
 
 
 def test_20_refractory_59_days_after_stopping() -> None:
@@ -390,7 +394,7 @@ def test_32_transplant_without_recorded_induction_starts_line_one() -> None:
     dv = derive([rx("lenalidomide", "2020-09-01", None, None, "maintenance")], [auto("2020-06-01")])
     assert dv.lines[0].start == d("2020-06-01") and dv.lines[0].includes_index_transplant
     assert summary(dv) == [(1, "maintenance", "lenalidomide", "2020-09-01")]
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
 
 
 def test_33_exposure_stopping_soon_after_the_next_regimen_is_not_continued() -> None:
@@ -421,7 +425,7 @@ def test_35_switch_during_planned_maintenance_window_stays_line_one() -> None:
     )
     assert len(dv.lines) == 1
     assert [r.phase for r in dv.regimens] == ["induction", "maintenance", "maintenance"]
-    assert dv.lenalidomide_maintenance
+    assert dv.maintenance_has("lenalidomide")
 
 
 def test_36_deterministic() -> None:

@@ -11,7 +11,15 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from etl.pipeline import run_bundle
-from registry.db.models import LineOfTherapy, PatientSummary, Regimen, Relapse, TransplantRole
+from registry.db.models import (
+    Drug,
+    LineOfTherapy,
+    PatientSummary,
+    Regimen,
+    Relapse,
+    RelapseRefractoriness,
+    TransplantRole,
+)
 from registry.derive.core import Derivation, PatientInputs, derive_patient
 from tests.conftest import TEST_KEY
 from tests.derive import helpers, test_revision2, test_revision3, test_timelines
@@ -103,8 +111,6 @@ def _expected(d: Derivation) -> tuple[Any, ...]:
             r.sequence,
             r.date,
             r.source,
-            r.len_refractory,
-            r.len_free_interval_days,
             r.events,
             r.recorded_later,
         )
@@ -113,7 +119,12 @@ def _expected(d: Derivation) -> tuple[Any, ...]:
     roles = sorted(d.transplant_roles.values(), key=lambda r: (r[0], r[1] or 0))
     l2 = d.line(2)
     second = (l2.start_rule if l2 else None, d.progression_after_line_start(2))
-    return lines, regs, rels, roles, second
+    drugs = sorted(
+        (r.sequence, name, at.refractory, at.exposure_days, at.free_interval_days, at.last_dose)
+        for r in d.relapses
+        for name, at in r.drugs.items()
+    )
+    return lines, regs, rels, roles, second, drugs
 
 
 def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
@@ -139,8 +150,6 @@ def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
                 Relapse.sequence,
                 Relapse.relapse_date,
                 Relapse.source,
-                Relapse.len_refractory,
-                Relapse.len_free_interval_days,
                 Relapse.event_records,
                 Relapse.recorded_after_line_start,
             ).where(Relapse.patient_key == key)
@@ -155,12 +164,26 @@ def _stored(engine: Engine, key: str) -> tuple[Any, ...]:
             .outerjoin(LineOfTherapy, LineOfTherapy.line_id == TransplantRole.line_id)
             .where(TransplantRole.patient_key == key)
         ).all()
+        drugs = conn.execute(
+            select(
+                Relapse.sequence,
+                Drug.generic_name,
+                RelapseRefractoriness.refractory,
+                RelapseRefractoriness.exposure_days,
+                RelapseRefractoriness.free_interval_days,
+                RelapseRefractoriness.last_dose_mg,
+            )
+            .join(Relapse, Relapse.relapse_id == RelapseRefractoriness.relapse_id)
+            .join(Drug, Drug.drug_id == RelapseRefractoriness.drug_id)
+            .where(Relapse.patient_key == key)
+        ).all()
     return (
         sorted(map(tuple, lines)),
         sorted(map(tuple, regs)),
         sorted(map(tuple, rels)),
         sorted(map(tuple, roles), key=lambda r: (r[0], r[1] or 0)),
         tuple(second),
+        sorted(map(tuple, drugs)),
     )
 
 

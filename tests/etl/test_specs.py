@@ -130,4 +130,6 @@ def test_a_new_input_file_flows_through_every_layer(tmp_path: Path) -> None:
     assert {"invalid_number", "must_be_positive", "out_of_range", "date_after_cutoff", "orphan"} <= applies
     assert not applies & {"lab_value", "end_before_start", "age_at_diagnosis"}  # others' own rules
     assert seen["quality_files"][-1] == "notes" and seen["doc_mentions_notes"] is True
-    assert {"kind", "note_date", "note_key", "patient_key", "score", "run_id"} <= set(seen["dictionary_notes"])
+    assert {"kind", "note_date", "note_key", "patient_key", "score", "run_id"} <= set(
+        seen["dictionary_notes"]
+    )

@@ -175,9 +175,6 @@ class Regimen(Derived, Base):
     start_date: Mapped[dt.date] = mapped_column(Date, doc="first day")
     end_date: Mapped[dt.date | None] = mapped_column(Date, doc="last day; null when ongoing")
     stop_reason: Mapped[str | None] = mapped_column(String(16), doc="why it stopped")
-    contains_lenalidomide: Mapped[bool] = mapped_column(
-        Boolean, default=False, doc="one of its drugs is lenalidomide"
-    )
     acronym: Mapped[str | None] = mapped_column(
         String(16), doc="the common acronym (VRd, DRd, ...), where it has one"
     )
@@ -240,16 +237,6 @@ class Relapse(Derived, Base):
         index=True,
         doc="the line it happened in, or belongs to (lines_of_therapy)",
     )
-    len_refractory: Mapped[bool] = mapped_column(
-        Boolean, default=False, doc="refractory to lenalidomide at it (on it, or within 60 days of its end)"
-    )
-    len_last_dose_mg: Mapped[float | None] = mapped_column(
-        Float, doc="the last lenalidomide dose before it, mg"
-    )
-    len_exposure_days: Mapped[int | None] = mapped_column(Integer, doc="days on lenalidomide up to it")
-    len_free_interval_days: Mapped[int | None] = mapped_column(
-        Integer, doc="days from the last lenalidomide to it (0 when running)"
-    )
     # (r3) disease-event records of the episode (a relapse recorded twice: 2; a stop reason is
     # no such record); null before r3
     event_records: Mapped[int | None] = mapped_column(
@@ -266,7 +253,8 @@ class Relapse(Derived, Base):
 
 
 class RelapseRefractoriness(Base):
-    """Refractory or not to each drug at each relapse."""
+    """Each drug given before a relapse, as it stood at the relapse: refractory or not, days on
+    it, the drug-free interval and the last dose (the per-drug facts studies read)."""
 
     __tablename__ = "relapse_refractoriness"
     relapse_id: Mapped[int] = mapped_column(
@@ -277,6 +265,28 @@ class RelapseRefractoriness(Base):
     refractory: Mapped[bool] = mapped_column(
         Boolean, doc="progressed on the drug or within 60 days of its end"
     )
+    exposure_days: Mapped[int | None] = mapped_column(Integer, doc="days on the drug up to the relapse")
+    free_interval_days: Mapped[int | None] = mapped_column(
+        Integer, doc="days from the drug's last day to the relapse (0 while it runs)"
+    )
+    last_dose_mg: Mapped[float | None] = mapped_column(
+        Float, doc="the drug's last recorded dose before the relapse"
+    )
+
+
+class LineDrug(Base):
+    """Each drug given in a line: whether it is in the line's first regimen and whether in its
+    maintenance (the per-drug facts of a line studies read)."""
+
+    __tablename__ = "line_drugs"
+    line_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("lines_of_therapy.line_id", ondelete="CASCADE"), primary_key=True, doc="the line"
+    )
+    drug_id: Mapped[int] = mapped_column(Id, ForeignKey("drugs.drug_id"), primary_key=True, doc="the drug")
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
+    line_number: Mapped[int] = mapped_column(Integer, doc="the line's number within the patient")
+    first_regimen: Mapped[bool] = mapped_column(Boolean, doc="the drug is one of the line's first regimen")
+    maintenance: Mapped[bool] = mapped_column(Boolean, doc="the drug is one of the line's maintenance drugs")
 
 
 class PatientSummary(Derived, Base):
@@ -290,9 +300,6 @@ class PatientSummary(Derived, Base):
         Date, doc="the tandem transplant's date, if any"
     )
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False, doc="line 1 has a maintenance regimen")
-    lenalidomide_maintenance: Mapped[bool] = mapped_column(
-        Boolean, default=False, doc="line 1's maintenance contains lenalidomide"
-    )
     maintenance_agents: Mapped[str | None] = mapped_column(
         String(200), doc="the maintenance drugs, generic names"
     )
@@ -309,9 +316,6 @@ class PatientSummary(Derived, Base):
     l2_line_id: Mapped[int | None] = mapped_column(Id, doc="the second line (lines_of_therapy)")
     l2_start: Mapped[dt.date | None] = mapped_column(Date, doc="the second line's start")
     l2_first_regimen: Mapped[str | None] = mapped_column(String(400), doc="its first regimen, generic names")
-    l2_lenalidomide: Mapped[bool] = mapped_column(
-        Boolean, default=False, doc="its first regimen contains lenalidomide"
-    )
     l2_start_rule: Mapped[str | None] = mapped_column(String(32), doc="why the second line started (r3)")
     # (r3) the first progression episode that began after the 2nd line started and is not the
     # one that started it (its documented date): the event of pfs_2l and pfs2
@@ -345,6 +349,7 @@ DERIVED_MODELS: tuple[type[Base], ...] = (
     LineOfTherapy,
     Regimen,
     RegimenExposure,
+    LineDrug,
     TransplantRole,
     Relapse,
     RelapseRefractoriness,
