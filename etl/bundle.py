@@ -19,8 +19,7 @@ from typing import IO
 
 from etl.specs import SPECS
 from registry.contract.columns import FORMAT, FORMAT_VERSION
-from registry.core.config import limit_overrides
-from registry.core.errors import BundleRefused, ConfigError, NoInput, Problem
+from registry.core.errors import BundleRefused, NoInput, Problem
 
 SITE_RE = re.compile(r"^[A-Z0-9_-]{1,32}$")
 DEFAULT_CHUNK_ROWS = 50_000
@@ -52,9 +51,10 @@ class Limits:
     """How big a bundle may be, checked before anything is read (a zip's declared sizes, which
     the zip reader also holds each member to; a folder's file sizes). The defaults pass a
     1,000,000-patient export (about 3 GB of CSV, compressing 5-20x) and refuse a zip bomb at
-    once. Environment overrides: ``REGISTRY_MAX_MEMBER_BYTES``, ``REGISTRY_MAX_BUNDLE_BYTES``,
-    ``REGISTRY_MAX_COMPRESSION_RATIO``, ``REGISTRY_MAX_LINE_CHARS`` (one line of a CSV file,
-    checked while reading: a line is never held whole beyond the limit)."""
+    once. Overrides (``Resources.limits``, from the environment): ``REGISTRY_MAX_MEMBER_BYTES``,
+    ``REGISTRY_MAX_BUNDLE_BYTES``, ``REGISTRY_MAX_COMPRESSION_RATIO``,
+    ``REGISTRY_MAX_LINE_CHARS`` (one line of a CSV file, checked while reading: a line is never
+    held whole beyond the limit)."""
 
     member_bytes: int = 16 * 2**30
     bundle_bytes: int = 48 * 2**30
@@ -63,21 +63,15 @@ class Limits:
     line_chars: int = 1 << 20  # one physical line of a CSV file (a real row is under 1 KB)
 
     @classmethod
-    def from_env(cls) -> Limits:
+    def of(cls, overrides: dict[str, float]) -> Limits:
+        """The defaults with the overrides the settings carry (``Resources.limits``)."""
         d = cls()
-        env = limit_overrides()
-        try:
-            return cls(
-                member_bytes=int(env.get("member_bytes", d.member_bytes)),
-                bundle_bytes=int(env.get("bundle_bytes", d.bundle_bytes)),
-                ratio=float(env.get("ratio", d.ratio)),
-                line_chars=int(env.get("line_chars", d.line_chars)),
-            )
-        except ValueError:
-            raise ConfigError(
-                "REGISTRY_MAX_MEMBER_BYTES, REGISTRY_MAX_BUNDLE_BYTES, REGISTRY_MAX_COMPRESSION_RATIO and "
-                "REGISTRY_MAX_LINE_CHARS must be numbers"
-            ) from None
+        return cls(
+            member_bytes=int(overrides.get("member_bytes", d.member_bytes)),
+            bundle_bytes=int(overrides.get("bundle_bytes", d.bundle_bytes)),
+            ratio=float(overrides.get("ratio", d.ratio)),
+            line_chars=int(overrides.get("line_chars", d.line_chars)),
+        )
 
 
 def _gib(n: float) -> str:
@@ -91,8 +85,9 @@ KNOWN_MEMBERS = ("manifest.json", *(spec.filename for spec in SPECS.values()))
 class Bundle:
     """Read access to a bundle's members, folder or zip alike."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, limits: Limits | None = None) -> None:
         self.path = Path(path)
+        self.limits = limits or Limits()
         try:
             exists = self.path.exists()
         except OSError as exc:  # a name too long, a path through a file, ...
@@ -208,7 +203,7 @@ class Bundle:
     def _check_sizes(self, sizes: dict[str, tuple[int, int]]) -> None:
         """Refuse (65) before reading when a member or the bundle is larger than the limits allow,
         or a zip member expands implausibly (a zip bomb)."""
-        limits = Limits.from_env()
+        limits = self.limits
         problems = []
         for member, (size, packed) in sizes.items():
             if size > limits.member_bytes:

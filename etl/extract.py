@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Limits
+from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader
 from etl.specs import FileSpec
 from registry.contract.columns import looks_like_identifier
 from registry.core.errors import BundleRefused, Problem
@@ -148,7 +148,7 @@ def read_header(bundle: Bundle, contract: FileSpec) -> FileHeader:
         raise BundleRefused([Problem(member, "missing")])
     try:
         with bundle.archive_errors(member), _text_stream(bundle, member) as fh:
-            header = next(csv.reader(_bounded_lines(fh, Limits.from_env().line_chars)), None)
+            header = next(csv.reader(_bounded_lines(fh, bundle.limits.line_chars)), None)
     except LineTooLong as exc:
         raise _too_long(member, exc) from None
     except UnicodeDecodeError as exc:
@@ -406,7 +406,7 @@ def iter_chunks(
         with _text_stream(bundle, member) as fh:
             # lines are checked for edge whitespace where they are handed on: in the fast path
             # below only those not skipped (a second night skips almost all)
-            blocks = _line_blocks(fh, Limits.from_env().line_chars)
+            blocks = _line_blocks(fh, bundle.limits.line_chars)
             first = next(blocks, [])
             if first and '"' not in first[0]:
                 blocks = itertools.chain([first[1:]], blocks)  # the header line

@@ -251,6 +251,7 @@ class LoadOptions:
     max_quarantine_rate: float | None
     # skipping unchanged rows allowed (not a dry run, not forced, cutoff not earlier)
     row_by_row: bool
+    workers: int = 1  # processes checking a large file (Resources.workers("load"))
     # the ledger's final status, written in the load's transaction (the lock still held)
     before_commit: Callable[[Connection], None] = lambda conn: None
 
@@ -355,6 +356,7 @@ class Load:
             self.o.chunk_rows,
             self.o.progress,
             copy_csv=conn.dialect.name == "postgresql",
+            workers=self.o.workers,
         )
         if set(_FACTS_FILES) <= self.unchanged and not set(SPECS) <= self.unchanged:
             # the patient files, sent again unchanged and read cleanly last time, are the

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from etl import checkpoints
-from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Manifest, read_manifest
+from etl.bundle import DEFAULT_CHUNK_ROWS, Bundle, FileHeader, Limits, Manifest, read_manifest
 from etl.extract import read_header
 from etl.loading import (
     _FACTS_FILES,
@@ -28,6 +28,7 @@ from etl.loading import (
 )
 from etl.specs import READING_VERSION, SPECS
 from etl.summary import Progress, RunSummary
+from registry.core.config import Resources
 from registry.core.dates import as_date
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Interrupted, Problem, RegistryError
@@ -111,6 +112,7 @@ def run_bundle(
     max_quarantine_rate: float | None = DEFAULT_MAX_QUARANTINE_RATE,
     row_by_row: bool = True,
     columns_gone: frozenset[str] = frozenset(),
+    resources: Resources | None = None,
 ) -> RunSummary:
     """Load (or, with ``dry_run``, only validate) one export bundle, then derive the patients
     whose rows changed.
@@ -147,6 +149,9 @@ def run_bundle(
         In a full export, recognise the rows of the transplant, treatment and event files that
         are identical to a current record's source row and skip them (False: read every row;
         the result is the same, only slower — for tests and benchmarks).
+    resources
+        Worker processes and bundle limits (``Settings.resources``; None: the defaults, as
+        many workers as cores).
 
     Returns
     -------
@@ -160,8 +165,10 @@ def run_bundle(
         For a structural problem (exit 65), after recording it in the ledger.
     """
     t0 = time.perf_counter()
+    res = resources or Resources()
+    derive_workers = res.derive_workers
     try:
-        with Bundle(path) as bundle:
+        with Bundle(path, Limits.of(res.limits)) as bundle:
             require_current_schema(engine)
             lock = writer_lock(engine) if not dry_run else contextlib.nullcontext()
             with lock:
@@ -200,6 +207,7 @@ def run_bundle(
                         progress=progress,
                         max_quarantine_rate=max_quarantine_rate,
                         row_by_row=row_by_row and same_reading,
+                        workers=res.workers("load"),
                         before_commit=before_commit,
                     )
                     Load(
@@ -234,10 +242,10 @@ def run_bundle(
                     summary.message = _describe(summary)
     except _AlreadyLoaded:
         if derive:  # finish what a run killed during its derivation left flagged
-            _derive_pending(engine, summary, progress, pause=False)
+            _derive_pending(engine, summary, progress, derive_workers, pause=False)
         return summary
     if not dry_run:
-        _after_commit(engine, summary, progress, ledger.run_id, derive, t0)
+        _after_commit(engine, summary, progress, ledger.run_id, derive, t0, derive_workers)
     else:
         summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     return summary
@@ -250,10 +258,11 @@ def _after_commit(
     run_id: int | None,
     derive: bool,
     t0: float,
+    workers: int | None,
 ) -> None:
     """The derivation of the patients the load flagged, then the run's full timings in its row."""
     if derive:
-        _derive_after_load(engine, summary, progress, run_id)
+        _derive_after_load(engine, summary, progress, run_id, workers)
     summary.timings["total_s"] = round(time.perf_counter() - t0, 3)
     if run_id is not None:
         with engine.begin() as conn:
@@ -299,13 +308,13 @@ def _ended(
 
 
 def _derive_after_load(
-    engine: Engine, summary: RunSummary, progress: Progress | None, run_id: int | None
+    engine: Engine, summary: RunSummary, progress: Progress | None, run_id: int | None, workers: int | None
 ) -> None:
     """Derive the patients the committed load flagged; an interruption or a lost server says
     what was committed and what finishes it."""
     committed = f"run {run_id}'s load was committed, its derivation was not"
     try:
-        _derive_pending(engine, summary, progress)
+        _derive_pending(engine, summary, progress, workers)
     except Interrupted:
         raise Interrupted(
             f"interrupted during the derivation: {committed}",
@@ -323,7 +332,7 @@ class _AlreadyLoaded(Exception):
 
 
 def _derive_pending(
-    engine: Engine, summary: RunSummary, progress: Progress | None, *, pause: bool = True
+    engine: Engine, summary: RunSummary, progress: Progress | None, workers: int | None, *, pause: bool = True
 ) -> None:
     """Derive the patients the load flagged (and any a killed run left flagged)."""
     from registry.derive.run import derive_pending
@@ -332,7 +341,7 @@ def _derive_pending(
         checkpoints.reached("derive")  # the load committed, its patients flagged, nothing derived yet
     t1 = time.perf_counter()
     derive_progress = (lambda done, _total: progress("derivation", done)) if progress else None
-    result = derive_pending(engine, progress=derive_progress)
+    result = derive_pending(engine, progress=derive_progress, workers=workers)
     summary.derived_patients, summary.derived_written = result.patients, result.written
     summary.timings["derive_s"] = round(time.perf_counter() - t1, 3)
     _warn_stale_derivations(engine, summary)

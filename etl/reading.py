@@ -24,7 +24,6 @@ from etl.summary import FileCounts, Progress
 from etl.transform import Pseudonymiser, finding_rows, quarantine_row, row_hash_key, to_rows
 from etl.validate import PatientFacts, check_chunk
 from registry.contract.rules import RejectedRow, RuleCode, reason
-from registry.core.config import worker_count
 from registry.core.parallel import forked_pool, in_order
 
 
@@ -88,6 +87,7 @@ class Reader:
     )
     # PostgreSQL: chunks are staged as CSV blocks written from their columns (``COPY``)
     copy_csv: bool = False
+    workers: int = 1  # processes checking a large file that does not feed the patient facts
 
 
 @dataclass
@@ -175,11 +175,6 @@ def _check_in_worker(piece: Chunk) -> Checked:
     return _check_piece(_CHECKER["spec"], _CHECKER["reader"], piece)
 
 
-def _load_workers() -> int:
-    """Worker processes for checking a large file: REGISTRY_LOAD_WORKERS, else the cores."""
-    return worker_count("load")
-
-
 def _checked_pieces(
     pieces: Iterator[Chunk], spec: Any, r: Reader, parallel: bool
 ) -> Iterator[tuple[Chunk, Checked]]:
@@ -187,7 +182,7 @@ def _checked_pieces(
     processes forked now (they inherit the facts, the pseudonymiser and the vocabulary) while
     this process reads the next chunks and stages the checked ones; at most two chunks a
     worker wait, so memory stays bounded by the chunk size."""
-    workers = _load_workers() if parallel else 1
+    workers = r.workers if parallel else 1
     if workers <= 1:
         for piece in pieces:
             yield piece, _check_piece(spec, r, piece)

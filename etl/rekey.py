@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
 
-from etl.bundle import Bundle, read_manifest
+from etl.bundle import Bundle, Limits, read_manifest
 from etl.extract import iter_chunks, read_header
 from etl.specs import SPECS
 from etl.transform import Pseudonymiser
@@ -64,10 +64,10 @@ class RekeyResult:
     patients: int
 
 
-def _bundle_map(path: Path, old: bytes, new: bytes) -> dict[str, str]:
+def _bundle_map(path: Path, old: bytes, new: bytes, limits: Limits) -> dict[str, str]:
     """old pseudonym -> new pseudonym for every id in a bundle's files."""
     out: dict[str, str] = {}
-    with Bundle(path) as bundle:
+    with Bundle(path, limits) as bundle:
         manifest = read_manifest(bundle)
         before, after = Pseudonymiser(old, manifest.site_id), Pseudonymiser(new, manifest.site_id)
         for spec in SPECS.values():
@@ -93,8 +93,15 @@ def _remap_json(value: Any, mapping: Callable[[str], str | None]) -> Any:
     return value
 
 
-def rekey(engine: Engine, bundles: Iterable[Path], old_key: bytes, new_key: bytes) -> RekeyResult:
-    """Re-pseudonymise the registry from ``old_key`` to ``new_key`` with the sites' full exports.
+def rekey(
+    engine: Engine,
+    bundles: Iterable[Path],
+    old_key: bytes,
+    new_key: bytes,
+    limits: dict[str, float] | None = None,
+) -> RekeyResult:
+    """Re-pseudonymise the registry from ``old_key`` to ``new_key`` with the sites' full exports
+    (read within ``limits``, the settings' bundle limits).
 
     Raises
     ------
@@ -113,7 +120,7 @@ def rekey(engine: Engine, bundles: Iterable[Path], old_key: bytes, new_key: byte
             raise ConfigError("this registry has no pseudonyms yet (no load): nothing to re-key")
     mapping: dict[str, str] = {}
     for path in paths:
-        mapping.update(_bundle_map(path, old_key, new_key))
+        mapping.update(_bundle_map(path, old_key, new_key, Limits.of(limits or {})))
     with writer_lock(engine), engine.begin() as conn:
         return _apply(conn, mapping, new_key)
 

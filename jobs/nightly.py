@@ -23,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from etl.bundle import Bundle, read_manifest
+from etl.bundle import Bundle, Limits, read_manifest
 from etl.pipeline import run_bundle
 from jobs.night_facts import NightState, gross_changes, snapshot, touched_patients
+from registry.core.config import Resources
 from registry.core.enums import RunStatus
 from registry.core.errors import EXIT_DATA, EXIT_OK, Interrupted, LockHeld, RegistryError, ReportRefused
 from registry.core.files import share_tree
@@ -130,13 +131,15 @@ def waiting_bundles(inbox: Path) -> list[Path]:
     return out
 
 
-def _order(paths: list[Path]) -> list[tuple[Path, str | None, dt.datetime | None, str | None]]:
+def _order(
+    paths: list[Path], limits: Limits
+) -> list[tuple[Path, str | None, dt.datetime | None, str | None]]:
     """(path, site, exported_at, problem) sorted per site by exported_at; unreadable manifests
     first (they are rejected without a load)."""
     items: list[tuple[Path, str | None, dt.datetime | None, str | None]] = []
     for p in paths:
         try:
-            with Bundle(p) as b:
+            with Bundle(p, limits) as b:
                 m = read_manifest(b)
             items.append((p, m.site_id, m.exported_at, None))
         except RegistryError as exc:
@@ -230,6 +233,7 @@ def run_night(
     dq_thresholds: dict[str, float] | None = None,
     log: Log = lambda event, fields: None,
     report_group: str | None = None,
+    resources: Resources | None = None,
 ) -> NightResult:
     """Take every waiting bundle, derive once, write the night's reports and changes.
 
@@ -255,6 +259,8 @@ def run_night(
         Receives each event with fields that identify no patient.
     report_group
         A group to share the night's report folder with (0750/0640); None: private.
+    resources
+        Worker processes and bundle limits (``Settings.resources``; None: the defaults).
 
     Returns
     -------
@@ -281,12 +287,13 @@ def run_night(
                 {name: _groups_or_none(engine, name, min_cell) for name in REPORTS} if before.patients else {}
             )
             state.start(before, {"studies_before": studies_before, "bundles": []})
-        for path, site, _exported, problem in _order(waiting_bundles(inbox)):
-            outcome = _take(engine, inbox, today, path, site, problem, key)
+        res = resources or Resources()
+        for path, site, _exported, problem in _order(waiting_bundles(inbox), Limits.of(res.limits)):
+            outcome = _take(engine, inbox, today, path, (site, problem), key, res)
             result.bundles.append(outcome)
             state.save({"studies_before": studies_before, "bundles": [asdict(b) for b in result.bundles]})
             log("bundle", {k: v for k, v in asdict(outcome).items() if k != "moved_to"})
-        derived = derive_pending(engine)
+        derived = derive_pending(engine, workers=res.derive_workers)
         log("derived", {"patients": derived.patients, "rules_version": derived.rules_version})
         runs = [b.run_id for b in result.bundles if b.run_id is not None and b.status == RunStatus.SUCCEEDED]
         gross = gross_changes(before, snapshot(engine), touched_patients(engine, runs))
@@ -324,15 +331,23 @@ def run_night(
 
 
 def _take(
-    engine: Engine, inbox: Path, today: str, path: Path, site: str | None, problem: str | None, key: bytes
+    engine: Engine,
+    inbox: Path,
+    today: str,
+    path: Path,
+    found: tuple[str | None, str | None],
+    key: bytes,
+    resources: Resources,
 ) -> BundleOutcome:
-    """Load one waiting bundle (without deriving) and move it to processed/ or rejected/."""
+    """Load one waiting bundle (without deriving) and move it to processed/ or rejected/;
+    ``found`` is its site and the problem its manifest had, if any."""
+    site, problem = found
     outcome = BundleOutcome(path.name, site, RunStatus.REFUSED)
     if problem is not None:
         outcome.message = problem
     else:
         try:
-            s = run_bundle(engine, path, key, derive=False)
+            s = run_bundle(engine, path, key, derive=False, resources=resources)
         except (LockHeld, Interrupted):
             raise  # the night's problem, not the bundle's: it stays in the inbox
         except RegistryError as exc:

@@ -105,10 +105,9 @@ def db_rekey(ctx: Context, bundles: tuple[str, ...], yes: bool) -> None:
     Example: REGISTRY_NEW_PSEUDONYM_KEY=... registry db rekey /srv/inbox/site-a.zip --yes
     """
     from etl.rekey import rekey
-    from registry.core.config import new_pseudonym_key
     from registry.derive.run import derive_pending
 
-    new = new_pseudonym_key()
+    new = ctx.settings.new_pseudonym_key
     if not new:
         raise ConfigError(
             "no new key: set REGISTRY_NEW_PSEUDONYM_KEY in the environment",
@@ -120,12 +119,18 @@ def db_rekey(ctx: Context, bundles: tuple[str, ...], yes: bool) -> None:
             hint="back the database up, then add --yes",
         )
     engine = ctx.ready_engine()
-    result = rekey(engine, [Path(b) for b in bundles], ctx.settings.require_key(), new.encode("utf-8"))
+    result = rekey(
+        engine,
+        [Path(b) for b in bundles],
+        ctx.settings.require_key(),
+        new.encode("utf-8"),
+        limits=ctx.settings.resources.limits,
+    )
     ctx.note(
         f"re-keyed {result.mapped} pseudonyms from the bundles; {result.orphaned} of records no bundle "
         "holds any more given unlinkable new pseudonyms"
     )
-    derived = derive_pending(engine)
+    derived = derive_pending(engine, workers=ctx.settings.resources.derive_workers)
     click.echo(
         f"re-keyed; {derived.patients} patients derived again. Now set REGISTRY_PSEUDONYM_KEY to the new key."
     )

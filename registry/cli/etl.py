@@ -98,6 +98,7 @@ def etl_run(
             derive=not no_derive,
             max_quarantine_rate=max_quarantine_rate,
             columns_gone=frozenset(c.strip().lower() for c in columns_gone),
+            resources=ctx.settings.resources,
         )
     except RegistryError as exc:
         if fmt == "json":  # a scheduler reading stdout gets JSON on failure too
@@ -142,7 +143,14 @@ def etl_validate(ctx: Context, bundle: str, quarantine_csv: str | None, fmt: str
 
     key = ctx.settings.require_key(demo=True)
     target = check_output(quarantine_csv) if quarantine_csv else None
-    summary = run_bundle(ctx.existing_engine(), bundle, key, dry_run=True, progress=_progress(ctx))
+    summary = run_bundle(
+        ctx.existing_engine(),
+        bundle,
+        key,
+        dry_run=True,
+        progress=_progress(ctx),
+        resources=ctx.settings.resources,
+    )
     if target is not None:
         write_quarantine_csv(((None, q) for q in summary.quarantine), target)
     for w in summary.warnings:

@@ -107,6 +107,7 @@ def nightly(
         dq_thresholds=ctx.settings.dq_thresholds,
         log=log,
         report_group=ctx.settings.report_group,
+        resources=ctx.settings.resources,
     )
     if fmt == "json":
         echo_json(result.to_json())

@@ -34,7 +34,12 @@ def derive(ctx: Context, all_patients: bool, workers: int | None) -> None:
             click.echo(f"\r  derived {done:,}/{total:,} patients", err=True, nl=False)
 
     try:
-        res = derive_pending(engine, all_patients=all_patients, progress=progress, workers=workers)
+        res = derive_pending(
+            engine,
+            all_patients=all_patients,
+            progress=progress,
+            workers=workers or ctx.settings.resources.derive_workers,
+        )
     finally:
         if ctx.interactive:  # end the progress line (also before an interruption's message)
             click.echo("", err=True)

@@ -1,10 +1,10 @@
 """Configuration: command line > environment > optional TOML file > defaults.
 
-The one module that reads the environment: the settings a command starts from
-(``load_settings``) and the few operational knobs read where they apply (worker counts, bundle
-limits, the new key of a re-keying). The pseudonym key is
-read from ``REGISTRY_PSEUDONYM_KEY`` (or the config file) and is never written to the database
-or to logs.
+The one module that reads the environment: ``load_settings`` builds one ``Settings`` (the
+database, the pseudonym key, data-quality thresholds, the report group and the run's
+``Resources``: worker counts and bundle limits) that the command line passes down; nothing
+below reads a variable. The pseudonym key is read from ``REGISTRY_PSEUDONYM_KEY`` (or the
+config file) and is never written to the database or to logs.
 """
 
 from __future__ import annotations
@@ -36,6 +36,22 @@ MIN_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a run may use: worker processes (None: the machine's cores) and bundle limits
+    overriding the defaults (``etl.bundle.Limits``: member_bytes, bundle_bytes, ratio,
+    line_chars). The library's functions take one; the defaults are every production default."""
+
+    load_workers: int | None = None
+    derive_workers: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+
+    def workers(self, kind: str) -> int:
+        """Worker processes for ``kind`` (``load``, ``derive``): as set, else the cores."""
+        setting = self.load_workers if kind == "load" else self.derive_workers
+        return setting if setting else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The configuration in force and where each value came from (never the key's value in output)."""
 
@@ -48,6 +64,9 @@ class Settings:
     dq_thresholds: dict[str, float] = field(default_factory=dict)
     # the group reports are shared with (0640); None: reports are private like everything else
     report_group: str | None = None
+    resources: Resources = field(default_factory=Resources)
+    # the new key of a re-keying (REGISTRY_NEW_PSEUDONYM_KEY; never on a command line)
+    new_pseudonym_key: str | None = field(default=None, repr=False)
 
     def require_key(self, *, demo: bool = False) -> bytes:
         if self.pseudonym_key:
@@ -162,24 +181,28 @@ def load_settings(
         dq_thresholds=dict(cfg.get("dq_thresholds", {})),  # type: ignore[call-overload]
         report_group=env.get(ENV_REPORT_GROUP)
         or (str(cfg["report_group"]) if cfg.get("report_group") else None),
+        resources=resources_from(env),
+        new_pseudonym_key=env.get(ENV_NEW_PSEUDONYM_KEY) or None,
     )
 
 
-def worker_count(kind: str, environ: dict[str, str] | None = None) -> int:
-    """Worker processes for ``kind`` (``derive``, ``load``): REGISTRY_DERIVE_WORKERS or
-    REGISTRY_LOAD_WORKERS when a whole number, else the machine's cores."""
+def resources_from(environ: dict[str, str] | os._Environ[str] | None = None) -> Resources:
+    """The run's resources from the environment: REGISTRY_LOAD_WORKERS and
+    REGISTRY_DERIVE_WORKERS (whole numbers; anything else: the cores) and the bundle limits
+    ``ENV_LIMITS`` (numbers, else ``ConfigError``)."""
     env = os.environ if environ is None else environ
-    setting = env.get(ENV_WORKERS[kind], "").strip()
-    return int(setting) if setting.isdigit() else (os.cpu_count() or 1)
 
+    def workers(kind: str) -> int | None:
+        setting = env.get(ENV_WORKERS[kind], "").strip()
+        return int(setting) if setting.isdigit() and int(setting) > 0 else None
 
-def limit_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The bundle limits set in the environment (``ENV_LIMITS``), as written: field -> text."""
-    env = os.environ if environ is None else environ
-    return {field_: env[name] for field_, name in ENV_LIMITS.items() if env.get(name)}
-
-
-def new_pseudonym_key(environ: dict[str, str] | None = None) -> str:
-    """The new key of a re-keying (REGISTRY_NEW_PSEUDONYM_KEY; never on a command line)."""
-    env = os.environ if environ is None else environ
-    return env.get(ENV_NEW_PSEUDONYM_KEY, "")
+    limits: dict[str, float] = {}
+    for field_, name in ENV_LIMITS.items():
+        if env.get(name):
+            try:
+                limits[field_] = float(env[name])
+            except ValueError:
+                raise ConfigError(
+                    f"{', '.join(ENV_LIMITS.values())} must be numbers ({name} is not)"
+                ) from None
+    return Resources(load_workers=workers("load"), derive_workers=workers("derive"), limits=limits)

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
-from registry.core.config import worker_count
+from registry.core.config import Resources
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
@@ -118,9 +118,7 @@ def derive_pending(
 def _worker_count(engine: Engine, workers: int | None) -> int:
     if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return 1  # another process cannot see an in-memory database
-    if workers is None:
-        workers = worker_count("derive")
-    return max(1, workers)
+    return max(1, Resources(derive_workers=workers).workers("derive"))
 
 
 def _derive(

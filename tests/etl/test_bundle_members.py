@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.bundle import Bundle
+from etl.bundle import Bundle, Limits
 from etl.pipeline import run_bundle
+from registry.core.config import resources_from
 from registry.core.errors import BundleRefused, ConfigError
 from registry.db.database import make_engine
 from registry.db.setup import prepare
@@ -94,16 +95,33 @@ def test_a_zip_bomb_is_refused_at_once_in_constant_memory(tmp_path: Path) -> Non
     assert seconds < 2 and peak < 20 * 2**20  # nothing was decompressed
 
 
-def test_size_limits_are_configurable_and_checked_before_reading(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_size_limits_are_configurable_and_checked_before_reading(tmp_path: Path) -> None:
     folder = write_bundle(tmp_path / "b")
     Bundle(folder).close()  # the defaults pass an ordinary bundle
-    monkeypatch.setenv("REGISTRY_MAX_MEMBER_BYTES", "300")  # treatments.csv is 484 bytes
     with pytest.raises(BundleRefused) as err:
-        Bundle(folder)
+        Bundle(folder, Limits.of({"member_bytes": 300}))  # treatments.csv is 484 bytes
     assert {p.file for p in err.value.problems} >= {"treatments.csv"}
     assert "over the" in err.value.problems[0].problem and "REGISTRY_MAX_MEMBER_BYTES" in (
         err.value.hint or ""
     )
-    monkeypatch.setenv("REGISTRY_MAX_MEMBER_BYTES", "lots")
     with pytest.raises(ConfigError, match="must be numbers"):
-        Bundle(folder)
+        resources_from({"REGISTRY_MAX_MEMBER_BYTES": "lots"})
+    assert resources_from({"REGISTRY_MAX_MEMBER_BYTES": "300"}).limits == {"member_bytes": 300.0}
+
+
+def test_the_command_reads_the_limits_from_its_settings(cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The environment is read once, into the settings the command passes down: the same
+    bundle loads, and is refused with the member over the limit named, when the variable is
+    set (nothing below the settings reads it)."""
+    from click.testing import CliRunner
+
+    from registry.cli import cli
+
+    folder = write_bundle(tmp_path / "b")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    refused = runner.invoke(cli, ["etl", "run", str(folder)], env={"REGISTRY_MAX_MEMBER_BYTES": "300"})
+    assert refused.exit_code == 65 and "treatments.csv" in refused.output, refused.output
+    bad = runner.invoke(cli, ["etl", "run", str(folder)], env={"REGISTRY_MAX_MEMBER_BYTES": "lots"})
+    assert bad.exit_code == 78 and "must be numbers" in bad.output
+    assert runner.invoke(cli, ["etl", "run", str(folder)]).exit_code == 0

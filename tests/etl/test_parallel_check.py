@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from etl import reading
 from etl.pipeline import run_bundle
 from etl.synth import write_bundle
+from registry.core.config import Resources
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import read_csv, write_csv
 from tests.etl.test_unchanged_rows import state
@@ -81,9 +82,8 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
         return checked(pieces, spec, r, parallel)
 
     monkeypatch.setattr(reading, "_checked_pieces", spy)
-    monkeypatch.setenv("REGISTRY_LOAD_WORKERS", "2")
     monkeypatch.setattr(reading, "PARALLEL_CHECK_BYTES", 0)  # every file without on_valid
-    par = run_bundle(engine, bundle, KEY, chunk_rows=97)
+    par = run_bundle(engine, bundle, KEY, chunk_rows=97, resources=Resources(load_workers=2))
     assert seen == {
         "patients": False,  # feeds the patient facts: checked here
         "follow_up": False,
