@@ -29,8 +29,8 @@ from etl.specs import SPECS
 from etl.synth.patient import CATEGORY_SHARES, GROUPS, PatientRecord, generate_patient
 from registry.contract.rules import RuleCode
 
-# the files the generator writes: every file its patient records hold (not yet the optional
-# labs.csv: a bundle without it is a valid bundle)
+# the files the generator writes: every file its patient records hold (``labs=False`` leaves
+# out the optional labs.csv: a bundle without it is a valid bundle, half the rows)
 GENERATED = tuple(n for n in SPECS if n in {f.name for f in dataclasses.fields(PatientRecord)})
 
 DEFAULT_PATIENTS = 1000
@@ -150,9 +150,13 @@ def write_bundle(
     dirty: bool = False,
     cutoff: dt.date = DEFAULT_CUTOFF,
     progress: Callable[[int], None] | None = None,
+    labs: bool = True,
 ) -> dict[str, Any]:
-    """Write a bundle folder; returns (and stores in synth-truth.json) what was generated."""
+    """Write a bundle folder; returns (and stores in synth-truth.json) what was generated.
+    ``labs=False`` writes no labs.csv (the records and every other file are the same: the
+    laboratory series is drawn from a stream of its own)."""
     out = Path(out)
+    files = tuple(n for n in GENERATED if labs or n != "labs")
     out.mkdir(parents=True, exist_ok=True)
     counts = _category_counts(patients)
     truth: dict[str, Any] = {
@@ -165,7 +169,7 @@ def write_bundle(
     }
     writers = {}
     handles = []
-    for name in GENERATED:
+    for name in files:
         contract = SPECS[name]
         fh = open(out / contract.filename, "w", newline="", encoding="utf-8")  # noqa: SIM115
         handles.append(fh)
@@ -194,7 +198,7 @@ def write_bundle(
                 if holder is not None:
                     recs.append(holder)
             for rec in recs:
-                for name in GENERATED:
+                for name in files:
                     for row in getattr(rec, name):
                         writers[name].writerow(row)
                 truth_w.writerow(_truth_row(rec))
@@ -204,8 +208,7 @@ def write_bundle(
         for fh in handles:
             fh.close()
     truth["extra_patients"] = extra - patients
-    expected_q = dirt.quarantined
-    truth["quarantine"] = expected_q
+    truth["quarantine"] = {name: n for name, n in dirt.quarantined.items() if name in files}
     manifest = {
         "format": "mm-registry-export",
         "format_version": 1,

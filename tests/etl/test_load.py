@@ -344,7 +344,7 @@ def test_json_summary_is_the_only_thing_on_stdout(sqlite_cli_env, tmp_path: Path
 
 
 def test_golden_dirty_bundle_quarantines_exactly_what_was_injected(engine: Engine, tmp_path: Path) -> None:
-    truth = synth_bundle(tmp_path / "g", patients=400, seed=11, dirty=True)
+    truth = synth_bundle(tmp_path / "g", patients=400, seed=11, dirty=True, labs=False)
     s = run_bundle(engine, tmp_path / "g", KEY)
     assert {k: v.quarantined for k, v in s.files.items()} == truth["quarantine"]
     assert sum(truth["quarantine"].values()) > 10

@@ -92,7 +92,7 @@ def _nothing_negative(changes: dict[str, Any]) -> None:
 def test_four_nights_gross_counts_reruns_reorders_and_a_fatal_check(engine: Engine, tmp_path: Path) -> None:
     inbox, reports, source = tmp_path / "inbox", tmp_path / "reports", tmp_path / "source"
     inbox.mkdir()
-    write_bundle(source / "n1", patients=150, seed=5)
+    write_bundle(source / "n1", patients=150, seed=5, labs=False)
     shutil.copytree(source / "n1", inbox / "n1")
     first = run_night(engine, inbox, KEY, reports_dir=reports, night=dt.date(2026, 7, 1))
     assert first.exit_code == 0 and first.changes["patients_added"] == 150
@@ -153,7 +153,7 @@ def test_the_summary_line_names_quarantined_rows_per_file_and_exits_65_on_a_fata
 ) -> None:  # type: ignore[no-untyped-def]
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(tmp_path / "full", patients=120, seed=3)
+    write_bundle(tmp_path / "full", patients=120, seed=3, labs=False)
     _follow_up_missing(tmp_path / "full", inbox / "b", 0.05)
     fields, rows = read_csv(inbox / "b" / "treatments.csv")
     rows[0]["start_date"] = "not a date"
@@ -194,8 +194,8 @@ def test_a_night_that_died_after_a_bundle_is_finished_by_the_next_run(engine: En
     """The re-run reports what the whole night changed, against the last completed night."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(inbox / "a", patients=60, seed=2, site="SITE-A")
-    write_bundle(inbox / "b", patients=40, seed=3, site="SITE-B")
+    write_bundle(inbox / "a", patients=60, seed=2, site="SITE-A", labs=False)
+    write_bundle(inbox / "b", patients=40, seed=3, site="SITE-B", labs=False)
 
     def die(event: str, _fields: dict[str, Any]) -> None:
         if event == "bundle":

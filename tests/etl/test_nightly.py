@@ -53,7 +53,7 @@ def _next_export(src: Path, dst: Path, hours: int) -> tuple[str, str]:
 def test_three_nights_move_report_and_record_what_changed(engine: Engine, tmp_path: Path) -> None:
     inbox, reports, source = tmp_path / "inbox", tmp_path / "reports", tmp_path / "source"
     inbox.mkdir()
-    write_bundle(source / "night1", patients=150, seed=5)
+    write_bundle(source / "night1", patients=150, seed=5, labs=False)
     shutil.copytree(source / "night1", inbox / "site-night1")
 
     first = run_night(engine, inbox, KEY, reports_dir=reports, keep_nights=1, night=NIGHT1)
@@ -113,7 +113,7 @@ def test_three_nights_move_report_and_record_what_changed(engine: Engine, tmp_pa
 def test_a_stale_bundle_beside_a_newer_one_is_refused(engine: Engine, tmp_path: Path) -> None:
     inbox, source = tmp_path / "inbox", tmp_path / "source"
     inbox.mkdir()
-    write_bundle(source / "old", patients=50, seed=1)
+    write_bundle(source / "old", patients=50, seed=1, labs=False)
     _next_export(source / "old", source / "new", hours=24)
     shutil.copytree(source / "new", inbox / "new")
     assert run_night(engine, inbox, KEY, night=NIGHT1).exit_code == 0
@@ -128,8 +128,8 @@ def test_refused_bundles_are_set_aside_with_their_reason_and_the_good_one_loads(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(inbox / "good", patients=60, seed=2)
-    write_bundle(inbox / "broken", patients=60, seed=3, site="SITE-B")
+    write_bundle(inbox / "good", patients=60, seed=2, labs=False)
+    write_bundle(inbox / "broken", patients=60, seed=3, site="SITE-B", labs=False)
     (inbox / "broken" / "patients.csv").unlink()
     result = run_night(engine, inbox, KEY, night=NIGHT1)
     assert result.exit_code == 65
@@ -149,7 +149,7 @@ def test_refused_bundles_are_set_aside_with_their_reason_and_the_good_one_loads(
 def test_cli_json_summary_and_the_lock(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(inbox / "b", patients=40, seed=9)
+    write_bundle(inbox / "b", patients=40, seed=9, labs=False)
     runner = CliRunner()
     with inbox_lock(inbox):
         res = runner.invoke(cli, ["nightly", "--inbox", str(inbox)])
@@ -195,7 +195,7 @@ def test_a_night_killed_mid_load_loses_nothing_and_loads_nothing_twice(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(inbox / "b", patients=80, seed=4)
+    write_bundle(inbox / "b", patients=80, seed=4, labs=False)
     proc = start_paused(db_url, ["nightly", "--inbox", str(inbox)], tmp_path / "paused")  # rows written
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -210,7 +210,7 @@ def test_a_night_killed_mid_load_loses_nothing_and_loads_nothing_twice(
 def test_under_cron_it_prints_one_summary_line_and_nothing_else(sqlite_cli_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_bundle(inbox / "b", patients=40, seed=6)
+    write_bundle(inbox / "b", patients=40, seed=6, labs=False)
     proc = _nightly_process(sqlite_cli_env["REGISTRY_DATABASE_URL"], inbox, {})  # no TTY, no stdin
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -220,7 +220,7 @@ def test_under_cron_it_prints_one_summary_line_and_nothing_else(sqlite_cli_env, 
 def test_a_report_that_cannot_be_released_is_refused_not_written(engine: Engine, tmp_path: Path) -> None:
     inbox, reports = tmp_path / "inbox", tmp_path / "reports"
     inbox.mkdir()
-    write_bundle(inbox / "site-night1", patients=60, seed=3)  # a cohort of a few dozen patients
+    write_bundle(inbox / "site-night1", patients=60, seed=3, labs=False)  # a cohort of a few dozen patients
     night = run_night(engine, inbox, KEY, reports_dir=reports, night=NIGHT1, min_cell=500)
     assert [b.status for b in night.bundles] == ["succeeded"]
     reason = night.reports_refused["lenalidomide-relapse"]
@@ -234,7 +234,7 @@ def test_a_report_that_cannot_be_released_is_refused_not_written(engine: Engine,
 def test_the_night_record_shows_no_count_below_the_threshold(engine: Engine, tmp_path: Path) -> None:
     inbox, reports = tmp_path / "inbox", tmp_path / "reports"
     inbox.mkdir()
-    write_bundle(inbox / "site-night1", patients=1000, seed=4)
+    write_bundle(inbox / "site-night1", patients=1000, seed=4, labs=False)
     night = run_night(engine, inbox, KEY, reports_dir=reports, night=NIGHT1, min_cell=50)
     saved = json.loads((reports / "2026-07-01" / "changes.json").read_text())
 

@@ -95,7 +95,7 @@ def test_clean_default_bundle_gives_the_published_group_sizes(tmp_path: Path) ->
     from registry.db.setup import prepare
     from registry.reports.study import build_study_report
 
-    write_bundle(tmp_path / "b", patients=1000, seed=1)
+    write_bundle(tmp_path / "b", patients=1000, seed=1, labs=False)
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     prepare(engine)
     assert run_bundle(engine, tmp_path / "b", b"k" * 20).quarantined == 0

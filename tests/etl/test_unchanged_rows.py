@@ -82,7 +82,7 @@ def rows_of(path: Path, patients: set[str]) -> int:
 
 
 def test_ordinary_changes_skip_every_unchanged_row(engine: Engine, twin: Engine, tmp_path: Path) -> None:
-    write_bundle(tmp_path / "n1", patients=80, seed=8)
+    write_bundle(tmp_path / "n1", patients=80, seed=8, labs=False)
     first = load_both(engine, twin, tmp_path / "n1")
     assert all(f.unchanged_rows == 0 for f in first.files.values())  # nothing stored yet
 
@@ -112,7 +112,7 @@ def test_ordinary_changes_skip_every_unchanged_row(engine: Engine, twin: Engine,
 def test_a_patient_whose_own_rows_changed_has_every_row_read_again(
     engine: Engine, twin: Engine, tmp_path: Path
 ) -> None:
-    write_bundle(tmp_path / "n1", patients=80, seed=9)
+    write_bundle(tmp_path / "n1", patients=80, seed=9, labs=False)
     load_both(engine, twin, tmp_path / "n1")
     _, treatments = read_csv(tmp_path / "n1" / "treatments.csv")
     owners = list(dict.fromkeys(r["patient_id"] for r in treatments))
@@ -146,7 +146,7 @@ def test_a_patient_whose_own_rows_changed_has_every_row_read_again(
 def test_a_new_duplicate_of_an_unchanged_row_reads_the_file_in_full(
     engine: Engine, twin: Engine, tmp_path: Path
 ) -> None:
-    write_bundle(tmp_path / "n1", patients=60, seed=10)
+    write_bundle(tmp_path / "n1", patients=60, seed=10, labs=False)
     load_both(engine, twin, tmp_path / "n1")
 
     def edit(d: Path) -> None:
@@ -171,7 +171,7 @@ def test_a_new_duplicate_of_an_unchanged_row_reads_the_file_in_full(
 
 
 def test_quarantined_rows_and_an_earlier_cutoff(engine: Engine, twin: Engine, tmp_path: Path) -> None:
-    write_bundle(tmp_path / "n1", patients=60, seed=11)
+    write_bundle(tmp_path / "n1", patients=60, seed=11, labs=False)
     load_both(engine, twin, tmp_path / "n1")
 
     def break_one(d: Path) -> None:
@@ -255,7 +255,7 @@ def test_changed_files_checked_against_the_registry_patients_as_against_the_file
     """Patient files delivered again unchanged (and read cleanly before) are not read: the
     changed files are checked against the registry's current patients. Every cross-file rule
     then decides as if the patient files had been read (the twin reads everything, forced)."""
-    write_bundle(tmp_path / "n1", patients=80, seed=12)
+    write_bundle(tmp_path / "n1", patients=80, seed=12, labs=False)
     load_both(engine, twin, tmp_path / "n1")
     _, patients = read_csv(tmp_path / "n1" / "patients.csv")
     _, follow_up = read_csv(tmp_path / "n1" / "follow_up.csv")
