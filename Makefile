@@ -16,7 +16,7 @@ demo: $(STAMP)  ## synthetic bundle -> ETL -> derivations -> study report, into 
 	$(BIN)/registry demo --out demo --yes
 
 test: $(STAMP)  ## the whole suite on SQLite and PostgreSQL
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-sqlite: $(STAMP)
 	$(BIN)/python -m pytest -q --engines sqlite
