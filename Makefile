@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## synthetic bundle -> ETL -> derivations -> study report, into ./demo/
 	$(BIN)/registry demo --out demo --yes
 
+TEST_WORKERS ?= 2  # pytest-xdist processes (the CI machine has two cores; 0: one process)
+
 test: $(STAMP)  ## the whole suite on SQLite and PostgreSQL
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 test-sqlite: $(STAMP)
 	$(BIN)/python -m pytest -q --engines sqlite
