@@ -163,15 +163,7 @@ def load_settings(
             hint="use sqlite:///PATH or postgresql://USER@HOST/DB (postgres:// works too)",
         )
 
-    key: str | None
-    if env.get(ENV_PSEUDONYM_KEY):
-        key, key_source = env[ENV_PSEUDONYM_KEY], ENV_PSEUDONYM_KEY
-    elif cfg.get("pseudonym_key"):
-        key, key_source = str(cfg["pseudonym_key"]), f"config file {cfg_path}"
-    else:
-        key, key_source = None, None
-    if key is not None and len(key) < MIN_KEY_LENGTH:
-        raise ConfigError(f"the pseudonym key from {key_source} is shorter than {MIN_KEY_LENGTH} characters")
+    key, key_source = _pseudonym_key(env, cfg, cfg_path)
     return Settings(
         database_url=url,
         database_url_source=source,
@@ -184,6 +176,22 @@ def load_settings(
         resources=resources_from(env),
         new_pseudonym_key=env.get(ENV_NEW_PSEUDONYM_KEY) or None,
     )
+
+
+def _pseudonym_key(
+    env: dict[str, str] | os._Environ[str], cfg: dict[str, object], cfg_path: Path | None
+) -> tuple[str | None, str | None]:
+    """The pseudonym key and where it came from: the environment, else the config file."""
+    key: str | None
+    if env.get(ENV_PSEUDONYM_KEY):
+        key, key_source = env[ENV_PSEUDONYM_KEY], ENV_PSEUDONYM_KEY
+    elif cfg.get("pseudonym_key"):
+        key, key_source = str(cfg["pseudonym_key"]), f"config file {cfg_path}"
+    else:
+        key, key_source = None, None
+    if key is not None and len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"the pseudonym key from {key_source} is shorter than {MIN_KEY_LENGTH} characters")
+    return key, key_source
 
 
 def resources_from(environ: dict[str, str] | os._Environ[str] | None = None) -> Resources:
