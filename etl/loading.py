@@ -452,12 +452,32 @@ class Load:
             raise BundleRefused([Problem("manifest.json", "another run loaded this bundle meanwhile")])
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, self.key, run_id)
+        spent = {"changelog_s": 0.0, "upsert_s": 0.0}
         for name in FILE_ORDER:
             # the change log (which flags the changed records' patients), then the upsert
+            t1 = time.perf_counter()
             logged = summary.files[name].changed = load.log_changes(conn, name, run_id)
+            t2 = time.perf_counter()
             load.merge(conn, name, only_new=load.only_added(conn, name, run_id, logged))
+            spent["changelog_s"] += t2 - t1
+            spent["upsert_s"] += time.perf_counter() - t2
         checkpoints.reached("merge")
+        t1 = time.perf_counter()
         self._retire(conn)
+        spent["retire_s"] = time.perf_counter() - t1
+        dangling = load.dangling_references(conn)  # nothing commits that refers to nothing
+        if dangling:
+            raise BundleRefused(
+                [
+                    Problem(
+                        f"{k.split('.')[0]}.csv",
+                        f"{n} merged records name a {k.split('.')[1]} the registry does not have",
+                    )
+                    for k, n in dangling.items()
+                ],
+                hint="a fault of the registry's checks, not of the bundle: nothing was changed; report it",
+            )
+        summary.timings.update({k: round(v, 3) for k, v in spent.items()})  # parts of merge_s
         checkpoints.reached("retire")
         refresh_statistics(
             conn,

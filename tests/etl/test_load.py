@@ -735,3 +735,48 @@ def test_a_first_load_flags_its_patients_once(engine: Engine, tmp_path: Path) ->
     assert any("record_changes" in statement for statement in flagging)  # looked up again
     with engine.connect() as conn:  # (the reload changed nothing: nobody flagged)
         assert conn.execute(text("SELECT COUNT(*) FROM patients WHERE needs_derivation")).scalar() == 0
+
+
+def test_a_merged_record_naming_no_patient_refuses_the_bundle(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event tables carry no foreign key to patients (a trigger a row): before the commit
+    every merged record is checked against patients and drugs at once. With the orphan rule
+    broken on purpose, a treatment of a patient nobody delivered is refused there, by file and
+    column, and nothing is written; with the rule in force the same row is quarantined."""
+    from etl import validate
+    from registry.contract.rules import RuleCode
+
+    rows = base_rows()
+    rows["treatments"].append(
+        {
+            "treatment_id": "RX-ORPHAN",
+            "patient_id": "MRN-9999",
+            "drug": "lenalidomide",
+            "start_date": "2021-01-01",
+        }
+    )
+    original = validate._patient_link
+
+    def without_orphan_rule(c, facts, keys):  # type: ignore[no-untyped-def]
+        add = c.log.add
+        c.log.add = lambda mask, column, raw, code, *a: (
+            None if code == RuleCode.ORPHAN else add(mask, column, raw, code, *a)
+        )
+        try:
+            original(c, facts, keys)
+        finally:
+            c.log.add = add
+
+    monkeypatch.setattr(validate, "_patient_link", without_orphan_rule)
+    with pytest.raises(BundleRefused) as err:
+        run_bundle(engine, write_bundle(tmp_path / "b", rows), KEY)
+    assert [(p.file, p.problem) for p in err.value.problems] == [
+        ("treatments.csv", "1 merged records name a patient_key the registry does not have")
+    ]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Patient)) == 0
+        assert conn.scalar(select(func.count()).select_from(Treatment)) == 0
+    monkeypatch.setattr(validate, "_patient_link", original)
+    s = run_bundle(engine, write_bundle(tmp_path / "b2", rows), KEY)
+    assert s.files["treatments"].quarantined == 1 and s.status == "succeeded"

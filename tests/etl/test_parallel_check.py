@@ -115,7 +115,7 @@ def test_workers_check_a_large_file_exactly_as_one_process_does(
 
 def test_the_load_reports_its_stages_without_counting_any_twice(engine: Engine, tmp_path: Path) -> None:
     """The run's timings name each stage of reading the files (read, validate, pseudonymise,
-    map, stage) besides the merge and the derivation; in one process they are disjoint parts
+    map, stage) besides the merge (with its parts) and the derivation; in one process they are disjoint parts
     of the load, so they add up to no more than it (pseudonyms made while validating are the
     pseudonymise stage's, not the validate stage's)."""
     write_bundle(tmp_path / "b", patients=150, seed=32, labs=False)
@@ -124,3 +124,6 @@ def test_the_load_reports_its_stages_without_counting_any_twice(engine: Engine, 
     assert all(v > 0 for v in stages.values()), stages
     assert sum(stages.values()) + s.timings["merge_s"] <= s.timings["load_s"], (stages, s.timings)
     assert s.timings["derive_s"] > 0
+    # the merge's parts: the change log, the upserts and retirement, within it
+    parts = [s.timings[k] for k in ("changelog_s", "upsert_s", "retire_s")]
+    assert all(v > 0 for v in parts[:2]) and sum(parts) <= s.timings["merge_s"], s.timings

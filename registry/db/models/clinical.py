@@ -25,7 +25,10 @@ class SourceRow:
 
     ``run_id`` refers to ``etl_runs`` but carries no foreign-key constraint: ledger rows are
     never deleted, and on PostgreSQL the per-row constraint trigger cost about a fifth of a
-    large merge (docs/benchmarks.md)."""
+    large merge (docs/benchmarks.md). For the same reason the event tables' ``patient_key``
+    (and ``treatments.drug_id``) carry none: the load checks each record's patient (the orphan
+    rule) and, before it commits, every merged record against ``patients`` and ``drugs`` at
+    once (``etl.load.check_references``); patients are never deleted, only retired."""
 
     run_id: Mapped[int] = mapped_column(Id, doc="the ETL run that last wrote the row (etl_runs)")
     source_row: Mapped[int] = mapped_column(
@@ -89,9 +92,7 @@ class Transplant(SourceRow, Base):
 
     __tablename__ = "transplants"
     transplant_key: Mapped[str] = mapped_column(KEY, primary_key=True)
-    patient_key: Mapped[str] = mapped_column(
-        KEY, ForeignKey("patients.patient_key"), index=True, doc=PATIENT_KEY_DOC
-    )
+    patient_key: Mapped[str] = mapped_column(KEY, index=True, doc=PATIENT_KEY_DOC)
     transplant_date: Mapped[dt.date] = mapped_column(Date, doc="day 0: the stem-cell infusion")
     transplant_type: Mapped[str] = mapped_column(String(12), doc="autologous or allogeneic")
     conditioning_agent: Mapped[str | None] = mapped_column(String(80), doc="conditioning agent as recorded")
@@ -109,12 +110,12 @@ class Treatment(SourceRow, Base):
     __tablename__ = "treatments"
     treatment_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     # indexed by ix_treatments_patient_start (patient_key first)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
+    patient_key: Mapped[str] = mapped_column(KEY, doc=PATIENT_KEY_DOC)
     drug_raw: Mapped[str] = mapped_column(
         String(200), doc="the drug as delivered (a name, never an identifier)"
     )
     drug_id: Mapped[int | None] = mapped_column(
-        Id, ForeignKey("drugs.drug_id"), index=True, doc="the vocabulary's drug (drugs); null when unmapped"
+        Id, index=True, doc="the vocabulary's drug (drugs); null when unmapped"
     )
     start_date: Mapped[dt.date] = mapped_column(Date, doc="first day")
     end_date: Mapped[dt.date | None] = mapped_column(Date, doc="last day; null when ongoing")
@@ -134,7 +135,7 @@ class DiseaseEvent(SourceRow, Base):
     __tablename__ = "disease_events"
     event_key: Mapped[str] = mapped_column(KEY, primary_key=True)
     # indexed by ix_disease_events_patient_date (patient_key first)
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
+    patient_key: Mapped[str] = mapped_column(KEY, doc=PATIENT_KEY_DOC)
     event_date: Mapped[dt.date] = mapped_column(Date, doc="the date of the event")
     event_type: Mapped[str] = mapped_column(String(24), doc="response_assessment, progression or relapse")
     response: Mapped[str | None] = mapped_column(String(4), doc="the recorded IMWG response (sCR ... PD)")
@@ -159,7 +160,7 @@ class LabResult(SourceRow, Base):
 
     __tablename__ = "labs"
     lab_key: Mapped[str] = mapped_column(KEY, primary_key=True, doc="the sample row's pseudonym")
-    patient_key: Mapped[str] = mapped_column(KEY, ForeignKey("patients.patient_key"), doc=PATIENT_KEY_DOC)
+    patient_key: Mapped[str] = mapped_column(KEY, doc=PATIENT_KEY_DOC)
     sample_date: Mapped[dt.date] = mapped_column(Date, doc="the date the sample was taken")
     test: Mapped[str] = mapped_column(String(32), doc="the test's code (registry.core.labs)")
     value_text: Mapped[str] = mapped_column(String(64), doc="the value as delivered (e.g. <0.1)")
