@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindpara
 
 from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_csv, copy_rows, csv_block
-from registry.db.models import Base, FollowUp, Patient
+from registry.db.models import Base, Drug, FollowUp, Patient
 
 # target table and primary key column, per loaded file (from the file specs)
 TARGETS: dict[str, tuple[str, str]] = {name: (spec.target, spec.key) for name, spec in SPECS.items()}
@@ -90,7 +90,10 @@ def index_stage(conn: Connection, name: str) -> None:
 
 # columns that refer to another table without a foreign-key constraint (a trigger a row cost
 # half of a large first insert on PostgreSQL): every merged record is checked at once instead
-REFERENCES = {"patient_key": ("patients", "patient_key"), "drug_id": ("drugs", "drug_id")}
+REFERENCES = {
+    "patient_key": (Patient.__tablename__, "patient_key"),
+    "drug_id": (Drug.__tablename__, "drug_id"),
+}
 
 
 def dangling_references(conn: Connection) -> dict[str, int]:
