@@ -33,10 +33,11 @@ def in_order(
         yield done, result.get()
 
 
-def end_with_parent() -> None:
-    """Linux: a worker ends (SIGTERM, quietly) when the process that forked it dies, instead of
-    living on as an orphan that writes broken-pipe tracebacks."""
-    parent = os.getppid()
+def end_with_parent(parent: int) -> None:
+    """Linux: a worker ends (SIGTERM, quietly) when the process that forked it (``parent``,
+    its pid taken before the fork) dies, instead of living on as an orphan that writes
+    broken-pipe tracebacks. The pid comes from the parent: read in the worker, it would already
+    be the reaper's when the parent died before the worker first ran (seen under load)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -62,10 +63,12 @@ def forked_pool(
     unblocked once the pool is in place: a Ctrl-C that came meanwhile is raised then, inside the
     block, whose end (an interruption included) terminates the workers."""
 
+    parent = os.getpid()
+
     def start(*args: Any) -> None:
         ignore_interrupts()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        end_with_parent()
+        end_with_parent(parent)
         if initializer is not None:
             initializer(*args)
 

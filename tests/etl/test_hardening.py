@@ -307,6 +307,22 @@ def test_a_kill_after_the_commit_leaves_the_run_recorded_as_succeeded(
     assert statuses == ["succeeded", "succeeded"] and pending == 0
 
 
+def test_a_worker_whose_parent_died_before_it_ran_ends_at_once() -> None:
+    """A worker first scheduled after its parent died (a loaded machine: two workers lived on
+    as orphans once) has been re-parented already; it is told its parent's pid from before the
+    fork, sees the difference and ends, instead of taking the reaper for its parent."""
+    from registry.core.parallel import end_with_parent
+
+    child = os.fork()
+    if child == 0:  # the worker, told of a parent it no longer has
+        try:
+            end_with_parent(os.getppid() + 1_000_000)
+        finally:
+            os._exit(3)  # reached only if it did not end
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_pool_workers_end_with_the_process_that_forked_them(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(
