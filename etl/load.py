@@ -96,11 +96,11 @@ REFERENCES = {
 }
 
 
-def dangling_references(conn: Connection) -> dict[str, int]:
+def dangling_references(conn: Connection) -> dict[tuple[str, str], int]:
     """The staged records of each file (what the merge wrote) whose patient or drug the
-    registry does not have, counted by ``file.column``: one anti-join a column, run before the
+    registry does not have, counted by (file, column): one anti-join a column, run before the
     commit. Empty when the load kept its promise (the orphan rule quarantines such rows)."""
-    out: dict[str, int] = {}
+    out: dict[tuple[str, str], int] = {}
     for name, spec in SPECS.items():
         if name == ROOT:
             continue
@@ -115,7 +115,7 @@ def dangling_references(conn: Connection) -> dict[str, int]:
                 )
             ).scalar_one()
             if n:
-                out[f"{name}.{column}"] = int(n)
+                out[(name, column)] = int(n)
     return out
 
 

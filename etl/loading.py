@@ -470,10 +470,9 @@ class Load:
             raise BundleRefused(
                 [
                     Problem(
-                        f"{k.split('.')[0]}.csv",
-                        f"{n} merged records name a {k.split('.')[1]} the registry does not have",
+                        SPECS[name].filename, f"{n} merged records name a {column} the registry does not have"
                     )
-                    for k, n in dangling.items()
+                    for (name, column), n in dangling.items()
                 ],
                 hint="a fault of the registry's checks, not of the bundle: nothing was changed; report it",
             )

@@ -72,7 +72,7 @@ def _bundle_map(path: Path, old: bytes, new: bytes, limits: Limits) -> dict[str,
         before, after = Pseudonymiser(old, manifest.site_id), Pseudonymiser(new, manifest.site_id)
         for spec in SPECS.values():
             header = read_header(bundle, spec)
-            id_cols = {"patient_id": "patient", spec.id_column: spec.namespace}
+            id_cols = spec.source_ids
             for chunk in iter_chunks(bundle, spec, header):
                 for col, ns in id_cols.items():
                     if col not in chunk.frame.columns:

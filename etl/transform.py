@@ -102,7 +102,7 @@ def quarantine_row(
     # a value ends at its first line break: what a stray quote swallowed after it (other
     # records and their ids) is not stored, not even here
     data = {k: first_line(v) if isinstance(v, str) else v for k, v in raw.items()}
-    id_cols = {"patient_id": "patient", contract.id_column: contract.namespace}
+    id_cols = contract.source_ids
     for col, ns in id_cols.items():
         if data.get(col):
             data[col] = pseudo.one(ns, str(data[col]))
@@ -119,7 +119,7 @@ def finding_rows(
     """Advisory findings on loaded rows, as ``input_findings`` rows (without the run id): the
     row's key and patient as pseudonyms, source ids in values pseudonymised too."""
     out = []
-    id_cols = {"patient_id": "patient", contract.id_column: contract.namespace}
+    id_cols = contract.source_ids
     for row_number, reasons in findings.items():
         for r in reasons:
             value = r.value

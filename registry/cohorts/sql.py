@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
@@ -33,20 +33,34 @@ def _date_literal(dialect: str, d: dt.date) -> str:
     return f"'{d.isoformat()}'" if dialect == "sqlite" else f"DATE '{d.isoformat()}'"
 
 
-def drug_columns(drug: str) -> dict[str, str]:
-    """The per-drug facts a cohort declaring ``drug`` gets (column -> description), read from
-    the derivation's generic per-drug tables (line_drugs, relapse_refractoriness)."""
-    c = drug_column_stem(drug)
-    return {
-        f"{c}_maintenance": f"line-1 maintenance contained {drug}",
-        f"l2_{c}": f"the second line's first regimen contains {drug}",
-        f"relapse_{c}_refractory": f"refractory to {drug} at the first relapse after transplant",
-        f"relapse_{c}_free_days": f"days from the last {drug} to that relapse (0 if running; null: never)",
-    }
+class DrugColumns(NamedTuple):
+    """The per-drug facts a cohort declaring a drug gets, by column name (read from the
+    derivation's generic per-drug tables, line_drugs and relapse_refractoriness)."""
+
+    maintenance: str  # <drug>_maintenance
+    l2: str  # l2_<drug>
+    refractory: str  # relapse_<drug>_refractory
+    free_days: str  # relapse_<drug>_free_days
 
 
 def drug_column_stem(drug: str) -> str:
     return drug.replace(" ", "_").replace("-", "_")
+
+
+def drug_columns(drug: str) -> DrugColumns:
+    c = drug_column_stem(drug)
+    return DrugColumns(f"{c}_maintenance", f"l2_{c}", f"relapse_{c}_refractory", f"relapse_{c}_free_days")
+
+
+def drug_descriptions(drug: str) -> dict[str, str]:
+    """Each per-drug column of ``drug`` with its description (the analysts' view)."""
+    cols = drug_columns(drug)
+    return {
+        cols.maintenance: f"line-1 maintenance contained {drug}",
+        cols.l2: f"the second line's first regimen contains {drug}",
+        cols.refractory: f"refractory to {drug} at the first relapse after transplant",
+        cols.free_days: f"days from the last {drug} to that relapse (0 if running; null: never)",
+    }
 
 
 def _drug_facts_sql(drugs: tuple[str, ...]) -> tuple[str, str, str]:
@@ -55,7 +69,7 @@ def _drug_facts_sql(drugs: tuple[str, ...]) -> tuple[str, str, str]:
     subquery: SQLite would run one per patient)."""
     ctes, columns, joins = [], [], []
     for i, drug in enumerate(drugs):
-        maintenance, l2, refractory, free = drug_columns(drug)
+        cols = drug_columns(drug)
         named = f"JOIN drugs dg ON dg.drug_id = x.drug_id AND dg.generic_name = '{drug}'"
         ctes.append(
             f"""ld{i} AS (
@@ -69,10 +83,11 @@ def _drug_facts_sql(drugs: tuple[str, ...]) -> tuple[str, str, str]:
     ),"""
         )
         columns += [
-            f"CASE WHEN ld{i}.m = 1 THEN TRUE ELSE FALSE END AS {maintenance}",
-            f"CASE WHEN ld{i}.l2 = 1 THEN TRUE ELSE FALSE END AS {l2}",
-            f"CASE WHEN r.relapse_id IS NOT NULL THEN COALESCE(rr{i}.refractory, FALSE) END AS {refractory}",
-            f"rr{i}.free_interval_days AS {free}",
+            f"CASE WHEN ld{i}.m = 1 THEN TRUE ELSE FALSE END AS {cols.maintenance}",
+            f"CASE WHEN ld{i}.l2 = 1 THEN TRUE ELSE FALSE END AS {cols.l2}",
+            f"CASE WHEN r.relapse_id IS NOT NULL THEN COALESCE(rr{i}.refractory, FALSE) END "
+            f"AS {cols.refractory}",
+            f"rr{i}.free_interval_days AS {cols.free_days}",
         ]
         joins += [
             f"LEFT JOIN ld{i} ON ld{i}.patient_key = p.patient_key",
@@ -281,7 +296,7 @@ def view_descriptions(defn: CohortDefinition) -> list[tuple[str, str]]:
     """(column, description) of every column of the cohort's analysts' view, in order."""
     described = dict(EXPORT_DESCRIPTIONS)
     for drug in defn.drugs:
-        described.update(drug_columns(drug))
+        described.update(drug_descriptions(drug))
     for i, step in enumerate(defn.steps, start=1):
         described[f"step_{i}"] = f"1 when the patient passes steps 1-{i} (step {i}: {step.label})"
     described["study_group"] = "; ".join(f"{g.name} = {g.label}" for g in defn.groups)
@@ -417,10 +432,10 @@ def read_cohort(
     ):
         df[col] = pd.to_datetime(df[col]).dt.date
     for drug in defn.drugs:
-        maintenance, l2, refractory, free = drug_columns(drug)
-        for col in (maintenance, l2, refractory):
+        cols = drug_columns(drug)
+        for col in (cols.maintenance, cols.l2, cols.refractory):
             df[col] = df[col].astype("boolean")
-        df[free] = df[free].astype("Int64")
+        df[cols.free_days] = df[cols.free_days].astype("Int64")
     if baseline:
         df = df.merge(read_baseline_facts(engine), on="patient_key", how="left")
     return df

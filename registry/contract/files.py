@@ -39,12 +39,19 @@ class InputFile:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+    @property
+    def source_ids(self) -> dict[str, str]:
+        """The file's source-id columns and the pseudonym namespace of each: its patient's and
+        its own (the same column for the patients and follow-up files)."""
+        return {PATIENT_ID.name: ROOT_NAMESPACE, self.id_column: self.namespace}
+
     def has(self, kind: str) -> bool:
         """Whether a column of this kind (id, date, number, code, text) is in the file."""
         return any(c.kind == kind for c in self.columns)
 
 
 PATIENT_ID = Column("patient_id", "id", True, description="must exist in patients.csv")
+ROOT_NAMESPACE = "patient"  # the pseudonym namespace of a patient's id, in every file
 FISH_COLUMNS = ("del17p", "t_4_14", "t_14_16", "gain_1q")
 
 PATIENTS = (
@@ -134,9 +141,9 @@ LABS = (
 
 ROOT = "patients"
 INPUT_FILES: tuple[InputFile, ...] = (
-    InputFile("patients", "patient_id", "patient", "patients", PATIENTS),
+    InputFile("patients", "patient_id", ROOT_NAMESPACE, "patients", PATIENTS),
     # one row a patient, keyed as it; a later last contact is kept and censored at the cutoff
-    InputFile("follow_up", "patient_id", "patient", "follow_up", FOLLOW_UP, dates_beyond_cutoff=True),
+    InputFile("follow_up", "patient_id", ROOT_NAMESPACE, "follow_up", FOLLOW_UP, dates_beyond_cutoff=True),
     InputFile("transplants", "transplant_id", "transplant", "transplants", TRANSPLANTS),
     InputFile("treatments", "treatment_id", "treatment", "treatments", TREATMENTS),
     InputFile("disease_events", "event_id", "event", "disease_events", DISEASE_EVENTS),

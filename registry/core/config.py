@@ -47,8 +47,12 @@ class Resources:
 
     def workers(self, kind: str) -> int:
         """Worker processes for ``kind`` (``load``, ``derive``): as set, else the cores."""
-        setting = self.load_workers if kind == "load" else self.derive_workers
-        return setting if setting else (os.cpu_count() or 1)
+        return workers_or_cores(self.load_workers if kind == "load" else self.derive_workers)
+
+
+def workers_or_cores(setting: int | None) -> int:
+    """Worker processes: as set, else the machine's cores."""
+    return setting if setting else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -289,7 +289,8 @@ def _line_drug_rows(out: _Rows, d: Derivation, line_ids: dict[int, int], drug_id
     """Each drug of each line (vocabulary drugs only): in its first regimen, in its maintenance."""
     for line in d.lines:
         regimens = [r for r in d.regimens if r.line == line.number]
-        first = set(regimens[0].drugs) if regimens else set()
+        first_regimen = d.first_regimen(line.number)
+        first = set(first_regimen.drugs) if first_regimen else set()
         maintenance = {drug for r in regimens if r.phase == "maintenance" for drug in r.drugs}
         for drug in sorted({drug for r in regimens for drug in r.drugs}):
             if drug not in drug_ids:

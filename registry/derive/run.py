@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
-from registry.core.config import Resources
+from registry.core.config import workers_or_cores
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
@@ -118,7 +118,7 @@ def derive_pending(
 def _worker_count(engine: Engine, workers: int | None) -> int:
     if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return 1  # another process cannot see an in-memory database
-    return max(1, Resources(derive_workers=workers).workers("derive"))
+    return max(1, workers_or_cores(workers))
 
 
 def _derive(

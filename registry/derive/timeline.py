@@ -160,9 +160,9 @@ def _relapses(conn: Connection, patient_key: str) -> list[TimelineEntry]:
     for rel in conn.execute(select(Relapse).where(Relapse.patient_key == patient_key)):
         flag = " — FIRST RELAPSE AFTER INDEX TRANSPLANT" if rel.is_first_after_index else ""
         drugs = refractory_to.get(rel.relapse_id)
-        len_txt = f"; refractory to {', '.join(drugs)}" if drugs else ""
+        refractory = f"; refractory to {', '.join(drugs)}" if drugs else ""
         twice = f", recorded {rel.event_records} times" if (rel.event_records or 0) > 1 else ""
         later = ", after the salvage it caused began" if rel.recorded_after_line_start else ""
-        text = f"relapse #{rel.sequence} (from {rel.sources or rel.source}{twice}{later}){len_txt}{flag}"
+        text = f"relapse #{rel.sequence} (from {rel.sources or rel.source}{twice}{later}){refractory}{flag}"
         out.append(TimelineEntry(rel.relapse_date, "relapse", text))
     return out

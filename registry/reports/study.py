@@ -55,7 +55,11 @@ PATIENT_COLUMNS = [
 def per_drug_columns(defn: CohortDefinition) -> list[str]:
     """The per-patient table's per-drug columns: refractoriness and drug-free days at the first
     relapse after transplant, for each drug the definition declares."""
-    return [c for drug in defn.drugs for c in drug_columns(drug) if c.startswith("relapse_")]
+    out = []
+    for drug in defn.drugs:
+        cols = drug_columns(drug)
+        out += [cols.refractory, cols.free_days]
+    return out
 
 
 @dataclass
@@ -198,9 +202,9 @@ def describe(table: pd.DataFrame, cohort: pd.DataFrame, drugs: tuple[str, ...] =
         days(d["relapse_date"], d["index_transplant_date"]) / DAYS_PER_MONTH
     ).round(4)
     for drug in drugs:  # <drug>_refractory, <drug>_free_months at the first relapse
-        stem = drug_column_stem(drug)
-        d[f"{stem}_refractory"] = d[f"relapse_{stem}_refractory"]
-        d[f"{stem}_free_months"] = (d[f"relapse_{stem}_free_days"].astype(float) / DAYS_PER_MONTH).round(4)
+        stem, cols = drug_column_stem(drug), drug_columns(drug)
+        d[f"{stem}_refractory"] = d[cols.refractory]
+        d[f"{stem}_free_months"] = (d[cols.free_days].astype(float) / DAYS_PER_MONTH).round(4)
     return d
 
 
