@@ -9,7 +9,8 @@ new record). Everything runs inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -281,7 +282,30 @@ def only_added(conn: Connection, name: str, run_id: int, logged: int) -> bool:
     return other is None
 
 
-def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
+def empty_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
+    """The tables among ``tables`` that hold no row at all (of any site, current or retired)."""
+    return [t for t in tables if conn.execute(text(f"SELECT 1 FROM {t} LIMIT 1")).first() is None]
+
+
+@contextmanager
+def indexes_built_after(conn: Connection, tables: Sequence[str]) -> Iterator[None]:
+    """Drop the secondary indexes of ``tables`` (empty ones: a first load) and build them again
+    after the body, in the caller's transaction. Building an index from a full table sorts its
+    keys once; keeping it while inserting puts each of a million random 64-character keys into
+    its place one at a time. The primary keys stay (the insert still refuses a duplicate key).
+    On PostgreSQL the tables are locked until the commit: a reader of an empty table waits for
+    the first load instead of reading nothing."""
+    indexes = [
+        ix for t in tables for ix in sorted(Base.metadata.tables[t].indexes, key=lambda i: i.name or "")
+    ]
+    for ix in indexes:
+        ix.drop(conn)
+    yield
+    for ix in indexes:
+        ix.create(conn)
+
+
+def merge(conn: Connection, name: str, *, only_new: bool = False, pk_order: bool = False) -> None:
     """Upsert staged rows: new, changed or reinstated records, and records whose source row's
     text changed without changing their content (their new ``row_hash`` is kept, so the row is
     recognised as unchanged the next night). With ``only_new`` (``only_added`` said so) a plain
@@ -292,7 +316,9 @@ def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     Rows go in in patient order: the indexes on ``patient_key`` then grow by appending
     neighbours instead of inserting at random places. Pseudonyms are random, so in file order a
     large first load touches a random page of each such index per row, and once those indexes
-    outgrow the page cache every row costs a page written and read again."""
+    outgrow the page cache every row costs a page written and read again. With ``pk_order``
+    (the table's secondary indexes are built after the insert) rows go in in primary-key order:
+    then only the primary key's index is written, and it grows by appending."""
     target, pk = TARGETS[name]
     cols = loaded_columns(name)
     content_differs = " OR ".join(f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in data_columns(name))
@@ -314,7 +340,7 @@ def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     sql = f"""
         INSERT INTO {target} ({", ".join(cols)}, is_current, retired_run_id{extra_cols})
         SELECT {", ".join(cols)}, TRUE, NULL{extra_vals} FROM {stage_name(name)} WHERE TRUE
-        ORDER BY patient_key {"" if only_new else upsert}
+        ORDER BY {pk if pk_order else "patient_key"} {"" if only_new else upsert}
     """
     conn.execute(text(sql))
 

@@ -780,3 +780,52 @@ def test_a_merged_record_naming_no_patient_refuses_the_bundle(
     monkeypatch.setattr(validate, "_patient_link", original)
     s = run_bundle(engine, write_bundle(tmp_path / "b2", rows), KEY)
     assert s.files["treatments"].quarantined == 1 and s.status == "succeeded"
+
+
+def _index_names(engine: Engine) -> dict[str, set[str]]:
+    from sqlalchemy import inspect
+
+    insp = inspect(engine)
+    return {
+        t: {ix["name"] for ix in insp.get_indexes(t)} for t in (*CLINICAL_SOURCE_TABLES, "record_changes")
+    }
+
+
+def test_a_first_load_builds_the_indexes_after_its_inserts_and_a_failure_keeps_them(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into empty tables the load drops their secondary indexes and builds them after the
+    inserts; a load failing between the two rolls back to the same indexes (DDL is part of the
+    transaction on both engines); a load into tables that hold rows keeps its indexes."""
+    declared = _index_names(engine)
+    assert declared["treatments"] >= {"ix_treatments_patient_start", "ix_treatments_drug_id"}
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+
+    def broken(conn, name, **kw):  # type: ignore[no-untyped-def]
+        if name == "treatments":
+            raise RuntimeError("disk full")
+        return original(conn, name, **kw)
+
+    original = load.merge
+    monkeypatch.setattr(load, "merge", broken)
+    with pytest.raises(RuntimeError):
+        run_bundle(engine, write_bundle(tmp_path / "b"), KEY)
+    assert any("DROP INDEX ix_treatments_patient_start" in x for x in statements)
+    assert _index_names(engine) == declared
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Patient)) == 0
+    monkeypatch.setattr(load, "merge", original)
+    statements.clear()
+    s = run_bundle(engine, write_bundle(tmp_path / "b"), KEY)
+    assert s.status == "succeeded" and s.files["treatments"].loaded > 0
+    assert any("DROP INDEX" in x for x in statements) and any(
+        "CREATE INDEX ix_treatments" in x for x in statements
+    )
+    assert _index_names(engine) == declared
+    statements.clear()
+    other = write_bundle(tmp_path / "c", manifest={"site_id": "SITE-B"})
+    assert run_bundle(engine, other, KEY).status == "succeeded"
+    dropped = [x for x in statements if "DROP INDEX" in x]
+    assert not any("treatments" in x or "patients" in x or "record_changes" in x for x in dropped)  # kept
+    assert _index_names(engine) == declared
