@@ -25,7 +25,7 @@ from etl.validate import PatientFacts
 from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem
-from registry.db.bulk import refresh_statistics
+from registry.db.bulk import empty_tables, indexes_built_after, refresh_statistics
 from registry.db.database import (
     lock_work,
 )
@@ -455,11 +455,9 @@ class Load:
         remember_key(conn, self.key, run_id)
         spent = {"changelog_s": 0.0, "upsert_s": 0.0}
         # a first load into empty tables: their secondary indexes are built after the inserts
-        empty = load.empty_tables(
-            conn, [load.TARGETS[n][0] for n in FILE_ORDER] + [RecordChange.__tablename__]
-        )
+        empty = empty_tables(conn, [load.TARGETS[n][0] for n in FILE_ORDER] + [RecordChange.__tablename__])
         self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}  # nothing to retire
-        with load.indexes_built_after(conn, empty):
+        with indexes_built_after(conn, empty):
             for name in FILE_ORDER:
                 # the change log (which flags the changed records' patients), then the upsert
                 t1 = time.perf_counter()

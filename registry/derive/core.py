@@ -92,9 +92,39 @@ def derive_patient(inp: PatientInputs, p: DerivationParameters = DEFAULT_PARAMET
         if not use_labs or not new:
             break
         labs += new
+        if _fold_into_episodes(dv, inp, new, p):  # the same lines: only relapses' sources change
+            dv.progressions = documented_progressions(inp, p, labs)
+            break
     dv.responses = outcomes
     dv.day100_response = day100_response(dv, outcomes, p)
     return dv
+
+
+def _fold_into_episodes(
+    dv: Derivation, inp: PatientInputs, new: list[Progression], p: DerivationParameters
+) -> bool:
+    """Add the laboratory progressions ``new`` to the episodes they belong to, when every one of
+    them joins an episode already derived (on or after its first record, within
+    ``relapse_episode_days``, not across the index transplant). Such a record changes no
+    episode's date, split or record count, so another pass would derive the same exposures,
+    lines and regimens: only the episodes' and their relapses' sources gain ``labs`` (most
+    laboratory progressions document a relapse also recorded). False, and nothing changed,
+    when one of them would start an episode of its own: then the caller derives again."""
+    index = index_transplant(inp, dv.progressions)
+    joined = []
+    for pr in new:
+        started = [i for i, ep in enumerate(dv.episodes) if ep.date <= pr.date]
+        if not started:
+            return False
+        ep = dv.episodes[started[-1]]
+        crosses = index is not None and ep.date <= index.date < pr.date
+        if (pr.date - ep.date).days > p.relapse_episode_days or crosses:
+            return False
+        joined.append(started[-1])
+    for i in joined:
+        dv.episodes[i].sources.add(ProgressionSource.LABS)
+        dv.relapses[i].sources = dv.episodes[i].source_list
+    return True
 
 
 def _derive_lagged(

@@ -27,7 +27,14 @@ from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert
 from registry.core.config import workers_or_cores
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
-from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
+from registry.db.bulk import (
+    copy_rows,
+    delete_rows,
+    empty_tables,
+    indexes_built_after,
+    refresh_statistics,
+    update_rows,
+)
 from registry.db.database import check_writer_lock, lock_work, make_engine, writer_lock
 from registry.db.models import (
     DERIVED_MODELS,
@@ -156,12 +163,13 @@ def _derive(
         _delete_derived(conn, batch)
     done = written = 0
     touched: Counter[str] = Counter()  # rows written per derived table
-    for batch, changes in _derived_batches(conn, current, vocab, params, version, run_id, workers):
-        touched.update(_store(conn, changes, run_id, ids))
-        written += changes.written
-        done += len(batch)
-        if progress:
-            progress(done, len(current))
+    with indexes_built_after(conn, _first_derivation_tables(conn)):
+        for batch, changes in _derived_batches(conn, current, vocab, params, version, run_id, workers):
+            touched.update(_store(conn, changes, run_id, ids))
+            written += changes.written
+            done += len(batch)
+            if progress:
+                progress(done, len(current))
     keys = [k for k, _ in todo]
     for batch in _batches(keys, BATCH):
         conn.execute(
@@ -177,6 +185,16 @@ def _derive(
         .values(finished_at=dt.datetime.now(dt.UTC), patients_derived=len(current))
     )
     return DerivationResult(run_id, len(current), len(retired), params.to_json(), version, written)
+
+
+def _first_derivation_tables(conn: Connection) -> list[str]:
+    """The derived tables whose secondary indexes a first derivation (nobody has a summary, so
+    every derived table is empty) builds after its inserts: all but the summaries, which the
+    worker processes read (on PostgreSQL dropping a table's index locks it until the commit,
+    and a worker waiting for that lock would wait for ever)."""
+    if not empty_tables(conn, [PatientSummary.__tablename__]):
+        return []
+    return [t for t in empty_tables(conn, DERIVED_TABLES) if t != PatientSummary.__tablename__]
 
 
 def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:

@@ -252,3 +252,40 @@ def test_the_writer_keeps_at_most_two_batches_a_worker_in_flight(
             assert len(handed) - len(taken) < 2 * 2 + 1  # in flight after this one was taken
     assert len(taken) == 12 and len(handed) == 12
     assert [k for b in taken for k in b] == keys
+
+
+def test_folding_laboratory_progressions_into_episodes_equals_another_pass(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A laboratory progression joining an episode already derived adds ``labs`` to its
+    sources without deriving the patient again: every patient of a synthetic registry (with
+    laboratory series) derives to the same rows as with another full pass each time."""
+    from registry.db.vocabulary import VOCABULARY_VERSION, vocabulary_map
+    from registry.derive import core
+    from registry.derive.inputs import read_inputs
+    from registry.derive.params import DEFAULT_PARAMETERS as P
+    from registry.derive.rows import patient_rows
+
+    write_bundle(tmp_path / "b", patients=400, seed=23)
+    assert run_bundle(sqlite_engine, tmp_path / "b", KEY, derive=False).status == "succeeded"
+    with sqlite_engine.connect() as conn:
+        keys = list(conn.execute(select(Patient.patient_key).order_by(Patient.patient_key)).scalars())
+        vocab = vocabulary_map(conn)
+        inputs = read_inputs(conn, keys, vocab)
+    version = P.rules_version(VOCABULARY_VERSION)
+    folded = []
+    original = core._fold_into_episodes
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        done = original(*args)
+        folded.append(done)
+        return done
+
+    monkeypatch.setattr(core, "_fold_into_episodes", counting)
+    shortcut = {k: patient_rows(core.derive_patient(inputs[k], P), vocab.by_synonym, version) for k in keys}
+    monkeypatch.setattr(core, "_fold_into_episodes", lambda *args: False)
+    passes = {k: patient_rows(core.derive_patient(inputs[k], P), vocab.by_synonym, version) for k in keys}
+    assert folded.count(True) >= 100  # (a progression found only in the series: test_labs_derivation)
+    assert {k: r.tables for k, r in shortcut.items()} == {k: r.tables for k, r in passes.items()}
+    sources = [row for r in shortcut.values() for row in r.tables["relapses"]]
+    assert any("labs" in str(row) for row in sources)
