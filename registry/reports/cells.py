@@ -94,16 +94,30 @@ def _is_count(v: Any) -> bool:
 
 def leaves(data: Any, want: Callable[[Any], bool], path: Path = ()) -> Iterator[tuple[Path, Any]]:
     """Every value of a report for which ``want`` holds, with its path (lists and dicts walked;
-    keys of ``NOT_COUNTS`` not entered)."""
+    keys of ``NOT_COUNTS`` not entered), depth first in the report's order. Walked with a stack
+    of iterators, not recursive generators (a report's survival tables hold a few hundred
+    thousand values: each level of ``yield from`` passed every one of them up again)."""
+    if not isinstance(data, (dict, list)):
+        if want(data):
+            yield path, data
+        return
+    stack = [(path, _children(data))]
+    while stack:
+        base, items = stack[-1]
+        for k, v in items:
+            if isinstance(v, (dict, list)):
+                stack.append(((*base, k), _children(v)))
+                break
+            if want(v):
+                yield (*base, k), v
+        else:
+            stack.pop()
+
+
+def _children(data: dict[Any, Any] | list[Any]) -> Iterator[tuple[Any, Any]]:
     if isinstance(data, dict):
-        for k, v in data.items():
-            if k not in NOT_COUNTS:
-                yield from leaves(v, want, (*path, k))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            yield from leaves(v, want, (*path, i))
-    elif want(data):
-        yield path, data
+        return ((k, v) for k, v in data.items() if k not in NOT_COUNTS)
+    return enumerate(data)
 
 
 def count_leaves(data: Any) -> Iterator[tuple[Path, Any]]:
@@ -323,7 +337,9 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
         if _is_count(v) and 0 < v < n:
             put(out, path, None)
             hidden.append(label(path))
-    while _hide_one_more(out, model, n, hidden):  # 2. the closure
+    # the shown counts, taken once (each round hides one more and drops it from here)
+    known = {p: v for p in model.truth for v in [get(out, p)] if _is_count(v)}
+    while _hide_one_more(out, model, n, hidden, known):  # 2. the closure
         pass
     for count, derived in model.follows.items():  # 3. derived values go with their count
         if is_hidden(get(out, count)):
@@ -336,10 +352,12 @@ def close(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> None:
             put(out, path, None if 0 < truth < n else PROTECTED)
 
 
-def _hide_one_more(out: dict[str, Any], model: Model, n: int, hidden: list[str]) -> bool:
-    """While a count 1..n-1 can be worked out from the shown ones, hide one more shown count
-    (one that breaks the leak where the six smallest candidates hold one). False: no leak."""
-    known = {p: v for p in model.truth for v in [get(out, p)] if _is_count(v)}
+def _hide_one_more(
+    out: dict[str, Any], model: Model, n: int, hidden: list[str], known: dict[Path, int]
+) -> bool:
+    """While a count 1..n-1 can be worked out from the shown ones (``known``: the counts
+    ``out`` shows), hide one more shown count (one that breaks the leak where the six smallest
+    candidates hold one) in ``out`` and drop it from ``known``. False: no leak."""
     solved = determined(model, known)
     leak, cells = _first_leak(model, known, solved, n)
     if leak is None:
@@ -357,5 +375,6 @@ def _hide_one_more(out: dict[str, Any], model: Model, n: int, hidden: list[str])
     for p in model.with_equals(chosen):
         if p in known:
             put(out, p, PROTECTED)
+            del known[p]
             hidden.append(f"{label(p)} (complementary: {label(leak)})")
     return True
