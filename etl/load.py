@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, bindpara
 
 from etl.specs import ROOT, SPECS
 from registry.db.bulk import copy_csv, copy_rows, csv_block
+from registry.db.history import LOADED
 from registry.db.models import Base, Drug, FollowUp, Patient
 
 # target table and primary key column, per loaded file (from the file specs)
@@ -246,6 +247,33 @@ def log_changes(conn: Connection, name: str, run_id: int) -> int:
     if name != ROOT:  # the patients upsert sets the flag itself
         _flag_logged_patients(conn, name, run_id)
     return int(res.rowcount or 0)
+
+
+def first_load_of_site(conn: Connection, site: str) -> bool:
+    """Whether the registry holds none of the site's patients (current or retired)."""
+    patients = TARGETS[ROOT][0]
+    found = conn.execute(text(f"SELECT 1 FROM {patients} WHERE site_code = :site LIMIT 1"), {"site": site})
+    return found.first() is None
+
+
+def log_first_load(conn: Connection, name: str, run_id: int) -> int:
+    """A site's first load (the registry holds none of its patients): one change-log row a
+    patient and file instead of one a record — action ``loaded``, the patient's own key as
+    ``record_key`` (so re-keying maps it like any pseudonym) — standing for every record of the
+    patient in the file that no later run logs as added; ``registry patient history`` lists
+    them. Every staged row is a new record. Returns the number of records it stands for."""
+    st = stage_name(name)
+    conn.execute(
+        text(f"""
+        INSERT INTO record_changes (run_id, patient_key, file, record_key, action)
+        SELECT :run, patient_key, :f, patient_key, :action FROM {st} GROUP BY patient_key
+        ORDER BY patient_key
+        """),
+        {"run": run_id, "f": name, "action": LOADED},
+    )
+    if name != ROOT:
+        _flag_logged_patients(conn, name, run_id)
+    return int(conn.execute(text(f"SELECT COUNT(*) FROM {st}")).scalar_one())
 
 
 def _flag_logged_patients(conn: Connection, name: str, run_id: int) -> None:

@@ -457,13 +457,18 @@ class Load:
         # a first load into empty tables: their secondary indexes are built after the inserts
         empty = empty_tables(conn, [load.TARGETS[n][0] for n in FILE_ORDER] + [RecordChange.__tablename__])
         self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}  # nothing to retire
+        # the registry holds none of the site's patients: a row a patient and file in the log
+        first_of_site = load.first_load_of_site(conn, manifest.site_id)
         with indexes_built_after(conn, empty):
             for name in FILE_ORDER:
                 # the change log (which flags the changed records' patients), then the upsert
                 t1 = time.perf_counter()
-                logged = summary.files[name].changed = load.log_changes(conn, name, run_id)
+                if first_of_site:
+                    summary.files[name].changed = load.log_first_load(conn, name, run_id)
+                else:
+                    summary.files[name].changed = load.log_changes(conn, name, run_id)
                 t2 = time.perf_counter()
-                only_new = load.only_added(conn, name, run_id, logged)
+                only_new = first_of_site or load.only_added(conn, name, run_id, summary.files[name].changed)
                 load.merge(conn, name, only_new=only_new, pk_order=load.TARGETS[name][0] in empty)
                 spent["changelog_s"] += t2 - t1
                 spent["upsert_s"] += time.perf_counter() - t2

@@ -9,8 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from registry.contract.files import input_file
 from registry.core.errors import NotFound
-from registry.db.models import EtlRun, Patient, RecordChange
+from registry.db.models import Base, EtlRun, Patient, RecordChange
+
+# the action of a site's first load: one change-log row a patient and file standing for its
+# records there (etl.load.log_first_load); listed record by record
+LOADED = "loaded"
 
 
 def resolve_patient_key(conn: Connection, patient_key: str) -> str:
@@ -67,11 +72,20 @@ def patient_history(engine: Engine, patient_key: str) -> tuple[str, list[RunChan
             .where(RecordChange.patient_key == key)
             .order_by(RecordChange.run_id, RecordChange.change_id)
         ).all()
+        added_later = {(r.file, r.record_key) for r in rows if r.action == "added"}
+        first_load = {
+            r.file: _first_load_records(conn, r.file, key, added_later) for r in rows if r.action == LOADED
+        }
     runs: list[RunChanges] = []
     for r in rows:
         if not runs or runs[-1].run_id != r.run_id:
             cutoff = r.data_cutoff.isoformat() if r.data_cutoff else None
             runs.append(RunChanges(r.run_id, r.started_at.isoformat(timespec="seconds"), cutoff))
+        if r.action == LOADED:  # the site's first load: every record it added, one by one
+            runs[-1].changes += [
+                {"file": r.file, "record": k, "action": "added", "columns": []} for k in first_load[r.file]
+            ]
+            continue
         runs[-1].changes.append(
             {
                 "file": r.file,
@@ -81,3 +95,15 @@ def patient_history(engine: Engine, patient_key: str) -> tuple[str, list[RunChan
             }
         )
     return key, runs
+
+
+def _first_load_records(
+    conn: Connection, file: str, patient_key: str, added_later: set[tuple[str, str]]
+) -> list[str]:
+    """The records of the patient in ``file`` that the site's first load added: every one the
+    registry holds (current or retired: records are never deleted) that no later run logged as
+    added. A record the site later moved to another patient is listed under that patient."""
+    table = Base.metadata.tables[input_file(file).table]
+    pk = next(iter(table.primary_key.columns))
+    keys = conn.execute(select(pk).where(table.c.patient_key == patient_key).order_by(pk)).scalars()
+    return [k for k in keys if (file, k) not in added_later]

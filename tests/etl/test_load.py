@@ -27,6 +27,7 @@ from etl.synth import write_bundle as synth_bundle
 from registry.cli import cli
 from registry.core.errors import EXIT_DATA, EXIT_TEMPFAIL, BundleRefused
 from registry.db.bulk import refresh_statistics
+from registry.db.history import patient_history
 from registry.db.models import CLINICAL_SOURCE_TABLES, EtlRun, Patient, QuarantinedRow, Treatment
 from tests.conftest import TEST_KEY
 from tests.etl.bundles import base_rows, write_bundle
@@ -662,6 +663,10 @@ def test_duplicate_keys_are_found_by_hashing_the_stage_and_the_planner_is_left_a
     assert dups["treatment_key"].tolist() == ["k0", "k1", "k2", "k0", "k1", "k2", "k4500"]
 
 
+def _without_log(s: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {t: rows for t, rows in s.items() if t != "record_changes"}
+
+
 def test_a_plain_insert_only_when_every_staged_row_is_new(
     engine: Engine, twin: Engine, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -678,10 +683,28 @@ def test_a_plain_insert_only_when_every_staged_row_is_new(
     monkeypatch.setattr(load, "only_added", spy)
     night1 = tmp_path / "n1"
     synth_bundle(night1, patients=60, seed=12)
-    for eng in (engine, twin):
-        run_bundle(eng, night1, KEY)
-    assert decided == {name: True for name in load.TARGETS}
-    assert state(engine) == state(twin)
+    run_bundle(engine, night1, KEY)
+    assert decided == {}  # the site's first load: every staged row is new, nothing to ask
+    # the twin loads it as if the site were known: a change-log row a record, and upserts
+    first_load = load.first_load_of_site
+    monkeypatch.setattr(load, "first_load_of_site", lambda conn, site: False)
+    run_bundle(twin, night1, KEY)
+    monkeypatch.setattr(load, "first_load_of_site", first_load)
+    assert decided == {name: True for name in load.TARGETS}  # (all new; the twin upserts anyway)
+    assert _without_log(state(engine)) == _without_log(state(twin))
+    # one change-log row a patient and file against one a record: the same history
+    with engine.connect() as conn:
+        actions = dict(
+            conn.execute(text("SELECT action, COUNT(*) FROM record_changes GROUP BY action")).all()
+        )
+        keys = list(conn.execute(select(Patient.patient_key).order_by(Patient.patient_key)).scalars())
+    with twin.connect() as conn:
+        added = conn.execute(text("SELECT COUNT(*) FROM record_changes WHERE action = 'added'")).scalar()
+    assert set(actions) == {"loaded"} and actions["loaded"] < added / 5
+    for k in keys[:: len(keys) // 6]:
+        ours, theirs = patient_history(engine, k)[1], patient_history(twin, k)[1]
+        assert [sorted(map(repr, r.changes)) for r in ours] == [sorted(map(repr, r.changes)) for r in theirs]
+        assert len(ours[0].changes) >= 3
 
     def changes(d: Path) -> None:
         def treatments(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -697,7 +720,11 @@ def test_a_plain_insert_only_when_every_staged_row_is_new(
     assert decided["treatments"] is False  # a changed record: upserted
     assert decided["disease_events"] is True  # one added record, the rest unchanged
     run_bundle(twin, night2, KEY)
-    assert state(engine) == state(twin)
+    assert _without_log(state(engine)) == _without_log(state(twin))
+    for k in keys:  # night 2 logged record by record on both
+        assert [r.changes for r in patient_history(engine, k)[1][1:]] == [
+            r.changes for r in patient_history(twin, k)[1][1:]
+        ]
 
     with engine.connect() as conn:
         trans = conn.begin()

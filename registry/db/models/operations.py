@@ -137,7 +137,8 @@ class KeyFingerprint(Base):
 
 class RecordChange(Base):
     """The change log: one row per loaded record a run added, changed, reinstated or retired
-    (pseudonymous keys and column names only, never values), for ``registry patient history``.
+    (pseudonymous keys and column names only, never values), for ``registry patient history``;
+    a site's first load writes one row a patient and file instead (action ``loaded``).
     Like lineage, ``run_id`` carries no foreign-key constraint (ledger rows are never deleted)."""
 
     __tablename__ = "record_changes"
@@ -147,7 +148,11 @@ class RecordChange(Base):
     file: Mapped[str] = mapped_column(String(32), doc="the input file of the record")
     record_key: Mapped[str] = mapped_column(KEY, doc="the record's pseudonymous key")
     # added | changed | reinstated | retired
-    action: Mapped[str] = mapped_column(String(16), doc="added, changed, reinstated or retired")
+    action: Mapped[str] = mapped_column(
+        String(16),
+        doc="added, changed, reinstated or retired; 'loaded' (a site's first load, one row a patient "
+        "and file, record_key the patient's): every record of it the run added",
+    )
     # for 'changed': the data columns whose value changed, comma-separated
     columns: Mapped[str | None] = mapped_column(
         Text, doc="for a change: the columns whose values changed (never the values)"
