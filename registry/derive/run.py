@@ -357,15 +357,8 @@ def _write(conn: Connection, derived: list[PatientRows], run_id: int, ids: _IdAl
     for d in derived:
         base = {kind: ids.reserve(kind, n) - 1 for kind, n in d.ids_used.items()}
         for name, rows in d.tables.items():
-            plan = _PLANS[name]
-            for row in rows:
-                v = list(row)
-                for pos, kind in plan.ids:
-                    if v[pos] is not None:
-                        v[pos] += base[kind]
-                if plan.run is not None:
-                    v[plan.run] = run_id
-                out[name].append(tuple(v))
+            shift = _PLANS[name].shift
+            out[name] += [shift(row, base, run_id) for row in rows]
     for name, rows in out.items():
         copy_rows(conn, name, _COLUMNS[name], rows)
     return Counter({name: len(rows) for name, rows in out.items()})
@@ -415,6 +408,8 @@ class _TablePlan:
     key: Callable[[tuple[Any, ...]], Any]  # the primary key of a row (a value when one column)
     dates: list[int]  # positions of date columns
     select: str  # the stored rows of some patients, derivation_run_id read as null
+    # (row, first id of each kind less one, run) -> the row as written: its ids moved, its run set
+    shift: Callable[[tuple[Any, ...], dict[str, int], int], tuple[Any, ...]]
 
 
 def _table_plan(model: Any) -> _TablePlan:
@@ -431,7 +426,24 @@ def _table_plan(model: Any) -> _TablePlan:
         key=itemgetter(*keys),
         dates=[i for i, c in enumerate(model.__table__.columns) if isinstance(c.type, Date)],
         select=f"SELECT {selected} FROM {name} WHERE patient_key {{keys}}",
+        shift=_shifter(len(cols), dict((cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()), run),
     )
+
+
+def _shifter(n: int, ids: dict[int, str], run: int | None) -> Callable[..., tuple[Any, ...]]:
+    """A function building a row as written from a row as derived, compiled from the table's
+    column positions (one tuple display a row: the writer moves a million rows' ids on a first
+    derivation, and a loop over each row's id columns cost it 3 of its 10 seconds)."""
+    parts = []
+    for i in range(n):
+        if i in ids:
+            parts.append(f"(r[{i}] + b[{ids[i]!r}] if r[{i}] is not None else None)")
+        else:
+            parts.append("run" if i == run else f"r[{i}]")
+    shift: Callable[..., tuple[Any, ...]] = eval(
+        f"lambda r, b, run: ({', '.join(parts)},)"
+    )  # from column positions only
+    return shift
 
 
 _PLANS = {m.__tablename__: _table_plan(m) for m in DERIVED_MODELS}
