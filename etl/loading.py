@@ -25,7 +25,7 @@ from etl.validate import PatientFacts
 from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem
-from registry.db.bulk import empty_tables, indexes_built_after, refresh_statistics
+from registry.db.bulk import empty_tables, indexes_built_after, rebuildable, refresh_statistics
 from registry.db.database import (
     lock_work,
 )
@@ -459,7 +459,8 @@ class Load:
         self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}  # nothing to retire
         # the registry holds none of the site's patients: a row a patient and file in the log
         first_of_site = load.first_load_of_site(conn, manifest.site_id)
-        with indexes_built_after(conn, empty):
+        rebuilt = rebuildable(conn, empty)
+        with indexes_built_after(conn, rebuilt):
             for name in FILE_ORDER:
                 # the change log (which flags the changed records' patients), then the upsert
                 t1 = time.perf_counter()
@@ -469,7 +470,7 @@ class Load:
                     summary.files[name].changed = load.log_changes(conn, name, run_id)
                 t2 = time.perf_counter()
                 only_new = first_of_site or load.only_added(conn, name, run_id, summary.files[name].changed)
-                load.merge(conn, name, only_new=only_new, pk_order=load.TARGETS[name][0] in empty)
+                load.merge(conn, name, only_new=only_new, pk_order=load.TARGETS[name][0] in rebuilt)
                 spent["changelog_s"] += t2 - t1
                 spent["upsert_s"] += time.perf_counter() - t2
             t1 = time.perf_counter()

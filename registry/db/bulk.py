@@ -127,14 +127,21 @@ def empty_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
     return [t for t in tables if conn.execute(text(f"SELECT 1 FROM {t} LIMIT 1")).first() is None]
 
 
+def rebuildable(conn: Connection, empty: Sequence[str]) -> list[str]:
+    """The tables among ``empty`` whose indexes ``indexes_built_after`` may drop: all of them on
+    SQLite, none on PostgreSQL. There ``DROP INDEX`` locks its table until the commit, and a
+    reader (a report, an analyst's query) would wait for the load to end: readers never wait
+    for a writer (SQLite's readers see the last committed schema and rows in WAL mode)."""
+    return list(empty) if conn.dialect.name == "sqlite" else []
+
+
 @contextmanager
 def indexes_built_after(conn: Connection, tables: Sequence[str]) -> Iterator[None]:
-    """Drop the secondary indexes of ``tables`` (empty ones: a first load) and build them again
-    after the body, in the caller's transaction. Building an index from a full table sorts its
-    keys once; keeping it while inserting puts each of a million random 64-character keys into
-    its place one at a time. The primary keys stay (the insert still refuses a duplicate key).
-    On PostgreSQL the tables are locked until the commit: a reader of an empty table waits for
-    the first load instead of reading nothing."""
+    """Drop the secondary indexes of ``tables`` (empty ones: a first load; see ``rebuildable``)
+    and build them again after the body, in the caller's transaction. Building an index from a
+    full table sorts its keys once; keeping it while inserting puts each of a million random
+    64-character keys into its place one at a time. The primary keys stay (the insert still
+    refuses a duplicate key)."""
     indexes = [
         ix for t in tables for ix in sorted(Base.metadata.tables[t].indexes, key=lambda i: i.name or "")
     ]

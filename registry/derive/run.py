@@ -32,6 +32,7 @@ from registry.db.bulk import (
     delete_rows,
     empty_tables,
     indexes_built_after,
+    rebuildable,
     refresh_statistics,
     update_rows,
 )
@@ -189,12 +190,14 @@ def _derive(
 
 def _first_derivation_tables(conn: Connection) -> list[str]:
     """The derived tables whose secondary indexes a first derivation (nobody has a summary, so
-    every derived table is empty) builds after its inserts: all but the summaries, which the
-    worker processes read (on PostgreSQL dropping a table's index locks it until the commit,
-    and a worker waiting for that lock would wait for ever)."""
+    every derived table is empty) builds after its inserts, where ``rebuildable`` allows it:
+    all but the summaries, which the worker processes read (were a worker's read to wait for
+    the writer's lock, it would wait for ever)."""
     if not empty_tables(conn, [PatientSummary.__tablename__]):
         return []
-    return [t for t in empty_tables(conn, DERIVED_TABLES) if t != PatientSummary.__tablename__]
+    return rebuildable(
+        conn, [t for t in empty_tables(conn, DERIVED_TABLES) if t != PatientSummary.__tablename__]
+    )
 
 
 def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:

@@ -43,3 +43,26 @@ def test_a_query_during_a_load_reads_the_committed_state_without_waiting(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+
+
+def test_a_query_during_a_first_load_into_an_empty_registry_does_not_wait(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """A first load writes into empty tables (on SQLite it builds their indexes after the
+    inserts): a reader still reads the empty committed state at once, on both engines."""
+    proc = start_paused(
+        db_url, ["-q", "etl", "run", "--no-derive", str(write_bundle(tmp_path / "b"))], tmp_path / "p"
+    )
+    try:
+        t = time.perf_counter()
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":  # fail instead of waiting for the writer's locks
+                conn.execute(text("SET lock_timeout = '5s'"))
+            counts = [
+                conn.execute(text(f"SELECT COUNT(*) FROM {v}")).scalar()
+                for v in ("v_patients", "v_treatments")
+            ]
+        assert counts == [0, 0] and time.perf_counter() - t < 5
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
