@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, func, insert, select, update
 
+from registry.core.collect import fewer_collections
 from registry.core.config import workers_or_cores
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
@@ -111,7 +112,7 @@ def derive_pending(
         rules version.
     """
     try:
-        with writer_lock(engine), engine.begin() as conn:
+        with writer_lock(engine), engine.begin() as conn, fewer_collections():
             lock_work(conn)
             result = _derive(conn, all_patients, params, progress, _worker_count(engine, workers))
             check_writer_lock(conn)  # lost: nothing of the derivation commits
