@@ -309,7 +309,7 @@ def only_added(conn: Connection, name: str, run_id: int, logged: int) -> bool:
     return other is None
 
 
-def merge(conn: Connection, name: str, *, only_new: bool = False, pk_order: bool = False) -> None:
+def merge(conn: Connection, name: str, *, only_new: bool = False) -> None:
     """Upsert staged rows: new, changed or reinstated records, and records whose source row's
     text changed without changing their content (their new ``row_hash`` is kept, so the row is
     recognised as unchanged the next night). With ``only_new`` (``only_added`` said so) a plain
@@ -320,9 +320,10 @@ def merge(conn: Connection, name: str, *, only_new: bool = False, pk_order: bool
     Rows go in in patient order: the indexes on ``patient_key`` then grow by appending
     neighbours instead of inserting at random places. Pseudonyms are random, so in file order a
     large first load touches a random page of each such index per row, and once those indexes
-    outgrow the page cache every row costs a page written and read again. With ``pk_order``
-    (the table's secondary indexes are built after the insert) rows go in in primary-key order:
-    then only the primary key's index is written, and it grows by appending."""
+    outgrow the page cache every row costs a page written and read again. (Dropping a first
+    load's secondary indexes and building them after the insert was measured: no gain on SQLite
+    at 20,000 patients, and rows in primary-key order then scattered each patient's rows over
+    the table, slowing the nights after; on PostgreSQL dropping an index makes readers wait.)"""
     target, pk = TARGETS[name]
     cols = loaded_columns(name)
     content_differs = " OR ".join(f"{target}.{c} {_distinct(conn)} excluded.{c}" for c in data_columns(name))
@@ -344,7 +345,7 @@ def merge(conn: Connection, name: str, *, only_new: bool = False, pk_order: bool
     sql = f"""
         INSERT INTO {target} ({", ".join(cols)}, is_current, retired_run_id{extra_cols})
         SELECT {", ".join(cols)}, TRUE, NULL{extra_vals} FROM {stage_name(name)} WHERE TRUE
-        ORDER BY {pk if pk_order else "patient_key"} {"" if only_new else upsert}
+        ORDER BY patient_key {"" if only_new else upsert}
     """
     conn.execute(text(sql))
 

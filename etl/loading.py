@@ -25,12 +25,12 @@ from etl.validate import PatientFacts
 from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem
-from registry.db.bulk import empty_tables, indexes_built_after, rebuildable, refresh_statistics
+from registry.db.bulk import empty_tables, refresh_statistics
 from registry.db.database import (
     lock_work,
 )
 from registry.db.keyprint import remember_key
-from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, RecordChange, Site, SourceFile
+from registry.db.models import EtlRun, InputFinding, Patient, QuarantinedRow, Site, SourceFile
 from registry.db.vocabulary import vocabulary_map
 
 DEFAULT_MAX_QUARANTINE_RATE = 0.5  # a file losing more than this to the quarantine: refuse all
@@ -454,27 +454,23 @@ class Load:
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, self.key, run_id)
         spent = {"changelog_s": 0.0, "upsert_s": 0.0}
-        # a first load into empty tables: their secondary indexes are built after the inserts
-        empty = empty_tables(conn, [load.TARGETS[n][0] for n in FILE_ORDER] + [RecordChange.__tablename__])
-        self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}  # nothing to retire
+        # tables that held nothing before this load: none of their records is retired
+        empty = empty_tables(conn, [load.TARGETS[n][0] for n in FILE_ORDER])
+        self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}
         # the registry holds none of the site's patients: a row a patient and file in the log
         first_of_site = load.first_load_of_site(conn, manifest.site_id)
-        rebuilt = rebuildable(conn, empty)
-        with indexes_built_after(conn, rebuilt):
-            for name in FILE_ORDER:
-                # the change log (which flags the changed records' patients), then the upsert
-                t1 = time.perf_counter()
-                if first_of_site:
-                    summary.files[name].changed = load.log_first_load(conn, name, run_id)
-                else:
-                    summary.files[name].changed = load.log_changes(conn, name, run_id)
-                t2 = time.perf_counter()
-                only_new = first_of_site or load.only_added(conn, name, run_id, summary.files[name].changed)
-                load.merge(conn, name, only_new=only_new, pk_order=load.TARGETS[name][0] in rebuilt)
-                spent["changelog_s"] += t2 - t1
-                spent["upsert_s"] += time.perf_counter() - t2
+        for name in FILE_ORDER:
+            # the change log (which flags the changed records' patients), then the upsert
             t1 = time.perf_counter()
-        spent["index_s"] = time.perf_counter() - t1
+            if first_of_site:
+                summary.files[name].changed = load.log_first_load(conn, name, run_id)
+            else:
+                summary.files[name].changed = load.log_changes(conn, name, run_id)
+            t2 = time.perf_counter()
+            only_new = first_of_site or load.only_added(conn, name, run_id, summary.files[name].changed)
+            load.merge(conn, name, only_new=only_new)
+            spent["changelog_s"] += t2 - t1
+            spent["upsert_s"] += time.perf_counter() - t2
         checkpoints.reached("merge")
         t1 = time.perf_counter()
         self._retire(conn)

@@ -4,15 +4,12 @@ CSV block written from a frame's columns at once. Runs inside the caller's trans
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, text
-
-from registry.db.models import Base
 
 
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
@@ -125,28 +122,3 @@ def refresh_statistics(conn: Connection, changed: dict[str, int], share: float =
 def empty_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
     """The tables among ``tables`` that hold no row at all (of any site, current or retired)."""
     return [t for t in tables if conn.execute(text(f"SELECT 1 FROM {t} LIMIT 1")).first() is None]
-
-
-def rebuildable(conn: Connection, empty: Sequence[str]) -> list[str]:
-    """The tables among ``empty`` whose indexes ``indexes_built_after`` may drop: all of them on
-    SQLite, none on PostgreSQL. There ``DROP INDEX`` locks its table until the commit, and a
-    reader (a report, an analyst's query) would wait for the load to end: readers never wait
-    for a writer (SQLite's readers see the last committed schema and rows in WAL mode)."""
-    return list(empty) if conn.dialect.name == "sqlite" else []
-
-
-@contextmanager
-def indexes_built_after(conn: Connection, tables: Sequence[str]) -> Iterator[None]:
-    """Drop the secondary indexes of ``tables`` (empty ones: a first load; see ``rebuildable``)
-    and build them again after the body, in the caller's transaction. Building an index from a
-    full table sorts its keys once; keeping it while inserting puts each of a million random
-    64-character keys into its place one at a time. The primary keys stay (the insert still
-    refuses a duplicate key)."""
-    indexes = [
-        ix for t in tables for ix in sorted(Base.metadata.tables[t].indexes, key=lambda i: i.name or "")
-    ]
-    for ix in indexes:
-        ix.drop(conn)
-    yield
-    for ix in indexes:
-        ix.create(conn)

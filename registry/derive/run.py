@@ -31,9 +31,6 @@ from registry.core.parallel import forked_pool, in_order
 from registry.db.bulk import (
     copy_rows,
     delete_rows,
-    empty_tables,
-    indexes_built_after,
-    rebuildable,
     refresh_statistics,
     update_rows,
 )
@@ -165,13 +162,12 @@ def _derive(
         _delete_derived(conn, batch)
     done = written = 0
     touched: Counter[str] = Counter()  # rows written per derived table
-    with indexes_built_after(conn, _first_derivation_tables(conn)):
-        for batch, changes in _derived_batches(conn, current, vocab, params, version, run_id, workers):
-            touched.update(_store(conn, changes, run_id, ids))
-            written += changes.written
-            done += len(batch)
-            if progress:
-                progress(done, len(current))
+    for batch, changes in _derived_batches(conn, current, vocab, params, version, run_id, workers):
+        touched.update(_store(conn, changes, run_id, ids))
+        written += changes.written
+        done += len(batch)
+        if progress:
+            progress(done, len(current))
     keys = [k for k, _ in todo]
     for batch in _batches(keys, BATCH):
         conn.execute(
@@ -187,18 +183,6 @@ def _derive(
         .values(finished_at=dt.datetime.now(dt.UTC), patients_derived=len(current))
     )
     return DerivationResult(run_id, len(current), len(retired), params.to_json(), version, written)
-
-
-def _first_derivation_tables(conn: Connection) -> list[str]:
-    """The derived tables whose secondary indexes a first derivation (nobody has a summary, so
-    every derived table is empty) builds after its inserts, where ``rebuildable`` allows it:
-    all but the summaries, which the worker processes read (were a worker's read to wait for
-    the writer's lock, it would wait for ever)."""
-    if not empty_tables(conn, [PatientSummary.__tablename__]):
-        return []
-    return rebuildable(
-        conn, [t for t in empty_tables(conn, DERIVED_TABLES) if t != PatientSummary.__tablename__]
-    )
 
 
 def _batches(items: Sequence[str], n: int) -> Iterable[list[str]]:
