@@ -28,12 +28,7 @@ from registry.core.collect import fewer_collections
 from registry.core.config import workers_or_cores
 from registry.core.errors import Interrupted
 from registry.core.parallel import forked_pool, in_order
-from registry.db.bulk import (
-    copy_rows,
-    delete_rows,
-    refresh_statistics,
-    update_rows,
-)
+from registry.db.bulk import copy_rows, delete_rows, refresh_statistics, update_rows
 from registry.db.database import check_writer_lock, lock_work, make_engine, writer_lock
 from registry.db.models import (
     DERIVED_MODELS,
