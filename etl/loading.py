@@ -25,7 +25,7 @@ from etl.validate import PatientFacts
 from registry.contract.rules import RejectedRow, RuleCode, reason
 from registry.core.enums import RunStatus
 from registry.core.errors import BundleRefused, Problem
-from registry.db.bulk import empty_tables, refresh_statistics
+from registry.db.bulk import refresh_statistics
 from registry.db.database import (
     lock_work,
 )
@@ -284,7 +284,7 @@ class Load:
         self.facts = PatientFacts()
         # files compared row by row with the site's current records (None until planned)
         self.rowwise: dict[str, RowPlan | None] = {}
-        self.first_loaded: set[str] = set()  # files whose table was empty before this load
+        self.first_of_site = False  # the registry held none of the site's patients (merge)
 
     def run(self) -> None:
         self._header_warnings()
@@ -454,11 +454,9 @@ class Load:
         _upsert_site(conn, manifest, run_id)
         remember_key(conn, self.key, run_id)
         spent = {"changelog_s": 0.0, "upsert_s": 0.0}
-        # tables that held nothing before this load: none of their records is retired
-        empty = empty_tables(conn, [load.TARGETS[n][0] for n in FILE_ORDER])
-        self.first_loaded = {n for n in FILE_ORDER if load.TARGETS[n][0] in empty}
-        # the registry holds none of the site's patients: a row a patient and file in the log
-        first_of_site = load.first_load_of_site(conn, manifest.site_id)
+        # the registry holds none of the site's patients: a row a patient and file in the log,
+        # every staged row a new record, nothing to retire
+        first_of_site = self.first_of_site = load.first_load_of_site(conn, manifest.site_id)
         for name in FILE_ORDER:
             # the change log (which flags the changed records' patients), then the upsert
             t1 = time.perf_counter()
@@ -524,13 +522,12 @@ class Load:
     def _retire(self, conn: Connection) -> None:
         """A full export retires the records it no longer sends; an optional file left out, or
         an unchanged one not read again, retires nothing; nor does one in which a stray quote
-        joined lines (the records it swallowed cannot be told from records no longer sent)."""
+        joined lines (the records it swallowed cannot be told from records no longer sent), nor
+        a site's first load (nothing of the site predates it)."""
         joined = _joined_lines(self.quarantine, self.bundle, self.summary)
-        if self.manifest.mode != "full":
+        if self.manifest.mode != "full" or self.first_of_site:
             return
         for name in reversed(FILE_ORDER):
-            if name in self.first_loaded:
-                continue
             if self.headers[name].present and name not in self.unchanged and name not in joined:
                 plan = self.rowwise.get(name)
                 if plan is not None:

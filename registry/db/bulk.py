@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
@@ -117,8 +117,3 @@ def refresh_statistics(conn: Connection, changed: dict[str, int], share: float =
             conn.exec_driver_sql(f"ANALYZE {table}")
             done.append(table)
     return done
-
-
-def empty_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
-    """The tables among ``tables`` that hold no row at all (of any site, current or retired)."""
-    return [t for t in tables if conn.execute(text(f"SELECT 1 FROM {t} LIMIT 1")).first() is None]

@@ -401,15 +401,16 @@ def _table_plan(model: Any) -> _TablePlan:
     keys = [cols.index(c.name) for c in model.__table__.primary_key.columns]
     run = cols.index("derivation_run_id") if "derivation_run_id" in cols else None
     selected = ", ".join("NULL" if i == run else c for i, c in enumerate(cols))
+    ids = [(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()]
     return _TablePlan(
         columns=cols,
         keys=[cols[i] for i in keys],
-        ids=[(cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()],
+        ids=ids,
         run=run,
         key=itemgetter(*keys),
         dates=[i for i, c in enumerate(model.__table__.columns) if isinstance(c.type, Date)],
         select=f"SELECT {selected} FROM {name} WHERE patient_key {{keys}}",
-        shift=_shifter(len(cols), dict((cols.index(c), kind) for c, kind in _ID_COLUMNS[name].items()), run),
+        shift=_shifter(len(cols), dict(ids), run),
     )
 
 
