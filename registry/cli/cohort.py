@@ -51,13 +51,15 @@ def cohort_export(ctx: Context, name: str, out: str, as_of) -> None:
     Example: registry cohort export lenalidomide-relapse --out patients.csv
     """
     from registry.cohorts.definition import load_definition
-    from registry.cohorts.sql import read_cohort
+    from registry.cohorts.sql import read_analysed
     from registry.reports.render import to_csv
-    from registry.reports.study import patient_table
+    from registry.reports.study import patient_table, table_columns
 
     check_output(out)
     defn = load_definition(name)
-    table = patient_table(read_cohort(ctx.ready_engine(), defn, as_of.date() if as_of else None), defn)
+    cut = as_of.date() if as_of else None
+    analysed, _ = read_analysed(ctx.ready_engine(), defn, cut, columns=table_columns(defn))
+    table = patient_table(analysed, defn)
     write_output(out, to_csv(table))
     ctx.note(f"wrote {len(table)} patient(s) to {out}")
 

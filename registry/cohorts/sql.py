@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from registry.cohorts.definition import CohortDefinition, Endpoint
+from registry.cohorts.frames import as_dates, read_frame
 from registry.core.errors import DefinitionError
 from registry.db.views import describe_view, year_of
 
@@ -395,47 +397,142 @@ WHERE p.is_current = TRUE
 """
 
 
+BASELINE_COLUMNS = (
+    "diagnosis_date",
+    "riss_stage",
+    "ldh_elevated",
+    "del17p",
+    "t_4_14",
+    "t_14_16",
+    "gain_1q",
+    "response_day100",
+    "tandem_transplant_date",
+    "induction_acronym",
+    "induction_backbone",
+    "l2_backbone",
+)
+DATE_COLUMNS = (
+    "cutoff",
+    "birth_date",
+    "index_transplant_date",
+    "relapse_date",
+    "l2_start",
+    "maintenance_start",
+    "maintenance_end",
+    "death_date",
+    "last_contact_date",
+)
+BASELINE_DATES = ("diagnosis_date", "tandem_transplant_date")
+
+
 def read_baseline_facts(engine: Engine) -> pd.DataFrame:
     """Per current derived patient: the facts Table 1 describes besides the cohort's columns."""
-    with engine.connect() as conn:
-        df = pd.read_sql_query(text(BASELINE_SQL), conn)
-    for col in ("diagnosis_date", "tandem_transplant_date"):
-        df[col] = pd.to_datetime(df[col]).dt.date
+    df = read_frame(engine, BASELINE_SQL, BASELINE_DATES)
     df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
     return df
 
 
-def read_cohort(
-    engine: Engine, defn: CohortDefinition, as_of: dt.date | None = None, *, baseline: bool = False
-) -> pd.DataFrame:
-    """Every current patient with step flags (for attrition) and, where defined, endpoints;
-    with ``baseline``, also the facts of ``read_baseline_facts`` (for Table 1).
+@dataclass(frozen=True)
+class Reach:
+    """How far the current patients got through a cohort's steps: what a report says of the
+    patients it does not analyse (the attrition, the earliest data cutoff), without their rows."""
 
-    Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
-    """
+    patients: int
+    passed: tuple[int, ...]  # for each step i: the patients passing steps 1..i
+    earliest_cutoff: dt.date | None
 
-    def query() -> pd.DataFrame:
-        with engine.connect() as conn:
-            return pd.read_sql_query(text(compile_cohort(defn, conn.dialect.name, as_of)), conn)
+    def __add__(self, other: Reach) -> Reach:
+        cutoffs = [c for c in (self.earliest_cutoff, other.earliest_cutoff) if c is not None]
+        return Reach(
+            self.patients + other.patients,
+            tuple(a + b for a, b in zip(self.passed, other.passed, strict=True)),
+            min(cutoffs) if cutoffs else None,
+        )
 
-    df = _run_or_explain(engine, defn, query)
-    for col in (
-        "cutoff",
-        "birth_date",
-        "index_transplant_date",
-        "relapse_date",
-        "l2_start",
-        "maintenance_start",
-        "maintenance_end",
-        "death_date",
-        "last_contact_date",
-    ):
-        df[col] = pd.to_datetime(df[col]).dt.date
+
+def reach_of(cohort: pd.DataFrame, defn: CohortDefinition) -> Reach:
+    """The reach of a cohort frame of every current patient (``read_cohort``)."""
+    cutoffs = cohort["cutoff"].dropna()
+    return Reach(
+        len(cohort),
+        tuple(int(cohort[f"step_{i}"].sum()) for i in range(1, len(defn.steps) + 1)),
+        min(cutoffs) if len(cutoffs) else None,
+    )
+
+
+def _cohort_sql(
+    defn: CohortDefinition, dialect: str, as_of: dt.date | None, baseline: bool, columns: list[str] | None
+) -> tuple[str, tuple[str, ...]]:
+    """The cohort's query (with the baseline facts joined in the database: one read, a million
+    patients' rows never held twice) and its date columns; ``columns``: only these, with the
+    key, the step flags and the cutoff."""
+    sql = compile_cohort(defn, dialect, as_of)
+    facts: tuple[str, ...] = BASELINE_COLUMNS if baseline else ()
+    if columns is not None:
+        needed = ["patient_key", "cutoff", *(f"step_{i}" for i in range(1, len(defn.steps) + 1))]
+        wanted = list(dict.fromkeys([*needed, *columns]))
+        facts = tuple(c for c in wanted if c in facts)
+        select = ", ".join(f'c."{c}"' if c == "group" else f"c.{c}" for c in wanted if c not in facts)
+    else:
+        select = "c.*"
+    if facts:
+        select += "".join(f", bf.{c}" for c in facts)
+        join = f" LEFT JOIN ({BASELINE_SQL}) bf ON bf.patient_key = c.patient_key"
+    else:
+        join = ""
+    return f"SELECT {select} FROM ({sql}) c{join}", (*DATE_COLUMNS, *BASELINE_DATES)
+
+
+def _typed(df: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
     for drug in defn.drugs:
         cols = drug_columns(drug)
         for col in (cols.maintenance, cols.l2, cols.refractory):
-            df[col] = df[col].astype("boolean")
-        df[cols.free_days] = df[cols.free_days].astype("Int64")
-    if baseline:
-        df = df.merge(read_baseline_facts(engine), on="patient_key", how="left")
+            if col in df:
+                df[col] = df[col].astype("boolean")
+        if cols.free_days in df:
+            df[cols.free_days] = df[cols.free_days].astype("Int64")
+    if "ldh_elevated" in df:
+        df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
     return df
+
+
+def read_cohort(
+    engine: Engine,
+    defn: CohortDefinition,
+    as_of: dt.date | None = None,
+    *,
+    baseline: bool = False,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Every current patient with step flags (for attrition) and, where defined, endpoints;
+    with ``baseline``, also the facts of ``read_baseline_facts`` (for Table 1); ``columns``:
+    only those (and the key, the step flags and the cutoff).
+
+    Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
+    """
+    sql, dates = _cohort_sql(defn, engine.dialect.name, as_of, baseline, columns)
+    return _typed(_run_or_explain(engine, defn, lambda: read_frame(engine, sql, dates)), defn)
+
+
+def read_analysed(
+    engine: Engine,
+    defn: CohortDefinition,
+    as_of: dt.date | None = None,
+    *,
+    baseline: bool = False,
+    columns: list[str] | None = None,
+) -> tuple[pd.DataFrame, Reach]:
+    """``read_cohort`` of only the patients that pass every step, with the ``Reach`` of all
+    (the rows of the others are counted as they are read, never kept)."""
+    sql, dates = _cohort_sql(defn, engine.dialect.name, as_of, baseline, columns)
+    last = f"step_{len(defn.steps)}"
+    reach = Reach(0, (0,) * len(defn.steps), None)
+
+    def each(chunk: pd.DataFrame) -> pd.DataFrame:
+        nonlocal reach
+        dated = chunk.assign(cutoff=as_dates(chunk["cutoff"]))
+        reach = reach + reach_of(dated, defn)
+        return chunk[chunk[last] == 1]
+
+    df = _run_or_explain(engine, defn, lambda: read_frame(engine, sql, dates, each=each))
+    return _typed(df, defn), reach

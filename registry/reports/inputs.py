@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from registry.cohorts.definition import CohortDefinition, load_definition
-from registry.cohorts.sql import read_cohort
+from registry.cohorts.sql import read_analysed
 from registry.core.errors import ReportRefused
 from registry.db.models import DerivationRun, EtlRun, Patient, Site, SourceFile, Transplant
 from registry.derive.run import derivation_status
@@ -186,7 +186,8 @@ def study_report(
     """
     defn = load_definition(name_or_defn) if isinstance(name_or_defn, str) else name_or_defn
     check_request(defn, endpoints, landmark_days)  # 64 before anything is read
-    cohort = read_cohort(engine, defn, as_of, baseline=True)  # 78 for a broken definition
+    # only the patients analysed, with how far the others got: 78 for a broken definition
+    cohort, reach = read_analysed(engine, defn, as_of, baseline=True)
     check_reportable(engine, as_of)
     prov = provenance(engine)
     context = {
@@ -202,6 +203,7 @@ def study_report(
         landmark_days=landmark_days,
         horizon_months=horizon_months,
         context=context,
+        reach=reach,
     )
 
 
@@ -214,10 +216,10 @@ def outcomes_report(
 ) -> Any:
     """The transplant-outcomes report from the registry, or ``ReportRefused`` (65) / ``StudyError``
     (64) as ``study_report``."""
-    from registry.reports.outcomes import STRATA, build_outcomes_report
+    from registry.reports.outcomes import STRATA, build_outcomes_report, cohort_columns
 
     defn = load_definition("transplant-outcomes")
-    cohort = read_cohort(engine, defn, as_of, baseline=True)
+    cohort, reach = read_analysed(engine, defn, as_of, baseline=True, columns=cohort_columns(defn))
     check_reportable(engine, as_of)
     prov = provenance(engine)
     factors = by if by is not None else list(STRATA)
@@ -227,5 +229,5 @@ def outcomes_report(
         "methods": outcomes_methods(defn, prov["derivation"], factors, landmark_days),
     }
     return build_outcomes_report(
-        cohort, defn, by=by, as_of=as_of, landmark_days=landmark_days, context=context
+        cohort, defn, by=by, as_of=as_of, landmark_days=landmark_days, context=context, reach=reach
     )

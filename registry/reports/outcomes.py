@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from registry.cohorts.definition import CohortDefinition
+from registry.cohorts.sql import Reach, reach_of
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.reports.common import months as _m
 from registry.reports.common import rounded as _r
 from registry.reports.common import warn as _warn
 from registry.reports.relations import outcomes_model
-from registry.reports.study import _curve, attrition, facts_of, patient_table, report_header
+from registry.reports.study import _curve, attrition, facts_of, patient_table, report_header, table_columns
 from registry.reports.suppress import (
     PROTECTED,
     _complement,
@@ -61,6 +62,28 @@ RESPONSE_ENDPOINTS = ("dor", "ttnt")  # Kaplan-Meier endpoints of the response s
 DEFAULT_LANDMARK = 180
 
 
+# the cohort's columns the report reads besides its table's: the strata, the response sets and
+# the data cutoff (``cohort_columns``; a test compares the report with one from every column)
+FACTS = (
+    "cutoff",
+    "riss_stage",
+    "index_transplant_date",
+    "birth_date",
+    "maintenance_start",
+    "maintenance_agents",
+    "l2_start",
+    "day100_response",
+    "l1_best_response",
+    "l2_best_response",
+)
+
+
+def cohort_columns(defn: CohortDefinition) -> list[str]:
+    """The columns of the cohort the report reads (``read_analysed(columns=...)``): at a million
+    patients, the other columns would be most of the memory it holds."""
+    return list(dict.fromkeys([*table_columns(defn), *FACTS]))
+
+
 @dataclass
 class OutcomesReport:
     """A computed outcomes report: the JSON-able dict and the per-patient table."""
@@ -80,14 +103,13 @@ def strata_frame(table: pd.DataFrame, cohort: pd.DataFrame, landmark_days: int) 
     d["age_group"] = np.select(
         [age < 65, age < 70, age >= 70], ["< 65", "65-69", ">= 70"], default=NOT_RECORDED
     )
-    year = transplant.dt.year
-    d["era"] = [f"{int(y) // 5 * 5}-{int(y) // 5 * 5 + 4}" if pd.notna(y) else NOT_RECORDED for y in year]
+    first = transplant.dt.year // 5 * 5  # each five-year era, labelled once
+    eras = {y: f"{int(y)}-{int(y) + 4}" for y in first.dropna().unique()}
+    d["era"] = first.map(eras).astype(object).fillna(NOT_RECORDED)
     started = (pd.to_datetime(fact("maintenance_start")) - transplant).dt.days
     agents = fact("maintenance_agents")
-    d["maintenance"] = [
-        a if isinstance(a, str) and pd.notna(s) and s <= landmark_days else "none"
-        for a, s in zip(agents, started, strict=True)
-    ]
+    by_landmark = agents.map(lambda a: isinstance(a, str)).astype(bool)
+    d["maintenance"] = agents.where(by_landmark & (started <= landmark_days), "none").astype(object)
     for c in ("iss_stage", "riss_stage", "cytogenetic_risk"):
         d[c] = d[c].where(d[c].notna(), NOT_RECORDED).astype(str)
     return d
@@ -223,6 +245,7 @@ def build_outcomes_report(
     as_of: dt.date | None = None,
     landmark_days: int = DEFAULT_LANDMARK,
     context: dict[str, Any] | None = None,
+    reach: Reach | None = None,
 ) -> OutcomesReport:
     """Compute the outcomes report.
 
@@ -240,6 +263,9 @@ def build_outcomes_report(
         The landmark of the maintenance comparison (days after the index transplant).
     context
         Provenance and the data-quality step (``registry.reports.inputs``).
+    reach
+        How far every current patient got (``read_analysed``), when ``cohort`` holds only the
+        patients with an index transplant; None: taken from ``cohort``.
 
     Raises
     ------
@@ -265,12 +291,13 @@ def build_outcomes_report(
             hint="check the data cutoff (--as-of) and that patients are derived",
         )
     frame = strata_frame(table, cohort, landmark_days)
+    reach = reach or reach_of(cohort, defn)
     warnings: list[dict[str, Any]] = []
     longest = float(frame[["os_days", "pfs_days", "crr_days"]].astype(float).max().max())
     grid = list(range(0, max(12, math.ceil(longest / DAYS_PER_MONTH / 12) * 12) + 1, 12))
     overall, curves = _summaries(frame, grid)
     data: dict[str, Any] = {
-        **report_header(defn, cohort, as_of, len(frame), attrition(cohort, defn)),
+        **report_header(defn, reach, as_of, len(frame), attrition(reach, defn)),
         "endpoints": overall,
         "labels": {
             "os": "Overall survival",

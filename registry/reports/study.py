@@ -21,7 +21,7 @@ import pandas as pd
 
 from registry import __version__
 from registry.cohorts.definition import Analysis, CohortDefinition, Endpoint
-from registry.cohorts.sql import drug_column_stem, drug_columns
+from registry.cohorts.sql import Reach, drug_column_stem, drug_columns, reach_of
 from registry.core.errors import ReportRefused, StudyError
 from registry.core.units import DAYS_PER_MONTH
 from registry.reports.common import months as _m
@@ -71,23 +71,37 @@ class StudyReport:
     patients: pd.DataFrame  # the per-patient analysis table
 
 
+AGES = {"age_at_l2": "l2_start", "age_at_transplant": "index_transplant_date"}  # age at that date
+
+
+def _shown_columns(defn: CohortDefinition) -> list[str]:
+    cols = list(defn.export or [*PATIENT_COLUMNS, *per_drug_columns(defn)])
+    for e in defn.endpoints:
+        cols += [f"{e.name}_days", e.outcome_column]
+    return cols
+
+
+def table_columns(defn: CohortDefinition) -> list[str]:
+    """The cohort columns ``patient_table`` reads: those it shows, and the dates of the ages."""
+    cols = _shown_columns(defn)
+    read = [c for c in cols if c not in AGES]
+    return read + [c for c in ("birth_date", *(AGES[c] for c in cols if c in AGES)) if c not in read]
+
+
 def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
     """The per-patient analysis table: the patients that pass every step, with the endpoint
     columns (``<endpoint>_days``, ``<endpoint>_event``)."""
     last = f"step_{len(defn.steps)}"
-    df = cohort[cohort[last] == 1].copy()
-    df["age_at_l2"] = [
-        round((l2 - b).days / 365.25, 2) if pd.notna(l2) and pd.notna(b) else None
-        for l2, b in zip(df["l2_start"], df["birth_date"], strict=True)
-    ]
-    df["age_at_transplant"] = [
-        round((t - b).days / 365.25, 2) if pd.notna(t) and pd.notna(b) else None
-        for t, b in zip(df["index_transplant_date"], df["birth_date"], strict=True)
-    ]
-    cols = list(defn.export or [*PATIENT_COLUMNS, *per_drug_columns(defn)])
-    for e in defn.endpoints:
-        cols += [f"{e.name}_days", e.outcome_column]
+    cols = _shown_columns(defn)
+    read = table_columns(defn)
     order = ["group", "patient_key"] if "group" in cols else ["patient_key"]
+    df = cohort.loc[cohort[last] == 1, read]  # only the columns the table shows (or needs)
+    for age, date in AGES.items():
+        if age in cols:  # age in years, to 2 decimals, at that date
+            df[age] = [
+                round((d - b).days / 365.25, 2) if pd.notna(d) and pd.notna(b) else None
+                for d, b in zip(df[date], df["birth_date"], strict=True)
+            ]
     df = df[cols].sort_values(order).reset_index(drop=True)
     for e in defn.endpoints:
         df[f"{e.name}_days"] = df[f"{e.name}_days"].astype("Int64")
@@ -95,10 +109,10 @@ def patient_table(cohort: pd.DataFrame, defn: CohortDefinition) -> pd.DataFrame:
     return df
 
 
-def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, Any]]:
+def attrition(reach: Reach, defn: CohortDefinition) -> list[dict[str, Any]]:
     """Remaining and excluded patients after each step, with the reason."""
     rows = []
-    before = len(cohort)
+    before = reach.patients
     rows.append(
         {
             "step": "Current patients in the registry",
@@ -107,8 +121,7 @@ def attrition(cohort: pd.DataFrame, defn: CohortDefinition) -> list[dict[str, An
             "reason": None,
         }
     )
-    for i, step in enumerate(defn.steps, start=1):
-        remaining = int(cohort[f"step_{i}"].sum())
+    for step, remaining in zip(defn.steps, reach.passed, strict=True):
         rows.append(
             {
                 "step": step.label,
@@ -163,12 +176,15 @@ def _curve(km: KaplanMeier) -> dict[str, list[Any]]:
 def facts_of(table: pd.DataFrame, cohort: pd.DataFrame) -> Callable[[str], pd.Series]:
     """A column of the cohort's facts aligned with ``table``'s patients (all missing when the
     cohort was read without that fact)."""
-    facts = cohort.set_index("patient_key")
+    rows = pd.Index(cohort["patient_key"]).get_indexer(table["patient_key"])  # found once
+    everyone = bool((rows >= 0).all())
 
     def fact(column: str) -> pd.Series:
-        if column not in facts.columns:
+        if column not in cohort.columns:
             return pd.Series([None] * len(table), index=table.index, dtype=object)
-        return table["patient_key"].map(facts[column])
+        if everyone:  # the column's values at those rows (no copy of the whole cohort)
+            return cohort[column].iloc[rows].set_axis(table.index)
+        return table["patient_key"].map(cohort.set_index("patient_key")[column])
 
     return fact
 
@@ -209,12 +225,11 @@ def describe(table: pd.DataFrame, cohort: pd.DataFrame, drugs: tuple[str, ...] =
 
 
 def report_header(
-    defn: CohortDefinition, cohort: pd.DataFrame, as_of: dt.date | None, n: int, steps: list[dict[str, Any]]
+    defn: CohortDefinition, reach: Reach, as_of: dt.date | None, n: int, steps: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """What every report's JSON starts with: the definition, the versions, when, the data cutoff
     (``as_of``, else the earliest site cutoff), the patients analysed and the attrition."""
-    cutoffs = cohort["cutoff"].dropna()
-    data_cutoff = as_of or (min(cutoffs) if len(cutoffs) else None)
+    data_cutoff = as_of or reach.earliest_cutoff
     return {
         "study": defn.name,
         "title": defn.title,
@@ -274,6 +289,7 @@ def build_study_report(
     landmark_days: int | None = None,
     horizon_months: int | None = None,
     context: dict[str, Any] | None = None,
+    reach: Reach | None = None,
 ) -> StudyReport:
     """Compute a study report.
 
@@ -296,6 +312,9 @@ def build_study_report(
     context
         What the registry knows around the cohort (``registry.reports.inputs``): provenance,
         the data-quality step, the derivation parameters. Copied into the report.
+    reach
+        How far every current patient got (``read_analysed``), when ``cohort`` holds only the
+        patients that pass every step; None: taken from ``cohort``.
 
     Returns
     -------
@@ -321,7 +340,8 @@ def build_study_report(
             "show where patients leave; check the data cutoff (--as-of) and the loaded sites",
         )
     groups = [g.name for g in defn.groups]
-    steps = attrition(cohort, defn)
+    reach = reach or reach_of(cohort, defn)
+    steps = attrition(reach, defn)
     analysed_set, landmark = _landmark_set(table, chosen, landmark_days, steps)
     described = describe(analysed_set, cohort, defn.drugs)
     frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
@@ -348,7 +368,7 @@ def build_study_report(
         return {"label": e.label, "title": title, "origin": e.origin, "events": list(e.events)}
 
     data: dict[str, Any] = {
-        **report_header(defn, cohort, as_of, len(analysed_set), steps),
+        **report_header(defn, reach, as_of, len(analysed_set), steps),
         "endpoints": {e.name: endpoint_meta(e) for e in chosen},
         "groups": {},
         "table1": table_one(described, groups, analysis.table1),

@@ -7,7 +7,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from registry.cohorts.definition import load_definition
 from registry.cohorts.sql import analysis_sql, compile_cohort, read_cohort
@@ -94,3 +94,107 @@ def resources_text(name: str) -> str:
     from importlib import resources
 
     return resources.files("registry.cohorts").joinpath(f"{name}.toml").read_text("utf-8")
+
+
+def _one_read(engine: Engine, defn, baseline: bool) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """The cohort as one read of every row gives it (the reference the chunked read must equal):
+    the driver's rows, dates converted per cell, the per-drug flags and days typed."""
+    import registry.cohorts.sql as cohort_sql
+
+    sql = cohort_sql.compile_cohort(defn, engine.dialect.name)
+    dates = cohort_sql.DATE_COLUMNS
+    if baseline:
+        facts = ", ".join(f"bf.{c}" for c in cohort_sql.BASELINE_COLUMNS)
+        baseline_sql = cohort_sql.BASELINE_SQL
+        sql = f"SELECT c.*, {facts} FROM ({sql}) c LEFT JOIN ({baseline_sql}) bf USING (patient_key)"
+        dates += ("diagnosis_date", "tandem_transplant_date")
+    with engine.connect() as conn:
+        df = pd.read_sql_query(text(sql), conn)
+    for col in dates:
+        df[col] = pd.to_datetime(df[col]).dt.date
+    for drug in defn.drugs:
+        cols = cohort_sql.drug_columns(drug)
+        for col in (cols.maintenance, cols.l2, cols.refractory):
+            df[col] = df[col].astype("boolean")
+        df[cols.free_days] = df[cols.free_days].astype("Int64")
+    if baseline:
+        df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
+    return df
+
+
+@pytest.mark.parametrize("name", ["lenalidomide-relapse", "transplant-outcomes"])
+def test_a_cohort_read_a_few_rows_at_a_time_equals_one_read_of_every_row(
+    engine: Engine, tmp_path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Chunks of 7 rows (so some chunk has a column all missing that another has numbers in),
+    each made compact, concatenated: the same frame, types included, as one read of all rows;
+    within a chunk, equal dates and stages are one object (what keeps a large cohort small)."""
+    import registry.cohorts.frames as frames
+    from etl.pipeline import run_bundle
+    from etl.synth import write_bundle
+    from tests.conftest import TEST_KEY
+
+    write_bundle(tmp_path / "b", patients=90, seed=5)
+    run_bundle(engine, tmp_path / "b", TEST_KEY.encode())
+    defn = load_definition(name)
+    monkeypatch.setattr(frames, "CHUNK_ROWS", 7)
+    got = read_cohort(engine, defn, baseline=True).sort_values("patient_key", ignore_index=True)
+    want = _one_read(engine, defn, baseline=True).sort_values("patient_key", ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) >= 80
+    monkeypatch.setattr(frames, "CHUNK_ROWS", 1000)  # within a chunk: one object a value
+    one = read_cohort(engine, defn, baseline=True)
+    for col in ("cutoff", "iss_stage", "sex", "index_transplant_date"):
+        values = one[col].dropna()
+        assert values.map(id).nunique() == values.nunique() < len(values), col
+
+
+def test_chunks_with_a_column_all_missing_keep_the_type_one_read_gives() -> None:
+    from registry.cohorts.frames import join_chunks
+
+    numbers = pd.DataFrame({"k": ["a", "b"], "days": [3.0, float("nan")], "n": [1, 2]})
+    missing = pd.DataFrame({"k": ["c"], "days": pd.Series([None], dtype=object), "n": [4]})
+    out = join_chunks([numbers, missing], ["k", "days", "n"])
+    assert out["days"].dtype == float and out["n"].dtype.kind == "i" and out["days"].isna().sum() == 2
+    nothing = pd.DataFrame({"k": ["d"], "days": pd.Series([None], dtype=object), "n": [5]})
+    assert join_chunks([nothing], ["k", "days", "n"])["days"].dtype == object  # as one read gives it
+
+
+def test_reports_from_the_analysed_patients_equal_those_from_every_patient(
+    engine: Engine, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """What the reports read (only the patients analysed, the others counted as they are read;
+    the outcomes report only its columns) gives the same reports as every patient's every
+    column: attrition, earliest cutoff, curves, tests, strata, responses, Table 1. (A fact the
+    outcomes report used and ``cohort_columns`` left out would read as missing: this fails.)"""
+    import registry.cohorts.frames as frames
+    from etl.pipeline import run_bundle
+    from etl.synth import write_bundle
+    from registry.cohorts.sql import reach_of, read_analysed
+    from registry.reports.outcomes import build_outcomes_report, cohort_columns
+    from registry.reports.study import build_study_report
+    from tests.conftest import TEST_KEY
+
+    write_bundle(tmp_path / "b", patients=400, seed=8)
+    run_bundle(engine, tmp_path / "b", TEST_KEY.encode())
+    monkeypatch.setattr(frames, "CHUNK_ROWS", 97)  # several chunks, the last one short
+
+    def same(a: dict, b: dict) -> None:  # type: ignore[type-arg]
+        a, b = dict(a), dict(b)
+        assert a.pop("generated_at") and b.pop("generated_at")
+        assert a == b
+
+    study = load_definition("lenalidomide-relapse")
+    everyone = read_cohort(engine, study, baseline=True)
+    analysed, reach = read_analysed(engine, study, baseline=True)
+    assert reach == reach_of(everyone, study) and reach.patients == 400 > len(analysed) > 50
+    same(build_study_report(analysed, study, reach=reach).data, build_study_report(everyone, study).data)
+
+    outcomes = load_definition("transplant-outcomes")
+    everyone = read_cohort(engine, outcomes, baseline=True)
+    analysed, reach = read_analysed(engine, outcomes, baseline=True, columns=cohort_columns(outcomes))
+    assert len(analysed.columns) < len(everyone.columns) and reach == reach_of(everyone, outcomes)
+    got = build_outcomes_report(analysed, outcomes, reach=reach)
+    want = build_outcomes_report(everyone, outcomes)
+    same(got.data, want.data)
+    pd.testing.assert_frame_equal(got.patients, want.patients)
