@@ -345,8 +345,9 @@ def build_study_report(
     analysed_set, landmark = _landmark_set(table, chosen, landmark_days, steps)
     described = describe(analysed_set, cohort, defn.drugs)
     frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
-    for e in chosen:
-        frame = analysed_set.copy()
+    for e in chosen:  # each endpoint's frame: only what its curves, tests and models read
+        read = ["group", f"{e.name}_days", f"{e.name}_event", *(c.column for c in analysis.covariates)]
+        frame = analysed_set[[c for c in dict.fromkeys(read) if c in analysed_set]].copy()
         tcol = f"{e.name}_days"
         if landmark_days is not None:
             tcol = f"{e.name}_lm"
