@@ -60,6 +60,7 @@ RESPONSE_LEVELS = ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD")
 NOT_EVALUABLE = "not evaluable"
 RESPONSE_ENDPOINTS = ("dor", "ttnt")  # Kaplan-Meier endpoints of the response section
 DEFAULT_LANDMARK = 180
+TIMES = ("os_days", "os_event", "pfs_days", "pfs_event", "crr_days", "crr_status")  # what is estimated
 
 
 # the cohort's columns the report reads besides its table's: the strata, the response sets and
@@ -138,8 +139,8 @@ def _summaries(frame: pd.DataFrame, grid: list[int], shift: int = 0) -> tuple[di
     """Every endpoint's summary (E) and curve for one set of patients; times minus ``shift``."""
     out: dict[str, Any] = {}
     curves: dict[str, Any] = {}
-    f = frame.copy()
-    for col in ("os_days", "pfs_days", "crr_days"):
+    f = frame[list(TIMES)].copy()  # the times and their events: a copy of every column would
+    for col in ("os_days", "pfs_days", "crr_days"):  # be 24 at a million patients
         f[col] = f[col].astype(float) - shift
     for name in SURVIVAL:
         out[name], curves[name] = _km_summary(f, name, grid)
@@ -359,7 +360,7 @@ FINE_GRAY_FACTORS = (("iss_stage", "ISS stage", "I"), ("cytogenetic_risk", "Cyto
 def _fine_gray(frame: pd.DataFrame, warnings: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Fine-Gray regression of relapse/progression (NRM competing) on ISS and cytogenetic risk,
     complete cases ("not recorded" and "unknown" left out), each level against its reference."""
-    d = frame.copy()
+    d = frame[[*TIMES, *(var for var, _, _ in FINE_GRAY_FACTORS)]].copy()
     columns, labels = [], {}
     for var, label, ref in FINE_GRAY_FACTORS:
         known = d[var].where(~d[var].isin([NOT_RECORDED, "unknown"]))
@@ -399,7 +400,7 @@ def _level_order(level: str) -> tuple[bool, int, str]:
 
 
 def _tests(frame: pd.DataFrame, var: str, shift: int) -> dict[str, Any]:
-    f = frame.copy()
+    f = frame[[*TIMES, var]].copy()
     for col in ("os_days", "pfs_days", "crr_days"):
         f[col] = f[col].astype(float) - shift
     out: dict[str, Any] = {}
