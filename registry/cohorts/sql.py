@@ -111,30 +111,15 @@ def base_sql(dialect: str, as_of: dt.date | None = None, drugs: tuple[str, ...] 
     )  # as_of caps the view at a date; otherwise each site's own cutoff
     return f"""
     WITH
-    -- each table grouped first (by its patient index), then the few rows per patient: a
-    -- fifth faster than grouping every dated row at once (100,000 patients, SQLite); the
-    -- treatments in one pass for both dates (a third faster than two)
-    rx AS MATERIALIZED (
-        SELECT patient_key, MAX(start_date) AS s, MAX(end_date) AS e FROM treatments
-        WHERE is_current = TRUE GROUP BY patient_key
-    ),
-    seen AS (
-        SELECT patient_key, MAX(d) AS d FROM (
-            SELECT patient_key, s AS d FROM rx
-            UNION ALL SELECT patient_key, e FROM rx
-            UNION ALL SELECT patient_key, MAX(event_date) FROM disease_events WHERE is_current = TRUE
-            GROUP BY patient_key
-            UNION ALL SELECT patient_key, MAX(transplant_date) FROM transplants WHERE is_current = TRUE
-            GROUP BY patient_key
-        ) x GROUP BY patient_key
-    ),{drug_ctes}
+    -- the latest record date is the derivation's (patient_summaries): grouping every
+    -- treatment, event and transplant here was the largest part of a cohort read{drug_ctes}
     b0 AS (
         SELECT p.patient_key, p.site_code, p.sex, p.birth_date, p.iss_stage,
                p.cytogenetic_risk, {cutoff} AS cutoff,
                ps.index_transplant_date, ps.relapse_date, ps.l2_start, ps.l2_first_regimen,
                ps.l2_start_rule, ps.l2_progression_date, ps.maintenance_agents,
                ps.maintenance_start, ps.maintenance_end, ps.maintenance_stop_reason,
-               f.death_date, f.last_contact_date, seen.d AS last_record_date,
+               f.death_date, f.last_contact_date, ps.last_record_date,
                l1.start_date AS l1_start, l1.best_response AS l1_best_response,
                l1.response_date AS l1_response_date, l2.best_response AS l2_best_response,
                -- the day-100 response the laboratory series gives, else the one recorded
@@ -148,8 +133,7 @@ def base_sql(dialect: str, as_of: dt.date | None = None, drugs: tuple[str, ...] 
         LEFT JOIN relapses r ON r.patient_key = p.patient_key AND r.is_first_after_index = TRUE
         LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
         LEFT JOIN lines_of_therapy l2 ON l2.patient_key = p.patient_key AND l2.line_number = 2
-        LEFT JOIN transplants tx ON tx.transplant_key = ps.index_transplant_key
-        LEFT JOIN seen ON seen.patient_key = p.patient_key{drug_joins}
+        LEFT JOIN transplants tx ON tx.transplant_key = ps.index_transplant_key{drug_joins}
         WHERE p.is_current = TRUE
     ),
     -- MATERIALIZED: computed once. Inlined, each use of a column of b copied its correlated

@@ -181,6 +181,7 @@ def _derive_once(
         tandem_transplant=plan.tandem,
         progressions=progressions,
         episodes=episodes,
+        last_record_date=inp.last_record,
     )
 
 

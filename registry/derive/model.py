@@ -77,6 +77,14 @@ class PatientInputs:
     def end_of_follow_up(self) -> dt.date | None:
         return self.death or self.last_contact or self.cutoff
 
+    @property
+    def last_record(self) -> dt.date | None:
+        """The latest date of any treatment (start or end), transplant or disease event."""
+        days = [d for t in self.treatments for d in (t.start, t.end) if d is not None]
+        days += [t.date for t in self.transplants if t.date is not None]
+        days += [e.date for e in self.events if e.date is not None]
+        return max(days, default=None)
+
 
 # --------------------------------------------------------------------------- outputs
 @dataclass
@@ -249,6 +257,7 @@ class Derivation:
     episodes: list[Episode] = field(default_factory=list)
     responses: list[LineOutcome] = field(default_factory=list)  # one per line, in line order
     day100_response: str | None = None  # line 1's derived category nearest day 100 after the index transplant
+    last_record_date: dt.date | None = None  # the inputs' latest treatment, transplant or event date
 
     # ---- summary facts used by cohorts
     @property

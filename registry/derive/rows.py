@@ -340,5 +340,6 @@ def _summary(d: Derivation, line_ids: dict[int, int], run_id: int | None) -> dic
         "l2_progression_date": d.progression_after_line_start(2),
         "lines": len(d.lines),
         "day100_response": d.day100_response,
+        "last_record_date": d.last_record_date,
         "derivation_run_id": run_id,
     }

@@ -324,6 +324,11 @@ class PatientSummary(Derived, Base):
         doc="the first progression after the second line started that did not start it (pfs_2l, pfs2)",
     )
     lines: Mapped[int] = mapped_column(Integer, default=0, doc="the number of lines")
+    last_record_date: Mapped[dt.date | None] = mapped_column(
+        Date,
+        doc="the latest date of any current treatment (start or end), transplant or disease event: "
+        "with the last contact, where follow-up ends (cohorts read it instead of every record)",
+    )
     day100_response: Mapped[str | None] = mapped_column(
         String(8),
         doc="line 1's category judged from the laboratory series nearest day 100 after the index transplant",
