@@ -362,6 +362,8 @@ def _run_or_explain(engine: Engine, defn: CohortDefinition, query: Callable[[], 
 
 # facts Table 1 describes besides the cohort's own columns: diagnosis, staging, FISH, the index
 # transplant's response and tandem, the first induction regimen and the 2nd line's drug classes
+# (each line's first regimen of a phase found by one grouping of the regimens, not a lookup a
+# patient; a regimen's number is its order within the patient, so one row a line)
 BASELINE_SQL = """
 SELECT p.patient_key, p.diagnosis_date, p.riss_stage, p.ldh_elevated, p.del17p, p.t_4_14,
        p.t_14_16, p.gain_1q, t.response_day100, ps.tandem_transplant_date,
@@ -371,12 +373,14 @@ FROM patients p
 JOIN patient_summaries ps ON ps.patient_key = p.patient_key
 LEFT JOIN transplants t ON t.transplant_key = ps.index_transplant_key
 LEFT JOIN lines_of_therapy l1 ON l1.patient_key = p.patient_key AND l1.line_number = 1
-LEFT JOIN regimens ind ON ind.regimen_id = (
-    SELECT r.regimen_id FROM regimens r WHERE r.line_id = l1.line_id AND r.phase = 'induction'
-    ORDER BY r.regimen_number LIMIT 1)
-LEFT JOIN regimens l2 ON l2.regimen_id = (
-    SELECT r.regimen_id FROM regimens r WHERE r.line_id = ps.l2_line_id AND r.phase = 'salvage'
-    ORDER BY r.regimen_number LIMIT 1)
+LEFT JOIN (
+    SELECT line_id, MIN(regimen_number) AS n FROM regimens WHERE phase = 'induction' GROUP BY line_id
+) ind1 ON ind1.line_id = l1.line_id
+LEFT JOIN regimens ind ON ind.line_id = ind1.line_id AND ind.regimen_number = ind1.n
+LEFT JOIN (
+    SELECT line_id, MIN(regimen_number) AS n FROM regimens WHERE phase = 'salvage' GROUP BY line_id
+) l21 ON l21.line_id = ps.l2_line_id
+LEFT JOIN regimens l2 ON l2.line_id = l21.line_id AND l2.regimen_number = l21.n
 WHERE p.is_current = TRUE
 """
 
