@@ -344,15 +344,7 @@ def build_study_report(
     steps = attrition(reach, defn)
     analysed_set, landmark = _landmark_set(table, chosen, landmark_days, steps)
     described = describe(analysed_set, cohort, defn.drugs)
-    frames: list[tuple[str, pd.DataFrame, str]] = []  # (endpoint, frame, time column)
-    for e in chosen:  # each endpoint's frame: only what its curves, tests and models read
-        read = ["group", f"{e.name}_days", f"{e.name}_event", *(c.column for c in analysis.covariates)]
-        frame = analysed_set[[c for c in dict.fromkeys(read) if c in analysed_set]].copy()
-        tcol = f"{e.name}_days"
-        if landmark_days is not None:
-            tcol = f"{e.name}_lm"
-            frame[tcol] = frame[f"{e.name}_days"] - landmark_days
-        frames.append((e.name, frame, tcol))
+    frames = [_endpoint_frame(analysed_set, e, analysis, landmark_days) for e in chosen]
     longest = max(
         (float(f[t].max()) for _, f, t in frames if len(f) and not pd.isna(f[t].max())), default=0.0
     )
@@ -402,6 +394,20 @@ def build_study_report(
     for name, frame, tcol in frames:
         _analyse_endpoint(data, warnings, defn, grid, name, frame, tcol)
     return StudyReport(data=data, patients=table)
+
+
+def _endpoint_frame(
+    analysed: pd.DataFrame, e: Endpoint, analysis: Analysis, landmark_days: int | None
+) -> tuple[str, pd.DataFrame, str]:
+    """(endpoint, frame, time column): only what its curves, tests and models read (the group,
+    its time and event, the covariates), times from the landmark when there is one."""
+    read = ["group", f"{e.name}_days", f"{e.name}_event", *(c.column for c in analysis.covariates)]
+    frame = analysed[[c for c in dict.fromkeys(read) if c in analysed]].copy()
+    tcol = f"{e.name}_days"
+    if landmark_days is not None:
+        tcol = f"{e.name}_lm"
+        frame[tcol] = frame[f"{e.name}_days"] - landmark_days
+    return e.name, frame, tcol
 
 
 def _landmark_set(
