@@ -413,13 +413,6 @@ DATE_COLUMNS = (
 BASELINE_DATES = ("diagnosis_date", "tandem_transplant_date")
 
 
-def read_baseline_facts(engine: Engine) -> pd.DataFrame:
-    """Per current derived patient: the facts Table 1 describes besides the cohort's columns."""
-    df = read_frame(engine, BASELINE_SQL, BASELINE_DATES)
-    df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
-    return df
-
-
 @dataclass(frozen=True)
 class Reach:
     """How far the current patients got through a cohort's steps: what a report says of the
@@ -493,7 +486,7 @@ def read_cohort(
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every current patient with step flags (for attrition) and, where defined, endpoints;
-    with ``baseline``, also the facts of ``read_baseline_facts`` (for Table 1); ``columns``:
+    with ``baseline``, also Table 1's facts (``BASELINE_SQL``, joined in the database); ``columns``:
     only those (and the key, the step flags and the cutoff).
 
     Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
