@@ -17,7 +17,7 @@ from etl.synth import write_bundle
 from registry.db.database import make_engine
 from registry.db.models import DerivationRun, EtlRun, Patient
 from tests.conftest import TEST_KEY
-from tests.etl.faults import start_paused
+from tests.etl.faults import as_a_terminal_job, start_paused
 
 
 def _children(pid: int) -> list[str]:
@@ -40,6 +40,7 @@ def test_ctrl_c_during_derive_all_exits_130_with_one_line(sqlite_cli_env, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=as_a_terminal_job,
     )
     deadline = time.time() + 60
     while len(_children(proc.pid)) < 2:  # the worker processes are deriving

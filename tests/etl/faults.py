@@ -5,6 +5,7 @@ read beside it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,11 +21,19 @@ def paused_command(marker: Path, stage: str, seconds: float, args: list[str]) ->
     return [sys.executable, "-m", "tests.etl.paused_registry", str(marker), stage, str(seconds), "--", *args]
 
 
+def as_a_terminal_job() -> None:
+    """In a child before it runs: Ctrl-C as a terminal's foreground job gets it (the default
+    action, unblocked), whatever the test process itself had inherited for SIGINT (seen: a
+    test-suite worker ignoring it, which every child would inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_paused(
     db_url: str, args: list[str], marker: Path, stage: str = "commit", pause_seconds: float = 60
 ) -> subprocess.Popen[str]:
     """Start ``registry ARGS`` and return once it has reached ``stage`` (it then sleeps
-    ``pause_seconds`` and goes on)."""
+    ``pause_seconds`` and goes on). Ctrl-C reaches it as it would a terminal's job."""
     env = {
         **os.environ,
         "REGISTRY_DATABASE_URL": db_url,
@@ -38,6 +47,7 @@ def start_paused(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_a_terminal_job,
     )
     deadline = time.time() + 60
     while not marker.exists():
