@@ -491,8 +491,7 @@ def read_cohort(
 
     Raises ``DefinitionError`` naming the step or group whose condition the database refuses.
     """
-    sql, dates = _cohort_sql(defn, engine.dialect.name, as_of, baseline, columns)
-    return _typed(_run_or_explain(engine, defn, lambda: read_frame(engine, sql, dates)), defn)
+    return _read(engine, defn, as_of, baseline, columns)
 
 
 def read_analysed(
@@ -505,7 +504,6 @@ def read_analysed(
 ) -> tuple[pd.DataFrame, Reach]:
     """``read_cohort`` of only the patients that pass every step, with the ``Reach`` of all
     (the rows of the others are counted as they are read, never kept)."""
-    sql, dates = _cohort_sql(defn, engine.dialect.name, as_of, baseline, columns)
     last = f"step_{len(defn.steps)}"
     reach = Reach(0, (0,) * len(defn.steps), None)
 
@@ -515,5 +513,17 @@ def read_analysed(
         reach = reach + reach_of(dated, defn)
         return chunk[chunk[last] == 1]
 
-    df = _run_or_explain(engine, defn, lambda: read_frame(engine, sql, dates, each=each))
-    return _typed(df, defn), reach
+    df = _read(engine, defn, as_of, baseline, columns, each)
+    return df, reach
+
+
+def _read(
+    engine: Engine,
+    defn: CohortDefinition,
+    as_of: dt.date | None,
+    baseline: bool,
+    columns: list[str] | None,
+    each: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    sql, dates = _cohort_sql(defn, engine.dialect.name, as_of, baseline, columns)
+    return _typed(_run_or_explain(engine, defn, lambda: read_frame(engine, sql, dates, each=each)), defn)

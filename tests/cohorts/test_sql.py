@@ -98,28 +98,16 @@ def resources_text(name: str) -> str:
 
 def _one_read(engine: Engine, defn, baseline: bool) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """The cohort as one read of every row gives it (the reference the chunked read must equal):
-    the driver's rows, dates converted per cell, the per-drug flags and days typed."""
+    the same query's rows taken at once from the driver, dates converted per cell, then typed."""
     import registry.cohorts.sql as cohort_sql
 
-    sql = cohort_sql.compile_cohort(defn, engine.dialect.name)
-    dates = cohort_sql.DATE_COLUMNS
-    if baseline:
-        facts = ", ".join(f"bf.{c}" for c in cohort_sql.BASELINE_COLUMNS)
-        baseline_sql = cohort_sql.BASELINE_SQL
-        sql = f"SELECT c.*, {facts} FROM ({sql}) c LEFT JOIN ({baseline_sql}) bf USING (patient_key)"
-        dates += ("diagnosis_date", "tandem_transplant_date")
+    sql, dates = cohort_sql._cohort_sql(defn, engine.dialect.name, None, baseline, None)
     with engine.connect() as conn:
         df = pd.read_sql_query(text(sql), conn)
     for col in dates:
-        df[col] = pd.to_datetime(df[col]).dt.date
-    for drug in defn.drugs:
-        cols = cohort_sql.drug_columns(drug)
-        for col in (cols.maintenance, cols.l2, cols.refractory):
-            df[col] = df[col].astype("boolean")
-        df[cols.free_days] = df[cols.free_days].astype("Int64")
-    if baseline:
-        df["ldh_elevated"] = df["ldh_elevated"].astype("boolean")
-    return df
+        if col in df:
+            df[col] = pd.to_datetime(df[col]).dt.date
+    return cohort_sql._typed(df, defn)
 
 
 @pytest.mark.parametrize("name", ["lenalidomide-relapse", "transplant-outcomes"])
