@@ -8,8 +8,9 @@ plain text tables by the engine's bulk path (`sqlite3 .import`, or `COPY FROM ST
 `psql \\copy` does) in one transaction, and (2) `registry etl run` on a synthetic bundle of N
 patients (validation, pseudonyms, staging, merge, quarantine, derivation), by stage, with its
 peak resident memory (the loading process or its largest derivation worker; once after the
-load and its derivation, once after everything), then `registry derive --all` and the study
-and outcomes reports (HTML, released with a minimum cell of 11) on the loaded registry.
+load and its derivation, once after everything) and the registry's size on disk after them,
+then `registry derive --all` and the study and outcomes reports (HTML, released with a minimum
+cell of 11) on the loaded registry.
 It prints rows/s for both, the ratios of the load and of the load with its derivation to the
 floor, and the seconds of each step. ``--huge`` loads 1,000,000 patients (not for CI).
 ``--bundle DIR`` reuses (or, when missing, writes and keeps) the synthetic bundle in DIR;
@@ -126,6 +127,7 @@ def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, 
     out["timings"] = {k: v for k, v in s.timings.items() if k.endswith("_s")}
     out["derived"] = s.derived_patients or 0
     out["load_peak_rss_mib"] = _peak_mib()  # the load and its derivation, before the reports
+    out["size_mib"] = registry_size_mib(eng)
     # what an operator runs after a rules upgrade: every patient again, over derived data
     if rederive:
         t = time.perf_counter()
@@ -141,6 +143,20 @@ def load_and_report(url: str, bundle: Path, rederive: bool = True) -> dict[str, 
     eng.dispose()
     out["peak_rss_mib"] = _peak_mib()
     return out
+
+
+def registry_size_mib(eng: Any) -> float:
+    """The registry's size on disk: PostgreSQL's ``pg_database_size`` (after a checkpoint), or
+    SQLite's pages (the write-ahead log checkpointed into the file first)."""
+    with eng.connect() as conn:
+        if eng.dialect.name == "postgresql":
+            conn.execute(text("CHECKPOINT"))
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        else:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            size = pages * conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+    return int(size) / 2**20
 
 
 def _peak_mib() -> float:
@@ -222,6 +238,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
             )
             print(f"           stages: { {k: round(v, 1) for k, v in r['timings'].items()} }")
             print(f"           first derivation {1000 * derive_s / max(r['derived'], 1):.2f} ms a patient")
+            print(f"           registry on disk after the load and its derivation: {r['size_mib']:,.0f} MiB")
             print(
                 f"           peak memory: {r['load_peak_rss_mib']:,.0f} MiB loading and deriving, "
                 f"{r['peak_rss_mib']:,.0f} MiB with the reports"

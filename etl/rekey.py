@@ -22,7 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from etl.bundle import Bundle, Limits, read_manifest
 from etl.extract import iter_chunks, read_header
@@ -32,25 +44,27 @@ from registry.core.errors import ConfigError, UsageError
 from registry.db.database import writer_lock
 from registry.db.keyprint import check_key, fingerprint
 from registry.db.models import (
+    CLINICAL_SOURCE_TABLES,
     DERIVED_TABLES,
-    DiseaseEvent,
-    FollowUp,
+    KEY,
+    PSEUDONYM_CHARS,
+    Base,
     InputFinding,
     KeyFingerprint,
     Patient,
     QuarantinedRow,
     RecordChange,
-    Transplant,
-    Treatment,
+    pseudonym_columns,
 )
 
-# (table, its pseudonym columns); parents first
-KEYED = (
-    (Patient, ("patient_key",)),
-    (Transplant, ("transplant_key", "patient_key")),
-    (Treatment, ("treatment_key", "patient_key")),
-    (DiseaseEvent, ("event_key", "patient_key")),
-    (FollowUp, ("patient_key",)),
+# (table, its pseudonym columns) of every loaded table, the patients first (the parent), taken
+# from the models: a table added to the contract is re-keyed with the others (the laboratory
+# series once was not)
+KEYED = tuple(
+    (table, pseudonym_columns(table))
+    for table in sorted(
+        (Base.metadata.tables[name] for name in CLINICAL_SOURCE_TABLES), key=lambda t: t.name != "patients"
+    )
 )
 
 
@@ -142,7 +156,7 @@ def _apply(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> Re
     )
     for table, keys in KEYED[1:]:
         for col in keys:
-            _update(conn, table.__tablename__, col, dialect)
+            _update(conn, table.name, col, dialect)
     conn.execute(text("DELETE FROM patients WHERE patient_key IN (SELECT old_key FROM rekey_map)"))
     for table_name, col in (
         ("record_changes", "patient_key"),
@@ -173,7 +187,7 @@ def _mapping(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> 
     existing: set[str] = set()
     for table, cols in KEYED:
         for col in cols:
-            existing.update(conn.execute(select(getattr(table, col)).distinct()).scalars())
+            existing.update(conn.execute(select(table.c[col]).distinct()).scalars())
     for attr in (
         RecordChange.patient_key,
         RecordChange.record_key,
@@ -184,7 +198,9 @@ def _mapping(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> 
     mapping = {old: from_bundles[old] for old in existing if old in from_bundles}
     orphaned = 0
     for old in existing - mapping.keys():  # records no bundle holds any more
-        mapping[old] = hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256").hexdigest()
+        mapping[old] = (
+            hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256").digest()[: PSEUDONYM_CHARS // 2].hex()
+        )
         orphaned += 1
     return mapping, orphaned
 
@@ -218,11 +234,14 @@ def _remap_findings_and_quarantine(conn: Connection, mapping: dict[str, str]) ->
 
 
 def _load_map(conn: Connection, mapping: dict[str, str]) -> None:
-    conn.execute(
-        text(
-            "CREATE TEMPORARY TABLE rekey_map (old_key VARCHAR(64) PRIMARY KEY, new_key VARCHAR(64) NOT NULL)"
-        )
-    )
+    # the pseudonyms' own type (on PostgreSQL their collation: a join across two would not run)
+    Table(
+        "rekey_map",
+        MetaData(),
+        Column("old_key", KEY, primary_key=True),
+        Column("new_key", KEY, nullable=False),
+        prefixes=["TEMPORARY"],
+    ).create(conn)
     items = [{"o": o, "n": n} for o, n in mapping.items()]
     for i in range(0, len(items), 50_000):
         conn.execute(text("INSERT INTO rekey_map (old_key, new_key) VALUES (:o, :n)"), items[i : i + 50_000])

@@ -1,6 +1,7 @@
-"""Transform: pseudonymise source ids (HMAC-SHA256 of site, file and source id), and turn a
-file's valid rows into its target table's rows with the file's own mapping (``etl/specs``:
-coded values in their stored form, drug names through the vocabulary, cytogenetic risk)."""
+"""Transform: pseudonymise source ids (HMAC-SHA256 of site, file and source id, its first 128
+bits), and turn a file's valid rows into its target table's rows with the file's own mapping
+(``etl/specs``: coded values in their stored form, drug names through the vocabulary,
+cytogenetic risk)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ import pandas as pd
 from etl.specs.base import FileSpec, RowContext
 from etl.validate import first_line
 from registry.contract.rules import Reason, RejectedRow
+from registry.db.models import PSEUDONYM_CHARS
+
+_BYTES = PSEUDONYM_CHARS // 2  # of the digest, kept as a pseudonym
 
 
 class Pseudonymiser:
-    """``HMAC-SHA256(key, "<site_id>:<file>:<source id>")`` in lowercase hex."""
+    """The first 128 bits of ``HMAC-SHA256(key, "<site_id>:<file>:<source id>")`` in lowercase
+    hex (``PSEUDONYM_CHARS`` characters: the key columns' width)."""
 
     def __init__(self, key: bytes, site_id: str) -> None:
         self._key = key
@@ -44,7 +49,7 @@ class Pseudonymiser:
         if hit is None:
             mac = self._start(namespace).copy()
             mac.update(source_id.encode())
-            hit = mac.hexdigest()
+            hit = mac.digest()[:_BYTES].hex()
             if namespace == "patient" and len(self._cache) < 2_000_000:
                 self._cache[k] = hit  # patient ids repeat across files
         return hit
@@ -61,7 +66,7 @@ class Pseudonymiser:
             for v in values.to_numpy(dtype=object).tolist():
                 mac = started.copy()
                 mac.update(v.encode())
-                keys.append(mac.hexdigest())
+                keys.append(mac.digest()[:_BYTES].hex())
             out = pd.Series(keys, index=values.index, dtype=object)
         self.seconds += time.perf_counter() - t
         return out

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import String, create_engine
 
 from registry.db.models import Base
 
@@ -14,12 +14,25 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type):  # type: ignore[no-untyped-def]
+    """SQLite does not enforce a ``VARCHAR``'s length: two string types are the same column
+    there (0021 cut the pseudonyms to 32 characters without rebuilding every
+    SQLite table that declared 64). Anything else: Alembic's own comparison."""
+    if (
+        context.dialect.name == "sqlite"
+        and isinstance(inspected_type, String)
+        and isinstance(metadata_type, String)
+    ):
+        return False  # (both have SQLite's TEXT affinity; PostgreSQL's check still sees lengths)
+    return None
+
+
 def _configure(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=_compare_type,
     )
 
 

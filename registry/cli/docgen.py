@@ -31,7 +31,9 @@ TABLE_NOTES = {
     "etl_runs": "The run ledger: every ETL run, refused ones included.",
     "quarantine": "Rejected rows with every reason; ids pseudonymised, identifier columns never read.",
     "input_findings": "Advisory findings on loaded rows (rule, column, value, message); keys are pseudonyms.",
-    "patients": "One row per patient; `patient_key` is HMAC-SHA256 of site, file and source id.",
+    "patients": (
+        "One row per patient; `patient_key` is the first 128 bits of HMAC-SHA256 of site, file and source id."
+    ),
     "transplants": "Stem-cell transplants as delivered.",
     "treatments": "Raw drug exposure rows as delivered, linked to the vocabulary when known.",
     "disease_events": "Response assessments and documented progressions/relapses.",

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, select
 
 from registry.contract.files import input_file
 from registry.core.errors import NotFound
-from registry.db.models import Base, EtlRun, Patient, RecordChange
+from registry.db.models import PSEUDONYM_CHARS, Base, EtlRun, Patient, RecordChange
 
 # the action of a site's first load: one change-log row a patient and file standing for its
 # records there (etl.load.log_first_load); listed record by record
@@ -20,7 +20,7 @@ LOADED = "loaded"
 
 def resolve_patient_key(conn: Connection, patient_key: str) -> str:
     """The full pseudonym for ``patient_key`` or a unique prefix of it; ``NotFound`` otherwise."""
-    if len(patient_key) >= 64:
+    if len(patient_key) >= PSEUDONYM_CHARS:
         keys = [patient_key]
     else:
         like = select(Patient.patient_key).where(Patient.patient_key.like(patient_key + "%")).limit(2)

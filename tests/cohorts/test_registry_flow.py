@@ -162,7 +162,7 @@ def _key(pid: str) -> str:
     import hashlib
     import hmac
 
-    return hmac.new(KEY, f"TEST-SITE:patient:{pid}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(KEY, f"TEST-SITE:patient:{pid}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def test_cohort_table_groups_and_endpoints(loaded: Engine) -> None:

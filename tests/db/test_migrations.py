@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text, update
 
 from etl.pipeline import run_bundle
 from registry.cli import cli
 from registry.db.database import alembic_config, downgrade, make_engine, migration_state, upgrade
-from registry.db.models import Base
+from registry.db.models import Base, QuarantinedRow, pseudonym_columns
 from registry.db.setup import prepare
 from registry.derive.run import derive_pending
 from tests.conftest import TEST_KEY
-from tests.etl.bundles import write_bundle
+from tests.etl.bundles import base_rows, write_bundle
 
 
 def test_upgrade_head_then_check_reports_no_drift(empty_db_url: str) -> None:
@@ -140,4 +141,88 @@ def test_per_drug_facts_are_filled_in_after_the_upgrade_and_survive_a_downgrade(
     derive_pending(engine)
     assert count("SELECT COUNT(*) FROM line_drugs") == 7 and count(facts) > 0
     assert count("SELECT COUNT(*) FROM patients WHERE needs_derivation = TRUE") == 0
+    engine.dispose()
+
+
+def test_pseudonyms_cut_to_128_bits_keep_every_record_and_the_next_load_changes_nothing(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """0021 cuts every stored pseudonym to its first 32 characters (what the load now makes):
+    a registry loaded before it (64-character pseudonyms) holds, after it, the same keys as one
+    loaded after it, in every pseudonym column of every table and in the quarantine; the next
+    load of the same export finds every record unchanged; on PostgreSQL the key columns compare
+    byte by byte (collation "C")."""
+    engine = make_engine(empty_db_url)
+    prepare(engine)
+    rows = base_rows()
+    rows["treatments"].append(  # quarantined: its ids stored as pseudonyms
+        {"treatment_id": "BAD", "patient_id": "MRN-0001", "drug": "Velcade", "start_date": "2026-02-30"}
+    )
+    rows["labs"] = [
+        {
+            "lab_id": f"L{i}",
+            "patient_id": "MRN-0001",
+            "sample_date": day,
+            "test": "serum_m_protein",
+            "value": "1.5",
+            "unit": "g/dL",
+        }
+        for i, day in enumerate(("2019-01-05", "2019-09-01"))
+    ]
+    bundle = write_bundle(tmp_path / "b", rows)
+    run_bundle(engine, bundle, TEST_KEY.encode())
+    keyed = [(t, c) for t in Base.metadata.sorted_tables for c in pseudonym_columns(t)]
+    quarantine = QuarantinedRow.__table__
+
+    def stored() -> dict[str, list[str]]:
+        with engine.connect() as conn:
+            out = {
+                f"{t.name}.{c}": sorted(v for v in conn.execute(select(t.c[c])).scalars() if v)
+                for t, c in keyed
+            }
+            out["quarantine"] = sorted(
+                json.dumps(r, sort_keys=True) for r in conn.execute(select(quarantine.c.row_data)).scalars()
+            )
+        return out
+
+    now = stored()
+    assert all(len(k) == 32 for name, keys in now.items() if name != "quarantine" for k in keys)
+    assert now["labs.lab_key"] and now["relapses.patient_key"] and now["quarantine"]
+
+    # the registry as the code before 0021 left it: every pseudonym 64 characters
+    downgrade(engine, "0020")
+    fk = "fk_follow_up_patient_key_patients"  # (the only foreign key on a pseudonym)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"ALTER TABLE follow_up DROP CONSTRAINT {fk}"))
+        else:
+            conn.execute(text("PRAGMA defer_foreign_keys = ON"))
+        for t, c in keyed:
+            conn.execute(text(f"UPDATE {t.name} SET {c} = {c} || {c}"))
+        for qid, data in conn.execute(select(quarantine.c.quarantine_id, quarantine.c.row_data)).all():
+            longer = {k: v + v if k.endswith("_id") and v else v for k, v in data.items()}
+            conn.execute(update(quarantine).where(quarantine.c.quarantine_id == qid).values(row_data=longer))
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    f"ALTER TABLE follow_up ADD CONSTRAINT {fk} FOREIGN KEY (patient_key) REFERENCES patients"
+                )
+            )
+    assert all(len(k) == 64 for k in stored()["patients.patient_key"])
+
+    upgrade(engine)
+    assert stored() == now
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            collations = conn.execute(
+                text(
+                    "SELECT DISTINCT collation_name, character_maximum_length "
+                    "FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND column_name IN ('patient_key', 'lab_key')"
+                )
+            ).all()
+        assert collations == [("C", 32)]
+    again = run_bundle(engine, bundle, TEST_KEY.encode(), force=True)
+    assert all(f.changed == 0 and f.retired == 0 for f in again.files.values()), again.files
+    assert stored() == {**now, "quarantine": now["quarantine"] * 2}  # the bad row quarantined again
     engine.dispose()

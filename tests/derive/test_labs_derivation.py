@@ -302,7 +302,7 @@ def _day_before(day: str) -> str:
 
 
 def _key(pid: str) -> str:
-    return hmac.new(KEY, f"TEST-SITE:patient:{pid}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(KEY, f"TEST-SITE:patient:{pid}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _one(conn: Connection, sql: str, key: str) -> Any:

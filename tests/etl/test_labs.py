@@ -68,7 +68,7 @@ def test_labs_load_in_canonical_units_and_bad_rows_are_quarantined(engine: Engin
         ("serum_ife", "Positive", None): (None, "positive"),
         ("hemoglobin", "118", "g/L"): (11.8, None),
     }
-    assert all(len(k) == 64 and not k.startswith("L") for k in keys)  # pseudonyms, never L1
+    assert all(len(k) == 32 and not k.startswith("L") for k in keys)  # pseudonyms, never L1
 
 
 def test_a_bundle_without_labs_loads_as_before_and_retires_none(engine: Engine, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""Pseudonyms are ``HMAC-SHA256(key, "<site_id>:<file>:<source id>")`` in lowercase hex, however
-the pseudonymiser computes them (one at a time, a column at once, with the key and prefix
-hashed once per namespace)."""
+"""Pseudonyms are the first 128 bits of ``HMAC-SHA256(key, "<site_id>:<file>:<source id>")`` in
+lowercase hex (32 characters), however the pseudonymiser computes them (one at a time, a column at
+once, with the key and prefix hashed once per namespace)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ KEYS = st.binary(min_size=1, max_size=100)  # longer than SHA-256's block too (t
 
 
 def recipe(key: bytes, site: str, namespace: str, source_id: str) -> str:
-    return hmac.new(key, f"{site}:{namespace}:{source_id}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, f"{site}:{namespace}:{source_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @settings(max_examples=100, deadline=None)

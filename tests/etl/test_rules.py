@@ -345,5 +345,5 @@ def test_an_advisory_rule_loads_the_row_and_records_a_finding(engine, tmp_path: 
     with engine.connect() as conn:
         (finding,) = conn.execute(select(InputFinding)).all()
     assert finding.rule == "response_missing" and finding.file == "disease_events"
-    assert finding.record_key != assessment["event_id"] and len(finding.record_key) == 64  # a pseudonym
+    assert finding.record_key != assessment["event_id"] and len(finding.record_key) == 32  # a pseudonym
     assert CATALOGUE[RuleCode.RESPONSE_MISSING].severity == "advisory"

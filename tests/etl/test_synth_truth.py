@@ -61,7 +61,7 @@ def test_realistic_bundle_derives_every_date_the_generator_wrote(
     assert set(s.unmapped_drugs) == {"investigational agent x", "study drug"}
 
     def key(pid: str) -> str:
-        return hmac.new(KEY, f"SYNTH-01:patient:{pid}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(KEY, f"SYNTH-01:patient:{pid}".encode(), hashlib.sha256).hexdigest()[:32]
 
     with engine.connect() as conn:
         summaries = {r.patient_key: r for r in conn.execute(select(PatientSummary))}

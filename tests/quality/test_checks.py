@@ -169,7 +169,7 @@ def test_a_corrected_delivery_resolves_exactly_what_it_fixes(engine: Engine, cli
 
     res = runner.invoke(cli, ["dq", "show", "--check", "followup_missing", "--rows", "--format", "json"])
     (row,) = json.loads(res.output)
-    assert len(row["patient_key"]) == 64 and row["site"] == "TEST-SITE" and row["source_row"] == 4
+    assert len(row["patient_key"]) == 32 and row["site"] == "TEST-SITE" and row["source_row"] == 4
     assert row["file"] == "patients.csv" and row["bundle_sha256"]
 
 

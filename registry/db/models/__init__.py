@@ -12,7 +12,15 @@ One module a kind of table: ``base`` (the declarative base, key types, mixins), 
 derivation stores), ``operations`` (runs, quarantine, change log, data quality).
 """
 
-from registry.db.models.base import KEY, NAMING_CONVENTION, PATIENT_KEY_DOC, Base, Id
+from registry.db.models.base import (
+    KEY,
+    NAMING_CONVENTION,
+    PATIENT_KEY_DOC,
+    PSEUDONYM_CHARS,
+    Base,
+    Id,
+    pseudonym_columns,
+)
 from registry.db.models.clinical import (
     CLINICAL_SOURCE_TABLES,
     DiseaseEvent,
@@ -66,6 +74,7 @@ __all__ = [
     "KEY",
     "NAMING_CONVENTION",
     "PATIENT_KEY_DOC",
+    "PSEUDONYM_CHARS",
     "Base",
     "DerivationRun",
     "Derived",
@@ -99,4 +108,5 @@ __all__ = [
     "Transplant",
     "TransplantRole",
     "Treatment",
+    "pseudonym_columns",
 ]

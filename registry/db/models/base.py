@@ -10,6 +10,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
 )
 from sqlalchemy.orm import DeclarativeBase
 
@@ -23,8 +24,19 @@ NAMING_CONVENTION = {
 
 # A BigInteger primary key on SQLite is not the rowid: use INTEGER there.
 Id = BigInteger().with_variant(Integer(), "sqlite")
-KEY = String(64)  # HMAC-SHA256 hex pseudonym
+# A pseudonym is the first 128 bits of an HMAC-SHA256, in lowercase hex (etl/transform.py):
+# 32 characters. Before migration 0021 it was all 256 bits (64 characters); halving it made the
+# largest tables and their indexes a third smaller (docs/benchmarks.md), and 128 bits still make
+# a collision among a billion records a chance of about 1e-21. On PostgreSQL the "C" collation:
+# pseudonyms are compared byte by byte (the order of hex digits is the same in every collation).
+PSEUDONYM_CHARS = 32
+KEY = String(PSEUDONYM_CHARS).with_variant(String(PSEUDONYM_CHARS, collation="C"), "postgresql")
 PATIENT_KEY_DOC = "the patient's pseudonym (a keyed HMAC of site and source id; never the id itself)"
+
+
+def pseudonym_columns(table: Table) -> tuple[str, ...]:
+    """The columns of a table (a ``Table``) that hold pseudonyms: those of type ``KEY``."""
+    return tuple(c.name for c in table.columns if c.type is KEY)
 
 
 class Base(DeclarativeBase):
