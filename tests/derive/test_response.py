@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.core.labs import code_of, read_value
-from registry.derive.response import RANK, Line, Sample, line_response, nadir
+from registry.derive.response import RANK, Line, ResponseParams, Sample, _pd_meets, line_response, nadir
 
 D = dt.date
 START = D(2020, 1, 11)
@@ -237,3 +237,26 @@ def test_raising_the_m_protein_never_improves_the_response(
     assert RANK.get(after.best or "", 0) <= RANK.get(before.best or "", 0)
     if before.progression is not None:
         assert after.progression is not None and after.progression <= before.progression
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(st.floats(1.0, 8.0), st.lists(st.floats(0.0, 10.0), min_size=1, max_size=12))
+def test_every_progression_is_judged_against_the_nadir_of_the_values_before_it(
+    base: float, values: list[float]
+) -> None:
+    """The derivation keeps the nadir as the samples come; judged here from its definition
+    (``nadir`` of the baseline and every value before the sample) for each sample afresh: the
+    same progression and the same unconfirmed PD dates."""
+    p = ResponseParams()
+    r = line_response(serum(base, *values), LINE)
+    series = [base, *values]
+    lows = [nadir(series[: i + 1]) for i in range(len(values))]
+    meets = [_pd_meets("serum", v, lows[i], p) for i, v in enumerate(values)]
+    confirmed = [
+        i
+        for i, m in enumerate(meets)
+        if m and i + 1 < len(values) and _pd_meets("serum", values[i + 1], lows[i], p)
+    ]
+    first = confirmed[0] if confirmed else None
+    assert r.progression == (None if first is None else day(first))
+    assert r.unconfirmed_pd == [day(i) for i, m in enumerate(meets) if m and (first is None or i < first)]
