@@ -39,7 +39,7 @@ from sqlalchemy import (
 from etl.bundle import Bundle, Limits, read_manifest
 from etl.extract import iter_chunks, read_header
 from etl.specs import SPECS
-from etl.transform import Pseudonymiser
+from etl.transform import Pseudonymiser, pseudonym
 from registry.core.errors import ConfigError, UsageError
 from registry.db.database import writer_lock
 from registry.db.keyprint import check_key, fingerprint
@@ -47,7 +47,6 @@ from registry.db.models import (
     CLINICAL_SOURCE_TABLES,
     DERIVED_TABLES,
     KEY,
-    PSEUDONYM_CHARS,
     Base,
     InputFinding,
     KeyFingerprint,
@@ -198,9 +197,7 @@ def _mapping(conn: Connection, from_bundles: dict[str, str], new_key: bytes) -> 
     mapping = {old: from_bundles[old] for old in existing if old in from_bundles}
     orphaned = 0
     for old in existing - mapping.keys():  # records no bundle holds any more
-        mapping[old] = (
-            hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256").digest()[: PSEUDONYM_CHARS // 2].hex()
-        )
+        mapping[old] = pseudonym(hmac.new(new_key, b"rekeyed:" + old.encode(), "sha256"))
         orphaned += 1
     return mapping, orphaned
 

@@ -21,6 +21,12 @@ from registry.db.models import PSEUDONYM_CHARS
 _BYTES = PSEUDONYM_CHARS // 2  # of the digest, kept as a pseudonym
 
 
+def pseudonym(mac: Any) -> str:
+    """The pseudonym an HMAC-SHA256 (fed its key and text) stands for: the first
+    ``PSEUDONYM_CHARS`` hex digits of its digest."""
+    return str(mac.digest()[:_BYTES].hex())
+
+
 class Pseudonymiser:
     """The first 128 bits of ``HMAC-SHA256(key, "<site_id>:<file>:<source id>")`` in lowercase
     hex (``PSEUDONYM_CHARS`` characters: the key columns' width)."""
@@ -49,7 +55,7 @@ class Pseudonymiser:
         if hit is None:
             mac = self._start(namespace).copy()
             mac.update(source_id.encode())
-            hit = mac.digest()[:_BYTES].hex()
+            hit = pseudonym(mac)
             if namespace == "patient" and len(self._cache) < 2_000_000:
                 self._cache[k] = hit  # patient ids repeat across files
         return hit
@@ -66,7 +72,7 @@ class Pseudonymiser:
             for v in values.to_numpy(dtype=object).tolist():
                 mac = started.copy()
                 mac.update(v.encode())
-                keys.append(mac.digest()[:_BYTES].hex())
+                keys.append(pseudonym(mac))
             out = pd.Series(keys, index=values.index, dtype=object)
         self.seconds += time.perf_counter() - t
         return out
