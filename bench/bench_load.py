@@ -1,7 +1,7 @@
 """Load benchmark: the ETL against the bulk-load floor, in the same run, on the same machine.
 
     python bench/bench_load.py [--patients N | --huge] [--engines sqlite,postgresql] [--pg-url URL]
-                               [--bundle DIR] [--skip-rederive]
+                               [--bundle DIR] [--skip-rederive] [--keep]
 
 For each engine it measures (1) the floor: the bundle's CSV files loaded as they are into
 plain text tables by the engine's bulk path (`sqlite3 .import`, or `COPY FROM STDIN` as
@@ -14,7 +14,8 @@ cell of 11) on the loaded registry.
 It prints rows/s for both, the ratios of the load and of the load with its derivation to the
 floor, and the seconds of each step. ``--huge`` loads 1,000,000 patients (not for CI).
 ``--bundle DIR`` reuses (or, when missing, writes and keeps) the synthetic bundle in DIR;
-``--skip-rederive`` leaves out `derive --all` (11 minutes at 1,000,000 patients).
+``--skip-rederive`` leaves out `derive --all` (11 minutes at 1,000,000 patients); ``--keep``
+keeps each registry (its URL printed) for measuring more on it.
 Not a test: figures go to docs/benchmarks.md.
 """
 
@@ -211,7 +212,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
     )
     spawn = multiprocessing.get_context("spawn")
     for name in args.engines.split(","):
-        with bench_database(name, args.pg_url, work) as url:
+        with bench_database(name, args.pg_url, work, args.keep) as url:
             if url is None:
                 continue
             floor_rows, floor_s, how = floor(url, bundle)

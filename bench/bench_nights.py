@@ -104,7 +104,7 @@ def main() -> None:
     redelivered(work / "night2", work / "night5", 6, shuffle=False, quote_all=True)
     print(f"{args.patients:,} patients; night 2: {changed:,} treatment rows changed, {deleted:,} deleted")
     for name in args.engines.split(","):
-        with bench_database(name, args.pg_url, work) as url:
+        with bench_database(name, args.pg_url, work, args.keep) as url:
             if url is None:
                 continue
             engine = make_engine(url)

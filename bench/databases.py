@@ -1,5 +1,7 @@
 """The databases a benchmark runs on: a SQLite file in the work folder, or a throw-away
-PostgreSQL database on the test server, dropped afterwards."""
+PostgreSQL database on the test server, dropped afterwards — unless ``--keep`` asks to keep
+them (the SQLite file then goes to the current folder), to measure more on a registry that took
+long to build (a million patients: an hour and a half)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from sqlalchemy import create_engine, text
 
 
 @contextlib.contextmanager
-def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | None]:
+def bench_database(engine_name: str, pg_url: str, work: Path, keep: bool = False) -> Iterator[str | None]:
     """The URL of a fresh database for ``engine_name`` (None, with a printed reason, when no
-    PostgreSQL server can be reached)."""
+    PostgreSQL server can be reached); with ``keep`` it is left in place and its URL printed."""
     if engine_name == "sqlite":
-        yield f"sqlite:///{work / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+        url = f"sqlite:///{(Path.cwd() if keep else work).resolve() / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+        yield url
+        if keep:
+            print(f"kept: {url}")
         return
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     db = f"mmreg_bench_{uuid.uuid4().hex[:8]}"
@@ -30,11 +35,15 @@ def bench_database(engine_name: str, pg_url: str, work: Path) -> Iterator[str | 
         admin.dispose()
         yield None
         return
+    url = pg_url.rsplit("/", 1)[0] + f"/{db}"
     try:
-        yield pg_url.rsplit("/", 1)[0] + f"/{db}"
+        yield url
     finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        if keep:
+            print(f"kept: {url}")
+        else:
+            with admin.connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
 
 
@@ -51,6 +60,7 @@ def bench_arguments(
         "--huge", action="store_true", help="1,000,000 patients (a national registry; not for CI)"
     )
     ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--keep", action="store_true", help="keep the registries (their URLs are printed)")
     ap.add_argument(
         "--pg-url",
         default=os.environ.get(
