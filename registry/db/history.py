@@ -19,8 +19,13 @@ LOADED = "loaded"
 
 
 def resolve_patient_key(conn: Connection, patient_key: str) -> str:
-    """The full pseudonym for ``patient_key`` or a unique prefix of it; ``NotFound`` otherwise."""
-    if len(patient_key) >= PSEUDONYM_CHARS:
+    """The full pseudonym for ``patient_key`` or a unique prefix of it; ``NotFound`` otherwise.
+    A longer key is one of 256 bits, as releases before migration 0021 showed them (in reports,
+    exports, notes): its first ``PSEUDONYM_CHARS`` characters are the patient's key now."""
+    given = patient_key
+    if len(patient_key) > PSEUDONYM_CHARS:
+        patient_key = patient_key[:PSEUDONYM_CHARS]
+    if len(patient_key) == PSEUDONYM_CHARS:
         keys = [patient_key]
     else:
         like = select(Patient.patient_key).where(Patient.patient_key.like(patient_key + "%")).limit(2)
@@ -32,7 +37,7 @@ def resolve_patient_key(conn: Connection, patient_key: str) -> str:
             )
     found = conn.execute(select(Patient.patient_key).where(Patient.patient_key == keys[0])).first()
     if found is None:
-        raise NotFound(f"no patient {patient_key!r}")
+        raise NotFound(f"no patient {given!r}")
     return keys[0]
 
 

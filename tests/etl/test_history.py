@@ -5,6 +5,8 @@ patient the run did not touch; the CLI shows it without values or identifiers.""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,9 @@ def test_one_patient_across_four_bundles(cli_env: dict[str, str], tmp_path: Path
         ).all()
     key, runs = patient_history(engine, p1_key[:10])  # a prefix is enough
     assert key == p1_key
+    # the key of 256 bits a release before migration 0021 showed finds the same patient
+    before_0021 = hmac.new(KEY, b"TEST-SITE:patient:MRN-0001", hashlib.sha256).hexdigest()
+    assert len(before_0021) == 64 and patient_history(engine, before_0021)[0] == p1_key
     by_run = {r.run_id: r.changes for r in runs}
     assert list(by_run) == [run1, run2.run_id, run3.run_id, run4.run_id]
 
