@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,6 @@ from typing import Any
 CATEGORIES = ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD")
 RANK = {c: len(CATEGORIES) - i for i, c in enumerate(CATEGORIES)}  # sCR 7 ... PD 1
 MEASURED = ("serum_m_protein", "urine_m_protein", "flc_kappa", "flc_lambda", "serum_ife", "urine_ife")
-READ = (*MEASURED, "bm_plasma_cells")  # the tests the rules read
 
 
 def _r(default: float, doc: str) -> Any:
@@ -127,18 +126,6 @@ class _Series:
         i = bisect.bisect_right(days, day) - 1
         return self.by[test][i] if i >= 0 and days[i] >= since else None
 
-    def values(self, day: dt.date, since: dt.date) -> dict[str, Sample]:
-        """The last sample of each test the rules read taken from ``since`` to ``day``
-        (``latest`` of the seven at once: an assessment asks for all of them)."""
-        out: dict[str, Sample] = {}
-        for test in READ:
-            days = self.days.get(test)
-            if days:
-                i = bisect.bisect_right(days, day) - 1
-                if i >= 0 and days[i] >= since:
-                    out[test] = self.by[test][i]
-        return out
-
     def dates(self, tests: tuple[str, ...], after: dt.date, before: dt.date | None) -> list[dt.date]:
         return sorted(
             {
@@ -151,8 +138,10 @@ class _Series:
 
 
 def _values(series: _Series, day: dt.date, window: int) -> dict[str, Sample]:
-    """The tests' values at ``day``: each one's last sample within ``window`` days before it."""
-    return series.values(day, day - dt.timedelta(days=window))
+    since = day - dt.timedelta(days=window)
+    return {
+        t: s for t in (*MEASURED, "bm_plasma_cells") for s in [series.latest(t, day, since)] if s is not None
+    }
 
 
 def _dflc(values: dict[str, Sample], involved: str | None) -> float | None:
@@ -241,11 +230,18 @@ def _criteria(
     ]
 
 
+def nadirs(values: list[float]) -> Iterator[float]:
+    """The nadir of ``values[:1]``, ``values[:2]``, ... in one pass: the lowest level held by two
+    consecutive values, min(v0, min_i max(v_i, v_i+1)), over the values after the baseline v0
+    (a single low value not repeated is not a nadir)."""
+    held = (max(a, b) for a, b in itertools.pairwise(values))
+    return itertools.accumulate(held, min, initial=values[0])
+
+
 def nadir(values: list[float]) -> float:
-    """The lowest level held by two consecutive values: min(v0, min_i max(v_i, v_i+1)) over the
-    values after the baseline v0 (a single low value not repeated is not a nadir)."""
-    held = [max(a, b) for a, b in itertools.pairwise(values)]
-    return min([values[0], *held])
+    """The nadir of all of ``values`` (the last of ``nadirs``)."""
+    *_, last = nadirs(values)
+    return last
 
 
 def _pd_meets(parameter: str, value: float, low: float, p: ResponseParams) -> bool:
@@ -297,13 +293,9 @@ def _progression(
     every: dict[dt.date, str] = {}
     for parameter in judged:
         own = _own_series(series, parameter, line, involved)
-        # the nadir of the baseline and the values before each sample (``nadir``), kept as they
-        # come: the lowest of the baseline and of the higher of each two consecutive values
-        low, previous = base[parameter], base[parameter]
-        for i, (day, value, key) in enumerate(own):
-            if i:
-                low = min(low, max(previous, own[i - 1][1]))
-                previous = own[i - 1][1]
+        # each sample against the nadir of the baseline and the values before it
+        lows = nadirs([base[parameter], *(v for _, v, _ in own)])
+        for i, ((day, value, key), low) in enumerate(zip(own, lows, strict=False)):
             if not _pd_meets(parameter, value, low, p):
                 continue
             basis = f"PD: {parameter} {value:g} against a nadir of {low:g}"

@@ -7,6 +7,7 @@ the M-protein values after a line starts never improves its response."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -244,13 +245,16 @@ def test_raising_the_m_protein_never_improves_the_response(
 def test_every_progression_is_judged_against_the_nadir_of_the_values_before_it(
     base: float, values: list[float]
 ) -> None:
-    """The derivation keeps the nadir as the samples come; judged here from its definition
-    (``nadir`` of the baseline and every value before the sample) for each sample afresh: the
-    same progression and the same unconfirmed PD dates."""
+    """The derivation keeps the nadir as the samples come (``nadirs``); judged here from its
+    definition for each sample afresh: the same progression and the same unconfirmed PD dates."""
     p = ResponseParams()
     r = line_response(serum(base, *values), LINE)
     series = [base, *values]
-    lows = [nadir(series[: i + 1]) for i in range(len(values))]
+    # the definition itself, for each sample afresh: the baseline and the higher of each two
+    # consecutive values before the sample, the lowest of them
+    lows = [
+        min([base, *(max(a, b) for a, b in itertools.pairwise(series[: i + 1]))]) for i in range(len(values))
+    ]
     meets = [_pd_meets("serum", v, lows[i], p) for i, v in enumerate(values)]
     confirmed = [
         i
